@@ -1,0 +1,4 @@
+//! One module per `shoal` subcommand group.
+
+pub mod content;
+pub mod devchain;

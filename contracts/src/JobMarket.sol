@@ -1,0 +1,813 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IJobMarket} from "./interfaces/IJobMarket.sol";
+import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
+
+/// @title JobMarket
+/// @notice Shoal's job state machine: escrowed jobs, bids from staked operators, random
+/// selection, commit-reveal of result hashes, tally, mediation and optimistic acceptance.
+/// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow and challenge bond)
+/// + sum(withdrawable)`. Slashed stake arrives from the registry during settlement and is
+/// credited in the same transaction. Storage per job is four packed slots; each bid is one slot;
+/// each commitment is one slot that the reveal overwrites with the result hash.
+contract JobMarket is IJobMarket {
+    uint8 public constant MAX_BIDS = 32;
+    uint8 public constant MAX_MEDIATORS = 16;
+    /// @dev Registry entries looked at when drawing mediators.
+    uint256 private constant MEDIATOR_SCAN = 64;
+    /// @dev Deal slot index of the first mediator; original bids use 0..MAX_BIDS-1.
+    uint256 private constant MEDIATOR_BASE = 32;
+
+    /// @dev Slot 0: who, when bidding ends, where the job is.
+    struct Core {
+        address creator;
+        uint64 bidDeadline;
+        JobState state;
+        uint8 n;
+        uint8 k;
+        uint8 m;
+    }
+
+    /// @dev Slot 1: money and windows.
+    struct Terms {
+        uint96 maxPrice;
+        uint96 collateral;
+        uint32 execWindow;
+        uint32 revealWindow;
+    }
+
+    /// @dev Slot 3: progress counters, current phase deadline and the revealed-bit set
+    /// (bit i = deal i, bit 32+i = mediator i).
+    struct Progress {
+        uint64 deadline;
+        uint32 challengeWindow;
+        Verifier verifier;
+        bool escalate;
+        uint8 bidCount;
+        uint8 commitCount;
+        uint8 revealCount;
+        uint8 winner; // index + 1 of the deal whose result was accepted; 0 = none
+        uint8 medCount;
+        uint8 medCommits;
+        uint8 medReveals;
+        uint64 revealed;
+    }
+
+    /// @dev How a settlement judges the participants it walks over.
+    enum Judge {
+        Truth, // correct = revealed the truth hash; other revealers are wrong
+        AllRevealed, // every revealer is correct (optimistic acceptance)
+        None // nobody is judged: revealers get their collateral back, unpaid
+    }
+
+    /// @dev Running totals of one settlement.
+    struct Tab {
+        uint256 jobId;
+        uint96 collateral;
+        uint256 escrowLeft;
+        uint256 pot;
+        uint8 correct;
+        uint8 firstCorrect; // index + 1
+        uint64 correctMediators; // bit set
+        uint64 revealed;
+        Judge judge;
+        bytes32 truth;
+        bool revealPhase;
+    }
+
+    IOperatorRegistry public immutable registry;
+    uint8 public immutable mediatorCount;
+    uint96 public immutable challengeBond;
+    uint96 private immutable _minStake;
+
+    uint256 public nextJobId = 1;
+
+    mapping(uint256 => Core) private _core;
+    mapping(uint256 => Terms) private _terms;
+    mapping(uint256 => bytes32) private _specHash;
+    mapping(uint256 => Progress) private _progress;
+    /// @dev jobId => deal index => operator | price << 160.
+    mapping(uint256 => mapping(uint256 => uint256)) private _deals;
+    /// @dev jobId => deal index => commitment, replaced by the result hash on reveal.
+    mapping(uint256 => mapping(uint256 => bytes32)) private _commits;
+    mapping(uint256 => address) private _challenger;
+    mapping(address => uint256) public withdrawable;
+
+    constructor(IOperatorRegistry registry_, uint8 mediatorCount_, uint96 challengeBond_) {
+        if (mediatorCount_ == 0 || mediatorCount_ > MAX_MEDIATORS || challengeBond_ == 0) {
+            revert JobMarket__BadConfig(mediatorCount_, challengeBond_);
+        }
+        registry = registry_;
+        mediatorCount = mediatorCount_;
+        challengeBond = challengeBond_;
+        _minStake = registry_.minStake();
+    }
+
+    /// @notice Accepts slashed stake from the registry only.
+    receive() external payable {
+        if (msg.sender != address(registry)) revert JobMarket__OnlyRegistry(msg.sender);
+    }
+
+    // =====================================================================================
+    // creator
+    // =====================================================================================
+
+    function postJob(JobParams calldata params) external payable returns (uint256 jobId) {
+        uint8 n = params.concurrency;
+        if (n == 0 || n > MAX_BIDS) revert JobMarket__BadConcurrency(n);
+        if (params.confidence == 0 || params.confidence > n) revert JobMarket__BadConfidence(params.confidence, n);
+        if (params.minBids < n || params.minBids > MAX_BIDS) revert JobMarket__BadMinBids(params.minBids, n);
+        if (params.maxPrice == 0) revert JobMarket__ZeroMaxPrice();
+        bool optimistic = params.verifier == Verifier.Optimistic;
+        if (
+            params.bidWindow == 0 || params.execWindow == 0 || params.revealWindow == 0
+                || (optimistic != (params.challengeWindow != 0))
+        ) {
+            revert JobMarket__BadWindow(
+                params.bidWindow, params.execWindow, params.revealWindow, params.challengeWindow
+            );
+        }
+        if (params.specCid.length == 0) revert JobMarket__EmptySpec();
+        uint256 escrow = uint256(n) * params.maxPrice;
+        if (msg.value != escrow) revert JobMarket__WrongEscrow(msg.value, escrow);
+
+        jobId = nextJobId++;
+        uint64 bidDeadline = uint64(block.timestamp) + params.bidWindow;
+        _core[jobId] = Core({
+            creator: msg.sender,
+            bidDeadline: bidDeadline,
+            state: JobState.Posted,
+            n: n,
+            k: params.confidence,
+            m: params.minBids
+        });
+        _terms[jobId] = Terms({
+            maxPrice: params.maxPrice,
+            collateral: params.collateral,
+            execWindow: params.execWindow,
+            revealWindow: params.revealWindow
+        });
+        _specHash[jobId] = params.specHash;
+        Progress memory p;
+        p.challengeWindow = params.challengeWindow;
+        p.verifier = params.verifier;
+        p.escalate = params.escalate;
+        _saveProgress(jobId, p);
+        emit JobPosted(jobId, msg.sender, params, escrow, bidDeadline);
+    }
+
+    function challenge(uint256 jobId) external payable {
+        Core memory c = _loadCore(jobId);
+        if (c.state != JobState.Challengeable) revert JobMarket__WrongState(jobId, c.state);
+        Progress memory p = _loadProgress(jobId);
+        if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
+        if (msg.value != challengeBond) revert JobMarket__WrongBond(msg.value, challengeBond);
+        _challenger[jobId] = msg.sender;
+        Terms memory t = _loadTerms(jobId);
+        uint256 found = _openDispute(jobId, c, t, p, msg.sender);
+        if (found < mediatorCount) revert JobMarket__NoMediators(jobId, uint8(found), mediatorCount);
+    }
+
+    // =====================================================================================
+    // operators
+    // =====================================================================================
+
+    function bid(uint256 jobId, uint96 price) external {
+        Core memory c = _loadCore(jobId);
+        if (c.state != JobState.Posted) revert JobMarket__WrongState(jobId, c.state);
+        if (block.timestamp > c.bidDeadline) revert JobMarket__BiddingOver(jobId, c.bidDeadline);
+        if (msg.sender == c.creator) revert JobMarket__CreatorCannotBid(jobId, c.creator);
+        Terms memory t = _loadTerms(jobId);
+        if (price > t.maxPrice) revert JobMarket__PriceTooHigh(price, t.maxPrice);
+        (bool registered, uint96 staked, uint96 free) = registry.operatorStatus(msg.sender);
+        if (!registered) revert JobMarket__NotRegistered(msg.sender);
+        if (free < t.collateral || staked < _minStake) {
+            revert JobMarket__InsufficientStake(msg.sender, free, t.collateral > _minStake ? t.collateral : _minStake);
+        }
+        Progress memory p = _loadProgress(jobId);
+        uint256 count = p.bidCount;
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
+        for (uint256 i; i < count; ++i) {
+            if (address(uint160(deals[i])) == msg.sender) revert JobMarket__AlreadyBid(jobId, msg.sender);
+        }
+        deals[count] = _pack(msg.sender, price);
+        p.bidCount = uint8(count + 1);
+        emit BidPlaced(jobId, msg.sender, price);
+        if (count + 1 == c.m) {
+            _select(jobId, c, t, p, 0);
+        } else {
+            _saveProgress(jobId, p);
+        }
+    }
+
+    function commitResult(uint256 jobId, bytes32 commitment) external {
+        if (commitment == bytes32(0)) revert JobMarket__ZeroCommitment();
+        Core memory c = _loadCore(jobId);
+        Progress memory p = _loadProgress(jobId);
+        bool mediation = c.state == JobState.Disputed;
+        if (c.state != JobState.Running && !mediation) revert JobMarket__WrongState(jobId, c.state);
+        if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
+        uint256 idx = mediation
+            ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount)
+            : _find(jobId, 0, c.n);
+        mapping(uint256 => bytes32) storage commits = _commits[jobId];
+        if (commits[idx] != bytes32(0)) revert JobMarket__AlreadyCommitted(jobId, msg.sender);
+        commits[idx] = commitment;
+        emit ResultCommitted(jobId, msg.sender, commitment);
+        bool all;
+        if (mediation) {
+            all = ++p.medCommits == p.medCount;
+        } else {
+            all = ++p.commitCount == c.n;
+        }
+        if (all) {
+            _startReveal(jobId, c, p);
+        } else {
+            _saveProgress(jobId, p);
+        }
+    }
+
+    function revealResult(uint256 jobId, bytes32 resultHash, bytes32 salt, bytes calldata resultCid) external {
+        if (resultHash == bytes32(0)) revert JobMarket__ZeroResultHash();
+        Core memory c = _loadCore(jobId);
+        Progress memory p = _loadProgress(jobId);
+        bool mediation = c.state == JobState.DisputeRevealing;
+        if (c.state != JobState.Revealing && !mediation) revert JobMarket__WrongState(jobId, c.state);
+        if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
+        uint256 idx = mediation
+            ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount)
+            : _find(jobId, 0, c.n);
+        mapping(uint256 => bytes32) storage commits = _commits[jobId];
+        bytes32 committed = commits[idx];
+        if (committed == bytes32(0)) revert JobMarket__NotCommitted(jobId, msg.sender);
+        uint64 bit = uint64(1) << idx;
+        if (p.revealed & bit != 0) revert JobMarket__AlreadyRevealed(jobId, msg.sender);
+        bytes32 computed = keccak256(abi.encode(jobId, msg.sender, resultHash, salt));
+        if (computed != committed) revert JobMarket__CommitmentMismatch(jobId, msg.sender, committed, computed);
+        commits[idx] = resultHash;
+        p.revealed |= bit;
+        emit ResultRevealed(jobId, msg.sender, resultHash, resultCid);
+        if (mediation) {
+            if (++p.medReveals == p.medCommits) {
+                _resolveDispute(jobId, c, p);
+                return;
+            }
+        } else if (++p.revealCount == p.commitCount) {
+            _endReveal(jobId, c, p);
+            return;
+        }
+        _saveProgress(jobId, p);
+    }
+
+    // =====================================================================================
+    // anyone
+    // =====================================================================================
+
+    function closeBidding(uint256 jobId) external {
+        Core memory c = _loadCore(jobId);
+        if (c.state != JobState.Posted) revert JobMarket__WrongState(jobId, c.state);
+        _closeBidding(jobId, c);
+    }
+
+    function finalize(uint256 jobId) external {
+        Core memory c = _loadCore(jobId);
+        JobState s = c.state;
+        if (s == JobState.Posted) {
+            _closeBidding(jobId, c);
+            return;
+        }
+        if (s == JobState.Verified || s == JobState.Failed || s == JobState.Expired) {
+            revert JobMarket__WrongState(jobId, s);
+        }
+        Progress memory p = _loadProgress(jobId);
+        if (block.timestamp <= p.deadline) revert JobMarket__DeadlineNotReached(jobId, p.deadline);
+        if (s == JobState.Running) {
+            if (p.commitCount < c.k) {
+                _finish(jobId, c, p, Judge.None, bytes32(0), false);
+                emit JobFailed(jobId, FailReason.TooFewCommits);
+            } else {
+                _startReveal(jobId, c, p);
+            }
+        } else if (s == JobState.Revealing) {
+            _endReveal(jobId, c, p);
+        } else if (s == JobState.Challengeable) {
+            _finish(jobId, c, p, Judge.AllRevealed, bytes32(0), true);
+        } else if (s == JobState.Disputed) {
+            if (p.medCommits == 0) {
+                _resolveDispute(jobId, c, p);
+            } else {
+                _startReveal(jobId, c, p);
+            }
+        } else {
+            // DisputeRevealing
+            _resolveDispute(jobId, c, p);
+        }
+    }
+
+    function claim() external {
+        uint256 amount = withdrawable[msg.sender];
+        if (amount == 0) revert JobMarket__NothingToClaim(msg.sender);
+        withdrawable[msg.sender] = 0;
+        emit Claimed(msg.sender, amount);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert JobMarket__TransferFailed(msg.sender, amount);
+    }
+
+    // =====================================================================================
+    // views
+    // =====================================================================================
+
+    function getJob(uint256 jobId) external view returns (Job memory job) {
+        Core memory c = _core[jobId];
+        Terms memory t = _loadTerms(jobId);
+        Progress memory p = _loadProgress(jobId);
+        job.creator = c.creator;
+        job.state = c.state;
+        job.verifier = p.verifier;
+        job.escalate = p.escalate;
+        job.concurrency = c.n;
+        job.confidence = c.k;
+        job.minBids = c.m;
+        job.bidCount = p.bidCount;
+        job.commitCount = p.commitCount;
+        job.revealCount = p.revealCount;
+        job.mediatorCount = p.medCount;
+        job.maxPrice = t.maxPrice;
+        job.collateral = t.collateral;
+        job.execWindow = t.execWindow;
+        job.revealWindow = t.revealWindow;
+        job.challengeWindow = p.challengeWindow;
+        job.bidDeadline = c.bidDeadline;
+        job.phaseDeadline = p.deadline;
+        job.specHash = _specHash[jobId];
+        if (p.winner != 0) job.resultHash = _commits[jobId][p.winner - 1];
+        job.challenger = _challenger[jobId];
+        job.escrow = _escrowOf(c, t, job.challenger);
+    }
+
+    function getBids(uint256 jobId) external view returns (Bid[] memory bids) {
+        uint256 count = _progress[jobId].bidCount;
+        bids = new Bid[](count);
+        for (uint256 i; i < count; ++i) {
+            uint256 d = _deals[jobId][i];
+            bids[i] = Bid(address(uint160(d)), uint96(d >> 160));
+        }
+    }
+
+    function getDeals(uint256 jobId) external view returns (Deal[] memory) {
+        JobState s = _core[jobId].state;
+        if (s <= JobState.Posted || s == JobState.Expired) return new Deal[](0);
+        return _dealViews(jobId, 0, _core[jobId].n);
+    }
+
+    function getMediators(uint256 jobId) external view returns (Deal[] memory) {
+        return _dealViews(jobId, MEDIATOR_BASE, _progress[jobId].medCount);
+    }
+
+    function commitmentOf(uint256 jobId, address operator, bytes32 resultHash, bytes32 salt)
+        external
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(jobId, operator, resultHash, salt));
+    }
+
+    // =====================================================================================
+    // phases
+    // =====================================================================================
+
+    function _loadCore(uint256 jobId) private view returns (Core memory c) {
+        c = _core[jobId];
+        if (c.state == JobState.None) revert JobMarket__UnknownJob(jobId);
+    }
+
+    function _closeBidding(uint256 jobId, Core memory c) private {
+        if (block.timestamp <= c.bidDeadline) revert JobMarket__DeadlineNotReached(jobId, c.bidDeadline);
+        Progress memory p = _loadProgress(jobId);
+        if (p.bidCount >= c.n) {
+            Terms memory t = _loadTerms(jobId);
+            if (_select(jobId, c, t, p, 1)) return;
+            p = _loadProgress(jobId);
+        }
+        // Never enough (lockable) bids: expire with a full refund.
+        c.state = JobState.Expired;
+        _saveCore(jobId, c);
+        p.deadline = uint64(block.timestamp);
+        _saveProgress(jobId, p);
+        uint256 escrow = uint256(c.n) * _terms[jobId].maxPrice;
+        _refund(jobId, c.creator, escrow);
+        emit JobExpired(jobId, p.bidCount);
+    }
+
+    /// @dev Picks `n` of the bids at random and locks each winner's collateral. A winner whose
+    /// stake can no longer be locked is dropped and another bid drawn. Winners end up in deal
+    /// slots 0..n-1 (losers after them). Returns false, keeping the job in bidding with the
+    /// dropped bids removed, when fewer than `n` bids could be locked.
+    function _select(uint256 jobId, Core memory c, Terms memory t, Progress memory p, uint256 nonce)
+        private
+        returns (bool)
+    {
+        uint256 count = p.bidCount;
+        uint256 n = c.n;
+        uint256[] memory arr = _loadBids(jobId, count);
+        uint256 chosen;
+        (chosen, count) = _pickWinners(jobId, arr, count, n, t.collateral, nonce);
+        _storeBids(jobId, arr, count);
+        p.bidCount = uint8(count);
+        if (chosen < n) {
+            for (uint256 i; i < chosen; ++i) {
+                registry.unlock(address(uint160(arr[i])), jobId, t.collateral);
+            }
+            _saveProgress(jobId, p);
+            return false;
+        }
+        for (uint256 i; i < n; ++i) {
+            emit DealAccepted(jobId, address(uint160(arr[i])), uint96(arr[i] >> 160), t.collateral);
+        }
+        c.state = JobState.Running;
+        _saveCore(jobId, c);
+        uint64 deadline = uint64(block.timestamp) + t.execWindow;
+        p.deadline = deadline;
+        _saveProgress(jobId, p);
+        emit PhaseStarted(jobId, JobState.Running, deadline);
+        return true;
+    }
+
+    /// @dev Partial Fisher-Yates over `arr[0..count)`: draws until `n` winners are locked in
+    /// `arr[0..n)` or the bids run out; unlockable bids are dropped. Returns (winners, bids left).
+    function _pickWinners(uint256 jobId, uint256[] memory arr, uint256 count, uint256 n, uint96 collateral, uint256 nonce)
+        private
+        returns (uint256 chosen, uint256)
+    {
+        uint256 seed = _random(jobId, nonce);
+        while (chosen < n && chosen < count) {
+            if (count > n) {
+                seed = uint256(keccak256(abi.encode(seed)));
+                uint256 j = chosen + seed % (count - chosen);
+                (arr[chosen], arr[j]) = (arr[j], arr[chosen]);
+            }
+            address op = address(uint160(arr[chosen]));
+            if (registry.lock(op, jobId, collateral)) {
+                ++chosen;
+            } else {
+                emit BidDropped(jobId, op);
+                arr[chosen] = arr[count - 1];
+                --count;
+            }
+        }
+        return (chosen, count);
+    }
+
+    function _loadBids(uint256 jobId, uint256 count) private view returns (uint256[] memory arr) {
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
+        arr = new uint256[](count);
+        for (uint256 i; i < count; ++i) {
+            arr[i] = deals[i];
+        }
+    }
+
+    /// @dev Writes back the slots a selection reordered.
+    function _storeBids(uint256 jobId, uint256[] memory arr, uint256 count) private {
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
+        for (uint256 i; i < count; ++i) {
+            if (deals[i] != arr[i]) deals[i] = arr[i];
+        }
+    }
+
+    /// @dev Closes a commit phase (original or mediation) and opens its reveal phase.
+    function _startReveal(uint256 jobId, Core memory c, Progress memory p) private {
+        c.state = c.state == JobState.Disputed ? JobState.DisputeRevealing : JobState.Revealing;
+        _saveCore(jobId, c);
+        uint64 deadline = uint64(block.timestamp) + _terms[jobId].revealWindow;
+        p.deadline = deadline;
+        _saveProgress(jobId, p);
+        emit PhaseStarted(jobId, c.state, deadline);
+    }
+
+    /// @dev Ends the original reveal phase: tally (deterministic) or challenge window (optimistic).
+    function _endReveal(uint256 jobId, Core memory c, Progress memory p) private {
+        if (p.verifier == Verifier.Optimistic) {
+            if (p.revealCount < c.k) {
+                _finish(jobId, c, p, Judge.None, bytes32(0), true);
+                emit JobFailed(jobId, FailReason.TooFewReveals);
+                return;
+            }
+            c.state = JobState.Challengeable;
+            _saveCore(jobId, c);
+            uint64 deadline = uint64(block.timestamp) + p.challengeWindow;
+            p.deadline = deadline;
+            _saveProgress(jobId, p);
+            emit PhaseStarted(jobId, JobState.Challengeable, deadline);
+            return;
+        }
+        (bytes32 best, uint256 bestCount, bool tie, bool disagree) = _tally(jobId, 0, c.n, p.revealed);
+        if (disagree && p.escalate) {
+            Terms memory t = _loadTerms(jobId);
+            if (_openDispute(jobId, c, t, p, address(0)) == mediatorCount) return;
+        }
+        if (bestCount >= c.k && !tie) {
+            _finish(jobId, c, p, Judge.Truth, best, true);
+        } else {
+            _finish(jobId, c, p, Judge.None, bytes32(0), true);
+            emit JobFailed(jobId, p.revealCount < c.k ? FailReason.TooFewReveals : FailReason.NoQuorum);
+        }
+    }
+
+    /// @dev Draws `mediatorCount` fresh operators (not on the job, not the creator or the
+    /// challenger) from the registry and locks their collateral. When not enough can be found it
+    /// changes nothing. Returns how many were found.
+    function _openDispute(uint256 jobId, Core memory c, Terms memory t, Progress memory p, address challenger)
+        private
+        returns (uint256)
+    {
+        uint256 need = mediatorCount;
+        (address[] memory picked, uint256 found) = _drawMediators(jobId, c.creator, c.n, t.collateral, challenger);
+        if (found < need) {
+            for (uint256 i; i < found; ++i) {
+                registry.unlock(picked[i], jobId, t.collateral);
+            }
+            return found;
+        }
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
+        for (uint256 i; i < need; ++i) {
+            deals[MEDIATOR_BASE + i] = uint160(picked[i]);
+            emit MediatorSelected(jobId, picked[i], t.collateral);
+        }
+        c.state = JobState.Disputed;
+        _saveCore(jobId, c);
+        uint64 deadline = uint64(block.timestamp) + t.execWindow;
+        p.deadline = deadline;
+        p.medCount = uint8(need);
+        _saveProgress(jobId, p);
+        emit DisputeOpened(jobId, challenger, challenger == address(0) ? 0 : challengeBond);
+        emit PhaseStarted(jobId, JobState.Disputed, deadline);
+        return need;
+    }
+
+    /// @dev Sweeps up to MEDIATOR_SCAN registry entries from a random start, locking the
+    /// collateral of each eligible operator until `mediatorCount` are found.
+    function _drawMediators(uint256 jobId, address creator, uint256 n, uint96 collateral, address challenger)
+        private
+        returns (address[] memory picked, uint256 found)
+    {
+        picked = new address[](mediatorCount);
+        uint256 pool = registry.operatorCount();
+        if (pool == 0) return (picked, 0);
+        uint256 start = _random(jobId, 2) % pool;
+        uint256 scan = pool < MEDIATOR_SCAN ? pool : MEDIATOR_SCAN;
+        for (uint256 a; a < scan && found < picked.length; ++a) {
+            address op = registry.operatorAt((start + a) % pool);
+            if (op == creator || op == challenger || _isDeal(jobId, n, op)) continue;
+            if (registry.lock(op, jobId, collateral)) picked[found++] = op;
+        }
+    }
+
+    /// @dev Ends mediation: the mediators' strict majority (of those drawn) is the truth.
+    function _resolveDispute(uint256 jobId, Core memory c, Progress memory p) private {
+        (bytes32 best, uint256 bestCount,,) = _tally(jobId, MEDIATOR_BASE, p.medCount, p.revealed >> MEDIATOR_BASE);
+        if (bestCount * 2 > p.medCount) {
+            _finish(jobId, c, p, Judge.Truth, best, true);
+        } else {
+            _finish(jobId, c, p, Judge.None, bytes32(0), true);
+            emit DisputeResolved(jobId, bytes32(0), false);
+            emit JobFailed(jobId, FailReason.NoMediatorMajority);
+        }
+    }
+
+    // =====================================================================================
+    // settlement
+    // =====================================================================================
+
+    /// @dev Settles a job: pays, unlocks and slashes the deals (and mediators, after a
+    /// dispute), returns or keeps the challenge bond, pays mediators from the slashed pot, and
+    /// refunds the rest of the escrow and the pot to the creator. Emits JobVerified when at least
+    /// one original result was judged correct; otherwise the caller emits why the job failed.
+    /// `revealPhase`: whether a reveal phase took place (committed but unrevealed results are
+    /// slashed only then).
+    function _finish(uint256 jobId, Core memory c, Progress memory p, Judge judge, bytes32 truth, bool revealPhase)
+        private
+    {
+        Terms memory t = _loadTerms(jobId);
+        Tab memory tab;
+        tab.jobId = jobId;
+        tab.collateral = t.collateral;
+        tab.escrowLeft = uint256(c.n) * t.maxPrice;
+        tab.revealed = p.revealed;
+        tab.judge = judge;
+        tab.truth = truth;
+        tab.revealPhase = revealPhase;
+        bool disputed = p.medCount != 0;
+        for (uint256 i; i < c.n; ++i) {
+            _settleOne(tab, i, true);
+        }
+        if (disputed) {
+            tab.revealPhase = true;
+            for (uint256 i = MEDIATOR_BASE; i < MEDIATOR_BASE + p.medCount; ++i) {
+                _settleOne(tab, i, false);
+            }
+        }
+        address challenger = disputed ? _challenger[jobId] : address(0);
+        bool upheld;
+        if (disputed && judge == Judge.Truth) {
+            // A challenge is upheld when some revealed original result was not the truth.
+            upheld = _anyWrong(jobId, c.n, p.revealed, truth);
+            emit DisputeResolved(jobId, truth, upheld);
+        }
+        if (challenger != address(0)) {
+            if (upheld || judge != Judge.Truth) {
+                _credit(jobId, challenger, challengeBond, PaymentKind.BondReturned);
+            } else {
+                tab.pot += challengeBond;
+            }
+        }
+        if (tab.correctMediators != 0) _payMediators(tab, t.maxPrice);
+
+        bool verified = tab.correct != 0 && judge != Judge.None;
+        c.state = verified ? JobState.Verified : JobState.Failed;
+        _saveCore(jobId, c);
+        p.deadline = uint64(block.timestamp);
+        if (verified) p.winner = tab.firstCorrect;
+        _saveProgress(jobId, p);
+
+        if (tab.escrowLeft != 0) _refund(jobId, c.creator, tab.escrowLeft);
+        if (tab.pot != 0) _credit(jobId, c.creator, tab.pot, PaymentKind.Compensation);
+        if (verified) {
+            emit JobVerified(jobId, _commits[jobId][tab.firstCorrect - 1], tab.correct);
+        } else if (judge == Judge.Truth) {
+            emit JobFailed(jobId, FailReason.NoCorrectResult);
+        }
+    }
+
+    /// @dev Settles deal slot `i`: a correct result is paid (original) or marked for a mediation
+    /// fee (mediator) and unlocked; the others are unlocked or slashed.
+    function _settleOne(Tab memory tab, uint256 i, bool original) private {
+        uint256 d = _deals[tab.jobId][i];
+        address op = address(uint160(d));
+        bytes32 h = _commits[tab.jobId][i];
+        if (tab.revealed & (uint64(1) << i) != 0) {
+            if (tab.judge == Judge.AllRevealed || (tab.judge == Judge.Truth && h == tab.truth)) {
+                registry.unlock(op, tab.jobId, tab.collateral);
+                if (original) {
+                    uint96 price = uint96(d >> 160);
+                    tab.escrowLeft -= price;
+                    ++tab.correct;
+                    if (tab.firstCorrect == 0) tab.firstCorrect = uint8(i + 1);
+                    _credit(tab.jobId, op, price, PaymentKind.Execution);
+                } else {
+                    tab.correctMediators |= uint64(1) << (i - MEDIATOR_BASE);
+                }
+            } else if (tab.judge == Judge.None) {
+                registry.unlock(op, tab.jobId, tab.collateral);
+            } else {
+                _slash(tab, op, SlashReason.WrongResult);
+            }
+        } else if (h != bytes32(0)) {
+            if (tab.revealPhase) _slash(tab, op, SlashReason.NoReveal);
+            else registry.unlock(op, tab.jobId, tab.collateral);
+        } else {
+            _slash(tab, op, SlashReason.NoCommit);
+        }
+    }
+
+    /// @dev Each correct mediator gets up to maxPrice out of the pot, shared equally.
+    function _payMediators(Tab memory tab, uint96 maxPrice) private {
+        uint64 set = tab.correctMediators;
+        uint256 agreeing;
+        for (uint64 s = set; s != 0; s &= s - 1) ++agreeing;
+        uint256 fee = tab.pot / agreeing;
+        if (fee > maxPrice) fee = maxPrice;
+        if (fee == 0) return;
+        mapping(uint256 => uint256) storage deals = _deals[tab.jobId];
+        for (uint256 i; set != 0; ++i) {
+            if (set & (uint64(1) << i) != 0) {
+                set &= ~(uint64(1) << i);
+                _credit(tab.jobId, address(uint160(deals[MEDIATOR_BASE + i])), fee, PaymentKind.Mediation);
+                tab.pot -= fee;
+            }
+        }
+    }
+
+    function _slash(Tab memory tab, address op, SlashReason reason) private {
+        if (tab.collateral != 0) {
+            registry.slash(op, tab.jobId, tab.collateral);
+            tab.pot += tab.collateral;
+        }
+        emit Slashed(tab.jobId, op, tab.collateral, reason);
+    }
+
+    function _credit(uint256 jobId, address to, uint256 amount, PaymentKind kind) private {
+        withdrawable[to] += amount;
+        emit Paid(jobId, to, amount, kind);
+    }
+
+    function _refund(uint256 jobId, address creator, uint256 amount) private {
+        withdrawable[creator] += amount;
+        emit Refunded(jobId, creator, amount);
+    }
+
+    // =====================================================================================
+    // helpers
+    // =====================================================================================
+
+    /// @dev The only source of randomness: the beacon value of the block (`prevrandao`), the job
+    /// and a purpose nonce. See docs/protocol.md for its trust assumption.
+    function _random(uint256 jobId, uint256 nonce) internal view returns (uint256) {
+        return uint256(keccak256(abi.encode(block.prevrandao, jobId, nonce)));
+    }
+
+    /// @dev Deal slot of the caller within [from, to); reverts when the caller holds none.
+    function _find(uint256 jobId, uint256 from, uint256 to) private view returns (uint256) {
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
+        for (uint256 i = from; i < to; ++i) {
+            if (address(uint160(deals[i])) == msg.sender) return i;
+        }
+        revert JobMarket__NotOnJob(jobId, msg.sender);
+    }
+
+    function _isDeal(uint256 jobId, uint256 n, address op) private view returns (bool) {
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
+        for (uint256 i; i < n; ++i) {
+            if (address(uint160(deals[i])) == op) return true;
+        }
+        return false;
+    }
+
+    /// @dev Largest group of equal revealed hashes in slots [from, from + count).
+    function _tally(uint256 jobId, uint256 from, uint256 count, uint64 revealedBits)
+        private
+        view
+        returns (bytes32 best, uint256 bestCount, bool tie, bool disagree)
+    {
+        mapping(uint256 => bytes32) storage commits = _commits[jobId];
+        bytes32[] memory hashes = new bytes32[](count);
+        uint256 r;
+        for (uint256 i; i < count; ++i) {
+            if (revealedBits & (uint64(1) << i) != 0) hashes[r++] = commits[from + i];
+        }
+        for (uint256 i; i < r; ++i) {
+            uint256 same;
+            for (uint256 j; j < r; ++j) {
+                if (hashes[j] == hashes[i]) ++same;
+            }
+            if (same < r) disagree = true;
+            if (same > bestCount) {
+                (best, bestCount, tie) = (hashes[i], same, false);
+            } else if (same == bestCount && hashes[i] != best) {
+                tie = true;
+            }
+        }
+    }
+
+    function _anyWrong(uint256 jobId, uint256 n, uint64 revealedBits, bytes32 truth) private view returns (bool) {
+        mapping(uint256 => bytes32) storage commits = _commits[jobId];
+        for (uint256 i; i < n; ++i) {
+            if (revealedBits & (uint64(1) << i) != 0 && commits[i] != truth) return true;
+        }
+        return false;
+    }
+
+    function _escrowOf(Core memory c, Terms memory t, address challenger) private view returns (uint256) {
+        JobState s = c.state;
+        if (s == JobState.None || s == JobState.Verified || s == JobState.Failed || s == JobState.Expired) return 0;
+        return uint256(c.n) * t.maxPrice + (challenger == address(0) ? 0 : challengeBond);
+    }
+
+    function _dealViews(uint256 jobId, uint256 from, uint256 count) private view returns (Deal[] memory out) {
+        out = new Deal[](count);
+        uint64 revealedBits = _progress[jobId].revealed;
+        for (uint256 i; i < count; ++i) {
+            uint256 d = _deals[jobId][from + i];
+            bytes32 h = _commits[jobId][from + i];
+            bool rev = revealedBits & (uint64(1) << (from + i)) != 0;
+            out[i] = Deal({
+                operator: address(uint160(d)),
+                price: uint96(d >> 160),
+                committed: h != bytes32(0),
+                revealed: rev,
+                commitment: rev ? bytes32(0) : h,
+                resultHash: rev ? h : bytes32(0)
+            });
+        }
+    }
+
+    function _saveCore(uint256 jobId, Core memory c) private {
+        _core[jobId] = c;
+    }
+
+    function _saveProgress(uint256 jobId, Progress memory p) private {
+        _progress[jobId] = p;
+    }
+
+    function _loadProgress(uint256 jobId) private view returns (Progress memory) {
+        return _progress[jobId];
+    }
+
+    function _loadTerms(uint256 jobId) private view returns (Terms memory) {
+        return _terms[jobId];
+    }
+
+    function _pack(address op, uint96 price) private pure returns (uint256) {
+        return uint256(uint160(op)) | (uint256(price) << 160);
+    }
+}

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
+
+/// @title OperatorRegistry
+/// @notice Bonded native-token stake of Shoal operators. The job market locks collateral out of
+/// free stake while an operator holds a deal, and unlocks or slashes it when the job settles.
+/// @dev Balance invariant: `address(this).balance == sum(stake) + sum(pendingWithdrawal)`.
+contract OperatorRegistry is IOperatorRegistry {
+    /// @dev Hot slot: read and written by every lock, unlock and slash.
+    struct Bond {
+        uint96 stake;
+        uint96 locked;
+        uint64 unlockTime;
+    }
+
+    struct Meta {
+        bool registered;
+        uint96 pendingWithdrawal;
+    }
+
+    uint64 public immutable unbondingPeriod;
+    uint96 public immutable minStake;
+    address public immutable deployer;
+    address public market;
+
+    mapping(address => Bond) private _bonds;
+    mapping(address => Meta) private _meta;
+    mapping(address => Capabilities) private _capabilities;
+    mapping(address => bytes) private _peerIds;
+    address[] private _operators;
+
+    modifier onlyMarket() {
+        if (msg.sender != market) revert OperatorRegistry__OnlyMarket(msg.sender);
+        _;
+    }
+
+    constructor(uint64 unbondingPeriod_, uint96 minStake_) {
+        unbondingPeriod = unbondingPeriod_;
+        minStake = minStake_;
+        deployer = msg.sender;
+    }
+
+    // ---- operators ----
+
+    function register(bytes calldata peerId, Capabilities calldata capabilities) external payable {
+        if (_meta[msg.sender].registered) revert OperatorRegistry__AlreadyRegistered(msg.sender);
+        if (peerId.length == 0) revert OperatorRegistry__EmptyPeerId();
+        if (msg.value < minStake || msg.value == 0) revert OperatorRegistry__StakeBelowMinimum(msg.value, minStake);
+        uint96 amount = _toUint96(msg.value);
+        _meta[msg.sender].registered = true;
+        _peerIds[msg.sender] = peerId;
+        _capabilities[msg.sender] = capabilities;
+        _operators.push(msg.sender);
+        _bonds[msg.sender].stake = amount;
+        emit OperatorRegistered(msg.sender, peerId, capabilities);
+        emit Staked(msg.sender, amount, amount);
+    }
+
+    function updateOperator(bytes calldata peerId, Capabilities calldata capabilities) external {
+        if (!_meta[msg.sender].registered) revert OperatorRegistry__NotRegistered(msg.sender);
+        if (peerId.length == 0) revert OperatorRegistry__EmptyPeerId();
+        _peerIds[msg.sender] = peerId;
+        _capabilities[msg.sender] = capabilities;
+        emit OperatorUpdated(msg.sender, peerId, capabilities);
+    }
+
+    function stake() external payable {
+        if (!_meta[msg.sender].registered) revert OperatorRegistry__NotRegistered(msg.sender);
+        if (msg.value == 0) revert OperatorRegistry__ZeroAmount();
+        Bond storage b = _bonds[msg.sender];
+        uint96 total = _toUint96(uint256(b.stake) + msg.value);
+        b.stake = total;
+        emit Staked(msg.sender, uint96(msg.value), total);
+    }
+
+    function requestWithdrawal(uint96 amount) external {
+        if (!_meta[msg.sender].registered) revert OperatorRegistry__NotRegistered(msg.sender);
+        if (amount == 0) revert OperatorRegistry__ZeroAmount();
+        Bond storage b = _bonds[msg.sender];
+        uint96 free = b.stake - b.locked;
+        if (amount > free) revert OperatorRegistry__InsufficientFreeStake(msg.sender, free, amount);
+        b.stake -= amount;
+        uint64 unlockTime = uint64(block.timestamp) + unbondingPeriod;
+        b.unlockTime = unlockTime;
+        Meta storage m = _meta[msg.sender];
+        uint96 pending = m.pendingWithdrawal + amount;
+        m.pendingWithdrawal = pending;
+        emit WithdrawRequested(msg.sender, amount, pending, unlockTime);
+    }
+
+    function withdraw() external {
+        Meta storage m = _meta[msg.sender];
+        uint96 amount = m.pendingWithdrawal;
+        if (amount == 0) revert OperatorRegistry__NoPendingWithdrawal(msg.sender);
+        uint64 unlockTime = _bonds[msg.sender].unlockTime;
+        if (block.timestamp < unlockTime) {
+            revert OperatorRegistry__StillUnbonding(msg.sender, unlockTime, block.timestamp);
+        }
+        m.pendingWithdrawal = 0;
+        emit Withdrawn(msg.sender, amount);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert OperatorRegistry__TransferFailed(msg.sender, amount);
+    }
+
+    // ---- market only ----
+
+    function setMarket(address market_) external {
+        if (msg.sender != deployer) revert OperatorRegistry__OnlyDeployer(msg.sender);
+        if (market != address(0)) revert OperatorRegistry__MarketAlreadySet(market);
+        if (market_ == address(0)) revert OperatorRegistry__ZeroAddress();
+        market = market_;
+        emit MarketSet(market_);
+    }
+
+    function lock(address operator, uint256 jobId, uint96 amount) external onlyMarket returns (bool) {
+        Bond storage b = _bonds[operator];
+        (uint96 s, uint96 l) = (b.stake, b.locked);
+        if (s - l < amount || s < minStake || s == 0) return false;
+        b.locked = l + amount;
+        emit StakeLocked(jobId, operator, amount);
+        return true;
+    }
+
+    function unlock(address operator, uint256 jobId, uint96 amount) external onlyMarket {
+        Bond storage b = _bonds[operator];
+        uint96 l = b.locked;
+        if (l < amount) revert OperatorRegistry__InsufficientLockedStake(operator, l, amount);
+        b.locked = l - amount;
+        emit StakeUnlocked(jobId, operator, amount);
+    }
+
+    function slash(address operator, uint256 jobId, uint96 amount) external onlyMarket {
+        Bond storage b = _bonds[operator];
+        uint96 l = b.locked;
+        if (l < amount) revert OperatorRegistry__InsufficientLockedStake(operator, l, amount);
+        b.locked = l - amount;
+        b.stake -= amount;
+        emit StakeSlashed(jobId, operator, amount);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert OperatorRegistry__TransferFailed(msg.sender, amount);
+    }
+
+    // ---- views ----
+
+    function getOperator(address operator) external view returns (Operator memory op) {
+        Bond memory b = _bonds[operator];
+        Meta memory m = _meta[operator];
+        op.registered = m.registered;
+        op.peerId = _peerIds[operator];
+        op.capabilities = _capabilities[operator];
+        op.stake = b.stake;
+        op.locked = b.locked;
+        op.pendingWithdrawal = m.pendingWithdrawal;
+        op.unlockTime = b.unlockTime;
+    }
+
+    function operatorStatus(address operator) external view returns (bool registered, uint96 stake_, uint96 free) {
+        Bond memory b = _bonds[operator];
+        return (b.stake != 0 || _meta[operator].registered, b.stake, b.stake - b.locked);
+    }
+
+    function isRegistered(address operator) external view returns (bool) {
+        return _meta[operator].registered;
+    }
+
+    function freeStake(address operator) external view returns (uint96) {
+        Bond memory b = _bonds[operator];
+        return b.stake - b.locked;
+    }
+
+    function operatorCount() external view returns (uint256) {
+        return _operators.length;
+    }
+
+    function operatorAt(uint256 index) external view returns (address) {
+        return _operators[index];
+    }
+
+    function _toUint96(uint256 amount) private pure returns (uint96) {
+        if (amount > type(uint96).max) revert OperatorRegistry__AmountTooLarge(amount);
+        return uint96(amount);
+    }
+}

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IOperatorRegistry} from "./IOperatorRegistry.sol";
+
+/// @title Shoal job market
+/// @notice Jobs with escrow, bids from staked operators, random selection, commit-reveal of
+/// result hashes, tally, mediation of disputes and optimistic acceptance. Payouts are pulled
+/// with `claim()`. See docs/protocol.md for the full state machine.
+interface IJobMarket {
+    /// @notice Life cycle of a job. Verified, Failed and Expired are final.
+    enum JobState {
+        None, // no such job
+        Posted, // accepting bids
+        Running, // deals selected, operators execute and commit
+        Revealing, // commit phase closed, committers reveal
+        Challengeable, // optimistic job: results revealed, challenge window open
+        Disputed, // mediators execute and commit
+        DisputeRevealing, // mediators reveal
+        Verified, // final: result accepted, winners paid
+        Failed, // final: no acceptable result, escrow refunded
+        Expired // final: never enough bids, escrow refunded
+    }
+
+    /// @notice How a job's result is accepted.
+    enum Verifier {
+        Deterministic, // the largest group of equal result hashes (>= confidence, unique) wins
+        Optimistic // revealed results are accepted unless challenged within the challenge window
+    }
+
+    enum SlashReason {
+        NoCommit,
+        NoReveal,
+        WrongResult
+    }
+
+    enum FailReason {
+        TooFewCommits,
+        TooFewReveals,
+        NoQuorum,
+        NoMediatorMajority,
+        NoCorrectResult
+    }
+
+    enum PaymentKind {
+        Execution, // an operator's bid price for a correct result
+        Mediation, // a mediator's fee, paid from slashed stake and lost bonds
+        Compensation, // slashed stake left after mediators, paid to the job creator
+        BondReturned // a challenge bond returned to a challenger who was right
+    }
+
+    /// @notice Parameters of `postJob`; immutable afterwards.
+    /// @dev 1 <= confidence <= concurrency <= minBids <= MAX_BIDS. Escrow = concurrency * maxPrice.
+    /// `challengeWindow` is used by optimistic jobs only (must be 0 for deterministic ones).
+    /// `escalate`: any disagreement opens mediation instead of a plain tally.
+    struct JobParams {
+        bytes specCid;
+        bytes32 specHash;
+        uint8 concurrency;
+        uint8 confidence;
+        uint8 minBids;
+        uint96 maxPrice;
+        uint96 collateral;
+        uint32 bidWindow;
+        uint32 execWindow;
+        uint32 revealWindow;
+        uint32 challengeWindow;
+        Verifier verifier;
+        bool escalate;
+    }
+
+    /// @notice A job as returned by `getJob`.
+    /// @dev `phaseDeadline` is the end of the current phase: commit deadline in Running and
+    /// Disputed, reveal deadline in Revealing and DisputeRevealing, end of the challenge window in
+    /// Challengeable; the time the job ended in a final state. `resultHash` is set once Verified.
+    /// `escrow` is the money the market still holds for the job (escrow and challenge bond).
+    struct Job {
+        address creator;
+        JobState state;
+        Verifier verifier;
+        bool escalate;
+        uint8 concurrency;
+        uint8 confidence;
+        uint8 minBids;
+        uint8 bidCount;
+        uint8 commitCount;
+        uint8 revealCount;
+        uint8 mediatorCount;
+        uint96 maxPrice;
+        uint96 collateral;
+        uint32 execWindow;
+        uint32 revealWindow;
+        uint32 challengeWindow;
+        uint64 bidDeadline;
+        uint64 phaseDeadline;
+        bytes32 specHash;
+        bytes32 resultHash;
+        address challenger;
+        uint256 escrow;
+    }
+
+    struct Bid {
+        address operator;
+        uint96 price;
+    }
+
+    /// @notice A selected operator (or a mediator) and its progress.
+    /// @dev Before reveal `commitment` is set and `resultHash` is zero; after reveal `resultHash`
+    /// is set and `commitment` is zero (the contract keeps one of the two).
+    struct Deal {
+        address operator;
+        uint96 price;
+        bool committed;
+        bool revealed;
+        bytes32 commitment;
+        bytes32 resultHash;
+    }
+
+    // ---- events (jobId and operator indexed) ----
+
+    event JobPosted(uint256 indexed jobId, address indexed creator, JobParams params, uint256 escrow, uint64 bidDeadline);
+    event BidPlaced(uint256 indexed jobId, address indexed operator, uint96 price);
+    event BidDropped(uint256 indexed jobId, address indexed operator);
+    event DealAccepted(uint256 indexed jobId, address indexed operator, uint96 price, uint96 collateral);
+    event PhaseStarted(uint256 indexed jobId, JobState indexed state, uint64 deadline);
+    event ResultCommitted(uint256 indexed jobId, address indexed operator, bytes32 commitment);
+    event ResultRevealed(uint256 indexed jobId, address indexed operator, bytes32 resultHash, bytes resultCid);
+    event JobVerified(uint256 indexed jobId, bytes32 resultHash, uint8 winners);
+    event JobFailed(uint256 indexed jobId, FailReason reason);
+    event JobExpired(uint256 indexed jobId, uint8 bids);
+    event DisputeOpened(uint256 indexed jobId, address indexed challenger, uint96 bond);
+    event MediatorSelected(uint256 indexed jobId, address indexed operator, uint96 collateral);
+    event DisputeResolved(uint256 indexed jobId, bytes32 resultHash, bool challengeUpheld);
+    event Paid(uint256 indexed jobId, address indexed to, uint256 amount, PaymentKind kind);
+    event Refunded(uint256 indexed jobId, address indexed creator, uint256 amount);
+    event Slashed(uint256 indexed jobId, address indexed operator, uint96 amount, SlashReason reason);
+    event Claimed(address indexed account, uint256 amount);
+
+    // ---- errors ----
+
+    error JobMarket__BadConcurrency(uint8 concurrency);
+    error JobMarket__BadConfidence(uint8 confidence, uint8 concurrency);
+    error JobMarket__BadMinBids(uint8 minBids, uint8 concurrency);
+    error JobMarket__ZeroMaxPrice();
+    error JobMarket__BadWindow(uint32 bidWindow, uint32 execWindow, uint32 revealWindow, uint32 challengeWindow);
+    error JobMarket__EmptySpec();
+    error JobMarket__WrongEscrow(uint256 sent, uint256 required);
+    error JobMarket__UnknownJob(uint256 jobId);
+    error JobMarket__WrongState(uint256 jobId, JobState state);
+    error JobMarket__BiddingOver(uint256 jobId, uint64 bidDeadline);
+    error JobMarket__CreatorCannotBid(uint256 jobId, address creator);
+    error JobMarket__NotRegistered(address operator);
+    error JobMarket__InsufficientStake(address operator, uint96 free, uint96 required);
+    error JobMarket__PriceTooHigh(uint96 price, uint96 maxPrice);
+    error JobMarket__AlreadyBid(uint256 jobId, address operator);
+    error JobMarket__NotOnJob(uint256 jobId, address operator);
+    error JobMarket__ZeroCommitment();
+    error JobMarket__ZeroResultHash();
+    error JobMarket__AlreadyCommitted(uint256 jobId, address operator);
+    error JobMarket__NotCommitted(uint256 jobId, address operator);
+    error JobMarket__AlreadyRevealed(uint256 jobId, address operator);
+    error JobMarket__CommitmentMismatch(uint256 jobId, address operator, bytes32 committed, bytes32 computed);
+    error JobMarket__DeadlinePassed(uint256 jobId, uint64 deadline);
+    error JobMarket__DeadlineNotReached(uint256 jobId, uint64 deadline);
+    error JobMarket__NotOptimistic(uint256 jobId);
+    error JobMarket__WrongBond(uint256 sent, uint256 required);
+    error JobMarket__NothingToClaim(address account);
+    error JobMarket__TransferFailed(address to, uint256 amount);
+    error JobMarket__OnlyRegistry(address caller);
+    error JobMarket__NoMediators(uint256 jobId, uint8 found, uint8 needed);
+    error JobMarket__BadConfig(uint8 mediatorCount, uint96 challengeBond);
+
+    // ---- job creator ----
+
+    /// @notice Posts a job; `msg.value` must equal `concurrency * maxPrice`. Returns the job id (from 1).
+    function postJob(JobParams calldata params) external payable returns (uint256 jobId);
+
+    /// @notice Challenges an optimistic job's results during its challenge window by paying
+    /// `challengeBond()`; opens mediation. Anyone may challenge.
+    function challenge(uint256 jobId) external payable;
+
+    // ---- operators ----
+
+    /// @notice Bids `price` (<= maxPrice) for one execution. One bid per operator, before the bid
+    /// deadline, with at least `collateral` free stake. The `minBids`-th bid selects the deals.
+    function bid(uint256 jobId, uint96 price) external;
+
+    /// @notice Commits `keccak256(abi.encode(jobId, msg.sender, resultHash, salt))`.
+    /// Selected operators in Running; mediators in Disputed.
+    function commitResult(uint256 jobId, bytes32 commitment) external;
+
+    /// @notice Reveals a committed result. The last expected reveal settles the phase.
+    function revealResult(uint256 jobId, bytes32 resultHash, bytes32 salt, bytes calldata resultCid) external;
+
+    // ---- anyone ----
+
+    /// @notice After the bid deadline: selects deals if there are at least `concurrency` bids,
+    /// otherwise expires the job and refunds the creator.
+    function closeBidding(uint256 jobId) external;
+
+    /// @notice Moves a job past a phase whose deadline is over (bidding, commit, reveal,
+    /// challenge window, mediation), settling it when that ends the job.
+    function finalize(uint256 jobId) external;
+
+    /// @notice Pays out the caller's accumulated payouts and refunds.
+    function claim() external;
+
+    // ---- views ----
+
+    function getJob(uint256 jobId) external view returns (Job memory);
+
+    function getBids(uint256 jobId) external view returns (Bid[] memory);
+
+    /// @notice The selected operators (empty before selection).
+    function getDeals(uint256 jobId) external view returns (Deal[] memory);
+
+    /// @notice The mediators drawn for a dispute (empty when there was none).
+    function getMediators(uint256 jobId) external view returns (Deal[] memory);
+
+    function withdrawable(address account) external view returns (uint256);
+
+    /// @notice The commitment an operator must submit for `resultHash` and `salt`.
+    function commitmentOf(uint256 jobId, address operator, bytes32 resultHash, bytes32 salt)
+        external
+        pure
+        returns (bytes32);
+
+    function registry() external view returns (IOperatorRegistry);
+
+    function nextJobId() external view returns (uint256);
+
+    function mediatorCount() external view returns (uint8);
+
+    function challengeBond() external view returns (uint96);
+
+    /// @notice Largest allowed `minBids` (and so `concurrency`).
+    function MAX_BIDS() external view returns (uint8);
+}

@@ -159,8 +159,9 @@ contract JobMarket is IJobMarket {
 
     function challenge(uint256 jobId) external payable {
         Core memory c = _loadCore(jobId);
-        if (c.state != JobState.Challengeable) revert JobMarket__WrongState(jobId, c.state);
         Progress memory p = _loadProgress(jobId);
+        if (p.verifier != Verifier.Optimistic) revert JobMarket__NotOptimistic(jobId);
+        if (c.state != JobState.Challengeable) revert JobMarket__WrongState(jobId, c.state);
         if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
         if (msg.value != challengeBond) revert JobMarket__WrongBond(msg.value, challengeBond);
         _challenger[jobId] = msg.sender;
@@ -241,7 +242,7 @@ contract JobMarket is IJobMarket {
         mapping(uint256 => bytes32) storage commits = _commits[jobId];
         bytes32 committed = commits[idx];
         if (committed == bytes32(0)) revert JobMarket__NotCommitted(jobId, msg.sender);
-        uint64 bit = uint64(1) << idx;
+        uint64 bit = uint64(1 << idx);
         if (p.revealed & bit != 0) revert JobMarket__AlreadyRevealed(jobId, msg.sender);
         bytes32 computed = keccak256(abi.encode(jobId, msg.sender, resultHash, salt));
         if (computed != committed) revert JobMarket__CommitmentMismatch(jobId, msg.sender, committed, computed);
@@ -645,7 +646,7 @@ contract JobMarket is IJobMarket {
         uint256 d = _deals[tab.jobId][i];
         address op = address(uint160(d));
         bytes32 h = _commits[tab.jobId][i];
-        if (tab.revealed & (uint64(1) << i) != 0) {
+        if (tab.revealed & uint64(1 << i) != 0) {
             if (tab.judge == Judge.AllRevealed || (tab.judge == Judge.Truth && h == tab.truth)) {
                 registry.unlock(op, tab.jobId, tab.collateral);
                 if (original) {
@@ -655,7 +656,7 @@ contract JobMarket is IJobMarket {
                     if (tab.firstCorrect == 0) tab.firstCorrect = uint8(i + 1);
                     _credit(tab.jobId, op, price, PaymentKind.Execution);
                 } else {
-                    tab.correctMediators |= uint64(1) << (i - MEDIATOR_BASE);
+                    tab.correctMediators |= uint64(1 << (i - MEDIATOR_BASE));
                 }
             } else if (tab.judge == Judge.None) {
                 registry.unlock(op, tab.jobId, tab.collateral);
@@ -680,8 +681,8 @@ contract JobMarket is IJobMarket {
         if (fee == 0) return;
         mapping(uint256 => uint256) storage deals = _deals[tab.jobId];
         for (uint256 i; set != 0; ++i) {
-            if (set & (uint64(1) << i) != 0) {
-                set &= ~(uint64(1) << i);
+            if (set & uint64(1 << i) != 0) {
+                set &= ~uint64(1 << i);
                 _credit(tab.jobId, address(uint160(deals[MEDIATOR_BASE + i])), fee, PaymentKind.Mediation);
                 tab.pot -= fee;
             }
@@ -743,7 +744,7 @@ contract JobMarket is IJobMarket {
         bytes32[] memory hashes = new bytes32[](count);
         uint256 r;
         for (uint256 i; i < count; ++i) {
-            if (revealedBits & (uint64(1) << i) != 0) hashes[r++] = commits[from + i];
+            if (revealedBits & uint64(1 << i) != 0) hashes[r++] = commits[from + i];
         }
         for (uint256 i; i < r; ++i) {
             uint256 same;
@@ -762,7 +763,7 @@ contract JobMarket is IJobMarket {
     function _anyWrong(uint256 jobId, uint256 n, uint64 revealedBits, bytes32 truth) private view returns (bool) {
         mapping(uint256 => bytes32) storage commits = _commits[jobId];
         for (uint256 i; i < n; ++i) {
-            if (revealedBits & (uint64(1) << i) != 0 && commits[i] != truth) return true;
+            if (revealedBits & uint64(1 << i) != 0 && commits[i] != truth) return true;
         }
         return false;
     }
@@ -779,7 +780,7 @@ contract JobMarket is IJobMarket {
         for (uint256 i; i < count; ++i) {
             uint256 d = _deals[jobId][from + i];
             bytes32 h = _commits[jobId][from + i];
-            bool rev = revealedBits & (uint64(1) << (from + i)) != 0;
+            bool rev = revealedBits & uint64(1 << (from + i)) != 0;
             out[i] = Deal({
                 operator: address(uint160(d)),
                 price: uint96(d >> 160),

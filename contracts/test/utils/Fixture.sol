@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Test} from "./Test.sol";
+import {OperatorRegistry} from "../../src/OperatorRegistry.sol";
+import {JobMarket} from "../../src/JobMarket.sol";
+import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
+import {IOperatorRegistry} from "../../src/interfaces/IOperatorRegistry.sol";
+
+/// @notice A deployed registry and market with funded, registered operators and helpers to drive
+/// a job through its phases.
+abstract contract Fixture is Test {
+    uint64 internal constant UNBONDING = 7 days;
+    uint96 internal constant MIN_STAKE = 1 ether;
+    uint8 internal constant MEDIATORS = 3;
+    uint96 internal constant BOND = 0.5 ether;
+    uint96 internal constant OPERATOR_STAKE = 10 ether;
+    uint96 internal constant MAX_PRICE = 0.1 ether;
+    uint96 internal constant COLLATERAL = 1 ether;
+    uint32 internal constant WINDOW = 1 hours;
+
+    bytes32 internal constant GOOD = keccak256("the right result");
+    bytes32 internal constant BAD = keccak256("a wrong result");
+    bytes internal constant SPEC_CID = hex"01551220aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
+    bytes internal constant RESULT_CID = hex"01701220112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00";
+
+    OperatorRegistry internal registry;
+    JobMarket internal market;
+    address internal creator = address(0xC0FFEE);
+    address[] internal ops;
+
+    function setUp() public virtual {
+        registry = new OperatorRegistry(UNBONDING, MIN_STAKE);
+        market = new JobMarket(IOperatorRegistry(address(registry)), MEDIATORS, BOND);
+        registry.setMarket(address(market));
+        vm.deal(creator, 1000 ether);
+        vm.label(creator, "creator");
+        vm.warp(1_700_000_000);
+        vm.prevrandao(bytes32(uint256(42)));
+        for (uint256 i; i < 12; ++i) {
+            ops.push(_newOperator(i));
+        }
+    }
+
+    function _newOperator(uint256 i) internal returns (address op) {
+        op = address(uint160(0x1000 + i));
+        vm.deal(op, 100 ether);
+        vm.label(op, string.concat("operator", vm.toString(i)));
+        vm.prank(op);
+        registry.register{value: OPERATOR_STAKE}(abi.encodePacked("peer-", vm.toString(i)), _caps());
+    }
+
+    function _caps() internal pure returns (IOperatorRegistry.Capabilities memory) {
+        return IOperatorRegistry.Capabilities({engines: 3, cpuMillicores: 4000, memoryMiB: 8192, diskGiB: 100, gpus: 0});
+    }
+
+    function _params(uint8 n, uint8 k, uint8 m) internal pure returns (IJobMarket.JobParams memory p) {
+        p.specCid = SPEC_CID;
+        p.specHash = keccak256("spec");
+        p.concurrency = n;
+        p.confidence = k;
+        p.minBids = m;
+        p.maxPrice = MAX_PRICE;
+        p.collateral = COLLATERAL;
+        p.bidWindow = WINDOW;
+        p.execWindow = WINDOW;
+        p.revealWindow = WINDOW;
+        p.challengeWindow = 0;
+        p.verifier = IJobMarket.Verifier.Deterministic;
+        p.escalate = false;
+    }
+
+    function _post(IJobMarket.JobParams memory p) internal returns (uint256 jobId) {
+        vm.prank(creator);
+        jobId = market.postJob{value: uint256(p.concurrency) * p.maxPrice}(p);
+    }
+
+    /// @dev Bids from ops[first..first+count) at `price`.
+    function _bids(uint256 jobId, uint256 first, uint256 count, uint96 price) internal {
+        for (uint256 i = first; i < first + count; ++i) {
+            vm.prank(ops[i]);
+            market.bid(jobId, price);
+        }
+    }
+
+    function _salt(address op) internal pure returns (bytes32) {
+        return keccak256(abi.encode("salt", op));
+    }
+
+    function _commit(uint256 jobId, address op, bytes32 result) internal {
+        vm.prank(op);
+        market.commitResult(jobId, keccak256(abi.encode(jobId, op, result, _salt(op))));
+    }
+
+    function _reveal(uint256 jobId, address op, bytes32 result) internal {
+        vm.prank(op);
+        market.revealResult(jobId, result, _salt(op), RESULT_CID);
+    }
+
+    function _dealOps(uint256 jobId) internal view returns (address[] memory out) {
+        IJobMarket.Deal[] memory d = market.getDeals(jobId);
+        out = new address[](d.length);
+        for (uint256 i; i < d.length; ++i) {
+            out[i] = d[i].operator;
+        }
+    }
+
+    function _mediatorOps(uint256 jobId) internal view returns (address[] memory out) {
+        IJobMarket.Deal[] memory d = market.getMediators(jobId);
+        out = new address[](d.length);
+        for (uint256 i; i < d.length; ++i) {
+            out[i] = d[i].operator;
+        }
+    }
+
+    /// @dev Commits results[i] for deal i, then reveals them all (the last reveal settles).
+    function _commitReveal(uint256 jobId, bytes32[] memory results) internal {
+        address[] memory d = _dealOps(jobId);
+        for (uint256 i; i < d.length; ++i) {
+            _commit(jobId, d[i], results[i]);
+        }
+        for (uint256 i; i < d.length; ++i) {
+            _reveal(jobId, d[i], results[i]);
+        }
+    }
+
+    /// @dev Commits results[i] for deal i (or mediator i) and reveals all but the last; returns
+    /// the last operator, whose reveal settles the phase.
+    function _allButLastReveal(uint256 jobId, bytes32[] memory results, bool mediators)
+        internal
+        returns (address last)
+    {
+        address[] memory d = mediators ? _mediatorOps(jobId) : _dealOps(jobId);
+        for (uint256 i; i < d.length; ++i) {
+            _commit(jobId, d[i], results[i]);
+        }
+        for (uint256 i; i + 1 < d.length; ++i) {
+            _reveal(jobId, d[i], results[i]);
+        }
+        return d[d.length - 1];
+    }
+
+    function _mediate(uint256 jobId, bytes32[] memory results) internal {
+        address[] memory d = _mediatorOps(jobId);
+        for (uint256 i; i < d.length; ++i) {
+            _commit(jobId, d[i], results[i]);
+        }
+        for (uint256 i; i < d.length; ++i) {
+            _reveal(jobId, d[i], results[i]);
+        }
+    }
+
+    function _state(uint256 jobId) internal view returns (IJobMarket.JobState) {
+        return market.getJob(jobId).state;
+    }
+
+    function _assertState(uint256 jobId, IJobMarket.JobState expected) internal view {
+        assertEq(uint256(_state(jobId)), uint256(expected), "job state");
+    }
+
+    function _stake(address op) internal view returns (uint96) {
+        return registry.getOperator(op).stake;
+    }
+
+    function _locked(address op) internal view returns (uint96) {
+        return registry.getOperator(op).locked;
+    }
+
+    function _results(bytes32 a, bytes32 b, bytes32 c) internal pure returns (bytes32[] memory r) {
+        r = new bytes32[](3);
+        (r[0], r[1], r[2]) = (a, b, c);
+    }
+
+    /// @dev The money each contract holds equals what it owes.
+    function _assertConservation(uint256[] memory jobIds, address[] memory accounts) internal view {
+        uint256 owed;
+        for (uint256 i; i < jobIds.length; ++i) {
+            owed += market.getJob(jobIds[i]).escrow;
+        }
+        for (uint256 i; i < accounts.length; ++i) {
+            owed += market.withdrawable(accounts[i]);
+        }
+        assertEq(address(market).balance, owed, "market balance == open escrow + unclaimed payouts");
+        uint256 bonded;
+        for (uint256 i; i < registry.operatorCount(); ++i) {
+            IOperatorRegistry.Operator memory o = registry.getOperator(registry.operatorAt(i));
+            bonded += uint256(o.stake) + o.pendingWithdrawal;
+        }
+        assertEq(address(registry).balance, bonded, "registry balance == stakes + pending withdrawals");
+    }
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Fixture} from "./utils/Fixture.sol";
+import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
+
+/// @notice The headline cost figure: one verified 3-node deterministic job, from post to paid.
+/// `forge snapshot` records these tests in contracts/.gas-snapshot; -vv prints each call's gas.
+contract GasTest is Fixture {
+    uint96 internal constant PRICE = 0.08 ether;
+
+    /// @dev post, 3 bids (the third selects), 3 commits, 3 reveals (the third settles).
+    function test_Gas_VerifiedThreeNodeLifecycle() public {
+        IJobMarket.JobParams memory p = _params(3, 3, 3);
+        uint256 total;
+        uint256 g;
+
+        vm.prank(creator);
+        g = gasleft();
+        uint256 jobId = market.postJob{value: 3 * MAX_PRICE}(p);
+        total += _report("postJob", g - gasleft());
+
+        for (uint256 i; i < 3; ++i) {
+            vm.prank(ops[i]);
+            g = gasleft();
+            market.bid(jobId, PRICE);
+            total += _report(i == 2 ? "bid (selects)" : "bid", g - gasleft());
+        }
+        bytes32[3] memory commitments;
+        for (uint256 i; i < 3; ++i) {
+            commitments[i] = keccak256(abi.encode(jobId, ops[i], GOOD, _salt(ops[i])));
+        }
+        for (uint256 i; i < 3; ++i) {
+            vm.prank(ops[i]);
+            g = gasleft();
+            market.commitResult(jobId, commitments[i]);
+            total += _report("commitResult", g - gasleft());
+        }
+        for (uint256 i; i < 3; ++i) {
+            bytes32 salt = _salt(ops[i]);
+            vm.prank(ops[i]);
+            g = gasleft();
+            market.revealResult(jobId, GOOD, salt, RESULT_CID);
+            total += _report(i == 2 ? "revealResult (settles)" : "revealResult", g - gasleft());
+        }
+        log("lifecycle total", total);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertLe(total, 600_000, "verified 3-node lifecycle within 600k gas");
+    }
+
+    function test_Gas_Claim() public {
+        uint256 jobId = _post(_params(3, 3, 3));
+        _bids(jobId, 0, 3, PRICE);
+        _commitReveal(jobId, _results(GOOD, GOOD, GOOD));
+        vm.prank(ops[0]);
+        uint256 g = gasleft();
+        market.claim();
+        _report("claim", g - gasleft());
+    }
+
+    function _report(string memory what, uint256 gas) internal view returns (uint256) {
+        log(what, gas);
+        return gas;
+    }
+}

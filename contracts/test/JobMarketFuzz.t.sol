@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Fixture} from "./utils/Fixture.sol";
+import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
+
+/// @notice Property tests over random job shapes, results, prices and beacon values.
+contract JobMarketFuzzTest is Fixture {
+    function _all() internal view returns (address[] memory all) {
+        all = new address[](ops.length + 1);
+        for (uint256 i; i < ops.length; ++i) {
+            all[i] = ops[i];
+        }
+        all[ops.length] = creator;
+    }
+
+    function _one(uint256 jobId) internal pure returns (uint256[] memory j) {
+        j = new uint256[](1);
+        j[0] = jobId;
+    }
+
+    /// @dev Random results from a small alphabet (so groups form), then checks the outcome against
+    /// a reference tally, who was paid and slashed, and money conservation.
+    function testFuzz_TallyPaysMajorityAndSlashesTheRest(uint8 n, uint8 k, uint256 pattern, uint96 price, bytes32 beacon)
+        public
+    {
+        n = uint8(bound(n, 1, 7));
+        k = uint8(bound(k, 1, n));
+        price = uint96(bound(price, 0, MAX_PRICE));
+        vm.prevrandao(beacon);
+        uint256 jobId = _post(_params(n, k, n));
+        _bids(jobId, 0, n, price);
+        bytes32[] memory r = new bytes32[](n);
+        for (uint256 i; i < n; ++i) {
+            r[i] = keccak256(abi.encode("result", (pattern >> (i * 2)) % 3));
+        }
+        _commitReveal(jobId, r);
+
+        _checkOutcome(jobId, r, k, price);
+        _assertConservation(_one(jobId), _all());
+    }
+
+    function _refTally(bytes32[] memory r) internal pure returns (bytes32 best, uint256 bestCount, bool tie) {
+        for (uint256 i; i < r.length; ++i) {
+            uint256 same;
+            for (uint256 j; j < r.length; ++j) {
+                if (r[j] == r[i]) ++same;
+            }
+            if (same > bestCount) (best, bestCount, tie) = (r[i], same, false);
+            else if (same == bestCount && r[i] != best) tie = true;
+        }
+    }
+
+    function _checkOutcome(uint256 jobId, bytes32[] memory r, uint8 k, uint96 price) internal view {
+        (bytes32 best, uint256 bestCount, bool tie) = _refTally(r);
+        bool verified = bestCount >= k && !tie;
+        _assertState(jobId, verified ? IJobMarket.JobState.Verified : IJobMarket.JobState.Failed);
+        address[] memory d = _dealOps(jobId);
+        uint256 wrong;
+        for (uint256 i; i < r.length; ++i) {
+            assertEq(_locked(d[i]), 0, "nothing stays locked");
+            if (verified && r[i] == best) {
+                assertEq(market.withdrawable(d[i]), price, "winner paid its bid");
+                assertEq(_stake(d[i]), OPERATOR_STAKE, "winner keeps stake");
+            } else if (verified) {
+                ++wrong;
+                assertEq(market.withdrawable(d[i]), 0, "loser unpaid");
+                assertEq(_stake(d[i]), OPERATOR_STAKE - COLLATERAL, "wrong result slashed");
+            } else {
+                assertEq(_stake(d[i]), OPERATOR_STAKE, "no verdict, no slash");
+            }
+        }
+        uint256 expectedCreator = verified
+            ? uint256(r.length) * MAX_PRICE - bestCount * price + wrong * COLLATERAL
+            : uint256(r.length) * MAX_PRICE;
+        assertEq(market.withdrawable(creator), expectedCreator, "creator refund and compensation");
+    }
+
+    /// @dev Whatever the bids and the beacon, selection picks `n` distinct bidders and locks
+    /// exactly their collateral.
+    function testFuzz_SelectionPicksDistinctBidders(uint8 n, uint8 m, bytes32 beacon) public {
+        n = uint8(bound(n, 1, 6));
+        m = uint8(bound(m, n, 12));
+        vm.prevrandao(beacon);
+        uint256 jobId = _post(_params(n, 1, m));
+        _bids(jobId, 0, m, MAX_PRICE);
+        _assertState(jobId, IJobMarket.JobState.Running);
+        address[] memory d = _dealOps(jobId);
+        assertEq(d.length, n, "n deals");
+        for (uint256 i; i < n; ++i) {
+            assertEq(_locked(d[i]), COLLATERAL, "winner locked");
+            for (uint256 j = i + 1; j < n; ++j) {
+                assertTrue(d[i] != d[j], "distinct");
+            }
+        }
+        uint256 lockedCount;
+        for (uint256 i; i < m; ++i) {
+            if (_locked(ops[i]) != 0) ++lockedCount;
+        }
+        assertEq(lockedCount, n, "only winners locked");
+        assertEq(market.getBids(jobId).length, m, "all bids kept");
+    }
+
+    /// @dev A reveal opens only the commitment made for exactly that job, operator, hash and salt.
+    function testFuzz_CommitmentBindsEverything(bytes32 result, bytes32 salt, bytes32 otherResult, bytes32 otherSalt)
+        public
+    {
+        vm.assume(result != bytes32(0) && otherResult != bytes32(0));
+        vm.assume(result != otherResult || salt != otherSalt);
+        uint256 jobId = _post(_params(1, 1, 1));
+        _bids(jobId, 0, 1, MAX_PRICE);
+        address op = ops[0];
+        bytes32 commitment = market.commitmentOf(jobId, op, result, salt);
+        assertEq(commitment, keccak256(abi.encode(jobId, op, result, salt)), "documented formula");
+        vm.prank(op);
+        market.commitResult(jobId, commitment);
+        vm.prank(op);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__CommitmentMismatch.selector,
+                jobId,
+                op,
+                commitment,
+                keccak256(abi.encode(jobId, op, otherResult, otherSalt))
+            )
+        );
+        market.revealResult(jobId, otherResult, otherSalt, RESULT_CID);
+        vm.prank(op);
+        market.revealResult(jobId, result, salt, RESULT_CID);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+    }
+
+    /// @dev Any valid parameter set posts with exactly n * maxPrice and expires with a full refund.
+    function testFuzz_PostAndExpireRefundsInFull(uint8 n, uint8 k, uint8 m, uint96 maxPrice, uint32 bidWindow) public {
+        n = uint8(bound(n, 1, 32));
+        k = uint8(bound(k, 1, n));
+        m = uint8(bound(m, n, 32));
+        maxPrice = uint96(bound(maxPrice, 1, 10 ether));
+        bidWindow = uint32(bound(bidWindow, 1, 30 days));
+        IJobMarket.JobParams memory p = _params(n, k, m);
+        p.maxPrice = maxPrice;
+        p.bidWindow = bidWindow;
+        uint256 jobId = _post(p);
+        IJobMarket.Job memory job = market.getJob(jobId);
+        assertEq(job.escrow, uint256(n) * maxPrice, "escrow");
+        assertEq(job.bidDeadline, uint64(block.timestamp) + bidWindow, "bid deadline");
+        vm.warp(block.timestamp + bidWindow + 1);
+        market.finalize(jobId);
+        _assertState(jobId, IJobMarket.JobState.Expired);
+        assertEq(market.withdrawable(creator), uint256(n) * maxPrice, "full refund");
+        assertEq(address(market).balance, uint256(n) * maxPrice, "held until claimed");
+    }
+}

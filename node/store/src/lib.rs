@@ -1,1 +1,17 @@
 #![doc = include_str!("../README.md")]
+
+mod error;
+mod murmur3;
+pub mod pb;
+mod profile;
+pub mod unixfs;
+
+pub use cid::Cid;
+pub use error::{Error, Result};
+pub use profile::Profile;
+pub use unixfs::{BlockSink, Imported, Importer, NullSink, hash_path, hash_reader};
+
+/// Parses a CID string, with an error that names the input.
+pub fn parse_cid(s: &str) -> Result<Cid> {
+    s.trim().parse::<Cid>().map_err(|e| Error::BadCid { input: s.to_owned(), reason: e.to_string() })
+}

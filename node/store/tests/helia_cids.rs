@@ -1,0 +1,116 @@
+//! CID equality with helia's importer for both IPIP-499 profiles. Needs
+//! `node` and the repo's `npm ci` (helia, ipfs-unixfs-importer).
+
+mod common;
+
+use std::{fs, io::Write, path::Path};
+
+use shoal_store::{Profile, hash_path};
+
+fn write(path: &Path, bytes: &[u8]) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+/// Deterministic, non-repeating bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn compare(paths: &[&Path]) {
+    for profile in Profile::ALL {
+        let want = common::helia_cids(profile, paths);
+        for (path, want) in paths.iter().zip(want) {
+            let got = hash_path(path, profile).unwrap().to_string();
+            assert_eq!(got, want, "{profile} {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn files_match_helia() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut paths = Vec::new();
+    let cases: [(&str, usize); 8] = [
+        ("empty", 0),
+        ("one-byte", 1),
+        ("v0-one-chunk", 256 << 10),
+        ("v0-chunk-plus-one", (256 << 10) + 1),
+        ("v1-one-chunk", 1 << 20),
+        ("v1-chunk-plus-one", (1 << 20) + 1),
+        ("v0-two-levels", 175 * (256 << 10) + 7),
+        ("odd", 3 * (1 << 20) + 12345),
+    ];
+    for (i, (name, len)) in cases.iter().enumerate() {
+        write(&d.join(name), &pattern(*len, i as u64 + 1));
+        paths.push(d.join(name));
+    }
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    compare(&refs);
+}
+
+/// 1025 MiB: the v1 profile needs a second tree level. The file is sparse
+/// (zeros plus a marker per MiB) so it costs a few MiB of disk.
+#[test]
+fn second_level_v1_matches_helia() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let mut f = fs::File::create(&path).unwrap();
+    let mib = 1u64 << 20;
+    f.set_len(1025 * mib + 99).unwrap();
+    for i in 0..1025u64 {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(i * mib + (i % 1000))).unwrap();
+        f.write_all(&i.to_le_bytes()).unwrap();
+    }
+    drop(f);
+    compare(&[&path]);
+}
+
+#[test]
+fn nested_folder_matches_helia() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("results");
+    write(&root.join("stdout"), b"hello\n");
+    write(&root.join("stderr"), b"");
+    write(&root.join("exitCode"), b"0");
+    write(&root.join("outputs/données/été.txt"), "ünïcødé ✓".as_bytes());
+    write(&root.join("outputs/données/日本語/ファイル"), &pattern(3 << 20, 9));
+    write(&root.join("outputs/Zeta"), b"capital first");
+    write(&root.join("outputs/a b"), b"space");
+    write(&root.join("outputs/🦀.bin"), &pattern(1 << 20, 3));
+    fs::create_dir_all(root.join("outputs/empty")).unwrap();
+    fs::create_dir_all(root.join("outputs/deep/er/empty-too")).unwrap();
+    fs::create_dir_all(root.join("empty-top")).unwrap();
+    let lone = dir.path().join("only-empty");
+    fs::create_dir_all(&lone).unwrap();
+    compare(&[&root, &lone]);
+}
+
+#[test]
+fn hamt_sharded_folder_matches_helia() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("many");
+    for i in 0..6000 {
+        write(&root.join(format!("entry-{i:05}-ñ.txt")), format!("{i}").as_bytes());
+    }
+    write(&root.join("sub/inner.txt"), b"inside a shard");
+    fs::create_dir_all(root.join("an-empty-folder")).unwrap();
+    // Just below the v1 threshold: stays a flat directory.
+    let small = dir.path().join("few");
+    for i in 0..3000 {
+        write(&small.join(format!("f{i:04}")), format!("{i}").as_bytes());
+    }
+    compare(&[&root, &small]);
+}

@@ -6,6 +6,9 @@
 #   scripts/contracts.sh test      artifact drift check, then the forge suite (unit, fuzz, invariant)
 #   scripts/contracts.sh snapshot  refresh contracts/.gas-snapshot
 #   scripts/contracts.sh check     artifact drift check and gas snapshot check only
+#   scripts/contracts.sh deploy --rpc-url URL --private-key KEY
+#                                  run script/Deploy.s.sol with --broadcast; writes
+#                                  contracts/deployments/<chainId>.json (see docs/protocol.md)
 #
 # Extra arguments after the command go to forge (e.g. `test --match-test test_Honest -vvv`).
 set -euo pipefail
@@ -81,8 +84,9 @@ case "$cmd" in
         drift_check
         forge snapshot --match-test 'test_Gas' --check "$@"
         ;;
+    deploy) forge script script/Deploy.s.sol --broadcast "$@" ;;
     *)
-        echo "usage: scripts/contracts.sh build|test|snapshot|check [forge args...]" >&2
+        echo "usage: scripts/contracts.sh build|test|snapshot|check|deploy [forge args...]" >&2
         exit 2
         ;;
 esac

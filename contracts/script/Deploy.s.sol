@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Vm} from "../test/utils/Vm.sol";
+import {OperatorRegistry} from "../src/OperatorRegistry.sol";
+import {JobMarket} from "../src/JobMarket.sol";
+import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
+
+/// @notice Deploys Shoal's contracts to any JSON-RPC endpoint and writes a deployment file.
+///
+///   cd contracts && ../node_modules/.bin/forge script script/Deploy.s.sol \
+///       --rpc-url http://127.0.0.1:8545 --private-key $KEY --broadcast \
+///       --offline --use $PWD/solc-wrapper.cjs
+///
+/// Order (reproducible from contracts/artifacts alone, see docs/protocol.md):
+///   1. OperatorRegistry(unbondingPeriod, minStake)
+///   2. JobMarket(registry, mediatorCount, challengeBond)
+///   3. registry.setMarket(market)   (once, by the registry's deployer)
+///
+/// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
+/// SHOAL_MIN_STAKE (wei, default 1 ether), SHOAL_MEDIATOR_COUNT (default 3),
+/// SHOAL_CHALLENGE_BOND (wei, default 0.1 ether), SHOAL_DEPLOYMENT_FILE (default
+/// deployments/<chainId>.json, relative to contracts/).
+contract Deploy {
+    Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
+    bool public IS_SCRIPT = true;
+
+    function run() external returns (OperatorRegistry registry, JobMarket market) {
+        uint64 unbonding = uint64(vm.envOr("SHOAL_UNBONDING_PERIOD", uint256(7 days)));
+        uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
+        uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
+        uint96 bond = uint96(vm.envOr("SHOAL_CHALLENGE_BOND", uint256(0.1 ether)));
+        string memory file = vm.envOr(
+            "SHOAL_DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json")
+        );
+        uint256 startBlock = block.number;
+
+        vm.startBroadcast();
+        registry = new OperatorRegistry(unbonding, minStake);
+        market = new JobMarket(IOperatorRegistry(address(registry)), mediators, bond);
+        registry.setMarket(address(market));
+        vm.stopBroadcast();
+
+        string memory json = string.concat(
+            "{\n",
+            '  "chainId": ',
+            vm.toString(block.chainid),
+            ",\n",
+            '  "operatorRegistry": "',
+            vm.toString(address(registry)),
+            '",\n',
+            '  "jobMarket": "',
+            vm.toString(address(market)),
+            '",\n',
+            '  "deployBlock": ',
+            vm.toString(startBlock),
+            ",\n",
+            '  "unbondingPeriod": ',
+            vm.toString(uint256(unbonding)),
+            ",\n",
+            '  "minStake": "',
+            vm.toString(uint256(minStake)),
+            '",\n',
+            '  "mediatorCount": ',
+            vm.toString(uint256(mediators)),
+            ",\n",
+            '  "challengeBond": "',
+            vm.toString(uint256(bond)),
+            '"\n}\n'
+        );
+        vm.writeFile(file, json);
+    }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Per-transaction gas of one verified 3-node deterministic job on a fresh anvil:
+# deploys from contracts/artifacts/*.json (the same bytes the Rust side deploys), registers three
+# operators, then post, 3 bids, 3 commits, 3 reveals, each its own transaction, and sums the
+# receipts' gasUsed (21,000 intrinsic + calldata + execution). Prints a markdown table.
+#
+#   scripts/bench-contracts-gas.sh            (anvil on 127.0.0.1, a free port)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+ANVIL="$ROOT/node_modules/.bin/anvil"
+CAST="$ROOT/node_modules/.bin/cast"
+for t in "$ANVIL" "$CAST"; do
+    [ -x "$t" ] || { echo "bench: $t is missing; run 'npm ci' at the repository root" >&2; exit 1; }
+done
+
+PORT="${SHOAL_BENCH_PORT:-$((20000 + RANDOM % 20000))}"
+RPC="http://127.0.0.1:$PORT"
+"$ANVIL" --host 127.0.0.1 --port "$PORT" --silent &
+ANVIL_PID=$!
+trap 'kill "$ANVIL_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    "$CAST" chain-id --rpc-url "$RPC" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# accounts 0..4 of anvil's default development mnemonic
+MNEMONIC="test test test test test test test test test test test junk"
+KEYS=()
+for i in 0 1 2 3 4; do
+    KEYS+=("$("$CAST" wallet private-key --mnemonic "$MNEMONIC" --mnemonic-index "$i")")
+done
+addr() { "$CAST" wallet address --private-key "$1"; }
+bytecode() { node -e 'process.stdout.write(require(process.argv[1]).bytecode.object)' "$ROOT/contracts/artifacts/$1.json"; }
+
+# send KEY TO SIG ARGS... -> prints gasUsed; dies on failure
+send() {
+    local key="$1"; shift
+    local out
+    out="$("$CAST" send --rpc-url "$RPC" --private-key "$key" --json "$@")"
+    node -e '
+const r = JSON.parse(process.argv[1]);
+if (r.status !== "0x1" && r.status !== 1 && r.status !== "1") { console.error("bench: transaction reverted: " + process.argv[1]); process.exit(1); }
+process.stdout.write(String(Number(r.gasUsed)));' "$out"
+}
+deploy() {
+    local key="$1" name="$2" args="$3"
+    local out
+    out="$("$CAST" send --rpc-url "$RPC" --private-key "$key" --json --create "$(bytecode "$name")$args")"
+    node -e 'process.stdout.write(JSON.parse(process.argv[1]).contractAddress)' "$out"
+}
+
+DEPLOYER="${KEYS[0]}"
+REG=$(deploy "$DEPLOYER" OperatorRegistry "$("$CAST" abi-encode 'c(uint64,uint96)' 604800 1000000000000000000 | cut -c3-)")
+MARKET=$(deploy "$DEPLOYER" JobMarket "$("$CAST" abi-encode 'c(address,uint8,uint96)' "$REG" 3 100000000000000000 | cut -c3-)")
+send "$DEPLOYER" "$REG" 'setMarket(address)' "$MARKET" >/dev/null
+
+OPS=("${KEYS[1]}" "${KEYS[2]}" "${KEYS[3]}")
+CREATOR="${KEYS[4]}"
+for i in 0 1 2; do
+    send "${OPS[$i]}" "$REG" 'register(bytes,(uint32,uint32,uint32,uint32,uint32))' \
+        "0x0024080112201234" "(3,4000,8192,100,0)" --value 10ether >/dev/null
+done
+
+declare -a ROWS
+TOTAL=0
+row() { ROWS+=("| $1 | $2 |"); TOTAL=$((TOTAL + $2)); }
+
+SPEC_CID=0x01551220aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899
+RESULT_CID=0x01701220112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00
+SPEC_HASH=$("$CAST" keccak spec)
+RESULT=$("$CAST" keccak "the right result")
+PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false)"
+JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool))'
+row "postJob" "$(send "$CREATOR" "$MARKET" "$JOB_SIG" "$PARAMS" --value 0.3ether)"
+JOB=1
+for i in 0 1 2; do
+    label="bid"; [ "$i" = 2 ] && label="bid (3rd: random selection, 3 locks)"
+    row "$label" "$(send "${OPS[$i]}" "$MARKET" 'bid(uint256,uint96)' "$JOB" 80000000000000000)"
+done
+for i in 0 1 2; do
+    op=$(addr "${OPS[$i]}")
+    salt=$("$CAST" keccak "salt-$i")
+    c=$("$CAST" keccak "$("$CAST" abi-encode 'f(uint256,address,bytes32,bytes32)' "$JOB" "$op" "$RESULT" "$salt")")
+    label="commitResult"; [ "$i" = 2 ] && label="commitResult (3rd: opens reveal)"
+    row "$label" "$(send "${OPS[$i]}" "$MARKET" 'commitResult(uint256,bytes32)' "$JOB" "$c")"
+done
+for i in 0 1 2; do
+    salt=$("$CAST" keccak "salt-$i")
+    label="revealResult"; [ "$i" = 2 ] && label="revealResult (3rd: tally, pay, settle)"
+    row "$label" "$(send "${OPS[$i]}" "$MARKET" 'revealResult(uint256,bytes32,bytes32,bytes)' "$JOB" "$RESULT" "$salt" "$RESULT_CID")"
+done
+STATE=$("$CAST" call --rpc-url "$RPC" "$MARKET" 'getJob(uint256)((address,uint8,uint8,bool,uint8,uint8,uint8,uint8,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint64,uint64,bytes32,bytes32,address,uint256))' "$JOB" | cut -d, -f2 | tr -d ' ')
+if [ "$STATE" != 7 ]; then
+    echo "bench: job ended in state $STATE, expected 7 (Verified)" >&2
+    exit 1
+fi
+
+echo "| transaction | gasUsed (receipt) |"
+echo "| --- | ---: |"
+printf '%s\n' "${ROWS[@]}"
+echo "| **total, 10 transactions, 4 sequential rounds** | **$TOTAL** |"

@@ -1,1 +1,10 @@
 #![doc = include_str!("../README.md")]
+
+mod error;
+pub mod spec;
+
+pub use error::{Error, Result};
+pub use spec::{
+    DealParams, DockerEngine, EngineSpec, InputSpec, InputSource, JobSpec, OutputSpec, Resources,
+    Verifier, WasmEngine, Windows,
+};

@@ -2,7 +2,9 @@
 # Per-transaction gas of one verified 3-node deterministic job on a fresh anvil:
 # deploys from contracts/artifacts/*.json (the same bytes the Rust side deploys), registers three
 # operators, then post, 3 bids, 3 commits, 3 reveals, each its own transaction, and sums the
-# receipts' gasUsed (21,000 intrinsic + calldata + execution). Prints a markdown table.
+# receipts' gasUsed (21,000 intrinsic + calldata + execution). Runs the job twice: the first on
+# fresh accounts, the repeat with the same creator and operators (payouts not yet claimed).
+# Prints a markdown table.
 #
 #   scripts/bench-contracts-gas.sh            (anvil on 127.0.0.1, a free port)
 set -euo pipefail
@@ -62,41 +64,64 @@ for i in 0 1 2; do
         "0x0024080112201234" "(3,4000,8192,100,0)" --value 10ether >/dev/null
 done
 
-declare -a ROWS
-TOTAL=0
-row() { ROWS+=("| $1 | $2 |"); TOTAL=$((TOTAL + $2)); }
-
 SPEC_CID=0x01551220aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899
 RESULT_CID=0x01701220112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00
 SPEC_HASH=$("$CAST" keccak spec)
 RESULT=$("$CAST" keccak "the right result")
 PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false)"
 JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool))'
-row "postJob" "$(send "$CREATOR" "$MARKET" "$JOB_SIG" "$PARAMS" --value 0.3ether)"
-JOB=1
-for i in 0 1 2; do
-    label="bid"; [ "$i" = 2 ] && label="bid (3rd: random selection, 3 locks)"
-    row "$label" "$(send "${OPS[$i]}" "$MARKET" 'bid(uint256,uint96)' "$JOB" 80000000000000000)"
-done
-for i in 0 1 2; do
-    op=$(addr "${OPS[$i]}")
-    salt=$("$CAST" keccak "salt-$i")
-    c=$("$CAST" keccak "$("$CAST" abi-encode 'f(uint256,address,bytes32,bytes32)' "$JOB" "$op" "$RESULT" "$salt")")
-    label="commitResult"; [ "$i" = 2 ] && label="commitResult (3rd: opens reveal)"
-    row "$label" "$(send "${OPS[$i]}" "$MARKET" 'commitResult(uint256,bytes32)' "$JOB" "$c")"
-done
-for i in 0 1 2; do
-    salt=$("$CAST" keccak "salt-$i")
-    label="revealResult"; [ "$i" = 2 ] && label="revealResult (3rd: tally, pay, settle)"
-    row "$label" "$(send "${OPS[$i]}" "$MARKET" 'revealResult(uint256,bytes32,bytes32,bytes)' "$JOB" "$RESULT" "$salt" "$RESULT_CID")"
-done
-STATE=$("$CAST" call --rpc-url "$RPC" "$MARKET" 'getJob(uint256)((address,uint8,uint8,bool,uint8,uint8,uint8,uint8,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint64,uint64,bytes32,bytes32,address,uint256))' "$JOB" | cut -d, -f2 | tr -d ' ')
-if [ "$STATE" != 7 ]; then
-    echo "bench: job ended in state $STATE, expected 7 (Verified)" >&2
-    exit 1
-fi
+GETJOB_SIG='getJob(uint256)((address,uint8,uint8,bool,uint8,uint8,uint8,uint8,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint64,uint64,bytes32,bytes32,address,uint256))'
 
-echo "| transaction | gasUsed (receipt) |"
-echo "| --- | ---: |"
-printf '%s\n' "${ROWS[@]}"
-echo "| **total, 10 transactions, 4 sequential rounds** | **$TOTAL** |"
+# run_job JOBID: one verified job; fills GAS[] (10 receipts, in order)
+run_job() {
+    local job="$1" i op salt c
+    GAS=()
+    GAS+=("$(send "$CREATOR" "$MARKET" "$JOB_SIG" "$PARAMS" --value 0.3ether)")
+    for i in 0 1 2; do
+        GAS+=("$(send "${OPS[$i]}" "$MARKET" 'bid(uint256,uint96)' "$job" 80000000000000000)")
+    done
+    for i in 0 1 2; do
+        op=$(addr "${OPS[$i]}")
+        salt=$("$CAST" keccak "salt-$job-$i")
+        c=$("$CAST" keccak "$("$CAST" abi-encode 'f(uint256,address,bytes32,bytes32)' "$job" "$op" "$RESULT" "$salt")")
+        GAS+=("$(send "${OPS[$i]}" "$MARKET" 'commitResult(uint256,bytes32)' "$job" "$c")")
+    done
+    for i in 0 1 2; do
+        salt=$("$CAST" keccak "salt-$job-$i")
+        GAS+=("$(send "${OPS[$i]}" "$MARKET" 'revealResult(uint256,bytes32,bytes32,bytes)' "$job" "$RESULT" "$salt" "$RESULT_CID")")
+    done
+    local state
+    state=$("$CAST" call --rpc-url "$RPC" "$MARKET" "$GETJOB_SIG" "$job" | tr -d '() ' | cut -d, -f2)
+    if [ "$state" != 7 ]; then
+        echo "bench: job $job ended in state $state, expected 7 (Verified)" >&2
+        exit 1
+    fi
+}
+
+LABELS=(
+    "postJob"
+    "bid"
+    "bid"
+    "bid (3rd: random selection, 3 locks)"
+    "commitResult"
+    "commitResult"
+    "commitResult (3rd: opens reveal)"
+    "revealResult"
+    "revealResult"
+    "revealResult (3rd: tally, pay, settle)"
+)
+run_job 1
+FIRST=("${GAS[@]}")
+run_job 2
+REPEAT=("${GAS[@]}")
+
+echo "| transaction | first job: gasUsed | repeat job: gasUsed |"
+echo "| --- | ---: | ---: |"
+T1=0
+T2=0
+for i in "${!LABELS[@]}"; do
+    echo "| ${LABELS[$i]} | ${FIRST[$i]} | ${REPEAT[$i]} |"
+    T1=$((T1 + FIRST[i]))
+    T2=$((T2 + REPEAT[i]))
+done
+echo "| **total, 10 transactions, 4 sequential rounds** | **$T1** | **$T2** |"

@@ -623,6 +623,10 @@ contract JobMarket is IJobMarket {
             }
         }
         if (tab.correctMediators != 0) _payMediators(tab, t.maxPrice);
+        if (challenger != address(0) && judge == Judge.Truth && !upheld) {
+            // A lost bond, after the mediators' fees, goes to the operators it wrongly accused.
+            _payForfeit(tab, c.n, tab.pot < challengeBond ? tab.pot : challengeBond);
+        }
 
         bool verified = tab.correct != 0 && judge != Judge.None;
         c.state = verified ? JobState.Verified : JobState.Failed;
@@ -685,6 +689,21 @@ contract JobMarket is IJobMarket {
                 set &= ~uint64(1 << i);
                 _credit(tab.jobId, address(uint160(deals[MEDIATOR_BASE + i])), fee, PaymentKind.Mediation);
                 tab.pot -= fee;
+            }
+        }
+    }
+
+    /// @dev Shares `amount` of the pot equally among the correct original operators.
+    function _payForfeit(Tab memory tab, uint256 n, uint256 amount) private {
+        if (tab.correct == 0) return;
+        uint256 share = amount / tab.correct;
+        if (share == 0) return;
+        mapping(uint256 => uint256) storage deals = _deals[tab.jobId];
+        mapping(uint256 => bytes32) storage commits = _commits[tab.jobId];
+        for (uint256 i; i < n; ++i) {
+            if (tab.revealed & uint64(1 << i) != 0 && commits[i] == tab.truth) {
+                _credit(tab.jobId, address(uint160(deals[i])), share, PaymentKind.Compensation);
+                tab.pot -= share;
             }
         }
     }

@@ -525,10 +525,25 @@ contract JobMarketScenariosTest is Fixture {
         }
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.withdrawable(op), PRICE, "operator paid");
         assertEq(market.withdrawable(watcher), 0, "bond lost");
         assertEq(market.withdrawable(m[0]), MAX_PRICE, "mediators paid from the bond");
-        assertEq(market.withdrawable(creator), MAX_PRICE - PRICE + BOND - 3 * MAX_PRICE, "rest of the bond");
+        assertEq(market.withdrawable(op), PRICE + BOND - 3 * MAX_PRICE, "accused operator gets the rest of the bond");
+        assertEq(market.withdrawable(creator), MAX_PRICE - PRICE, "creator gets only the price slack");
+        _assertConservation(_jobs(jobId), _everyone());
+    }
+
+    function test_CreatorsWrongChallengeCostsTheWholeBond() public {
+        uint256 jobId = _post(_optimistic(1));
+        _bids(jobId, 0, 1, PRICE);
+        address op = _dealOps(jobId)[0];
+        _commit(jobId, op, GOOD);
+        _reveal(jobId, op, GOOD);
+        vm.prank(creator);
+        market.challenge{value: BOND}(jobId);
+        _mediate(jobId, _results(GOOD, GOOD, GOOD));
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.withdrawable(creator), MAX_PRICE - PRICE, "no part of the bond comes back");
+        assertEq(market.withdrawable(op), PRICE + BOND - 3 * MAX_PRICE, "accused operator compensated");
         _assertConservation(_jobs(jobId), _everyone());
     }
 

@@ -45,7 +45,7 @@ interface IJobMarket {
     enum PaymentKind {
         Execution, // an operator's bid price for a correct result
         Mediation, // a mediator's fee, paid from slashed stake and lost bonds
-        Compensation, // slashed stake left after mediators, paid to the job creator
+        Compensation, // slashed stake or a lost bond left after mediation fees: to the creator, or to operators a challenge wrongly accused
         BondReturned // a challenge bond returned to a challenger who was right
     }
 

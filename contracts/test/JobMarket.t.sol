@@ -437,6 +437,27 @@ contract JobMarketScenariosTest is Fixture {
         _assertConservation(_jobs(jobId), _everyone());
     }
 
+    function test_MediatorCommitDeadline_FinalizeOpensMediatorReveals() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 3, PRICE);
+        _commitReveal(jobId, _results(GOOD, BAD, GOOD));
+        address[] memory m = _mediatorOps(jobId);
+        _commit(jobId, m[0], GOOD);
+        _commit(jobId, m[1], GOOD);
+        vm.warp(block.timestamp + WINDOW + 1);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.PhaseStarted(jobId, IJobMarket.JobState.DisputeRevealing, uint64(block.timestamp) + WINDOW);
+        market.finalize(jobId);
+        _reveal(jobId, m[0], GOOD);
+        _reveal(jobId, m[1], GOOD); // the last committed mediator settles
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(_stake(m[2]), OPERATOR_STAKE - COLLATERAL, "mediator that never committed slashed");
+        assertEq(market.withdrawable(m[0]), MAX_PRICE, "mediator fee");
+        _assertConservation(_jobs(jobId), _everyone());
+    }
+
     function test_MediatorRevealAfterDeadline_Finalize() public {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;

@@ -260,6 +260,60 @@ contract JobMarketScenariosTest is Fixture {
         _assertState(jobId, IJobMarket.JobState.Running);
     }
 
+    function test_ExpiredWhenTooFewBidsCanStillBeLockedAtClose() public {
+        uint256 jobId = _post(_params(2, 1, 3));
+        _bids(jobId, 0, 2, PRICE);
+        vm.prank(ops[1]);
+        registry.requestWithdrawal(OPERATOR_STAKE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.closeBidding(jobId);
+        _assertState(jobId, IJobMarket.JobState.Expired);
+        assertEq(_locked(ops[0]), 0, "tentative lock released");
+        assertEq(market.withdrawable(creator), 2 * MAX_PRICE, "full refund");
+    }
+
+    function test_GetJobReportsParametersAndDeadlines() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 4);
+        p.escalate = true;
+        uint64 t0 = uint64(block.timestamp);
+        uint256 jobId = _post(p);
+        IJobMarket.Job memory job = market.getJob(jobId);
+        assertEq(job.creator, creator, "creator");
+        assertEq(uint256(job.state), uint256(IJobMarket.JobState.Posted), "state");
+        assertEq(job.concurrency, 3, "n");
+        assertEq(job.confidence, 2, "k");
+        assertEq(job.minBids, 4, "m");
+        assertEq(job.maxPrice, MAX_PRICE, "max price");
+        assertEq(job.collateral, COLLATERAL, "collateral");
+        assertEq(job.specHash, keccak256("spec"), "spec hash");
+        assertTrue(job.escalate, "escalate");
+        assertEq(job.bidDeadline, t0 + WINDOW, "bid deadline");
+        assertEq(job.escrow, 3 * MAX_PRICE, "escrow");
+        assertEq(market.nextJobId(), jobId + 1, "next id");
+        vm.warp(t0 + 10);
+        _bids(jobId, 0, 4, PRICE);
+        job = market.getJob(jobId);
+        assertEq(job.bidCount, 4, "bids");
+        assertEq(job.phaseDeadline, t0 + 10 + WINDOW, "commit deadline");
+        vm.warp(t0 + 20);
+        address[] memory d = _dealOps(jobId);
+        for (uint256 i; i < 3; ++i) {
+            _commit(jobId, d[i], GOOD);
+        }
+        job = market.getJob(jobId);
+        assertEq(uint256(job.state), uint256(IJobMarket.JobState.Revealing), "revealing");
+        assertEq(job.commitCount, 3, "commits");
+        assertEq(job.phaseDeadline, t0 + 20 + WINDOW, "reveal deadline");
+        IJobMarket.Deal[] memory deals = market.getDeals(jobId);
+        assertTrue(deals[0].committed && !deals[0].revealed, "committed, not revealed");
+        assertEq(deals[0].commitment, market.commitmentOf(jobId, d[0], GOOD, _salt(d[0])), "commitment");
+        _reveal(jobId, d[0], GOOD);
+        deals = market.getDeals(jobId);
+        assertTrue(deals[0].revealed, "revealed");
+        assertEq(deals[0].resultHash, GOOD, "result hash after reveal");
+        assertEq(deals[0].commitment, bytes32(0), "commitment replaced");
+    }
+
     // ---- commit / reveal deadlines ----
 
     function test_NonRevealerSlashed() public {

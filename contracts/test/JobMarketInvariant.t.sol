@@ -90,7 +90,7 @@ contract MarketHandler is Test {
             // usually an operator that has not bid yet
             IJobMarket.Bid[] memory bids = market.getBids(jobId);
             for (uint256 t; t < ops.length; ++t) {
-                op = ops[(opSeed + t) % ops.length];
+                op = ops[(opSeed % ops.length + t) % ops.length];
                 bool already;
                 for (uint256 i; i < bids.length; ++i) {
                     if (bids[i].operator == op) already = true;
@@ -195,7 +195,7 @@ contract MarketHandler is Test {
     {
         uint256 n = jobs.length;
         for (uint256 t; t < n; ++t) {
-            uint256 jobId = jobs[(seed + t) % n];
+            uint256 jobId = jobs[(seed % n + t) % n];
             IJobMarket.JobState s = market.getJob(jobId).state;
             if (s == lo || s == hi) return (true, jobId);
         }
@@ -214,7 +214,7 @@ contract MarketHandler is Test {
         }
         if (d.length == 0 || seed % 8 == 0) return ops[seed % ops.length];
         for (uint256 t; t < d.length; ++t) {
-            IJobMarket.Deal memory x = d[(seed + t) % d.length];
+            IJobMarket.Deal memory x = d[(seed % d.length + t) % d.length];
             if (revealing ? (x.committed && !x.revealed) : !x.committed) return x.operator;
         }
         return d[seed % d.length].operator;

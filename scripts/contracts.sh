@@ -23,6 +23,23 @@ if [ ! -x "$FORGE" ] || [ ! -d "$ROOT/node_modules/solc" ]; then
     exit 1
 fi
 
+# The installed tools must be the versions contracts/package.json pins.
+node -e '
+const fs = require("fs");
+const [root] = process.argv.slice(1);
+const want = JSON.parse(fs.readFileSync(`${root}/contracts/package.json`, "utf8")).devDependencies;
+const bad = [];
+for (const [name, version] of Object.entries(want)) {
+  let have = "missing";
+  try { have = JSON.parse(fs.readFileSync(`${root}/node_modules/${name}/package.json`, "utf8")).version; } catch {}
+  if (have !== version) bad.push(`${name}: installed ${have}, contracts/package.json pins ${version}`);
+}
+if (bad.length) {
+  console.error("contracts: tool versions differ from contracts/package.json:\n  " + bad.join("\n  ") +
+    "\nalign the root package.json with contracts/package.json and run npm ci at the repository root");
+  process.exit(1);
+}' "$ROOT"
+
 forge() {
     (cd "$ROOT/contracts" && "$FORGE" "$@" --offline --use "$WRAPPER")
 }

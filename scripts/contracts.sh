@@ -5,7 +5,7 @@
 #   scripts/contracts.sh build     compile and refresh contracts/artifacts/*.json (commit them)
 #   scripts/contracts.sh test      artifact drift check, then the forge suite (unit, fuzz, invariant)
 #   scripts/contracts.sh snapshot  refresh contracts/.gas-snapshot
-#   scripts/contracts.sh check     artifact drift check and gas snapshot check only
+#   scripts/contracts.sh check     artifact drift check, gas snapshot check and forge fmt --check
 #   scripts/contracts.sh deploy --rpc-url URL --private-key KEY
 #                                  run script/Deploy.s.sol with --broadcast; writes
 #                                  contracts/deployments/<chainId>.json (see docs/protocol.md)
@@ -100,6 +100,7 @@ case "$cmd" in
     check)
         drift_check
         forge snapshot --match-test 'test_Gas' --check "$@"
+        (cd "$ROOT/contracts" && "$FORGE" fmt --check)
         ;;
     deploy) forge script script/Deploy.s.sol --broadcast "$@" ;;
     *)

@@ -209,9 +209,7 @@ contract JobMarket is IJobMarket {
         bool mediation = c.state == JobState.Disputed;
         if (c.state != JobState.Running && !mediation) revert JobMarket__WrongState(jobId, c.state);
         if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
-        uint256 idx = mediation
-            ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount)
-            : _find(jobId, 0, c.n);
+        uint256 idx = mediation ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount) : _find(jobId, 0, c.n);
         mapping(uint256 => bytes32) storage commits = _commits[jobId];
         if (commits[idx] != bytes32(0)) revert JobMarket__AlreadyCommitted(jobId, msg.sender);
         commits[idx] = commitment;
@@ -236,9 +234,7 @@ contract JobMarket is IJobMarket {
         bool mediation = c.state == JobState.DisputeRevealing;
         if (c.state != JobState.Revealing && !mediation) revert JobMarket__WrongState(jobId, c.state);
         if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
-        uint256 idx = mediation
-            ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount)
-            : _find(jobId, 0, c.n);
+        uint256 idx = mediation ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount) : _find(jobId, 0, c.n);
         mapping(uint256 => bytes32) storage commits = _commits[jobId];
         bytes32 committed = commits[idx];
         if (committed == bytes32(0)) revert JobMarket__NotCommitted(jobId, msg.sender);
@@ -437,10 +433,14 @@ contract JobMarket is IJobMarket {
 
     /// @dev Partial Fisher-Yates over `arr[0..count)`: draws until `n` winners are locked in
     /// `arr[0..n)` or the bids run out; unlockable bids are dropped. Returns (winners, bids left).
-    function _pickWinners(uint256 jobId, uint256[] memory arr, uint256 count, uint256 n, uint96 collateral, uint256 nonce)
-        private
-        returns (uint256 chosen, uint256)
-    {
+    function _pickWinners(
+        uint256 jobId,
+        uint256[] memory arr,
+        uint256 count,
+        uint256 n,
+        uint96 collateral,
+        uint256 nonce
+    ) private returns (uint256 chosen, uint256) {
         uint256 seed = _random(jobId, nonce);
         while (chosen < n && chosen < count) {
             if (count > n) {
@@ -679,7 +679,9 @@ contract JobMarket is IJobMarket {
     function _payMediators(Tab memory tab, uint96 maxPrice) private {
         uint64 set = tab.correctMediators;
         uint256 agreeing;
-        for (uint64 s = set; s != 0; s &= s - 1) ++agreeing;
+        for (uint64 s = set; s != 0; s &= s - 1) {
+            ++agreeing;
+        }
         uint256 fee = tab.pot / agreeing;
         if (fee > maxPrice) fee = maxPrice;
         if (fee == 0) return;

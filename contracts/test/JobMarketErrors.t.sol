@@ -67,10 +67,14 @@ contract JobMarketErrorsTest is Fixture {
 
     function test_RevertWhen_BadConfidence() public {
         _postExpect(
-            _params(3, 4, 3), 0, abi.encodeWithSelector(IJobMarket.JobMarket__BadConfidence.selector, uint8(4), uint8(3))
+            _params(3, 4, 3),
+            0,
+            abi.encodeWithSelector(IJobMarket.JobMarket__BadConfidence.selector, uint8(4), uint8(3))
         );
         _postExpect(
-            _params(3, 0, 3), 0, abi.encodeWithSelector(IJobMarket.JobMarket__BadConfidence.selector, uint8(0), uint8(3))
+            _params(3, 0, 3),
+            0,
+            abi.encodeWithSelector(IJobMarket.JobMarket__BadConfidence.selector, uint8(0), uint8(3))
         );
     }
 
@@ -139,28 +143,18 @@ contract JobMarketErrorsTest is Fixture {
     function test_RevertWhen_WrongState() public {
         (uint256 jobId, address[] memory d) = _running();
         vm.prank(ops[5]);
-        _expect(
-            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running)
-        );
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running));
         market.bid(jobId, PRICE);
         vm.prank(d[0]);
-        _expect(
-            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running)
-        );
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running));
         market.revealResult(jobId, GOOD, _salt(d[0]), RESULT_CID);
-        _expect(
-            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running)
-        );
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running));
         market.closeBidding(jobId);
         _commitReveal(jobId, _results(GOOD, GOOD, GOOD));
-        _expect(
-            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Verified)
-        );
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Verified));
         market.finalize(jobId);
         vm.prank(d[0]);
-        _expect(
-            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Verified)
-        );
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Verified));
         market.commitResult(jobId, keccak256("x"));
     }
 
@@ -402,9 +396,7 @@ contract JobMarketErrorsTest is Fixture {
         uint256 jobId = wallet.post{value: 3 * MAX_PRICE}(market, _params(3, 2, 3));
         vm.warp(block.timestamp + WINDOW + 1);
         market.finalize(jobId);
-        _expect(
-            abi.encodeWithSelector(IJobMarket.JobMarket__TransferFailed.selector, address(wallet), 3 * MAX_PRICE)
-        );
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__TransferFailed.selector, address(wallet), 3 * MAX_PRICE));
         wallet.claim(market);
         assertEq(market.withdrawable(address(wallet)), 3 * MAX_PRICE, "still owed after the failed transfer");
     }

@@ -21,9 +21,13 @@ contract JobMarketFuzzTest is Fixture {
 
     /// @dev Random results from a small alphabet (so groups form), then checks the outcome against
     /// a reference tally, who was paid and slashed, and money conservation.
-    function testFuzz_TallyPaysMajorityAndSlashesTheRest(uint8 n, uint8 k, uint256 pattern, uint96 price, bytes32 beacon)
-        public
-    {
+    function testFuzz_TallyPaysMajorityAndSlashesTheRest(
+        uint8 n,
+        uint8 k,
+        uint256 pattern,
+        uint96 price,
+        bytes32 beacon
+    ) public {
         n = uint8(bound(n, 1, 7));
         k = uint8(bound(k, 1, n));
         price = uint96(bound(price, 0, MAX_PRICE));

@@ -188,11 +188,7 @@ contract MarketHandler is Test {
 
     /// @dev The first job from a random start whose state is `lo`, `hi`, or (for commit and
     /// reveal phases) the matching dispute phase.
-    function _pick(uint256 seed, IJobMarket.JobState lo, IJobMarket.JobState hi)
-        internal
-        view
-        returns (bool, uint256)
-    {
+    function _pick(uint256 seed, IJobMarket.JobState lo, IJobMarket.JobState hi) internal view returns (bool, uint256) {
         uint256 n = jobs.length;
         for (uint256 t; t < n; ++t) {
             uint256 jobId = jobs[(seed % n + t) % n];
@@ -254,7 +250,8 @@ contract JobMarketInvariantTest is Test {
             vm.deal(ops[i], 1000 ether);
             vm.prank(ops[i]);
             registry.register{value: 20 ether}(
-                "peer", IOperatorRegistry.Capabilities({engines: 1, cpuMillicores: 1, memoryMiB: 1, diskGiB: 1, gpus: 0})
+                "peer",
+                IOperatorRegistry.Capabilities({engines: 1, cpuMillicores: 1, memoryMiB: 1, diskGiB: 1, gpus: 0})
             );
         }
         address[] memory creators = new address[](2);
@@ -322,8 +319,16 @@ contract JobMarketInvariantTest is Test {
     /// @dev Prints which states the run reached (forge test -vv).
     function afterInvariant() public view {
         string[10] memory names = [
-            "None", "Posted", "Running", "Revealing", "Challengeable", "Disputed", "DisputeRevealing", "Verified",
-            "Failed", "Expired"
+            "None",
+            "Posted",
+            "Running",
+            "Revealing",
+            "Challengeable",
+            "Disputed",
+            "DisputeRevealing",
+            "Verified",
+            "Failed",
+            "Expired"
         ];
         log("handler calls", handler.calls());
         log("jobs posted", handler.jobCount());

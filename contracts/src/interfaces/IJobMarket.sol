@@ -118,7 +118,9 @@ interface IJobMarket {
 
     // ---- events (jobId and operator indexed) ----
 
-    event JobPosted(uint256 indexed jobId, address indexed creator, JobParams params, uint256 escrow, uint64 bidDeadline);
+    event JobPosted(
+        uint256 indexed jobId, address indexed creator, JobParams params, uint256 escrow, uint64 bidDeadline
+    );
     event BidPlaced(uint256 indexed jobId, address indexed operator, uint96 price);
     event BidDropped(uint256 indexed jobId, address indexed operator);
     event DealAccepted(uint256 indexed jobId, address indexed operator, uint96 price, uint96 collateral);

@@ -14,7 +14,7 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 contract JobMarket is IJobMarket {
     uint8 public constant MAX_BIDS = 32;
     uint8 public constant MAX_MEDIATORS = 16;
-    /// @dev Registry entries looked at when drawing mediators.
+    /// @dev Registry entries drawn at most when looking for mediators.
     uint256 private constant MEDIATOR_SCAN = 64;
     /// @dev Deal slot index of the first mediator; original bids use 0..MAX_BIDS-1.
     uint256 private constant MEDIATOR_BASE = 32;
@@ -74,6 +74,13 @@ contract JobMarket is IJobMarket {
         Judge judge;
         bytes32 truth;
         bool revealPhase;
+    }
+
+    /// @dev State of one mediator draw.
+    struct Draw {
+        uint256 seed;
+        uint256 pool;
+        uint256[] order; // shuffled registry indices (small pools only)
     }
 
     IOperatorRegistry public immutable registry;
@@ -546,22 +553,48 @@ contract JobMarket is IJobMarket {
         return need;
     }
 
-    /// @dev Sweeps up to MEDIATOR_SCAN registry entries from a random start, locking the
-    /// collateral of each eligible operator until `mediatorCount` are found.
+    /// @dev Draws registry entries at random, locking the collateral of each eligible operator
+    /// until `mediatorCount` are found. A pool of at most MEDIATOR_SCAN entries is visited in a
+    /// random order, each entry once; a larger pool gets MEDIATOR_SCAN independent draws. Entries
+    /// are drawn one by one (never a contiguous run), so operators registered together are not
+    /// drawn together.
     function _drawMediators(uint256 jobId, address creator, uint256 n, uint96 collateral, address challenger)
         private
         returns (address[] memory picked, uint256 found)
     {
         picked = new address[](mediatorCount);
-        uint256 pool = registry.operatorCount();
-        if (pool == 0) return (picked, 0);
-        uint256 start = _random(jobId, 2) % pool;
-        uint256 scan = pool < MEDIATOR_SCAN ? pool : MEDIATOR_SCAN;
-        for (uint256 a; a < scan && found < picked.length; ++a) {
-            address op = registry.operatorAt((start + a) % pool);
-            if (op == creator || op == challenger || _isDeal(jobId, n, op)) continue;
+        Draw memory draw;
+        draw.pool = registry.operatorCount();
+        draw.seed = _random(jobId, 2);
+        if (draw.pool <= MEDIATOR_SCAN) {
+            draw.order = new uint256[](draw.pool);
+            for (uint256 i; i < draw.pool; ++i) {
+                draw.order[i] = i;
+            }
+        }
+        uint256 tries = draw.pool <= MEDIATOR_SCAN ? draw.pool : MEDIATOR_SCAN;
+        for (uint256 a; a < tries && found < picked.length; ++a) {
+            address op = registry.operatorAt(_nextDraw(draw, a));
+            if (op == creator || op == challenger || _isDeal(jobId, n, op) || _contains(picked, found, op)) continue;
             if (registry.lock(op, jobId, collateral)) picked[found++] = op;
         }
+    }
+
+    /// @dev The a-th registry index of a draw: the next step of a Fisher-Yates shuffle of a small
+    /// pool, or an independent random index into a large one.
+    function _nextDraw(Draw memory draw, uint256 a) private pure returns (uint256) {
+        draw.seed = uint256(keccak256(abi.encode(draw.seed)));
+        if (draw.order.length == 0) return draw.seed % draw.pool;
+        uint256 j = a + draw.seed % (draw.pool - a);
+        (draw.order[a], draw.order[j]) = (draw.order[j], draw.order[a]);
+        return draw.order[a];
+    }
+
+    function _contains(address[] memory list, uint256 count, address x) private pure returns (bool) {
+        for (uint256 i; i < count; ++i) {
+            if (list[i] == x) return true;
+        }
+        return false;
     }
 
     /// @dev Ends mediation: the mediators' strict majority (of those drawn) is the truth.

@@ -154,4 +154,51 @@ contract JobMarketFuzzTest is Fixture {
         assertEq(market.withdrawable(creator), uint256(n) * maxPrice, "full refund");
         assertEq(address(market).balance, uint256(n) * maxPrice, "held until claimed");
     }
+
+    /// @dev Whatever the beacon, a dispute draws `mediatorCount` distinct operators that are not
+    /// on the job, and locks exactly their collateral.
+    function testFuzz_MediatorsAreFreshDistinctAndLocked(bytes32 beacon, bytes32 disputeBeacon) public {
+        vm.prevrandao(beacon);
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 3, MAX_PRICE);
+        address[] memory d = _dealOps(jobId);
+        vm.prevrandao(disputeBeacon);
+        _commitReveal(jobId, _results(GOOD, BAD, GOOD));
+        _assertState(jobId, IJobMarket.JobState.Disputed);
+        address[] memory m = _mediatorOps(jobId);
+        assertEq(m.length, MEDIATORS, "mediator count");
+        for (uint256 i; i < m.length; ++i) {
+            assertEq(_locked(m[i]), COLLATERAL, "mediator locked");
+            for (uint256 j; j < d.length; ++j) {
+                assertTrue(m[i] != d[j], "not on the job");
+            }
+            for (uint256 j = i + 1; j < m.length; ++j) {
+                assertTrue(m[i] != m[j], "distinct");
+            }
+        }
+    }
+
+    /// @dev Mediators are drawn one by one, not as a contiguous run of the registry: across
+    /// beacons some draw is not three consecutive registrations.
+    function test_MediatorsAreNotAContiguousRun() public {
+        bool scattered;
+        for (uint256 seed = 1; seed <= 8 && !scattered; ++seed) {
+            IJobMarket.JobParams memory p = _params(3, 2, 3);
+            p.escalate = true;
+            uint256 jobId = _post(p);
+            _bids(jobId, 0, 3, MAX_PRICE);
+            vm.prevrandao(bytes32(seed));
+            _commitReveal(jobId, _results(GOOD, BAD, GOOD));
+            address[] memory m = _mediatorOps(jobId);
+            // operator i is registered at index i, its address is 0x1000 + i
+            uint256 a = uint160(m[0]);
+            uint256 b = uint160(m[1]);
+            uint256 c = uint160(m[2]);
+            if (b != a + 1 || c != b + 1) scattered = true;
+            _mediate(jobId, _results(GOOD, GOOD, GOOD));
+        }
+        assertTrue(scattered, "mediator draws are not contiguous runs");
+    }
 }

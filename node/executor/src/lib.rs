@@ -1,1 +1,19 @@
 #![doc = include_str!("../README.md")]
+
+mod docker;
+mod error;
+mod registry;
+mod results;
+mod spec;
+mod wasm;
+
+pub use docker::{DockerConfig, DockerExecutor, EXECUTION_LABEL, NODE_LABEL};
+pub use error::{Error, Result};
+pub use registry::{Executor, ExecutorRegistry};
+pub use results::{hash_results, remove_stale_staging};
+pub use spec::{
+    DockerSpec, EngineKind, EngineSpec, ExecutionId, ExecutionRequest, ExecutionResult, InputMount, Limits,
+    ModuleHash, OutputVolume, RESERVED_RESULT_NAMES, Unsupported, WasmModule, WasmSpec,
+};
+pub use wasm::{CacheStats, WasmConfig, WasmExecutor};
+pub use tokio_util::sync::CancellationToken;

@@ -1,1 +1,10 @@
 #![doc = include_str!("../README.md")]
+
+pub mod config;
+mod error;
+pub mod job;
+pub mod wallet;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use wallet::{KeySource, Keystore};

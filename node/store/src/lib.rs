@@ -1,11 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod blockstore;
+pub mod car;
 mod error;
+pub mod export;
 mod murmur3;
 pub mod pb;
 mod profile;
 pub mod unixfs;
 
+pub use blockstore::{Blockstore, GcStats, StoreSink, links_of, verify};
 pub use cid::Cid;
 pub use error::{Error, Result};
 pub use profile::Profile;

@@ -205,6 +205,9 @@ fn filter_id(v: Value) -> Result<u64, RpcError> {
 
 /// Answers one JSON-RPC method call.
 pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
+    if !matches!(p, Value::Null | Value::Array(_) | Value::Object(_)) {
+        return Err(RpcError::invalid_params("params must be an array"));
+    }
     match method {
         "web3_clientVersion" => Ok(json!(concat!("shoal-devchain/v", env!("CARGO_PKG_VERSION")))),
         "web3_sha3" => {

@@ -1,1 +1,25 @@
 #![doc = include_str!("../README.md")]
+
+pub mod bindings;
+mod client;
+mod cursor;
+mod deploy;
+mod error;
+mod events;
+mod follower;
+mod ids;
+mod tx;
+
+pub use alloy::primitives::{Address, B256, Bytes, U256};
+pub use alloy::signers::local::PrivateKeySigner;
+pub use bindings::JobMarket::{FailReason, JobState, PaymentKind, SlashReason, Verifier};
+pub use client::{
+    Bid, Capabilities, ChainClient, ChainClientBuilder, Deal, Job, JobParams, Operator, OperatorStatus, commitment,
+};
+pub use cursor::{Cursor, CursorStore, JsonFileCursorStore, MemoryCursorStore};
+pub use deploy::{DeployParams, Deployment, deploy};
+pub use error::{ContractError, Error, Result};
+pub use events::{ChainEvent, MarketEvent};
+pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, FollowerUpdate};
+pub use ids::{JobId, ParseJobIdError};
+pub use tx::{TxConfig, TxManager};

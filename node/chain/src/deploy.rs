@@ -1,0 +1,142 @@
+//! Deploying the contracts from their artifacts, and the deployment file.
+
+use std::path::Path;
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, U256};
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolConstructor;
+
+use crate::bindings::{JobMarket, OperatorRegistry};
+use crate::client::{ChainClient, to_u96};
+use crate::error::{Error, Result};
+
+/// Where Shoal's contracts live on one chain. Same JSON shape as
+/// `contracts/deployments/<chainId>.json` written by `script/Deploy.s.sol`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// The chain id the contracts are deployed on.
+    pub chain_id: u64,
+    /// The `OperatorRegistry` contract.
+    pub operator_registry: Address,
+    /// The `JobMarket` contract.
+    pub job_market: Address,
+    /// A block at or before the deployment: where to start reading events.
+    pub deploy_block: u64,
+    /// Constructor parameters, when known.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<DeployParams>,
+}
+
+/// Constructor parameters of the two contracts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployParams {
+    /// Seconds between a withdrawal request and the withdrawal.
+    pub unbonding_period: u64,
+    /// Minimum stake to register, in wei.
+    #[serde(with = "decimal")]
+    pub min_stake: U256,
+    /// Mediators drawn per dispute (1..=16).
+    pub mediator_count: u8,
+    /// Bond to challenge an optimistic job, in wei.
+    #[serde(with = "decimal")]
+    pub challenge_bond: U256,
+}
+
+impl Default for DeployParams {
+    /// The defaults of `script/Deploy.s.sol`: 7 days, 1 ETH, 3 mediators, 0.1 ETH.
+    fn default() -> Self {
+        let eth = U256::from(10u64).pow(U256::from(18));
+        Self {
+            unbonding_period: 7 * 24 * 3600,
+            min_stake: eth,
+            mediator_count: 3,
+            challenge_bond: eth / U256::from(10),
+        }
+    }
+}
+
+mod decimal {
+    use alloy::primitives::U256;
+
+    pub fn serialize<S: serde::Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Num {
+            Text(String),
+            Int(u64),
+        }
+        match <Num as serde::Deserialize>::deserialize(d)? {
+            Num::Int(n) => Ok(U256::from(n)),
+            Num::Text(t) => t.parse::<U256>().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Deployment {
+    /// Reads a deployment file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            reason: format!("cannot read the deployment file: {e}; deploy the contracts first"),
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            reason: format!("not a deployment file: {e}"),
+        })
+    }
+
+    /// Writes a deployment file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        crate::cursor::write_atomically(path, &json)
+    }
+}
+
+/// Deploys `OperatorRegistry`, then `JobMarket`, then calls `registry.setMarket(market)` from
+/// the client's key, with the bytecode of `contracts/artifacts`.
+pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deployment> {
+    let deploy_block = client.block_number().await?;
+    let registry_args = OperatorRegistry::constructorCall {
+        unbondingPeriod_: params.unbonding_period,
+        minStake_: to_u96("min stake", params.min_stake)?,
+    };
+    let registry = create(client, &OperatorRegistry::BYTECODE, &registry_args.abi_encode(), "OperatorRegistry").await?;
+    let market_args = JobMarket::constructorCall {
+        registry_: registry,
+        mediatorCount_: params.mediator_count,
+        challengeBond_: to_u96("challenge bond", params.challenge_bond)?,
+    };
+    let market = create(client, &JobMarket::BYTECODE, &market_args.abi_encode(), "JobMarket").await?;
+    let deployment = Deployment {
+        chain_id: client.chain_id(),
+        operator_registry: registry,
+        job_market: market,
+        deploy_block,
+        params: Some(params),
+    };
+    client.with_deployment(deployment.clone())?.set_market(market).await?;
+    Ok(deployment)
+}
+
+async fn create(client: &ChainClient, code: &[u8], args: &[u8], name: &'static str) -> Result<Address> {
+    let mut input = Vec::with_capacity(code.len() + args.len());
+    input.extend_from_slice(code);
+    input.extend_from_slice(args);
+    let tx = TransactionRequest::default().with_deploy_code(input);
+    let receipt = client.send(tx).await?;
+    receipt.contract_address.ok_or(Error::MissingEvent {
+        tx_hash: receipt.transaction_hash,
+        event: "contract address",
+        contract: name,
+    })
+}

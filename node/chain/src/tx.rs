@@ -1,0 +1,241 @@
+//! The transaction manager: one per key.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::consensus::TxEnvelope;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::eips::BlockId;
+use alloy::network::{Ethereum, EthereumWallet, NetworkWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::TransportError;
+use tokio::sync::Mutex;
+
+use crate::error::{ContractError, Error, Result, revert_data};
+
+/// How the transaction manager sends and waits.
+#[derive(Debug, Clone)]
+pub struct TxConfig {
+    /// How often to poll for a receipt.
+    pub poll_interval: Duration,
+    /// How long to wait for a receipt before replacing the transaction with higher fees.
+    pub bump_after: Duration,
+    /// How many times to raise the fees of one transaction before giving up.
+    pub max_bumps: u32,
+    /// Fee increase per bump, in percent (nodes require at least 10 to replace).
+    pub bump_percent: u64,
+    /// Gas limit = estimate × (100 + this) / 100.
+    pub gas_margin_percent: u64,
+}
+
+impl Default for TxConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(100),
+            bump_after: Duration::from_secs(30),
+            max_bumps: 5,
+            bump_percent: 25,
+            gas_margin_percent: 25,
+        }
+    }
+}
+
+/// Sends transactions from one key: assigns nonces locally so concurrent senders never collide,
+/// waits for receipts, replaces transactions that are not mined in time with higher fees, and
+/// decodes reverts into [`ContractError`]. Cheap to clone; clones share the nonce.
+#[derive(Clone)]
+pub struct TxManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: DynProvider,
+    wallet: EthereumWallet,
+    address: Address,
+    chain_id: u64,
+    /// The next nonce to use; `None` means "read it from the chain".
+    nonce: Mutex<Option<u64>>,
+    config: TxConfig,
+}
+
+impl std::fmt::Debug for TxManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxManager").field("address", &self.inner.address).finish()
+    }
+}
+
+/// A transaction that was sent and not yet mined.
+struct InFlight {
+    nonce: u64,
+    hashes: Vec<B256>,
+    max_fee: u128,
+    tip: u128,
+}
+
+impl TxManager {
+    /// A manager for `signer` on the chain behind `provider`.
+    pub fn new(provider: DynProvider, signer: PrivateKeySigner, chain_id: u64, config: TxConfig) -> Self {
+        let address = signer.address();
+        let wallet = EthereumWallet::from(signer);
+        Self { inner: Arc::new(Inner { provider, wallet, address, chain_id, nonce: Mutex::new(None), config }) }
+    }
+
+    /// The sending address.
+    pub fn address(&self) -> Address {
+        self.inner.address
+    }
+
+    /// Forgets the local nonce; the next transaction reads it from the chain.
+    pub async fn resync_nonce(&self) {
+        *self.inner.nonce.lock().await = None;
+    }
+
+    /// Sends a transaction (`to`, `input`, `value` set by the caller) and waits for its receipt.
+    /// A revert at estimate time or in the mined receipt is [`Error::Reverted`].
+    pub async fn send(&self, tx: TransactionRequest) -> Result<TransactionReceipt> {
+        let inner = &self.inner;
+        let tx = tx.with_from(inner.address).with_chain_id(inner.chain_id);
+        let estimate = inner.provider.estimate_gas(tx.clone()).await.map_err(Error::rpc("eth_estimateGas"))?;
+        let gas = estimate.saturating_mul(100 + inner.config.gas_margin_percent) / 100;
+        let fees = inner.provider.estimate_eip1559_fees().await.map_err(Error::rpc("eth_feeHistory"))?;
+        let tx = tx.with_gas_limit(gas);
+        let mut flight = self.submit(tx.clone(), fees.max_fee_per_gas, fees.max_priority_fee_per_gas).await?;
+        let receipt = self.wait(&tx, &mut flight).await?;
+        if receipt.status() {
+            return Ok(receipt);
+        }
+        Err(self.explain_failure(tx, &receipt).await)
+    }
+
+    /// Signs with the next local nonce and submits; the nonce advances only when the node
+    /// accepted the transaction.
+    async fn submit(&self, tx: TransactionRequest, max_fee: u128, tip: u128) -> Result<InFlight> {
+        let inner = &self.inner;
+        let mut guard = inner.nonce.lock().await;
+        let mut resynced = false;
+        loop {
+            let nonce = match *guard {
+                Some(n) => n,
+                None => {
+                    let n = inner
+                        .provider
+                        .get_transaction_count(inner.address)
+                        .pending()
+                        .await
+                        .map_err(Error::rpc("eth_getTransactionCount"))?;
+                    *guard = Some(n);
+                    n
+                }
+            };
+            let signed = self.sign(tx.clone().with_nonce(nonce), max_fee, tip).await?;
+            match inner.provider.send_raw_transaction(&signed.encoded_2718()).await {
+                Ok(pending) => {
+                    *guard = Some(nonce + 1);
+                    return Ok(InFlight { nonce, hashes: vec![*pending.tx_hash()], max_fee, tip });
+                }
+                Err(e) if !resynced && is_nonce_error(&e) => {
+                    tracing::debug!(nonce, error = %e, "nonce out of sync, re-reading it from the chain");
+                    *guard = None;
+                    resynced = true;
+                }
+                Err(e) => {
+                    if let Some(data) = revert_data(&e) {
+                        return Err(Error::Reverted(ContractError::decode(&data)));
+                    }
+                    // The node may have seen a nonce we do not know about; re-read it next time.
+                    *guard = None;
+                    return Err(Error::Rejected { nonce, source: e });
+                }
+            }
+        }
+    }
+
+    async fn sign(&self, tx: TransactionRequest, max_fee: u128, tip: u128) -> Result<TxEnvelope> {
+        let tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip.min(max_fee));
+        NetworkWallet::<Ethereum>::sign_request(&self.inner.wallet, tx).await.map_err(|e| Error::Sign(e.to_string()))
+    }
+
+    /// Polls for a receipt of any of the flight's hashes; replaces the transaction with higher
+    /// fees when it is not mined within `bump_after`.
+    async fn wait(&self, tx: &TransactionRequest, flight: &mut InFlight) -> Result<TransactionReceipt> {
+        let cfg = &self.inner.config;
+        let started = Instant::now();
+        let mut bumps = 0;
+        let mut since_send = Instant::now();
+        loop {
+            for hash in flight.hashes.iter().rev() {
+                let receipt = self
+                    .inner
+                    .provider
+                    .get_transaction_receipt(*hash)
+                    .await
+                    .map_err(Error::rpc("eth_getTransactionReceipt"))?;
+                if let Some(r) = receipt {
+                    return Ok(r);
+                }
+            }
+            if since_send.elapsed() >= cfg.bump_after {
+                if bumps >= cfg.max_bumps {
+                    self.resync_nonce().await;
+                    let tx_hash = flight.hashes.last().copied().unwrap_or_default();
+                    return Err(Error::Timeout { tx_hash, nonce: flight.nonce, waited: started.elapsed(), bumps });
+                }
+                bumps += 1;
+                self.bump(tx, flight).await?;
+                since_send = Instant::now();
+            }
+            tokio::time::sleep(cfg.poll_interval).await;
+        }
+    }
+
+    /// Replaces the transaction (same nonce) with fees raised by `bump_percent`, or to the
+    /// current market fees when those are higher.
+    async fn bump(&self, tx: &TransactionRequest, flight: &mut InFlight) -> Result<()> {
+        let pct = 100 + u128::from(self.inner.config.bump_percent.max(10));
+        let mut max_fee = flight.max_fee.saturating_mul(pct).div_ceil(100);
+        let mut tip = flight.tip.saturating_mul(pct).div_ceil(100).max(1);
+        if let Ok(now) = self.inner.provider.estimate_eip1559_fees().await {
+            max_fee = max_fee.max(now.max_fee_per_gas);
+            tip = tip.max(now.max_priority_fee_per_gas);
+        }
+        let signed = self.sign(tx.clone().with_nonce(flight.nonce), max_fee, tip).await?;
+        match self.inner.provider.send_raw_transaction(&signed.encoded_2718()).await {
+            Ok(pending) => {
+                tracing::info!(nonce = flight.nonce, max_fee, tip, hash = %pending.tx_hash(), "replaced a slow transaction with higher fees");
+                flight.hashes.push(*pending.tx_hash());
+                flight.max_fee = max_fee;
+                flight.tip = tip;
+            }
+            // Mined meanwhile (nonce used) or already replaced: keep polling the known hashes.
+            Err(e) => tracing::debug!(nonce = flight.nonce, error = %e, "fee bump not accepted"),
+        }
+        Ok(())
+    }
+
+    /// Replays a failed transaction as a call in the block before it to read the revert data.
+    async fn explain_failure(&self, tx: TransactionRequest, receipt: &TransactionReceipt) -> Error {
+        let block = receipt.block_number.unwrap_or_default();
+        let replay = self.inner.provider.call(tx).block(BlockId::number(block.saturating_sub(1))).await;
+        match replay {
+            Err(e) => match revert_data(&e) {
+                Some(data) => Error::Reverted(ContractError::decode(&data)),
+                None => Error::Failed { tx_hash: receipt.transaction_hash, block, reason: e.to_string() },
+            },
+            Ok(_) => Error::Failed {
+                tx_hash: receipt.transaction_hash,
+                block,
+                reason: format!("status 0 after using {} gas (out of gas?)", receipt.gas_used),
+            },
+        }
+    }
+}
+
+fn is_nonce_error(e: &TransportError) -> bool {
+    e.as_error_resp().is_some_and(|r| {
+        let m = r.message.to_ascii_lowercase();
+        m.contains("nonce too low") || m.contains("nonce too high") || m.contains("already known") || m.contains("invalid nonce")
+    })
+}

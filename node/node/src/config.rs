@@ -1,0 +1,352 @@
+//! Node configuration: a TOML file, every key optional (see docs/node.md).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its state database, blocks and results.
+    pub data_dir: PathBuf,
+    /// The chain endpoint.
+    pub chain: ChainConfig,
+    /// Contract addresses; or `deployment_file` pointing at a deployment JSON.
+    pub deployment: Option<DeploymentConfig>,
+    /// A deployment file as written by `contracts/script/Deploy.s.sol` or the devstack.
+    pub deployment_file: Option<PathBuf>,
+    /// The operator key that bids, commits and reveals.
+    pub operator: OperatorConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Other nodes' API base URLs (`http://host:port`), asked for content this node lacks.
+    pub peers: Vec<String>,
+    /// Execution settings.
+    pub executor: ExecutorConfig,
+    /// When to bid.
+    pub bid: BidPolicy,
+    /// Fault injection for devstacks and tests; never set it on a real node.
+    pub fault: Option<Fault>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("shoal-data"),
+            chain: ChainConfig::default(),
+            deployment: None,
+            deployment_file: None,
+            operator: OperatorConfig::default(),
+            api: ApiConfig::default(),
+            peers: Vec::new(),
+            executor: ExecutorConfig::default(),
+            bid: BidPolicy::default(),
+            fault: None,
+        }
+    }
+}
+
+/// The chain endpoint and how it is followed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainConfig {
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// How often the node asks for new blocks, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Blocks to stay behind the head (reorg safety); 0 on dev chains.
+    pub confirmations: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self { rpc_url: "http://127.0.0.1:8545".into(), poll_interval_ms: 500, confirmations: 0 }
+    }
+}
+
+impl ChainConfig {
+    /// The poll interval as a duration (at least 10 ms).
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+}
+
+/// Where the contracts are.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Chain id the deployment is on (checked against the endpoint when set).
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// `OperatorRegistry` address.
+    pub operator_registry: Address,
+    /// `JobMarket` address.
+    pub job_market: Address,
+    /// First block to read events from.
+    #[serde(default)]
+    pub deploy_block: u64,
+}
+
+impl DeploymentConfig {
+    /// Reads a deployment JSON file (`chainId`, `operatorRegistry`, `jobMarket`, `deployBlock`; other keys ignored).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct File {
+            chain_id: Option<u64>,
+            operator_registry: Address,
+            job_market: Address,
+            #[serde(default)]
+            deploy_block: u64,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading the deployment file", path, e))?;
+        let f: File = serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "{} is not a deployment file ({e}); it needs operatorRegistry, jobMarket and deployBlock",
+                path.display()
+            ))
+        })?;
+        Ok(Self {
+            chain_id: f.chain_id,
+            operator_registry: f.operator_registry,
+            job_market: f.job_market,
+            deploy_block: f.deploy_block,
+        })
+    }
+}
+
+/// The operator's chain key.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Hex private key (prefer `keystore` outside development).
+    pub private_key: Option<String>,
+    /// An encrypted JSON keystore file.
+    pub keystore: Option<PathBuf>,
+    /// Name of the environment variable holding the keystore password.
+    pub password_env: Option<String>,
+}
+
+impl std::fmt::Debug for OperatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorConfig")
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .field("keystore", &self.keystore)
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+impl OperatorConfig {
+    /// The signer, or `None` for a node that only follows and serves (no key configured).
+    pub fn signer(&self) -> Result<Option<PrivateKeySigner>> {
+        if let Some(key) = &self.private_key {
+            let signer = key.trim().parse::<PrivateKeySigner>().map_err(|e| {
+                Error::Config(format!("operator.private_key is not a hex secp256k1 key: {e}"))
+            })?;
+            return Ok(Some(signer));
+        }
+        if let Some(path) = &self.keystore {
+            let var = self.password_env.as_deref().unwrap_or("SHOAL_KEYSTORE_PASSWORD");
+            let password = std::env::var(var).map_err(|_| {
+                Error::Config(format!("operator.keystore is set but the password variable {var} is not"))
+            })?;
+            let signer = PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| {
+                Error::Config(format!("cannot decrypt keystore {}: {e}; check the password", path.display()))
+            })?;
+            return Ok(Some(signer));
+        }
+        Ok(None)
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The URL other nodes and clients reach this node at (defaults to `http://<listen>`).
+    pub public_url: Option<String>,
+    /// Requests per second allowed per client IP (0 disables rate limiting).
+    pub rate_limit_per_sec: u32,
+    /// Burst of requests allowed above the rate.
+    pub rate_limit_burst: u32,
+    /// Largest request body in bytes (content uploads).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7474)),
+            public_url: None,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 400,
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Execution settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// Offer the WASM executor.
+    pub wasm: bool,
+    /// Offer the Docker executor (needs a reachable Docker engine).
+    pub docker: bool,
+    /// Executions running at the same time; further accepted deals wait in the queue.
+    pub max_parallel: usize,
+    /// Folders `file://` inputs may read from.
+    pub file_allow: Vec<PathBuf>,
+    /// Largest URL input download in bytes.
+    pub max_download_bytes: u64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self { wasm: true, docker: false, max_parallel: 2, file_allow: Vec::new(), max_download_bytes: 1 << 30 }
+    }
+}
+
+/// When the node bids on a posted job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BidPolicy {
+    /// Bid at all (false: follow and serve only).
+    pub enabled: bool,
+    /// Lowest price per execution this node works for, in wei.
+    pub min_price: u64,
+    /// Most jobs this node holds bids or deals on at once.
+    pub max_concurrent_jobs: usize,
+    /// Engines offered (`wasm`, `docker`); empty offers every installed executor.
+    pub engines: Vec<String>,
+    /// Most memory a job may ask for, in bytes.
+    pub max_memory: u64,
+    /// Most CPU cores a job may ask for.
+    pub max_cpu: f64,
+    /// An operator hook asked last: `{"bid": bool, "reason": "..."}`.
+    pub hook: Option<BidHook>,
+}
+
+impl Default for BidPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_price: 0,
+            max_concurrent_jobs: 16,
+            engines: Vec::new(),
+            max_memory: 4 << 30,
+            max_cpu: 4.0,
+            hook: None,
+        }
+    }
+}
+
+/// An operator's own bid check. It receives the job as JSON (on stdin or as the POST body) and
+/// answers `{"bid": true|false, "reason": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum BidHook {
+    /// Run a program: `argv[0]` and its arguments.
+    Command(Vec<String>),
+    /// POST to a URL.
+    Http(String),
+}
+
+/// Injected misbehaviour, for showing slashing and recovery.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Report a wrong result (the results folder gets an extra line in `stdout`).
+    WrongResult,
+    /// Stop every task of the node right after a commit is confirmed, as if killed.
+    CrashAfterCommit,
+}
+
+impl NodeConfig {
+    /// Parses a TOML document.
+    pub fn from_toml(doc: &str) -> Result<Self> {
+        toml::from_str(doc).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading the config file", path, e))?;
+        Self::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The TOML form.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The contract addresses from `deployment` or `deployment_file`.
+    pub fn resolve_deployment(&self) -> Result<DeploymentConfig> {
+        match (&self.deployment, &self.deployment_file) {
+            (Some(d), _) => Ok(*d),
+            (None, Some(path)) => DeploymentConfig::from_file(path),
+            (None, None) => Err(Error::Config(
+                "no contracts: set [deployment] (operatorRegistry, jobMarket, deployBlock) or deployment_file".into(),
+            )),
+        }
+    }
+
+    /// Checks values that would only fail later.
+    pub fn validate(&self) -> Result<()> {
+        if self.executor.max_parallel == 0 {
+            return Err(Error::Config("executor.max_parallel must be at least 1".into()));
+        }
+        for e in &self.bid.engines {
+            if e != "wasm" && e != "docker" {
+                return Err(Error::Config(format!("bid.engines: `{e}` is not an engine; use wasm or docker")));
+            }
+        }
+        for p in &self.peers {
+            if !(p.starts_with("http://") || p.starts_with("https://")) {
+                return Err(Error::Config(format!("peers: `{p}` is not an http(s) URL")));
+            }
+        }
+        self.resolve_deployment()?;
+        self.operator.signer()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_through_toml() {
+        let mut c = NodeConfig::default();
+        c.deployment = Some(DeploymentConfig {
+            chain_id: Some(31337),
+            operator_registry: Address::repeat_byte(1),
+            job_market: Address::repeat_byte(2),
+            deploy_block: 7,
+        });
+        c.bid.hook = Some(BidHook::Command(vec!["/bin/true".into()]));
+        c.fault = Some(Fault::WrongResult);
+        let text = c.to_toml().expect("toml");
+        assert_eq!(NodeConfig::from_toml(&text).expect("parse"), c);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(NodeConfig::from_toml("dta_dir = \"x\"").is_err());
+        let mut c = NodeConfig::from_toml("[bid]\nengines = [\"cobol\"]").expect("parses");
+        c.deployment_file = Some("/nonexistent/deployment.json".into());
+        assert!(matches!(c.validate(), Err(Error::Config(_))));
+        let c = NodeConfig::from_toml("[operator]\nprivate_key = \"0x12\"").expect("parses");
+        assert!(c.operator.signer().is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Content on this node: the verified blockstore, and fetching DAGs this node
+//! lacks from peers' trustless-gateway-style CAR endpoint, checking every
+//! block against its CID before it is stored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cid::Cid;
+use shoal_store::{Blockstore, Profile};
+
+use crate::error::{Error, Result};
+
+/// Largest CAR accepted from a peer.
+const MAX_PEER_CAR: usize = 1 << 30;
+
+/// The node's content: its blockstore and its peers.
+#[derive(Clone)]
+pub struct Content {
+    pub store: Arc<Blockstore>,
+    peers: Arc<Vec<String>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Content").field("root", &self.store.root()).field("peers", &self.peers).finish()
+    }
+}
+
+impl Content {
+    /// Opens the blockstore at `root`.
+    pub fn open(root: &Path, peers: Vec<String>) -> Result<Self> {
+        let store = Blockstore::open(root)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Http(e.to_string()))?;
+        Ok(Self { store: Arc::new(store), peers: Arc::new(peers), http })
+    }
+
+    /// Imports bytes as one UnixFS file (`unixfs-v1-2025`) and pins it.
+    pub fn add_bytes(&self, bytes: &[u8]) -> Result<Cid> {
+        Ok(self.store.add_reader(bytes, Profile::UnixfsV1_2025)?.cid)
+    }
+
+    /// Imports a CAR (every block verified); returns its roots, pinned.
+    pub fn add_car(&self, bytes: &[u8]) -> Result<Vec<Cid>> {
+        let mut r = bytes;
+        Ok(shoal_store::car::import_car(&self.store, &mut r)?)
+    }
+
+    /// Whether the whole DAG under `root` is here and intact.
+    pub fn has_dag(&self, root: &Cid) -> bool {
+        self.store.dag(root).is_ok()
+    }
+
+    /// The DAG as a CAR v1.
+    pub fn car(&self, root: &Cid) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        shoal_store::car::export_car(&self.store, root, &mut out)?;
+        Ok(out)
+    }
+
+    /// A file's bytes.
+    pub fn read_file(&self, cid: &Cid) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        shoal_store::export::write_file(&self.store, cid, &mut out)?;
+        Ok(out)
+    }
+
+    /// Makes sure the DAG under `root` is here: local, else fetched from a peer.
+    pub async fn ensure(&self, root: &Cid) -> Result<()> {
+        if self.has_dag(root) {
+            return Ok(());
+        }
+        let mut reasons = Vec::new();
+        for peer in self.peers.iter() {
+            match self.fetch_from(peer, root).await {
+                Ok(()) => return Ok(()),
+                Err(e) => reasons.push(format!("{peer}: {e}")),
+            }
+        }
+        Err(Error::Content {
+            cid: root.to_string(),
+            reason: if reasons.is_empty() {
+                "not in this node's store and no peers are configured (set `peers` or upload it here)".into()
+            } else {
+                format!("not in this node's store and no peer had it ({})", reasons.join("; "))
+            },
+        })
+    }
+
+    async fn fetch_from(&self, peer: &str, root: &Cid) -> Result<()> {
+        let url = format!("{}/api/v1/content/{root}?format=car", peer.trim_end_matches('/'));
+        let err = |reason: String| Error::Content { cid: root.to_string(), reason };
+        let resp = self.http.get(&url).send().await.map_err(|e| err(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(err(format!("HTTP {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| err(e.to_string()))?;
+        if bytes.len() > MAX_PEER_CAR {
+            return Err(err("CAR too large".into()));
+        }
+        let store = self.store.clone();
+        let root = *root;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            // Blocks are verified against their CIDs as they are stored; the
+            // DAG must then be complete under the root we asked for.
+            let mut r = &bytes[..];
+            let roots = shoal_store::car::import_car(&store, &mut r)?;
+            for other in roots.iter().filter(|c| **c != root) {
+                store.unpin(other)?;
+            }
+            store.dag(&root).map_err(|e| Error::Content {
+                cid: root.to_string(),
+                reason: format!("the peer's CAR does not hold the whole DAG: {e}"),
+            })?;
+            store.pin(&root)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?
+    }
+
+    /// Writes the content at `ipfs://CID[/path]` to `dest` (a file or a folder).
+    pub async fn export_to(&self, cid_path: &str, dest: &Path) -> Result<PathBuf> {
+        let (cid_text, path) = cid_path.split_once('/').unwrap_or((cid_path, ""));
+        let root = shoal_store::parse_cid(cid_text)?;
+        self.ensure(&root).await?;
+        let target = if path.is_empty() { root } else { shoal_store::export::resolve(&self.store, &root, path)? };
+        shoal_store::export::export(&self.store, &target, dest)?;
+        Ok(dest.to_path_buf())
+    }
+}

@@ -1,0 +1,176 @@
+//! The state store: one redb file in the data dir. The chain follower writes
+//! jobs and events together with its block cursor in one transaction; the
+//! compute side writes decisions and executions before acting on them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::model::{BidDecision, EventRecord, Execution, JobId, JobRecord};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
+const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("executions");
+
+const CURSOR: &str = "next_block";
+
+/// The node's persistent state. Cheap to clone.
+#[derive(Clone)]
+pub struct StateStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore").field("path", &self.path).finish()
+    }
+}
+
+/// Orders a job's events by block and log index.
+fn event_key(e: &EventRecord) -> u64 {
+    (e.block << 24) | (e.log_index & 0xff_ffff)
+}
+
+impl StateStore {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        }
+        let db = Database::create(path).map_err(|e| Error::Db { path: path.into(), reason: e.to_string() })?;
+        let store = Self { db: Arc::new(db), path: path.into() };
+        let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+        {
+            txn.open_table(META).map_err(|e| store.err(e))?;
+            txn.open_table(JOBS).map_err(|e| store.err(e))?;
+            txn.open_table(EVENTS).map_err(|e| store.err(e))?;
+            txn.open_table(DECISIONS).map_err(|e| store.err(e))?;
+            txn.open_table(EXECUTIONS).map_err(|e| store.err(e))?;
+        }
+        txn.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Db { path: self.path.clone(), reason: e.to_string() }
+    }
+
+    fn encode<T: Serialize>(&self, v: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(v).map_err(|e| self.err(e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, b: &[u8]) -> Result<T> {
+        serde_json::from_slice(b).map_err(|e| self.err(format!("corrupt record: {e}")))
+    }
+
+    /// The next block the follower reads, if it ever ran.
+    pub fn cursor(&self) -> Result<Option<u64>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(META).map_err(|e| self.err(e))?;
+        Ok(t.get(CURSOR).map_err(|e| self.err(e))?.map(|g| g.value()))
+    }
+
+    /// Stores updated jobs, new events and the new cursor atomically.
+    pub fn apply(&self, jobs: &[JobRecord], events: &[(JobId, EventRecord)], next_block: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
+            for j in jobs {
+                let bytes = self.encode(j)?;
+                jt.insert(j.id.0, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            for (id, e) in events {
+                let bytes = self.encode(e)?;
+                et.insert((id.0, event_key(e)), bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
+            mt.insert(CURSOR, next_block).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: TableDefinition<u64, &[u8]>, key: u64) -> Result<Option<T>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(table).map_err(|e| self.err(e))?;
+        match t.get(key).map_err(|e| self.err(e))? {
+            Some(g) => Ok(Some(self.decode(g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(&self, table: TableDefinition<u64, &[u8]>, key: u64, v: &T) -> Result<()> {
+        let bytes = self.encode(v)?;
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
+            t.insert(key, bytes.as_slice()).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn all<T: DeserializeOwned>(&self, table: TableDefinition<u64, &[u8]>) -> Result<Vec<T>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(table).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A job.
+    pub fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.get(JOBS, id.0)
+    }
+
+    /// Every job, in id order.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+        self.all(JOBS)
+    }
+
+    /// A job's events in chain order.
+    pub fn events(&self, id: JobId) -> Result<Vec<EventRecord>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.range((id.0, 0)..=(id.0, u64::MAX)).map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// This node's bid decision on a job.
+    pub fn decision(&self, id: JobId) -> Result<Option<BidDecision>> {
+        self.get(DECISIONS, id.0)
+    }
+
+    /// Records a bid decision.
+    pub fn put_decision(&self, id: JobId, d: &BidDecision) -> Result<()> {
+        self.put(DECISIONS, id.0, d)
+    }
+
+    /// This node's execution of a job.
+    pub fn execution(&self, id: JobId) -> Result<Option<Execution>> {
+        self.get(EXECUTIONS, id.0)
+    }
+
+    /// Every execution of this node.
+    pub fn executions(&self) -> Result<Vec<Execution>> {
+        self.all(EXECUTIONS)
+    }
+
+    /// Persists an execution (before the step it records is acted on).
+    pub fn put_execution(&self, e: &Execution) -> Result<()> {
+        self.put(EXECUTIONS, e.job_id.0, e)
+    }
+}

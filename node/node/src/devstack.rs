@@ -1,0 +1,328 @@
+//! One call that brings up a whole local network: a chain (the embedded
+//! devchain, or a given endpoint such as anvil), the contracts, and N staked
+//! operator nodes on loopback, some optionally faulty.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolValue;
+use crate::bindings::{IOperatorRegistry, JobMarket, OperatorRegistry};
+use shoal_devchain::{DevChain, DevAccount, ServerHandle};
+
+use crate::chain::{describe, provider};
+use crate::config::{DeploymentConfig, Fault, NodeConfig};
+use crate::error::{Error, Result};
+use crate::node::{NodeHandle, start as start_node};
+
+/// One wei-denominated ether.
+pub const ETHER: u128 = 1_000_000_000_000_000_000;
+
+/// What to start.
+#[derive(Clone)]
+pub struct DevstackConfig {
+    /// Operator nodes.
+    pub nodes: usize,
+    /// How many of them (the last ones) return wrong results.
+    pub bad_nodes: usize,
+    /// Use this chain instead of starting the embedded devchain (its dev accounts must be anvil's).
+    pub chain_rpc: Option<String>,
+    /// Each node gets `<base_dir>/node-<i>`; the deployment is written to `<base_dir>/deployment.json`.
+    pub base_dir: PathBuf,
+    /// How often nodes poll the chain.
+    pub poll_interval: Duration,
+    /// Stake each operator bonds, in wei.
+    pub stake: u128,
+    /// Mediators drawn per dispute.
+    pub mediators: u8,
+    /// Offer the Docker executor too.
+    pub docker: bool,
+    /// Called for each node's config before it starts (index from 0).
+    pub customize: Option<std::sync::Arc<dyn Fn(usize, &mut NodeConfig) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for DevstackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevstackConfig")
+            .field("nodes", &self.nodes)
+            .field("bad_nodes", &self.bad_nodes)
+            .field("chain_rpc", &self.chain_rpc)
+            .field("base_dir", &self.base_dir)
+            .finish()
+    }
+}
+
+impl Default for DevstackConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            bad_nodes: 0,
+            chain_rpc: None,
+            base_dir: PathBuf::from("shoal-devstack"),
+            poll_interval: Duration::from_millis(100),
+            stake: 10 * ETHER,
+            mediators: 1,
+            docker: false,
+            customize: None,
+        }
+    }
+}
+
+/// A running devstack.
+pub struct Devstack {
+    pub rpc_url: String,
+    pub chain_id: u64,
+    pub deployment: DeploymentConfig,
+    pub nodes: Vec<NodeHandle>,
+    pub configs: Vec<NodeConfig>,
+    /// A funded key for posting jobs (hex), and its address.
+    pub creator_key: String,
+    pub creator: Address,
+    /// The embedded devchain, when one was started.
+    pub devchain: Option<DevChain>,
+    server: Option<ServerHandle>,
+}
+
+impl std::fmt::Debug for Devstack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devstack").field("rpc_url", &self.rpc_url).field("nodes", &self.api_urls()).finish()
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Devstack(format!("no free port: {e}")))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| Error::Devstack(e.to_string()))
+}
+
+async fn send_tx(p: &DynProvider, what: &str, tx: TransactionRequest) -> Result<alloy::rpc::types::TransactionReceipt> {
+    let pending = p.send_transaction(tx).await.map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
+    let r = pending.get_receipt().await.map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
+    if !r.status() {
+        return Err(Error::Devstack(format!("{what}: reverted")));
+    }
+    Ok(r)
+}
+
+/// Deploys `OperatorRegistry` and `JobMarket` from the artifacts with `deployer` and links them.
+pub async fn deploy(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    min_stake: u128,
+    unbonding: u64,
+    mediators: u8,
+    challenge_bond: u128,
+) -> Result<DeploymentConfig> {
+    let p = provider(rpc_url, Some(deployer))?;
+    let chain_id = p.get_chain_id().await.map_err(|e| Error::Devstack(format!("cannot reach {rpc_url}: {e}")))?;
+    let deploy_block = p.get_block_number().await.map_err(Error::chain)?;
+    let u96 = |v: u128| alloy::primitives::Uint::<96, 2>::saturating_from(v);
+    let mut code = OperatorRegistry::BYTECODE.to_vec();
+    code.extend((unbonding, u96(min_stake)).abi_encode_params());
+    let r = send_tx(&p, "deploying OperatorRegistry", TransactionRequest::default().with_deploy_code(Bytes::from(code)))
+        .await?;
+    let registry = r.contract_address.ok_or_else(|| Error::Devstack("OperatorRegistry: no address".into()))?;
+    let mut code = JobMarket::BYTECODE.to_vec();
+    code.extend((registry, U256::from(mediators), u96(challenge_bond)).abi_encode_params());
+    let r = send_tx(&p, "deploying JobMarket", TransactionRequest::default().with_deploy_code(Bytes::from(code))).await?;
+    let market = r.contract_address.ok_or_else(|| Error::Devstack("JobMarket: no address".into()))?;
+    let reg = OperatorRegistry::new(registry, p.clone());
+    reg.setMarket(market)
+        .send()
+        .await
+        .map_err(|e| Error::Devstack(format!("setMarket: {}", describe(&e))))?
+        .get_receipt()
+        .await
+        .map_err(|e| Error::Devstack(format!("setMarket: {e}")))?;
+    Ok(DeploymentConfig { chain_id: Some(chain_id), operator_registry: registry, job_market: market, deploy_block })
+}
+
+/// Registers `signer` as an operator with `stake` and the given engines bit set.
+pub async fn register_operator(
+    rpc_url: &str,
+    deployment: &DeploymentConfig,
+    signer: PrivateKeySigner,
+    peer_id: &str,
+    engines: u32,
+    stake: u128,
+) -> Result<()> {
+    let p = provider(rpc_url, Some(signer))?;
+    let reg = OperatorRegistry::new(deployment.operator_registry, p);
+    let caps = IOperatorRegistry::Capabilities { engines, cpuMillicores: 4000, memoryMiB: 4096, diskGiB: 10, gpus: 0 };
+    reg.register(Bytes::from(peer_id.as_bytes().to_vec()), caps)
+        .value(U256::from(stake))
+        .send()
+        .await
+        .map_err(|e| Error::Devstack(format!("registering {peer_id}: {}", describe(&e))))?
+        .get_receipt()
+        .await
+        .map_err(|e| Error::Devstack(format!("registering {peer_id}: {e}")))?;
+    Ok(())
+}
+
+/// Starts a devstack.
+pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
+    if cfg.nodes == 0 {
+        return Err(Error::Devstack("--nodes must be at least 1".into()));
+    }
+    if cfg.bad_nodes > cfg.nodes {
+        return Err(Error::Devstack(format!("--bad-nodes {} is more than --nodes {}", cfg.bad_nodes, cfg.nodes)));
+    }
+    let n_accounts = u32::try_from(cfg.nodes + 2).map_err(|_| Error::Devstack("too many nodes".into()))?;
+    let accounts: Vec<DevAccount> =
+        shoal_devchain::derive_dev_accounts(n_accounts).map_err(|e| Error::Devstack(e.to_string()))?;
+    let (rpc_url, devchain, server) = match &cfg.chain_rpc {
+        Some(url) => (url.clone(), None, None),
+        None => {
+            let dc = DevChain::builder().accounts(n_accounts).build().map_err(|e| Error::Devstack(e.to_string()))?;
+            let server = dc
+                .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(|e| Error::Devstack(e.to_string()))?;
+            (server.url(), Some(dc), Some(server))
+        }
+    };
+    std::fs::create_dir_all(&cfg.base_dir).map_err(|e| Error::io("creating", &cfg.base_dir, e))?;
+    let deployer = accounts[0].signer.clone();
+    let deployment = deploy(&rpc_url, deployer.clone(), ETHER, 7 * 24 * 3600, cfg.mediators, ETHER / 10).await?;
+    let chain_id = deployment.chain_id.unwrap_or(0);
+
+    // Accounts beyond the chain's prefunded ones get funds from the deployer.
+    let funder = provider(&rpc_url, Some(deployer))?;
+    let need = U256::from(cfg.stake + 10 * ETHER);
+    for acct in accounts.iter().skip(1) {
+        let balance = funder.get_balance(acct.address).await.map_err(Error::chain)?;
+        if balance < need {
+            let tx = TransactionRequest::default().with_to(acct.address).with_value(need - balance);
+            send_tx(&funder, "funding an account", tx).await?;
+        }
+    }
+
+    let engines = 1 | if cfg.docker { 2 } else { 0 };
+    let ports: Vec<u16> = (0..cfg.nodes).map(|_| free_port()).collect::<Result<_>>()?;
+    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let mut configs = Vec::new();
+    for i in 0..cfg.nodes {
+        let acct = &accounts[i + 1];
+        register_operator(&rpc_url, &deployment, acct.signer.clone(), &format!("devstack-node-{i}"), engines, cfg.stake)
+            .await?;
+        let mut c = NodeConfig::default();
+        c.data_dir = cfg.base_dir.join(format!("node-{i}"));
+        c.chain.rpc_url = rpc_url.clone();
+        c.chain.poll_interval_ms = u64::try_from(cfg.poll_interval.as_millis()).unwrap_or(100);
+        c.deployment = Some(deployment);
+        c.operator.private_key = Some(format!("0x{}", hex::encode(acct.private_key())));
+        c.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], ports[i]));
+        c.api.rate_limit_per_sec = 1000;
+        c.api.rate_limit_burst = 5000;
+        c.peers = urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()).collect();
+        c.executor.docker = cfg.docker;
+        if i >= cfg.nodes - cfg.bad_nodes {
+            c.fault = Some(Fault::WrongResult);
+        }
+        if let Some(f) = &cfg.customize {
+            f(i, &mut c);
+        }
+        configs.push(c);
+    }
+    let mut nodes = Vec::new();
+    for c in &configs {
+        nodes.push(start_node(c.clone()).await?);
+    }
+    let creator = &accounts[cfg.nodes + 1];
+    let deployment_file = cfg.base_dir.join("deployment.json");
+    let doc = serde_json::json!({
+        "chainId": chain_id,
+        "operatorRegistry": deployment.operator_registry,
+        "jobMarket": deployment.job_market,
+        "deployBlock": deployment.deploy_block,
+        "rpcUrl": rpc_url,
+    });
+    std::fs::write(&deployment_file, serde_json::to_vec_pretty(&doc).unwrap_or_default())
+        .map_err(|e| Error::io("writing", &deployment_file, e))?;
+    Ok(Devstack {
+        rpc_url,
+        chain_id,
+        deployment,
+        nodes,
+        configs,
+        creator_key: format!("0x{}", hex::encode(creator.private_key())),
+        creator: creator.address,
+        devchain,
+        server,
+    })
+}
+
+impl Devstack {
+    /// Every node's API URL.
+    pub fn api_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.api_url()).collect()
+    }
+
+    /// Stops node `i` as a crash would (its persisted state stays).
+    pub async fn stop_node(&self, i: usize) {
+        if let Some(n) = self.nodes.get(i) {
+            n.shutdown().await;
+        }
+    }
+
+    /// Starts node `i` again from its data dir, optionally with a changed config.
+    pub async fn restart_node(&mut self, i: usize, change: impl FnOnce(&mut NodeConfig)) -> Result<()> {
+        let Some(n) = self.nodes.get(i) else { return Err(Error::Devstack(format!("no node {i}"))) };
+        n.shutdown().await;
+        let mut c = self.configs[i].clone();
+        change(&mut c);
+        // The API port may take a moment to be released.
+        let mut last = None;
+        for _ in 0..50 {
+            match start_node(c.clone()).await {
+                Ok(h) => {
+                    self.nodes[i] = h;
+                    self.configs[i] = c;
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Devstack("restart failed".into())))
+    }
+
+    /// A human summary: RPC URL, contracts, API URLs, creator key.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "chain id      {}\nrpc url       {}\nregistry      {}\njob market    {}\ndeploy block  {}\ncreator       {}\ncreator key   {}\n",
+            self.chain_id,
+            self.rpc_url,
+            self.deployment.operator_registry,
+            self.deployment.job_market,
+            self.deployment.deploy_block,
+            self.creator,
+            self.creator_key
+        );
+        for (i, n) in self.nodes.iter().enumerate() {
+            let fault = self.configs[i].fault.map(|f| format!(" (fault: {f:?})")).unwrap_or_default();
+            s.push_str(&format!(
+                "node {i}        {}  operator {}{fault}\n",
+                n.api_url(),
+                n.operator().map(|a| a.to_string()).unwrap_or_default()
+            ));
+        }
+        s
+    }
+
+    /// Stops every node and the embedded chain.
+    pub async fn shutdown(self) {
+        for n in &self.nodes {
+            n.shutdown().await;
+        }
+        if let Some(s) = self.server {
+            s.shutdown().await;
+        }
+    }
+}

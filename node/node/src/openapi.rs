@@ -1,0 +1,69 @@
+//! The OpenAPI 3.1 description served at `/openapi.json`.
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, params: Value, ok: Value) -> Value {
+    json!({
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            "200": ok,
+            "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        }
+    })
+}
+
+fn path_param(name: &str, desc: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": desc, "schema": {"type": "string"}})
+}
+
+fn query_param(name: &str, desc: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": "string"}})
+}
+
+fn json_ok(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {}}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let id = path_param("id", "job id (decimal)");
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Shoal node API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Content, jobs, results and operators of a Shoal node. See docs/api.md."},
+        "paths": {
+            "/api/v1/content": {"post": {
+                "summary": "Upload content: raw bytes become one UnixFS file (unixfs-v1-2025); a body with Content-Type application/vnd.ipld.car is imported as a CAR (every block verified).",
+                "requestBody": {"content": {"application/octet-stream": {}, "application/vnd.ipld.car": {}}},
+                "responses": {"200": {"description": "the root CID", "content": {"application/json": {"schema": {"type": "object", "properties": {"cid": {"type": "string"}}}}}},
+                              "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}
+            }},
+            "/api/v1/content/{cid}": {"get": op("A file's bytes, or with format=car the whole DAG as a CAR v1",
+                json!([path_param("cid", "CID"), query_param("format", "car for a CAR of the DAG")]),
+                json!({"description": "bytes", "content": {"application/octet-stream": {}, "application/vnd.ipld.car": {}}}))},
+            "/api/v1/jobs": {"get": op("Jobs, newest first",
+                json!([query_param("state", "Posted, Running, Revealing, Challengeable, Disputed, DisputeRevealing, Verified, Failed, Expired"),
+                       query_param("creator", "0x address"), query_param("limit", "page size (default 50, at most 500)"),
+                       query_param("offset", "jobs to skip")]),
+                json_ok("{total, offset, jobs}"))},
+            "/api/v1/jobs/{id}": {"get": op("A job: on-chain state and parameters, spec, bids, deals, result, and this node's bid decision with its reason",
+                json!([id.clone()]), json_ok("job detail"))},
+            "/api/v1/jobs/{id}/events": {"get": op("The job's decoded chain events in order", json!([id.clone()]), json_ok("events"))},
+            "/api/v1/jobs/{id}/results": {"get": op("The verified results folder as a CAR (409 until verified); file=PATH returns one file of it",
+                json!([id.clone(), query_param("file", "a path inside the results folder, e.g. stdout")]),
+                json!({"description": "CAR or file bytes; header x-shoal-result-cid", "content": {"application/vnd.ipld.car": {}}}))},
+            "/api/v1/jobs/{id}/logs": {"get": op("This node's stdout, stderr and exit code of the job, once it has ended", json!([id]), json_ok("{stdout, stderr, exitCode}"))},
+            "/api/v1/nodes": {"get": op("Registered operators with on-chain data and API URLs where known", json!([]), json_ok("operators"))},
+            "/api/v1/status": {"get": op("This node: operator address, API URL, chain id, executors, synced block", json!([]), json_ok("status"))},
+            "/api/v1/deployment": {"get": op("Chain id, RPC URL, contract addresses and deploy block", json!([]), json_ok("deployment"))},
+            "/healthz": {"get": op("Liveness", json!([]), json_ok("ok"))},
+            "/metrics": {"get": op("Prometheus metrics", json!([]), json!({"description": "text exposition", "content": {"text/plain": {}}}))},
+            "/openapi.json": {"get": op("This document", json!([]), json_ok("OpenAPI"))},
+            "/explorer": {"get": op("The web explorer", json!([]), json!({"description": "HTML", "content": {"text/html": {}}}))}
+        },
+        "components": {"schemas": {"Error": {"type": "object", "required": ["error", "hint"],
+            "properties": {"error": {"type": "string", "description": "what was wrong"},
+                           "hint": {"type": "string", "description": "what to do"}}}}}
+    })
+}

@@ -1,0 +1,165 @@
+//! Deciding whether to bid on a posted job, always with a reason.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use shoal_executor::ExecutorRegistry;
+use shoal_types::JobSpec;
+
+use crate::config::{BidHook, BidPolicy};
+use crate::model::JobRecord;
+
+/// What a bid strategy sees.
+#[derive(Debug)]
+pub struct BidContext<'a> {
+    pub job: &'a JobRecord,
+    pub spec: &'a JobSpec,
+    /// Jobs this node holds bids or deals on right now.
+    pub active_jobs: usize,
+}
+
+/// A decision and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub bid: bool,
+    pub reason: String,
+    /// Price to bid in wei (when bidding).
+    #[serde(default)]
+    pub price: Option<u128>,
+}
+
+impl Verdict {
+    /// A refusal.
+    pub fn decline(reason: impl Into<String>) -> Self {
+        Self { bid: false, reason: reason.into(), price: None }
+    }
+}
+
+/// Decides on posted jobs.
+#[async_trait]
+pub trait BidStrategy: Send + Sync {
+    async fn decide(&self, ctx: &BidContext<'_>) -> Verdict;
+}
+
+/// The configured policy: engines, executors installed and able to run the
+/// job, resources, price, concurrency, then the operator's hook.
+pub struct PolicyStrategy {
+    pub policy: BidPolicy,
+    pub executors: ExecutorRegistry,
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for PolicyStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStrategy").field("policy", &self.policy).finish()
+    }
+}
+
+/// The executor-side engine spec used to ask an executor whether it can run a job.
+pub fn probe_engine(spec: &JobSpec) -> shoal_executor::EngineSpec {
+    match &spec.engine {
+        shoal_types::EngineSpec::Wasm(_) => shoal_executor::EngineSpec::Wasm(shoal_executor::WasmSpec::new(
+            shoal_executor::WasmModule::Bytes(Arc::from(Vec::new())),
+        )),
+        shoal_types::EngineSpec::Docker(d) => shoal_executor::EngineSpec::Docker(shoal_executor::DockerSpec {
+            image: d.image.clone(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[async_trait]
+impl BidStrategy for PolicyStrategy {
+    async fn decide(&self, ctx: &BidContext<'_>) -> Verdict {
+        let engine = ctx.spec.engine.kind();
+        if !self.policy.engines.is_empty() && !self.policy.engines.iter().any(|e| e == engine) {
+            return Verdict::decline(format!(
+                "engine {engine} is not offered by this node (bid.engines = [{}])",
+                self.policy.engines.join(", ")
+            ));
+        }
+        if let Err(why) = self.executors.can_run(&probe_engine(ctx.spec)).await {
+            return Verdict::decline(format!("cannot run {engine} jobs here: {why}"));
+        }
+        let r = &ctx.spec.resources;
+        if r.memory > self.policy.max_memory {
+            return Verdict::decline(format!(
+                "the job asks for {} bytes of memory, more than this node's limit of {}",
+                r.memory, self.policy.max_memory
+            ));
+        }
+        if r.cpu > self.policy.max_cpu {
+            return Verdict::decline(format!(
+                "the job asks for {} CPUs, more than this node's limit of {}",
+                r.cpu, self.policy.max_cpu
+            ));
+        }
+        let max_price: u128 = ctx.job.params.max_price.parse().unwrap_or(0);
+        if max_price < u128::from(self.policy.min_price) {
+            return Verdict::decline(format!(
+                "max price {max_price} wei is below this node's minimum of {} wei",
+                self.policy.min_price
+            ));
+        }
+        if ctx.active_jobs >= self.policy.max_concurrent_jobs {
+            return Verdict::decline(format!(
+                "busy: {} jobs in progress (bid.max_concurrent_jobs = {})",
+                ctx.active_jobs, self.policy.max_concurrent_jobs
+            ));
+        }
+        if let Some(hook) = &self.policy.hook {
+            match ask_hook(hook, &self.http, ctx).await {
+                Ok(v) if !v.bid => return Verdict::decline(format!("operator hook declined: {}", v.reason)),
+                Ok(_) => {}
+                Err(e) => return Verdict::decline(format!("operator hook failed: {e}")),
+            }
+        }
+        Verdict { bid: true, reason: format!("{engine} job accepted at the max price"), price: Some(max_price) }
+    }
+}
+
+#[derive(Deserialize)]
+struct HookAnswer {
+    bid: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn ask_hook(hook: &BidHook, http: &reqwest::Client, ctx: &BidContext<'_>) -> Result<HookAnswer, String> {
+    let body = serde_json::json!({ "job": ctx.job, "spec": ctx.spec });
+    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let answer = match hook {
+        BidHook::Http(url) => {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            resp.bytes().await.map_err(|e| e.to_string())?.to_vec()
+        }
+        BidHook::Command(argv) => {
+            use tokio::io::AsyncWriteExt;
+            let (prog, args) = argv.split_first().ok_or("the hook command is empty")?;
+            let mut child = tokio::process::Command::new(prog)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start {prog}: {e}"))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(&body).await.map_err(|e| e.to_string())?;
+            }
+            let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+                .await
+                .map_err(|_| "timed out after 10 s".to_string())?
+                .map_err(|e| e.to_string())?;
+            out.stdout
+        }
+    };
+    serde_json::from_slice(&answer).map_err(|e| format!("answer is not {{\"bid\": bool, \"reason\": ...}}: {e}"))
+}

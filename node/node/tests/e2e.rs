@@ -1,0 +1,322 @@
+//! End-to-end: real nodes in-process on the embedded devchain (and one run on
+//! anvil) posting, bidding, executing, committing, revealing, verifying,
+//! paying and publishing real WASM jobs.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use shoal_node::devstack::{self, Devstack, DevstackConfig};
+use shoal_node::model::JobId;
+use shoal_types::JobSpec;
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "shoal_node=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn wasm(name: &str) -> Result<Vec<u8>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../executor/testdata/wasm").join(format!("{name}.wasm"));
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
+    let resp = reqwest::Client::new().post(format!("{api}/api/v1/content")).body(bytes).send().await?;
+    ensure!(resp.status().is_success(), "upload failed: {}", resp.text().await?);
+    let v: Value = resp.json().await?;
+    Ok(v["cid"].as_str().context("no cid")?.to_owned())
+}
+
+async fn get_json(url: &str) -> Result<Value> {
+    let resp = reqwest::Client::new().get(url).send().await?;
+    let status = resp.status();
+    let v: Value = resp.json().await?;
+    ensure!(status.is_success(), "GET {url}: {status} {v}");
+    Ok(v)
+}
+
+struct Job {
+    id: JobId,
+}
+
+/// Uploads the wordcount module, an input and the spec to node 0, then posts the job.
+async fn post_wordcount(stack: &Devstack, deal_yaml: &str, engine_override: Option<&str>) -> Result<Job> {
+    let api = &stack.nodes[0].api_url();
+    let module = upload(api, wasm("wordcount")?).await?;
+    let input = upload(api, b"the quick brown fox\njumps over the lazy dog\n".to_vec()).await?;
+    let engine = engine_override.map(str::to_owned).unwrap_or_else(|| {
+        format!("  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\n")
+    });
+    let yaml = format!(
+        "name: wordcount\nengine:\n{engine}inputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{deal_yaml}"
+    );
+    let spec = JobSpec::from_yaml(&yaml).with_context(|| format!("spec:\n{yaml}"))?;
+    let spec_cid = upload(api, spec.to_canonical_json()).await?;
+    let spec_cid = shoal_store::parse_cid(&spec_cid)?;
+    let creator: PrivateKeySigner = stack.creator_key.parse()?;
+    let id = shoal_node::chain::post_job(&stack.rpc_url, stack.deployment.job_market, creator, &spec, &spec_cid).await?;
+    Ok(Job { id })
+}
+
+async fn wait_job(api: &str, id: JobId, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(v) = get_json(&format!("{api}/api/v1/jobs/{id}")).await {
+            if pred(&v) {
+                return Ok(v);
+            }
+            last = v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("timed out waiting for job {id} to be {what}; last seen: {last:#}")
+}
+
+fn state_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["state"] == s
+}
+
+async fn stack(dir: &tempfile::TempDir, nodes: usize, bad: usize, chain_rpc: Option<String>) -> Result<Devstack> {
+    Ok(devstack::start(DevstackConfig {
+        nodes,
+        bad_nodes: bad,
+        chain_rpc,
+        base_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .await?)
+}
+
+const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+
+/// Fetches the results CAR from `api`, imports it into a fresh store (every
+/// block verified) and checks the root is the verified result CID.
+async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Result<String> {
+    let resp = reqwest::Client::new().get(format!("{api}/api/v1/jobs/{id}/results")).send().await?;
+    ensure!(resp.status().is_success(), "results from {api}: {}", resp.text().await?);
+    let car = resp.bytes().await?;
+    let tmp = tempfile::tempdir()?;
+    let store = shoal_store::Blockstore::open(tmp.path())?;
+    let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
+    ensure!(roots.len() == 1 && roots[0].to_string() == result_cid, "CAR roots {roots:?} are not {result_cid}");
+    store.dag(&roots[0])?;
+    let out = tmp.path().join("out");
+    shoal_store::export::export(&store, &roots[0], &out)?;
+    let rehashed = shoal_store::hash_path(&out, shoal_store::Profile::UnixfsV1_2025)?;
+    ensure!(rehashed.to_string() == result_cid, "re-hashed results {rehashed} differ from {result_cid}");
+    Ok(std::fs::read_to_string(out.join("stdout"))?)
+}
+
+async fn honest_flow(stack: &Devstack) -> Result<()> {
+    let job = post_wordcount(stack, HONEST_DEAL, None).await?;
+    let api0 = stack.nodes[0].api_url();
+    let v = wait_job(&api0, job.id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+    let result_cid = v["resultCid"].as_str().context("no result cid")?.to_owned();
+    let winners: Vec<String> = v["deals"].as_array().context("deals")?.iter().map(|d| d["operator"].to_string()).collect();
+    ensure!(winners.len() == 3, "3 deals expected: {v:#}");
+    // Every operator is paid, nobody slashed, and the creator gets what was not spent.
+    let v = wait_job(&api0, job.id, Duration::from_secs(10), "paid", |v| {
+        v["payments"].as_array().is_some_and(|p| p.len() == 3)
+    })
+    .await?;
+    ensure!(v["slashes"].as_array().is_some_and(|s| s.is_empty()), "slashed: {v:#}");
+    // The node that ran it published; the requester-only node fetches it from peers and checks it.
+    for n in &stack.nodes[..3] {
+        wait_job(&n.api_url(), job.id, Duration::from_secs(20), "published", |v| {
+            v["execution"]["step"] == "published"
+        })
+        .await?;
+    }
+    let stdout = check_results_from(&stack.nodes[3].api_url(), job.id, &result_cid).await?;
+    ensure!(stdout.contains("words 9"), "unexpected stdout {stdout:?}");
+    let events = get_json(&format!("{api0}/api/v1/jobs/{}/events", job.id)).await?;
+    let names: Vec<&str> = events.as_array().context("events")?.iter().filter_map(|e| e["event"].as_str()).collect();
+    for want in ["JobPosted", "BidPlaced", "DealAccepted", "ResultCommitted", "ResultRevealed", "JobVerified", "Paid"] {
+        ensure!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let logs = get_json(&format!("{api0}/api/v1/jobs/{}/logs", job.id)).await?;
+    ensure!(logs["exitCode"] == 0, "logs: {logs}");
+    Ok(())
+}
+
+fn requester_last(n: usize) -> Option<std::sync::Arc<dyn Fn(usize, &mut shoal_node::NodeConfig) + Send + Sync>> {
+    Some(std::sync::Arc::new(move |i, c: &mut shoal_node::NodeConfig| {
+        if i == n - 1 {
+            c.bid.enabled = false;
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_three_nodes_verify_pay_and_publish() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = devstack::start(DevstackConfig {
+        nodes: 4,
+        base_dir: dir.path().to_path_buf(),
+        customize: requester_last(4),
+        ..Default::default()
+    })
+    .await?;
+    let r = honest_flow(&stack).await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_job_on_anvil() -> Result<()> {
+    init_tracing();
+    let anvil_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/.bin/anvil");
+    if !anvil_bin.exists() {
+        if std::env::var_os("CI").is_some() {
+            bail!("anvil is missing at {}; run `npm ci` at the repository root", anvil_bin.display());
+        }
+        eprintln!("skipping: anvil not installed at {} (run npm ci)", anvil_bin.display());
+        return Ok(());
+    }
+    let anvil = alloy::node_bindings::Anvil::new().path(&anvil_bin).try_spawn()?;
+    let dir = tempfile::tempdir()?;
+    let stack = devstack::start(DevstackConfig {
+        nodes: 4,
+        base_dir: dir.path().to_path_buf(),
+        chain_rpc: Some(anvil.endpoint()),
+        customize: requester_last(4),
+        ..Default::default()
+    })
+    .await?;
+    let r = honest_flow(&stack).await;
+    stack.shutdown().await;
+    drop(anvil);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_bad_node_of_three_is_slashed() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = stack(&dir, 3, 1, None).await?;
+    let r = async {
+        let job = post_wordcount(&stack, HONEST_DEAL, None).await?;
+        let api = stack.nodes[0].api_url();
+        let v = wait_job(&api, job.id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+        let bad = format!("{:?}", stack.nodes[2].operator().context("operator")?).to_lowercase();
+        let v = wait_job(&api, job.id, Duration::from_secs(10), "slashed", |v| {
+            v["slashes"].as_array().is_some_and(|s| !s.is_empty())
+        })
+        .await
+        .with_context(|| format!("after verification: {v:#}"))?;
+        let slashes = v["slashes"].as_array().context("slashes")?;
+        ensure!(slashes.len() == 1, "one slash expected: {v:#}");
+        ensure!(slashes[0]["account"].as_str().map(str::to_lowercase) == Some(bad.clone()), "wrong node slashed: {v:#}");
+        ensure!(slashes[0]["kind"] == "WrongResult", "slash reason: {v:#}");
+        let bad_view = wait_job(&stack.nodes[2].api_url(), job.id, Duration::from_secs(10), "failed on the bad node", |v| {
+            v["execution"]["step"] == "failed"
+        })
+        .await?;
+        ensure!(bad_view["execution"]["reason"].as_str().is_some_and(|r| r.contains("not the verified result")));
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn too_few_bids_expire_and_refund() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = stack(&dir, 3, 0, None).await?;
+    let r = async {
+        let deal = "deal:\n  concurrency: 4\n  confidence: 2\n  min_bids: 4\n  mediation: false\n  windows: {bid: 2s, exec: 10s, reveal: 10s}\n";
+        let job = post_wordcount(&stack, deal, None).await?;
+        let api = stack.nodes[1].api_url();
+        let v = wait_job(&api, job.id, Duration::from_secs(30), "Expired", state_is("Expired")).await?;
+        let v = wait_job(&api, job.id, Duration::from_secs(10), "refunded", |v| {
+            v["refunds"].as_array().is_some_and(|r| !r.is_empty())
+        })
+        .await
+        .with_context(|| format!("{v:#}"))?;
+        ensure!(v["refunds"][0]["amount"] == v["escrow"], "full refund expected: {v:#}");
+        ensure!(v["bids"].as_array().is_some_and(|b| b.len() == 3), "every node bid: {v:#}");
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unsupported_engine_is_declined_with_a_reason() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = stack(&dir, 3, 0, None).await?;
+    let r = async {
+        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 2s, exec: 10s, reveal: 10s}\n";
+        let docker = "  docker:\n    image: shoal-test/busybox:latest\n    cmd: [\"sh\", \"-c\", \"wc -w /inputs/fox.txt\"]\n";
+        let job = post_wordcount(&stack, deal, Some(docker)).await?;
+        for n in &stack.nodes {
+            let v = wait_job(&n.api_url(), job.id, Duration::from_secs(20), "decided", |v| v["decision"].is_object()).await?;
+            ensure!(v["decision"]["bid"] == false, "node bid on a docker job: {v:#}");
+            let reason = v["decision"]["reason"].as_str().unwrap_or_default();
+            ensure!(reason.contains("docker"), "the reason does not name the engine: {reason}");
+        }
+        wait_job(&stack.nodes[0].api_url(), job.id, Duration::from_secs(30), "Expired", state_is("Expired")).await?;
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let mut stack = devstack::start(DevstackConfig {
+        nodes: 3,
+        base_dir: dir.path().to_path_buf(),
+        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
+            if i == 0 {
+                c.fault = Some(shoal_node::Fault::CrashAfterCommit);
+            }
+        })),
+        ..Default::default()
+    })
+    .await?;
+    let r = async {
+        let job = post_wordcount(&stack, HONEST_DEAL, None).await?;
+        tokio::time::timeout(Duration::from_secs(60), stack.nodes[0].stopped())
+            .await
+            .context("node 0 never committed and stopped")?;
+        let api1 = stack.nodes[1].api_url();
+        // The others committed and revealed; the job waits for node 0's reveal.
+        wait_job(&api1, job.id, Duration::from_secs(30), "waiting in Revealing", |v| {
+            v["state"] == "Revealing" && v["deals"].as_array().is_some_and(|d| d.iter().filter(|d| !d["resultHash"].is_null()).count() == 2)
+        })
+        .await?;
+        stack.restart_node(0, |c| c.fault = None).await?;
+        let v = wait_job(&api1, job.id, Duration::from_secs(30), "Verified", state_is("Verified")).await?;
+        let op0 = format!("{:?}", stack.nodes[0].operator().context("operator")?).to_lowercase();
+        let revealed = v["deals"].as_array().context("deals")?.iter().any(|d| {
+            d["operator"].as_str().map(str::to_lowercase) == Some(op0.clone()) && !d["resultHash"].is_null()
+        });
+        ensure!(revealed, "node 0 did not reveal: {v:#}");
+        ensure!(v["slashes"].as_array().is_some_and(|s| s.is_empty()), "someone was slashed: {v:#}");
+        wait_job(&stack.nodes[0].api_url(), job.id, Duration::from_secs(20), "published by node 0", |v| {
+            v["execution"]["step"] == "published"
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}

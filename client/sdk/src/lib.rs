@@ -8,3 +8,9 @@ pub mod wallet;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use wallet::{KeySource, Keystore};
+
+pub mod api;
+mod client;
+pub mod history;
+
+pub use client::{Client, Outcome, Posted, job_params};

@@ -1,0 +1,418 @@
+//! The client: content and job queries through a requester node, transactions from the
+//! user's own key straight to the chain.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::providers::Provider as _;
+use alloy::rpc::types::Filter;
+use alloy::signers::local::PrivateKeySigner;
+use shoal_chain::{ChainClient, ChainEvent, JobId, JobState, MarketEvent};
+use shoal_store::{Blockstore, Cid, Profile};
+use shoal_types::{InputSource, JobSpec};
+
+use crate::api::{Deployment, NodeApi};
+use crate::history::{self, HistoryEntry};
+use crate::job::InputLocation;
+use crate::{Error, Result};
+
+/// A job posted on chain.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Posted {
+    /// The job id.
+    pub job_id: u64,
+    /// CID of the canonical spec.
+    pub spec_cid: String,
+    /// keccak256 of the canonical spec.
+    pub spec_hash: String,
+    /// The post transaction.
+    pub tx: String,
+    /// Escrow paid, wei.
+    pub escrow: String,
+    /// Block of the post.
+    pub block: u64,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// The job id.
+    pub job_id: u64,
+    /// Final (or last seen) state name.
+    pub state: String,
+    /// Verified result hash.
+    pub result_hash: Option<String>,
+    /// Verified result CID (UnixFS root of the results folder).
+    pub result_cid: Option<String>,
+}
+
+/// The client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    api: NodeApi,
+    chain: ChainClient,
+    deployment: Deployment,
+}
+
+/// Converts a chain error, keeping its decoded revert reason.
+pub(crate) fn chain_err(e: shoal_chain::Error) -> Error {
+    Error::Chain(e.to_string())
+}
+
+impl Client {
+    /// Connects to a node (for the deployment and content) and to the chain (`rpc_url`, or the
+    /// one the node reports) with an optional signing key.
+    pub async fn connect(node_url: &str, rpc_url: Option<&str>, signer: Option<PrivateKeySigner>) -> Result<Self> {
+        let api = NodeApi::new(node_url)?;
+        let deployment = api.deployment().await?;
+        let rpc = rpc_url.map(str::to_owned).unwrap_or_else(|| deployment.rpc_url.clone());
+        let chain = ChainClient::builder(rpc)
+            .signer(signer)
+            .deployment(shoal_chain::Deployment {
+                chain_id: deployment.chain_id,
+                operator_registry: deployment.operator_registry,
+                job_market: deployment.job_market,
+                deploy_block: deployment.deploy_block,
+                params: None,
+            })
+            .connect()
+            .await
+            .map_err(chain_err)?;
+        Ok(Self { api, chain, deployment })
+    }
+
+    /// The node API.
+    pub fn api(&self) -> &NodeApi {
+        &self.api
+    }
+
+    /// The chain client.
+    pub fn chain(&self) -> &ChainClient {
+        &self.chain
+    }
+
+    /// Where the contracts are.
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The signing address.
+    pub fn address(&self) -> Result<Address> {
+        self.chain.address().ok_or(Error::NoKey)
+    }
+
+    /// Uploads a local file (as one UnixFS file) or folder (as a CAR) to the node, and checks
+    /// that the node stored exactly what this machine hashes.
+    pub async fn upload_path(&self, path: &Path) -> Result<Cid> {
+        let local = {
+            let p = path.to_path_buf();
+            tokio::task::spawn_blocking(move || shoal_store::hash_path(&p, Profile::UnixfsV1_2025))
+                .await
+                .map_err(|e| Error::Chain(format!("hashing was interrupted: {e}")))??
+        };
+        let cid_text = if path.is_dir() {
+            let p = path.to_path_buf();
+            let car = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                let tmp = tempdir()?;
+                let store = Blockstore::open(tmp.path())?;
+                let imported = store.add_path(&p, Profile::UnixfsV1_2025)?;
+                let mut car = Vec::new();
+                shoal_store::car::export_car(&store, &imported.cid, &mut car)?;
+                Ok(car)
+            })
+            .await
+            .map_err(|e| Error::Chain(format!("packing was interrupted: {e}")))??;
+            self.api.upload_car(car).await?
+        } else {
+            let data = tokio::fs::read(path).await.map_err(|e| Error::io("input", path, e))?;
+            self.api.upload_bytes(data).await?
+        };
+        let stored = shoal_store::parse_cid(&cid_text)?;
+        if stored != local {
+            return Err(Error::ResultMismatch { job: 0, expected: local.to_string(), got: stored.to_string() });
+        }
+        Ok(local)
+    }
+
+    /// Turns an input into a source the nodes can fetch, uploading local data.
+    pub async fn resolve_input(&self, input: &InputLocation) -> Result<InputSource> {
+        match input {
+            InputLocation::Remote(s) => Ok(s.clone()),
+            InputLocation::Local(p) => Ok(InputSource::Ipfs(self.upload_path(p).await?.to_string())),
+        }
+    }
+
+    /// Uploads the spec and posts the job from the user's key, paying the escrow.
+    pub async fn post(&self, spec: &JobSpec) -> Result<Posted> {
+        spec.validate()?;
+        let me = self.address()?;
+        let escrow = U256::from(spec.deal.escrow());
+        let balance = self.chain.balance(me).await.map_err(chain_err)?;
+        if balance <= escrow {
+            return Err(Error::NoFunds { address: me, balance, action: "posting this job".into(), needed: escrow });
+        }
+        let json = spec.to_canonical_json();
+        let local = shoal_store::hash_reader(&json[..], Profile::UnixfsV1_2025)?;
+        let stored = self.api.upload_bytes(json.clone()).await?;
+        if shoal_store::parse_cid(&stored)? != local {
+            return Err(Error::ResultMismatch { job: 0, expected: local.to_string(), got: stored });
+        }
+        let params = job_params(spec, &local);
+        let spec_hash = params.specHash;
+        let (id, receipt) = self.chain.post_job(params).await.map_err(chain_err)?;
+        Ok(Posted {
+            job_id: job_u64(id)?,
+            spec_cid: local.to_string(),
+            spec_hash: spec_hash.to_string(),
+            tx: receipt.transaction_hash.to_string(),
+            escrow: escrow.to_string(),
+            block: receipt.block_number.unwrap_or_default(),
+        })
+    }
+
+    /// The job as the contract holds it.
+    pub async fn job(&self, id: u64) -> Result<shoal_chain::Job> {
+        let job = self.chain.get_job(JobId::from(id)).await.map_err(chain_err)?;
+        if job.state == JobState::None {
+            return Err(Error::UnknownJob(id));
+        }
+        Ok(job)
+    }
+
+    /// Every event of a job, straight from the chain (market and registry), in chain order.
+    pub async fn events(&self, id: u64) -> Result<Vec<ChainEvent>> {
+        self.events_from(id, self.deployment.deploy_block).await
+    }
+
+    async fn events_from(&self, id: u64, from: u64) -> Result<Vec<ChainEvent>> {
+        let d = &self.deployment;
+        let filter = Filter::new()
+            .address(vec![d.job_market, d.operator_registry])
+            .topic1(B256::from(U256::from(id)))
+            .from_block(from);
+        let logs = self
+            .chain
+            .provider()
+            .get_logs(&filter)
+            .await
+            .map_err(|e| Error::Chain(format!("eth_getLogs: {e}")))?;
+        let mut out = Vec::new();
+        for log in &logs {
+            if let Some(ev) = ChainEvent::from_rpc_log(log, d.job_market, d.operator_registry) {
+                let ev = ev.map_err(chain_err)?;
+                if ev.event.job_id() == Some(JobId::from(id)) {
+                    out.push(ev);
+                }
+            }
+        }
+        out.sort_by_key(|e| (e.block_number, e.log_index));
+        Ok(out)
+    }
+
+    /// The job's history for people and machines.
+    pub async fn history(&self, id: u64) -> Result<Vec<HistoryEntry>> {
+        self.job(id).await?;
+        Ok(history::entries(&self.events(id).await?))
+    }
+
+    /// Waits until the job is final, calling `progress` for each new event, and returns how it
+    /// ended. A job that did not verify is an error that says why.
+    pub async fn wait(
+        &self,
+        id: u64,
+        timeout: Duration,
+        mut progress: impl FnMut(&HistoryEntry),
+    ) -> Result<Outcome> {
+        let start = Instant::now();
+        let mut seen = BTreeSet::new();
+        let from = self.deployment.deploy_block;
+        loop {
+            let events = self.events_from(id, from).await?;
+            for entry in history::entries(&events) {
+                if seen.insert((entry.block, entry.log_index)) {
+                    progress(&entry);
+                }
+            }
+            let job = self.job(id).await?;
+            match job.state {
+                JobState::Verified => {
+                    let cid = result_cid(&events, job.resultHash);
+                    return Ok(Outcome {
+                        job_id: id,
+                        state: "Verified".into(),
+                        result_hash: Some(job.resultHash.to_string()),
+                        result_cid: cid,
+                    });
+                }
+                JobState::Failed => {
+                    let reason = events
+                        .iter()
+                        .find_map(|e| match &e.event {
+                            MarketEvent::JobFailed(f) => Some(fail_reason(&format!("{:?}", f.reason))),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "no reason was recorded".into());
+                    return Err(Error::JobEnded { job: id, state: "Failed".into(), reason });
+                }
+                JobState::Expired => {
+                    let reason = self.why_no_bids(id, job.bidCount, job.minBids).await;
+                    return Err(Error::JobEnded { job: id, state: "Expired".into(), reason });
+                }
+                _ => {}
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::WaitTimeout {
+                    job: id,
+                    state: format!("{:?}", job.state),
+                    secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Why operators did not bid, from every node's recorded bid decision.
+    pub async fn why_no_bids(&self, id: u64, bids: u8, min_bids: u8) -> String {
+        let mut reasons = Vec::new();
+        let mut urls = vec![self.api.url().to_owned()];
+        if let Ok(nodes) = self.api.nodes().await {
+            urls.extend(nodes.into_iter().filter_map(|n| n.api_url));
+        }
+        urls.sort();
+        urls.dedup();
+        for url in urls {
+            let Ok(api) = NodeApi::new(&url) else { continue };
+            if let Ok(job) = api.job(id).await
+                && let Some(d) = job.decision
+                && !d.bid
+            {
+                let who = job.node.unwrap_or(url);
+                reasons.push(format!("{who} declined: {}", d.reason));
+            }
+        }
+        let mut msg = format!("{bids} of the {min_bids} bids it needed arrived before the bid deadline; the escrow is refunded");
+        if reasons.is_empty() {
+            msg.push_str(". No node recorded a reason: are enough operators registered and running (`shoal operator status`, GET /api/v1/nodes)?");
+        } else {
+            msg.push_str(". ");
+            msg.push_str(&reasons.join("; "));
+        }
+        msg
+    }
+
+    /// Downloads the verified results of a job into `dest`, checking that the downloaded
+    /// folder hashes to the result hash the chain verified. Returns the result CID.
+    pub async fn download_results(&self, id: u64, dest: &Path) -> Result<Cid> {
+        let job = self.job(id).await?;
+        if job.state != JobState::Verified {
+            return Err(Error::JobEnded {
+                job: id,
+                state: format!("{:?}", job.state),
+                reason: "only verified jobs have results; wait with `shoal job describe` or see `shoal deal show`".into(),
+            });
+        }
+        let verified = job.resultHash;
+        let car = self.api.job_results_car(id).await?;
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<Cid> {
+            let tmp = tempdir()?;
+            let store = Blockstore::open(tmp.path())?;
+            let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
+            let root = *roots.first().ok_or_else(|| Error::ResultMismatch {
+                job: id,
+                expected: verified.to_string(),
+                got: "a CAR without a root".into(),
+            })?;
+            if root.hash().code() != 0x12 || root.hash().digest() != verified.as_slice() {
+                return Err(Error::ResultMismatch { job: id, expected: verified.to_string(), got: root.to_string() });
+            }
+            shoal_store::export::export(&store, &root, &dest)?;
+            let again = shoal_store::hash_path(&dest, Profile::UnixfsV1_2025)?;
+            if again != root {
+                return Err(Error::ResultMismatch { job: id, expected: root.to_string(), got: again.to_string() });
+            }
+            Ok(root)
+        })
+        .await
+        .map_err(|e| Error::Chain(format!("download was interrupted: {e}")))?
+    }
+}
+
+fn tempdir() -> Result<TempDir> {
+    TempDir::new()
+}
+
+/// A scratch folder removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let p = std::env::temp_dir().join(format!(
+            "shoal-client-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&p).map_err(|e| Error::io("scratch folder", &p, e))?;
+        Ok(Self(p))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn job_u64(id: JobId) -> Result<u64> {
+    u64::try_from(id.as_u256()).map_err(|_| Error::Chain(format!("job id {id} does not fit 64 bits")))
+}
+
+fn result_cid(events: &[ChainEvent], hash: B256) -> Option<String> {
+    events.iter().rev().find_map(|e| match &e.event {
+        MarketEvent::ResultRevealed(r) if r.resultHash == hash => Some(history::cid_text(&r.resultCid)),
+        _ => None,
+    })
+}
+
+fn fail_reason(reason: &str) -> String {
+    let what = match reason {
+        "TooFewCommits" => "too few selected operators committed a result in the execution window (the job may be too slow for its exec window, or nodes failed to run it: see `shoal job logs`)",
+        "TooFewReveals" => "too few operators revealed their result in the reveal window",
+        "NoQuorum" => "no group of equal results reached the confidence (the program may not be deterministic)",
+        "NoMediatorMajority" => "the mediators did not agree on a result",
+        "NoCorrectResult" => "mediation found none of the results correct",
+        other => other,
+    };
+    format!("{reason}: {what}; the escrow is refunded")
+}
+
+/// The on-chain parameters of a spec stored at `spec_cid`.
+pub fn job_params(spec: &JobSpec, spec_cid: &Cid) -> shoal_chain::JobParams {
+    let d = &spec.deal;
+    let secs = |t: Duration| u32::try_from(t.as_secs()).unwrap_or(u32::MAX);
+    let u8c = |v: u32| u8::try_from(v).unwrap_or(u8::MAX);
+    let u96 = |v: u128| alloy::primitives::Uint::<96, 2>::saturating_from(v);
+    let optimistic = d.verifier == shoal_types::Verifier::Optimistic;
+    shoal_chain::JobParams {
+        specCid: spec_cid.to_bytes().into(),
+        specHash: keccak256(spec.to_canonical_json()),
+        concurrency: u8c(d.concurrency),
+        confidence: u8c(d.confidence),
+        minBids: u8c(d.min_bids),
+        maxPrice: u96(d.max_price),
+        collateral: u96(d.collateral),
+        bidWindow: secs(d.windows.bid),
+        execWindow: secs(d.windows.exec),
+        revealWindow: secs(d.windows.reveal),
+        challengeWindow: if optimistic { secs(d.windows.reveal) } else { 0 },
+        verifier: if optimistic { shoal_chain::Verifier::Optimistic } else { shoal_chain::Verifier::Deterministic },
+        escalate: d.mediation,
+    }
+}

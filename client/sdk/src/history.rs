@@ -1,0 +1,189 @@
+//! A job's on-chain history: its events, decoded with the contracts' ABIs and described for
+//! people and for machines.
+
+use alloy::primitives::utils::format_ether;
+use alloy::primitives::{Address, U256};
+use serde::Serialize;
+use serde_json::{Value, json};
+use shoal_chain::{ChainEvent, MarketEvent};
+
+/// One event of a job, as `shoal deal show` prints it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Block number.
+    pub block: u64,
+    /// Index of the log in its block.
+    pub log_index: u64,
+    /// Transaction hash.
+    pub tx: String,
+    /// Event name as in the contract (`BidPlaced`, `Slashed`, …).
+    pub event: String,
+    /// One line for people.
+    pub summary: String,
+    /// The event's fields (amounts in wei as decimal strings).
+    pub fields: Value,
+}
+
+fn eth<T>(v: T) -> String
+where
+    U256: alloy::primitives::ruint::UintTryFrom<T>,
+{
+    format!("{} ETH", format_ether(U256::from(v)))
+}
+
+fn a(x: &Address) -> String {
+    x.to_checksum(None)
+}
+
+/// A result CID from `ResultRevealed` bytes: binary CID, or its text form.
+pub fn cid_text(bytes: &[u8]) -> String {
+    if let Ok(c) = shoal_store::Cid::try_from(bytes) {
+        return c.to_string();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => format!("0x{}", hex::encode(bytes)),
+    }
+}
+
+/// Describes an event for people and machines.
+pub fn describe(e: &MarketEvent) -> (String, Value) {
+    use MarketEvent as M;
+    match e {
+        M::JobPosted(p) => (
+            format!(
+                "posted by {}: n={} k={} m={}, max price {}, collateral {}, escrow {}, {:?}{}",
+                a(&p.creator),
+                p.params.concurrency,
+                p.params.confidence,
+                p.params.minBids,
+                eth(p.params.maxPrice),
+                eth(p.params.collateral),
+                eth(p.escrow),
+                p.params.verifier,
+                if p.params.escalate { ", mediation on disagreement" } else { "" }
+            ),
+            json!({
+                "creator": a(&p.creator), "specCid": cid_text(&p.params.specCid), "specHash": p.params.specHash.to_string(),
+                "concurrency": p.params.concurrency, "confidence": p.params.confidence, "minBids": p.params.minBids,
+                "maxPrice": p.params.maxPrice.to_string(), "collateral": p.params.collateral.to_string(),
+                "escrow": p.escrow.to_string(), "bidDeadline": p.bidDeadline, "verifier": format!("{:?}", p.params.verifier),
+                "escalate": p.params.escalate,
+            }),
+        ),
+        M::BidPlaced(b) => (
+            format!("bid from {} at {}", a(&b.operator), eth(b.price)),
+            json!({ "operator": a(&b.operator), "price": b.price.to_string() }),
+        ),
+        M::BidDropped(b) => (
+            format!("bid of {} dropped (not enough free stake at selection)", a(&b.operator)),
+            json!({ "operator": a(&b.operator) }),
+        ),
+        M::DealAccepted(d) => (
+            format!("selected {} at {}, collateral {} locked", a(&d.operator), eth(d.price), eth(d.collateral)),
+            json!({ "operator": a(&d.operator), "price": d.price.to_string(), "collateral": d.collateral.to_string() }),
+        ),
+        M::PhaseStarted(p) => (
+            format!("phase {:?} until {}", p.state, p.deadline),
+            json!({ "state": format!("{:?}", p.state), "deadline": p.deadline }),
+        ),
+        M::ResultCommitted(c) => (
+            format!("commitment from {}: {}", a(&c.operator), c.commitment),
+            json!({ "operator": a(&c.operator), "commitment": c.commitment.to_string() }),
+        ),
+        M::ResultRevealed(r) => (
+            format!("reveal from {}: result {}", a(&r.operator), cid_text(&r.resultCid)),
+            json!({ "operator": a(&r.operator), "resultHash": r.resultHash.to_string(), "resultCid": cid_text(&r.resultCid) }),
+        ),
+        M::JobVerified(v) => (
+            format!("verified: result hash {} agreed by {} operator(s)", v.resultHash, v.winners),
+            json!({ "resultHash": v.resultHash.to_string(), "winners": v.winners }),
+        ),
+        M::JobFailed(f) => (format!("failed: {:?}", f.reason), json!({ "reason": format!("{:?}", f.reason) })),
+        M::JobExpired(x) => (
+            format!("expired with {} bid(s): too few operators bid before the deadline", x.bids),
+            json!({ "bids": x.bids }),
+        ),
+        M::DisputeOpened(d) => (
+            format!("dispute opened by {} (bond {})", a(&d.challenger), eth(d.bond)),
+            json!({ "challenger": a(&d.challenger), "bond": d.bond.to_string() }),
+        ),
+        M::MediatorSelected(m) => (
+            format!("mediator {} drawn, collateral {} locked", a(&m.operator), eth(m.collateral)),
+            json!({ "operator": a(&m.operator), "collateral": m.collateral.to_string() }),
+        ),
+        M::DisputeResolved(r) => (
+            format!(
+                "dispute resolved: result hash {}{}",
+                r.resultHash,
+                if r.challengeUpheld { ", challenge upheld" } else { "" }
+            ),
+            json!({ "resultHash": r.resultHash.to_string(), "challengeUpheld": r.challengeUpheld }),
+        ),
+        M::Paid(p) => (
+            format!("paid {} to {} ({:?})", eth(p.amount), a(&p.to), p.kind),
+            json!({ "to": a(&p.to), "amount": p.amount.to_string(), "kind": format!("{:?}", p.kind) }),
+        ),
+        M::Refunded(r) => (
+            format!("refunded {} to {}", eth(r.amount), a(&r.creator)),
+            json!({ "creator": a(&r.creator), "amount": r.amount.to_string() }),
+        ),
+        M::Slashed(s) => (
+            format!("slashed {} from {} ({:?})", eth(s.amount), a(&s.operator), s.reason),
+            json!({ "operator": a(&s.operator), "amount": s.amount.to_string(), "reason": format!("{:?}", s.reason) }),
+        ),
+        M::Claimed(c) => (
+            format!("{} claimed {}", a(&c.account), eth(c.amount)),
+            json!({ "account": a(&c.account), "amount": c.amount.to_string() }),
+        ),
+        M::OperatorRegistered(r) => (
+            format!("operator {} registered", a(&r.operator)),
+            json!({ "operator": a(&r.operator), "peerId": cid_text(&r.peerId) }),
+        ),
+        M::OperatorUpdated(r) => (format!("operator {} updated", a(&r.operator)), json!({ "operator": a(&r.operator) })),
+        M::Staked(s) => (
+            format!("{} staked {} (total {})", a(&s.operator), eth(s.amount), eth(s.totalStake)),
+            json!({ "operator": a(&s.operator), "amount": s.amount.to_string(), "totalStake": s.totalStake.to_string() }),
+        ),
+        M::WithdrawRequested(w) => (
+            format!("{} requested withdrawal of {} (unlocks at {})", a(&w.operator), eth(w.amount), w.unlockTime),
+            json!({ "operator": a(&w.operator), "amount": w.amount.to_string(), "pendingWithdrawal": w.pendingWithdrawal.to_string(), "unlockTime": w.unlockTime }),
+        ),
+        M::Withdrawn(w) => (
+            format!("{} withdrew {}", a(&w.operator), eth(w.amount)),
+            json!({ "operator": a(&w.operator), "amount": w.amount.to_string() }),
+        ),
+        M::StakeLocked(s) => (
+            format!("{} of {}'s stake locked", eth(s.amount), a(&s.operator)),
+            json!({ "operator": a(&s.operator), "amount": s.amount.to_string() }),
+        ),
+        M::StakeUnlocked(s) => (
+            format!("{} of {}'s stake unlocked", eth(s.amount), a(&s.operator)),
+            json!({ "operator": a(&s.operator), "amount": s.amount.to_string() }),
+        ),
+        M::StakeSlashed(s) => (
+            format!("{} of {}'s stake taken by the market", eth(s.amount), a(&s.operator)),
+            json!({ "operator": a(&s.operator), "amount": s.amount.to_string() }),
+        ),
+        M::MarketSet(m) => (format!("market set to {}", a(&m.market)), json!({ "market": a(&m.market) })),
+    }
+}
+
+/// Turns decoded chain events into history entries.
+pub fn entries(events: &[ChainEvent]) -> Vec<HistoryEntry> {
+    events
+        .iter()
+        .map(|e| {
+            let (summary, fields) = describe(&e.event);
+            HistoryEntry {
+                block: e.block_number,
+                log_index: e.log_index,
+                tx: e.tx_hash.to_string(),
+                event: e.event.name().to_owned(),
+                summary,
+                fields,
+            }
+        })
+        .collect()
+}

@@ -406,7 +406,11 @@ pub fn commitment(job: JobId, operator: Address, result_hash: B256, salt: B256) 
     keccak256((job.0, operator, result_hash, salt).abi_encode())
 }
 
-/// Converts wei to the contracts' `uint96` amounts.
+/// Converts wei to the contracts' `uint96` amounts (job prices, collateral, stake).
+pub fn u96(value: U256) -> Result<U96> {
+    to_u96("amount", value)
+}
+
 pub(crate) fn to_u96(what: &'static str, v: U256) -> Result<U96> {
     <U96 as UintTryFrom<U256>>::uint_try_from(v).map_err(|_| Error::AmountTooLarge { what, value: v })
 }

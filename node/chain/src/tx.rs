@@ -94,12 +94,18 @@ impl TxManager {
     }
 
     /// Sends a transaction (`to`, `input`, `value` set by the caller) and waits for its receipt.
-    /// A revert at estimate time or in the mined receipt is [`Error::Reverted`].
+    /// The gas limit is estimated unless the caller set one. A revert at estimate time or in the
+    /// mined receipt is [`Error::Reverted`].
     pub async fn send(&self, tx: TransactionRequest) -> Result<TransactionReceipt> {
         let inner = &self.inner;
         let tx = tx.with_from(inner.address).with_chain_id(inner.chain_id);
-        let estimate = inner.provider.estimate_gas(tx.clone()).await.map_err(Error::rpc("eth_estimateGas"))?;
-        let gas = estimate.saturating_mul(100 + inner.config.gas_margin_percent) / 100;
+        let gas = match tx.gas {
+            Some(gas) => gas,
+            None => {
+                let estimate = inner.provider.estimate_gas(tx.clone()).await.map_err(Error::rpc("eth_estimateGas"))?;
+                estimate.saturating_mul(100 + inner.config.gas_margin_percent) / 100
+            }
+        };
         let fees = inner.provider.estimate_eip1559_fees().await.map_err(Error::rpc("eth_feeHistory"))?;
         let tx = tx.with_gas_limit(gas);
         let mut flight = self.submit(tx.clone(), fees.max_fee_per_gas, fees.max_priority_fee_per_gas).await?;

@@ -99,6 +99,9 @@ async fn wasm_job(
     Ok(median(times))
 }
 
+/// A program, its args and an optional input folder with its guest path.
+type Case<'a> = (&'a str, Vec<String>, Option<(&'a Path, &'a str)>);
+
 async fn bench_wasm(rows: &mut Vec<Row>, runs: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let docs = dir.path().join("docs");
@@ -108,7 +111,7 @@ async fn bench_wasm(rows: &mut Vec<Row>, runs: usize) -> Result<()> {
     }
     let root = dir.path().join("results");
     let exec = WasmExecutor::new(WasmConfig::new(&root))?;
-    let cases: [(&str, Vec<String>, Option<(&Path, &str)>); 2] = [
+    let cases: [Case<'_>; 2] = [
         ("hello", vec![], None),
         ("wordcount", vec!["/docs".into()], Some((docs.as_path(), "/docs"))),
     ];

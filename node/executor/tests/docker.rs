@@ -83,7 +83,7 @@ async fn mounts_inputs_read_only_and_outputs_writable() {
     std::fs::write(&single, "one two three").expect("write");
     let mut req = shell(
         "dk-wc",
-        "cat /docs/* | wc -w > /out/words.txt && cp /in/single.txt /out/copy.txt && \
+        "wc -w /docs/* | tail -n 1 | awk '{print $1}' > /out/words.txt && cp /in/single.txt /out/copy.txt && \
          if touch /docs/new 2>/dev/null; then echo input writable; exit 9; fi",
     );
     req.inputs = vec![
@@ -230,8 +230,9 @@ async fn leftovers_from_a_crash_are_removed() {
     config.node_label = format!("leftover-{}", std::process::id());
     let exec2 = DockerExecutor::connect(config.clone()).await.expect("connect");
     // A container a crashed node left: labelled, never removed.
+    let crashed = format!("dk-crashed-{}", std::process::id());
     let labels = HashMap::from([
-        (EXECUTION_LABEL.to_owned(), "dk-crashed".to_owned()),
+        (EXECUTION_LABEL.to_owned(), crashed.clone()),
         (NODE_LABEL.to_owned(), config.node_label.clone()),
     ]);
     let body = bollard::models::ContainerCreateBody {
@@ -241,8 +242,11 @@ async fn leftovers_from_a_crash_are_removed() {
         ..Default::default()
     };
     exec2.client().create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.expect("create");
-    assert_eq!(exec.containers_of(&id("dk-crashed")).await.expect("list").len(), 1);
-    assert_eq!(exec.remove_leftovers().await.expect("cleanup"), 0, "another node's containers are not touched");
+    assert_eq!(exec.containers_of(&id(&crashed)).await.expect("list").len(), 1);
+    let mut other = DockerConfig::new(dir.path());
+    other.node_label = format!("bystander-{}", std::process::id());
+    let bystander = DockerExecutor::connect(other).await.expect("connect");
+    assert_eq!(bystander.remove_leftovers().await.expect("cleanup"), 0, "another node's containers are not touched");
     assert_eq!(exec2.remove_leftovers().await.expect("cleanup"), 1);
-    assert_no_container(&exec, "dk-crashed").await;
+    assert_no_container(&exec, &crashed).await;
 }

@@ -58,22 +58,22 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<()> {
     let ok = match mh.code() {
         SHA2_256 => Sha256::digest(data)[..] == *mh.digest(),
         IDENTITY => mh.digest() == data,
-        other => return Err(Error::Unsupported { cid: *cid, what: format!("multihash 0x{other:x}") }),
+        other => return Err(Error::Unsupported { cid: Box::new(*cid), what: format!("multihash 0x{other:x}") }),
     };
-    if ok { Ok(()) } else { Err(Error::Corrupt { cid: *cid }) }
+    if ok { Ok(()) } else { Err(Error::Corrupt { cid: Box::new(*cid) }) }
 }
 
 /// The CIDs a block links to (dag-pb links; raw blocks have none).
 pub fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>> {
     match cid.codec() {
         DAG_PB => Ok(PbNode::decode(data)
-            .map_err(|reason| Error::Malformed { cid: *cid, what: "dag-pb", reason })?
+            .map_err(|reason| Error::Malformed { cid: Box::new(*cid), what: "dag-pb", reason })?
             .links
             .into_iter()
             .map(|l| l.cid)
             .collect()),
         RAW => Ok(Vec::new()),
-        other => Err(Error::Unsupported { cid: *cid, what: format!("codec 0x{other:x}") }),
+        other => Err(Error::Unsupported { cid: Box::new(*cid), what: format!("codec 0x{other:x}") }),
     }
 }
 
@@ -137,7 +137,7 @@ impl Blockstore {
         let path = self.block_path(cid);
         let data = match fs::read(&path) {
             Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound { cid: *cid }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound { cid: Box::new(*cid) }),
             Err(e) => return Err(Error::Io { path, source: e }),
         };
         verify(cid, &data)?;

@@ -12,13 +12,13 @@ pub enum Error {
     #[error("`{input}` is not a valid CID: {reason}")]
     BadCid { input: String, reason: String },
     #[error("block {cid} is not in the store: import or fetch it first")]
-    NotFound { cid: Cid },
+    NotFound { cid: Box<Cid> },
     #[error("block {cid} is corrupt (its bytes do not hash to its CID): remove it and fetch it again")]
-    Corrupt { cid: Cid },
+    Corrupt { cid: Box<Cid> },
     #[error("CID {cid} uses an unsupported hash or codec ({what}): Shoal stores sha2-256 dag-pb and raw blocks")]
-    Unsupported { cid: Cid, what: String },
+    Unsupported { cid: Box<Cid>, what: String },
     #[error("block {cid} is not valid {what}: {reason}")]
-    Malformed { cid: Cid, what: &'static str, reason: String },
+    Malformed { cid: Box<Cid>, what: &'static str, reason: String },
     #[error("{path}: {reason}")]
     BadPath { path: PathBuf, reason: String },
     #[error("CAR file {path}: {reason}")]
@@ -36,9 +36,9 @@ pub enum Error {
     #[error("no publisher named `{0}`: use `store`, `folder` or `car`")]
     NoPublisher(String),
     #[error("timed out after {secs} s waiting for {cid} from peers: check that a peer holding it is connected")]
-    FetchTimeout { cid: Cid, secs: u64 },
+    FetchTimeout { cid: Box<Cid>, secs: u64 },
     #[error("fetching {cid} from peers failed: {reason}")]
-    Fetch { cid: Cid, reason: String },
+    Fetch { cid: Box<Cid>, reason: String },
 }
 
 /// The content store's result type.

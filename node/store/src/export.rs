@@ -31,22 +31,22 @@ fn decode(store: &Blockstore, cid: &Cid) -> Result<Option<(PbNode, Unixfs)>> {
         RAW => Ok(None),
         DAG_PB => {
             let data = store.get(cid)?;
-            let node = PbNode::decode(&data).map_err(|reason| Error::Malformed { cid: *cid, what: "dag-pb", reason })?;
+            let node = PbNode::decode(&data).map_err(|reason| Error::Malformed { cid: Box::new(*cid), what: "dag-pb", reason })?;
             let fs = Unixfs::decode(node.data.as_deref().unwrap_or_default())
-                .map_err(|reason| Error::Malformed { cid: *cid, what: "UnixFS", reason })?;
+                .map_err(|reason| Error::Malformed { cid: Box::new(*cid), what: "UnixFS", reason })?;
             Ok(Some((node, fs)))
         }
-        other => Err(Error::Unsupported { cid: *cid, what: format!("codec 0x{other:x}") }),
+        other => Err(Error::Unsupported { cid: Box::new(*cid), what: format!("codec 0x{other:x}") }),
     }
 }
 
 /// A folder entry name from a DAG, refused when it could escape the folder.
 fn safe_name(cid: &Cid, name: &[u8]) -> Result<String> {
     let s = std::str::from_utf8(name)
-        .map_err(|_| Error::Malformed { cid: *cid, what: "UnixFS directory", reason: "entry name is not UTF-8".into() })?;
+        .map_err(|_| Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: "entry name is not UTF-8".into() })?;
     let bad = s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0');
     if bad {
-        return Err(Error::Malformed { cid: *cid, what: "UnixFS directory", reason: format!("unsafe entry name {s:?}") });
+        return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: format!("unsafe entry name {s:?}") });
     }
     Ok(s.to_owned())
 }
@@ -54,7 +54,7 @@ fn safe_name(cid: &Cid, name: &[u8]) -> Result<String> {
 /// The entries of a directory (flat or HAMT), as (name, CID).
 pub fn list_dir(store: &Blockstore, cid: &Cid) -> Result<Vec<(String, Cid)>> {
     let Some((node, fs)) = decode(store, cid)? else {
-        return Err(Error::Malformed { cid: *cid, what: "UnixFS directory", reason: "is a raw block".into() });
+        return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: "is a raw block".into() });
     };
     let mut out = Vec::new();
     match fs.kind {
@@ -64,7 +64,7 @@ pub fn list_dir(store: &Blockstore, cid: &Cid) -> Result<Vec<(String, Cid)>> {
             }
         }
         UnixfsType::HamtShard => hamt_entries(store, cid, node, &mut out)?,
-        _ => return Err(Error::Malformed { cid: *cid, what: "UnixFS directory", reason: "is not a directory".into() }),
+        _ => return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: "is not a directory".into() }),
     }
     Ok(out)
 }
@@ -73,12 +73,12 @@ fn hamt_entries(store: &Blockstore, cid: &Cid, node: PbNode, out: &mut Vec<(Stri
     for l in node.links {
         let name = l.name.unwrap_or_default();
         if name.len() < HAMT_PREFIX {
-            return Err(Error::Malformed { cid: *cid, what: "HAMT shard", reason: "link label too short".into() });
+            return Err(Error::Malformed { cid: Box::new(*cid), what: "HAMT shard", reason: "link label too short".into() });
         }
         if name.len() == HAMT_PREFIX {
             match decode(store, &l.cid)? {
                 Some((sub, fs)) if fs.kind == UnixfsType::HamtShard => hamt_entries(store, &l.cid, sub, out)?,
-                _ => return Err(Error::Malformed { cid: l.cid, what: "HAMT shard", reason: "sub-shard is not a shard".into() }),
+                _ => return Err(Error::Malformed { cid: Box::new(l.cid), what: "HAMT shard", reason: "sub-shard is not a shard".into() }),
             }
         } else {
             out.push((safe_name(cid, &name[HAMT_PREFIX..])?, l.cid));
@@ -95,7 +95,7 @@ pub fn kind(store: &Blockstore, cid: &Cid) -> Result<Kind> {
             UnixfsType::File | UnixfsType::Raw => Kind::File,
             UnixfsType::Directory | UnixfsType::HamtShard => Kind::Directory,
             other => {
-                return Err(Error::Unsupported { cid: *cid, what: format!("UnixFS {other:?} nodes") });
+                return Err(Error::Unsupported { cid: Box::new(*cid), what: format!("UnixFS {other:?} nodes") });
             }
         },
     })
@@ -123,7 +123,7 @@ pub fn write_file(store: &Blockstore, cid: &Cid, out: &mut dyn Write) -> Result<
         return Ok(data.len() as u64);
     };
     if !matches!(fs.kind, UnixfsType::File | UnixfsType::Raw) {
-        return Err(Error::Malformed { cid: *cid, what: "UnixFS file", reason: format!("is a {:?} node", fs.kind) });
+        return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS file", reason: format!("is a {:?} node", fs.kind) });
     }
     let mut n = 0;
     if let Some(d) = &fs.data {

@@ -62,6 +62,7 @@ pub fn murmur3_x64_128(data: &[u8]) -> [u8; 16] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

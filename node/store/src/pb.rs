@@ -258,6 +258,7 @@ pub fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1,6 +1,8 @@
 //! CID equality with helia's importer for both IPIP-499 profiles. Needs
 //! `node` and the repo's `npm ci` (helia, ipfs-unixfs-importer).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{fs, io::Write, path::Path};

@@ -1,5 +1,7 @@
 //! The blockstore, export and CAR files, end to end on real folders.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{collections::BTreeMap, fs, path::Path, process::Command};

@@ -1,5 +1,5 @@
 //! Helpers to drive the helia reference scripts in `tests/js`.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
     path::{Path, PathBuf},

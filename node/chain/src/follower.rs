@@ -227,7 +227,11 @@ impl EventFollower {
         let task = tokio::spawn(async move {
             let mut backoff = self.config.poll_interval;
             loop {
-                let update = match self.next().await {
+                let next = tokio::select! {
+                    next = self.next() => next,
+                    () = tx.closed() => return Ok(()),
+                };
+                let update = match next {
                     Ok(u) => u,
                     Err(e @ (Error::Rpc { .. } | Error::MissingBlock(_))) => {
                         tracing::warn!(error = %e, "event follower: retrying");

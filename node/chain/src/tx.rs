@@ -221,21 +221,22 @@ impl TxManager {
         Ok(())
     }
 
-    /// Replays a failed transaction as a call in the block before it to read the revert data.
+    /// Replays a failed transaction as a call on the state before its block to read the revert
+    /// data; on nodes that keep no historical state, on the latest state (best effort).
     async fn explain_failure(&self, tx: TransactionRequest, receipt: &TransactionReceipt) -> Error {
         let block = receipt.block_number.unwrap_or_default();
-        let replay = self.inner.provider.call(tx).block(BlockId::number(block.saturating_sub(1))).await;
-        match replay {
-            Err(e) => match revert_data(&e) {
-                Some(data) => Error::Reverted(ContractError::decode(&data)),
-                None => Error::Failed { tx_hash: receipt.transaction_hash, block, reason: e.to_string() },
-            },
-            Ok(_) => Error::Failed {
-                tx_hash: receipt.transaction_hash,
-                block,
-                reason: format!("status 0 after using {} gas (out of gas?)", receipt.gas_used),
-            },
+        let tx_hash = receipt.transaction_hash;
+        let mut reason = format!("status 0 after using {} gas (out of gas?)", receipt.gas_used);
+        for at in [BlockId::number(block.saturating_sub(1)), BlockId::latest()] {
+            match self.inner.provider.call(tx.clone()).block(at).await {
+                Err(e) => match revert_data(&e) {
+                    Some(data) => return Error::Reverted(ContractError::decode(&data)),
+                    None => reason = format!("{reason}; replaying it failed: {e}"),
+                },
+                Ok(_) => {}
+            }
         }
+        Error::Failed { tx_hash, block, reason }
     }
 }
 

@@ -1,1 +1,297 @@
-fn main() {}
+//! Transactions per second, devchain vs anvil, with the same client code in one run.
+//!
+//! ```text
+//! cargo run --release -p shoal-devchain --example bench -- [--txs N] [--bids N] [--concurrency C]
+//! ```
+//!
+//! For each node: pre-sign N plain transfers (and N `JobMarket.bid` calls from
+//! 16 staked operators on jobs posted beforehand), send them as raw
+//! transactions over HTTP JSON-RPC with C requests in flight, and stop the
+//! clock when every receipt is in. Anvil is `node_modules/.bin/anvil` (the
+//! repository's pinned Foundry); the devchain runs in this process on its own
+//! runtime, serving HTTP on loopback like anvil.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::primitives::{Address, B256, Bytes, TxKind, U256, aliases::U96, keccak256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use anyhow::{Context as _, bail};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use shoal_devchain::DevChain;
+
+sol!(
+    #[sol(rpc)]
+    OperatorRegistry,
+    "../../contracts/artifacts/OperatorRegistry.json"
+);
+sol!(
+    #[sol(rpc)]
+    JobMarket,
+    "../../contracts/artifacts/JobMarket.json"
+);
+
+const ETH: u128 = 1_000_000_000_000_000_000;
+const OPERATORS: usize = 16;
+const KEY0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+struct Opts {
+    txs: usize,
+    bids: usize,
+    concurrency: usize,
+}
+
+fn opts() -> anyhow::Result<Opts> {
+    let mut o = Opts { txs: 2000, bids: 800, concurrency: 16 };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v: usize = args.next().context("every option takes a number")?.parse()?;
+        match a.as_str() {
+            "--txs" => o.txs = v,
+            "--bids" => o.bids = v,
+            "--concurrency" => o.concurrency = v.max(1),
+            other => bail!("unknown option {other}; use --txs N --bids N --concurrency C"),
+        }
+    }
+    Ok(o)
+}
+
+struct Rpc {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Rpc {
+    async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let v: Value = self.http.post(&self.url).json(&body).send().await?.json().await?;
+        if let Some(e) = v.get("error") {
+            bail!("{method}: {e}");
+        }
+        Ok(v["result"].clone())
+    }
+
+    /// Sends raw transactions with `c` in flight; returns when every receipt exists.
+    async fn blast(&self, raws: &[(B256, Bytes)], wait_for: &[B256], c: usize) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let results: Vec<anyhow::Result<Value>> = futures::stream::iter(raws.iter())
+            .map(|(_, raw)| self.call("eth_sendRawTransaction", json!([raw])))
+            .buffer_unordered(c)
+            .collect()
+            .await;
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            bail!("a transaction was refused: {e}");
+        }
+        for h in wait_for {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while self.call("eth_getTransactionReceipt", json!([h])).await?.is_null() {
+                if Instant::now() > deadline {
+                    bail!("no receipt for {h} after 120 s");
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        Ok(start.elapsed())
+    }
+
+    async fn failed(&self, hashes: &[B256]) -> anyhow::Result<usize> {
+        let mut failed = 0;
+        for h in hashes {
+            let r = self.call("eth_getTransactionReceipt", json!([h])).await?;
+            if r["status"] != "0x1" {
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
+}
+
+fn sign(signer: &PrivateKeySigner, tx: TxEip1559) -> anyhow::Result<(B256, Bytes)> {
+    let sig = signer.sign_hash_sync(&tx.signature_hash())?;
+    let env = TxEnvelope::from(tx.into_signed(sig));
+    Ok((*env.tx_hash(), env.encoded_2718().into()))
+}
+
+fn tx(nonce: u64, to: Address, gas: u64, input: Bytes, value: U256) -> TxEip1559 {
+    TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value,
+        input,
+        access_list: Default::default(),
+    }
+}
+
+struct Figures {
+    transfers_tps: f64,
+    bids_tps: f64,
+}
+
+async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
+    let rpc = Rpc { url: url.to_string(), http: reqwest::Client::new() };
+    let owner: PrivateKeySigner = KEY0.parse()?;
+    let provider = ProviderBuilder::new().wallet(owner.clone()).connect_http(url.parse()?);
+
+    // Plain transfers from dev account 0.
+    let base = provider.get_transaction_count(owner.address()).await?;
+    let sink = Address::repeat_byte(0x42);
+    let transfers: Vec<_> = (0..o.txs as u64)
+        .map(|i| sign(&owner, tx(base + i, sink, 21_000, Bytes::new(), U256::from(1))))
+        .collect::<anyhow::Result<_>>()?;
+    let last = transfers.last().map(|t| vec![t.0]).unwrap_or_default();
+    let t = rpc.blast(&transfers, &last, o.concurrency).await?;
+    let transfers_tps = o.txs as f64 / t.as_secs_f64();
+    let hashes: Vec<B256> = transfers.iter().map(|t| t.0).collect();
+    let failed = rpc.failed(&hashes).await?;
+    if failed > 0 {
+        bail!("{failed} transfers failed");
+    }
+
+    // The market: registry + market, 16 staked operators, jobs to bid on.
+    let registry = OperatorRegistry::deploy(&provider, 3600u64, U96::from(ETH)).await?;
+    let market = JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
+    registry.setMarket(*market.address()).send().await?.get_receipt().await?;
+    let operators: Vec<PrivateKeySigner> = (0..OPERATORS).map(|_| PrivateKeySigner::random()).collect();
+    for (i, op) in operators.iter().enumerate() {
+        rpc.call("anvil_setBalance", json!([op.address(), U256::from(1000 * ETH)])).await?;
+        let p = ProviderBuilder::new().wallet(op.clone()).connect_http(url.parse()?);
+        let caps = IOperatorRegistry::Capabilities { engines: 1, cpuMillicores: 1000, memoryMiB: 1024, diskGiB: 1, gpus: 0 };
+        OperatorRegistry::new(*registry.address(), &p)
+            .register(format!("peer-{i}").into_bytes().into(), caps)
+            .value(U256::from(100 * ETH))
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+    }
+    let jobs = o.bids.div_ceil(OPERATORS);
+    let first_job = market.nextJobId().call().await?;
+    for _ in 0..jobs {
+        let params = IJobMarket::JobParams {
+            specCid: b"bafy-bench".to_vec().into(),
+            specHash: keccak256(b"bench"),
+            concurrency: 1,
+            confidence: 1,
+            minBids: 32,
+            maxPrice: U96::from(ETH / 100),
+            collateral: U96::from(ETH / 1000),
+            bidWindow: 86_400,
+            execWindow: 600,
+            revealWindow: 600,
+            challengeWindow: 0,
+            verifier: 0,
+            escalate: false,
+        };
+        let r = market.postJob(params).value(U256::from(ETH / 100)).send().await?.get_receipt().await?;
+        if !r.status() {
+            bail!("postJob failed");
+        }
+    }
+    let mut bids = Vec::with_capacity(jobs * OPERATORS);
+    let mut last_per_op = vec![None; OPERATORS];
+    let mut nonces = Vec::new();
+    for op in &operators {
+        nonces.push(provider.get_transaction_count(op.address()).await?);
+    }
+    for j in 0..jobs {
+        let job_id = first_job + U256::from(j);
+        for (k, op) in operators.iter().enumerate() {
+            if bids.len() == o.bids {
+                break;
+            }
+            let input: Bytes = JobMarket::bidCall { jobId: job_id, price: U96::from(ETH / 200) }.abi_encode().into();
+            let signed = sign(op, tx(nonces[k], *market.address(), 400_000, input, U256::ZERO))?;
+            nonces[k] += 1;
+            last_per_op[k] = Some(signed.0);
+            bids.push(signed);
+        }
+    }
+    let last_per_op: Vec<B256> = last_per_op.into_iter().flatten().collect();
+    let t = rpc.blast(&bids, &last_per_op, o.concurrency).await?;
+    let bids_tps = bids.len() as f64 / t.as_secs_f64();
+    let hashes: Vec<B256> = bids.iter().map(|t| t.0).collect();
+    // Every bid is mined by now (each operator's last one is).
+    let failed = rpc.failed(&hashes).await?;
+    if failed > 0 {
+        bail!("{failed} of {} bids failed", bids.len());
+    }
+    Ok(Figures { transfers_tps, bids_tps })
+}
+
+fn start_anvil(port: u16) -> anyhow::Result<Child> {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/.bin/anvil");
+    Command::new(&bin)
+        .args(["--port", &port.to_string(), "--silent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {} (run `npm ci` at the repository root)", bin.display()))
+}
+
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let rpc = Rpc { url: url.to_string(), http: reqwest::Client::new() };
+    for _ in 0..200 {
+        if rpc.call("eth_chainId", json!([])).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} did not answer within 10 s")
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = opts()?;
+    // The devchain gets its own runtime and threads, as anvil has its own process.
+    let (tx_url, rx_url) = std::sync::mpsc::channel();
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(async {
+            let dc = DevChain::builder().build()?;
+            let server = dc.serve("127.0.0.1:0".parse()?).await?;
+            let _ = tx_url.send(server.url());
+            server.wait().await;
+            Ok(())
+        })
+    });
+    let devchain_url = rx_url.recv_timeout(Duration::from_secs(30))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let port = 18_000 + (std::process::id() % 2000) as u16;
+        let mut anvil = start_anvil(port)?;
+        let anvil_url = format!("http://127.0.0.1:{port}");
+        let result = async {
+            wait_ready(&anvil_url).await?;
+            eprintln!("anvil ...");
+            let a = run(&anvil_url, &o).await?;
+            eprintln!("devchain ...");
+            let d = run(&devchain_url, &o).await?;
+            Ok::<_, anyhow::Error>((a, d))
+        }
+        .await;
+        let _ = anvil.kill();
+        let _ = anvil.wait();
+        let (a, d) = result?;
+        println!(
+            "transfers: {} txs, {} in flight | bids: {} txs from {OPERATORS} operators",
+            o.txs, o.concurrency, o.bids
+        );
+        println!("| node | transfer tx/s | bid tx/s |");
+        println!("|---|---:|---:|");
+        println!("| anvil 1.7.1 | {:.0} | {:.0} |", a.transfers_tps, a.bids_tps);
+        println!("| shoal devchain | {:.0} | {:.0} |", d.transfers_tps, d.bids_tps);
+        Ok(())
+    })
+}

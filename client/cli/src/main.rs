@@ -9,17 +9,53 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    global: cmd::Global,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Keystore accounts (Web3 Secret Storage, compatible with `cast wallet`).
+    #[command(subcommand)]
+    Wallet(cmd::wallet::Command),
+    /// Run WASM jobs.
+    #[command(subcommand)]
+    Wasm(WasmCommand),
+    /// Run Docker jobs.
+    #[command(subcommand)]
+    Docker(DockerCommand),
+    /// Post jobs from spec files, list, inspect and download them.
+    #[command(subcommand)]
+    Job(cmd::job::Command),
+    /// Register as an operator, stake, unstake and withdraw.
+    #[command(subcommand)]
+    Operator(cmd::operator::Command),
+    /// A job's on-chain history, decoded from events.
+    #[command(subcommand)]
+    Deal(cmd::deal::Command),
+    /// Run a node from a config file.
+    Serve(cmd::serve::Args),
+    /// Start a local network: devchain, contracts and N staked nodes.
+    Devstack(cmd::devstack::Args),
     /// Add, fetch and export content-addressed data (UnixFS, CAR).
     #[command(subcommand)]
     Content(cmd::content::Command),
     /// Run the embedded EVM devchain as a standalone JSON-RPC server.
     Devchain(cmd::devchain::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum WasmCommand {
+    /// Post a WASM job and (by default) wait for its verified result.
+    Run(cmd::run::WasmRun),
+}
+
+#[derive(Debug, Subcommand)]
+enum DockerCommand {
+    /// Post a Docker job and (by default) wait for its verified result.
+    Run(cmd::run::DockerRun),
 }
 
 #[tokio::main]
@@ -32,10 +68,22 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Content(c) => cmd::content::run(c).await,
-        Command::Devchain(a) => cmd::devchain::run(a).await,
-    };
+    let result = async {
+        let ctx = cmd::Ctx::new(cli.global)?;
+        match cli.command {
+            Command::Wallet(c) => cmd::wallet::run(&ctx, c).await,
+            Command::Wasm(WasmCommand::Run(c)) => cmd::run::wasm(&ctx, c).await,
+            Command::Docker(DockerCommand::Run(c)) => cmd::run::docker(&ctx, c).await,
+            Command::Job(c) => cmd::job::run(&ctx, c).await,
+            Command::Operator(c) => cmd::operator::run(&ctx, c).await,
+            Command::Deal(c) => cmd::deal::run(&ctx, c).await,
+            Command::Serve(a) => cmd::serve::run(a).await,
+            Command::Devstack(a) => cmd::devstack::run(a).await,
+            Command::Content(c) => cmd::content::run(c).await,
+            Command::Devchain(a) => cmd::devchain::run(a).await,
+        }
+    }
+    .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

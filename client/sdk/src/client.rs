@@ -69,7 +69,22 @@ impl Client {
     pub async fn connect(node_url: &str, rpc_url: Option<&str>, signer: Option<PrivateKeySigner>) -> Result<Self> {
         let api = NodeApi::new(node_url)?;
         let deployment = api.deployment().await?;
+        Self::with_deployment(node_url, deployment, rpc_url, signer).await
+    }
+
+    /// Like [`Client::connect`] with known contract addresses: nothing is asked of the node
+    /// until a content or job query. `rpc_url` defaults to the deployment's.
+    pub async fn with_deployment(
+        node_url: &str,
+        deployment: Deployment,
+        rpc_url: Option<&str>,
+        signer: Option<PrivateKeySigner>,
+    ) -> Result<Self> {
+        let api = NodeApi::new(node_url)?;
         let rpc = rpc_url.map(str::to_owned).unwrap_or_else(|| deployment.rpc_url.clone());
+        if rpc.is_empty() {
+            return Err(Error::Chain("no chain RPC URL: pass --rpc-url or add rpcUrl to the deployment file".into()));
+        }
         let chain = ChainClient::builder(rpc)
             .signer(signer)
             .deployment(shoal_chain::Deployment {

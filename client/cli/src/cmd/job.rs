@@ -1,0 +1,385 @@
+//! `shoal job`: post, follow, inspect and download jobs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use shoal_chain::JobId;
+use shoal_sdk::Client;
+use shoal_types::JobSpec;
+
+use super::{Ctx, eth, print_json};
+
+/// Waiting and output flags of every command that posts a job.
+#[derive(Debug, Clone, Args)]
+pub struct SubmitFlags {
+    /// Wait until the job is verified and print its output (the default).
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+    /// Print the job id and return once it is posted.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print only the job id.
+    #[arg(long)]
+    pub id_only: bool,
+    /// Give up waiting after this long (`10m`).
+    #[arg(long, default_value = "15m")]
+    pub wait_timeout: String,
+    /// Where the verified results are downloaded (default: a temporary folder, removed after
+    /// printing stdout).
+    #[arg(long, value_name = "DIR")]
+    pub download: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Post a job from a spec file (YAML or JSON, docs/job-spec.md).
+    Run {
+        /// The spec.
+        spec: PathBuf,
+        #[command(flatten)]
+        submit: SubmitFlags,
+    },
+    /// Check a spec file without posting it.
+    Validate {
+        /// The spec.
+        spec: PathBuf,
+    },
+    /// List jobs the node knows, newest first.
+    List {
+        /// Only jobs in this state (Posted, Running, Revealing, Verified, Failed, Expired, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs posted by this address.
+        #[arg(long)]
+        creator: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Show a job: state, deal, bids, operators, results and this node's decision.
+    Describe {
+        /// Job id.
+        id: JobId,
+    },
+    /// Print a job's stdout and stderr as run by the node.
+    Logs {
+        /// Job id.
+        id: JobId,
+    },
+    /// Download a verified job's results and check they hash to the verified result.
+    Get {
+        /// Job id.
+        id: JobId,
+        /// Destination folder (default: job-<ID>).
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
+    /// Move a job whose deadline passed to its end and claim refunds (there is no cancel of a
+    /// running job on chain: see `shoal job cancel --help`).
+    ///
+    /// The market has no cancel: once posted, a job's escrow is committed to the operators
+    /// who bid. A job that gets too few bids expires when its bid window ends; any phase whose
+    /// deadline passes can be closed by anyone. This command does that (closeBidding or
+    /// finalize) when the job's deadline has passed, then claims what the market owes you.
+    Cancel {
+        /// Job id.
+        id: JobId,
+    },
+}
+
+fn job_u64(id: JobId) -> anyhow::Result<u64> {
+    u64::try_from(id.as_u256()).map_err(|_| anyhow::anyhow!("job id {id} is too large"))
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let t = s.trim();
+    let (n, mul) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = n.trim().parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration; write e.g. 90s, 10m or 1h"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        anyhow::bail!("`{s}` is not a duration");
+    }
+    Ok(Duration::from_secs_f64(v * mul))
+}
+
+/// Posts a spec and, unless --no-wait, follows it to the end and prints the verified output.
+pub async fn submit(ctx: &Ctx, client: &Client, spec: &JobSpec, flags: &SubmitFlags) -> anyhow::Result<()> {
+    let posted = client.post(spec).await?;
+    let id = posted.job_id;
+    if !ctx.json() && !flags.id_only {
+        eprintln!(
+            "job {id} posted (tx {}, escrow {}, spec ipfs://{})",
+            posted.tx,
+            eth(posted.escrow.parse().unwrap_or_default()),
+            posted.spec_cid
+        );
+    }
+    if flags.no_wait {
+        if ctx.json() {
+            print_json(&json!({ "jobId": id, "posted": posted }))?;
+        } else {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    let timeout = parse_duration(&flags.wait_timeout)?;
+    let quiet = ctx.json() || flags.id_only;
+    let outcome = client
+        .wait(id, timeout, |e| {
+            if !quiet {
+                eprintln!("  [block {:>4}] {:<16} {}", e.block, e.event, e.summary);
+            }
+        })
+        .await?;
+    if flags.id_only {
+        println!("{id}");
+        return Ok(());
+    }
+    let scratch;
+    let dir = match &flags.download {
+        Some(d) => d.clone(),
+        None => {
+            scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
+            scratch.path().join("results")
+        }
+    };
+    let root = client.download_results(id, &dir).await?;
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
+    let stdout = read("stdout");
+    let exit_code = String::from_utf8_lossy(&read("exitCode")).trim().to_owned();
+    if ctx.json() {
+        print_json(&json!({
+            "jobId": id,
+            "state": outcome.state,
+            "resultCid": root.to_string(),
+            "resultHash": outcome.result_hash,
+            "specCid": posted.spec_cid,
+            "tx": posted.tx,
+            "exitCode": exit_code.parse::<i64>().ok(),
+            "stdout": String::from_utf8_lossy(&stdout),
+            "stderr": String::from_utf8_lossy(&read("stderr")),
+            "download": flags.download,
+        }))?;
+    } else {
+        eprintln!("job {id} verified; result ipfs://{root} (checked against the on-chain result hash)");
+        if let Some(d) = &flags.download {
+            eprintln!("results in {}", d.display());
+        }
+        println!("job:    {id}");
+        println!("result: {root}");
+        println!("exit:   {exit_code}");
+        println!("stdout:");
+        print!("{}", String::from_utf8_lossy(&stdout));
+    }
+    Ok(())
+}
+
+pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Run { spec, submit: flags } => {
+            let spec = load_spec(&spec)?;
+            let client = ctx.client(true).await?;
+            submit(ctx, &client, &spec, &flags).await
+        }
+        Command::Validate { spec: path } => {
+            let spec = load_spec(&path)?;
+            let json = spec.to_canonical_json();
+            let cid = shoal_store::hash_reader(&json[..], shoal_store::Profile::UnixfsV1_2025)?;
+            let params = shoal_sdk::job_params(&spec, &cid);
+            if ctx.json() {
+                print_json(&json!({
+                    "valid": true,
+                    "engine": spec.engine.kind(),
+                    "specCid": cid.to_string(),
+                    "specHash": params.specHash.to_string(),
+                    "escrow": spec.deal.escrow().to_string(),
+                    "spec": spec,
+                }))?;
+            } else {
+                println!("{}: valid {} job", path.display(), spec.engine.kind());
+                println!("spec cid   {cid}");
+                println!("spec hash  {}", params.specHash);
+                println!(
+                    "deal       n={} k={} m={}, {:?}, escrow {}",
+                    spec.deal.concurrency,
+                    spec.deal.confidence,
+                    spec.deal.min_bids,
+                    spec.deal.verifier,
+                    eth(alloy::primitives::U256::from(spec.deal.escrow()))
+                );
+            }
+            Ok(())
+        }
+        Command::List { state, creator, limit, offset } => {
+            let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
+            let list = api.jobs(state.as_deref(), creator.as_deref(), limit, offset).await?;
+            if ctx.json() {
+                return print_json(&list);
+            }
+            println!("{:>5}  {:<17} {:<44} {:>3}  {:<10} RESULT", "ID", "STATE", "CREATOR", "N", "ESCROW");
+            for j in &list.jobs {
+                println!(
+                    "{:>5}  {:<17} {:<44} {:>3}  {:<10} {}",
+                    j.id,
+                    j.state,
+                    j.creator,
+                    j.params.concurrency,
+                    eth(j.escrow.parse().unwrap_or_default()),
+                    j.result_cid.as_deref().unwrap_or("-")
+                );
+            }
+            eprintln!("{} of {} job(s)", list.jobs.len(), list.total);
+            Ok(())
+        }
+        Command::Describe { id } => {
+            let id = job_u64(id)?;
+            let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
+            let job = api.job(id).await?;
+            if ctx.json() {
+                return print_json(&job);
+            }
+            println!("job          {}", job.id);
+            println!("state        {}", job.state);
+            println!("creator      {}", job.creator);
+            println!("spec         ipfs://{}", job.params.spec_cid);
+            println!(
+                "deal         n={} k={} m={} {} max price {} collateral {}",
+                job.params.concurrency,
+                job.params.confidence,
+                job.params.min_bids,
+                job.params.verifier,
+                eth(job.params.max_price.parse().unwrap_or_default()),
+                eth(job.params.collateral.parse().unwrap_or_default())
+            );
+            println!("escrow held  {}", eth(job.escrow.parse().unwrap_or_default()));
+            println!("bids         {}", job.bids.len());
+            for b in &job.bids {
+                println!("  {} {}{}", b.operator, eth(b.price.parse().unwrap_or_default()), if b.dropped { " (dropped)" } else { "" });
+            }
+            println!("deals        {}", job.deals.len());
+            for d in &job.deals {
+                println!(
+                    "  {}{} result {}",
+                    d.operator,
+                    if d.mediator { " (mediator)" } else { "" },
+                    d.result_cid.as_deref().unwrap_or("-")
+                );
+            }
+            if let Some(c) = &job.result_cid {
+                println!("result       ipfs://{c}");
+            }
+            for p in &job.payments {
+                println!("paid         {} to {} ({})", eth(p.amount.parse().unwrap_or_default()), p.account, p.kind);
+            }
+            for s in &job.slashes {
+                println!("slashed      {} from {} ({})", eth(s.amount.parse().unwrap_or_default()), s.account, s.kind);
+            }
+            if let Some(r) = &job.fail_reason {
+                println!("failed       {r}");
+            }
+            if let Some(d) = &job.decision {
+                println!("this node    {} ({})", if d.bid { "bid" } else { "declined" }, d.reason);
+            }
+            Ok(())
+        }
+        Command::Logs { id } => {
+            let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
+            let logs = api.job_logs(job_u64(id)?).await?;
+            if ctx.json() {
+                return print_json(&logs);
+            }
+            print!("{}", logs.stdout);
+            eprint!("{}", logs.stderr);
+            if let Some(c) = logs.exit_code {
+                eprintln!("exit code {c}");
+            }
+            Ok(())
+        }
+        Command::Get { id, output_dir } => {
+            let id = job_u64(id)?;
+            let dir = output_dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}")));
+            if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+                anyhow::bail!("{} already exists and is not empty; pick another folder with -o", dir.display());
+            }
+            let client = ctx.client(false).await?;
+            let root = client.download_results(id, &dir).await?;
+            if ctx.json() {
+                print_json(&json!({ "jobId": id, "resultCid": root.to_string(), "path": dir, "verified": true }))?;
+            } else {
+                println!("{}", dir.display());
+                eprintln!("results of job {id} in {} — CID {root} equals the verified result hash", dir.display());
+            }
+            Ok(())
+        }
+        Command::Cancel { id } => cancel(ctx, id).await,
+    }
+}
+
+async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
+    let client = ctx.client(true).await?;
+    let n = job_u64(id)?;
+    let job = client.job(n).await?;
+    let now = client.chain().block_timestamp().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    use shoal_chain::JobState as S;
+    let mut actions = Vec::new();
+    match job.state {
+        S::Verified | S::Failed | S::Expired => {}
+        S::Posted if now < job.bidDeadline => anyhow::bail!(
+            "job {n} is still taking bids until {} (in {}s); the market has no cancel: once the bid window ends with \
+             fewer than {} bids, run this again to expire it and get the escrow back",
+            job.bidDeadline,
+            job.bidDeadline - now,
+            job.concurrency
+        ),
+        S::Posted => {
+            let r = client.chain().close_bidding(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            actions.push(format!("closeBidding {}", r.transaction_hash));
+        }
+        s if now < job.phaseDeadline => anyhow::bail!(
+            "job {n} is {s:?} until {} (in {}s): selected operators are working on it and the market has no cancel; \
+             after the deadline, run this again to finalize it (unfinished work is slashed and refunded to you)",
+            job.phaseDeadline,
+            job.phaseDeadline - now
+        ),
+        _ => {
+            let r = client.chain().finalize(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            actions.push(format!("finalize {}", r.transaction_hash));
+        }
+    }
+    let me = client.address()?;
+    let owed = client.chain().withdrawable(me).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !owed.is_zero() {
+        let r = client.chain().claim().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        actions.push(format!("claimed {} ({})", eth(owed), r.transaction_hash));
+    }
+    let state = format!("{:?}", client.job(n).await?.state);
+    if ctx.json() {
+        print_json(&json!({ "jobId": n, "state": state, "actions": actions }))?;
+    } else {
+        println!("{state}");
+        for a in actions {
+            eprintln!("{a}");
+        }
+    }
+    Ok(())
+}
+
+fn load_spec(path: &Path) -> anyhow::Result<JobSpec> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    JobSpec::from_yaml(&text).with_context(|| format!("{} is not a valid job spec", path.display()))
+}

@@ -181,6 +181,16 @@ impl Pool {
     }
 }
 
+/// What executing a block produced.
+struct BlockOutcome {
+    /// The sealed block, if one was made.
+    number: Option<u64>,
+    /// Transactions that must wait for a lower nonce.
+    waiting: Vec<PendingTx>,
+    /// Invalid transactions, dropped, with the reason.
+    rejected: Vec<(B256, RpcError)>,
+}
+
 /// The result of submitting one transaction.
 pub type Submitted = Result<B256, RpcError>;
 
@@ -631,17 +641,28 @@ impl Chain {
             return Err(RpcError::server("txpool is full; wait for blocks to be mined"));
         }
         let pending = PendingTx { tx, sender, hash };
-        if nonce == state_nonce {
-            // Check it executes (intrinsic gas, funds) before it is queued or mined.
-            let env = self.block_env(self.height() + 1, self.next_timestamp_peek(), base_fee, B256::ZERO);
-            if let Err(e) = self.transact(self.cfg(), env, tx_env(&pending.tx, sender)) {
-                return Err(evm_error(e, sender));
+        if !self.automine {
+            if nonce == state_nonce {
+                // Check it executes (intrinsic gas, funds) before it waits for the next block.
+                let env = self.block_env(self.height() + 1, self.next_timestamp_peek(), base_fee, B256::ZERO);
+                if let Err(e) = self.transact(self.cfg(), env, tx_env(&pending.tx, sender)) {
+                    return Err(evm_error(e, sender));
+                }
             }
+            self.pool.insert(pending);
+            return Ok(hash);
         }
-        self.pool.insert(pending);
-        if self.automine {
-            self.mine_sender(sender)?;
+        if nonce == state_nonce {
+            // Executed once: mined in its own block, or refused with the reason.
+            let ts = self.next_timestamp_peek();
+            let outcome = self.mine_block(vec![pending], ts, false)?;
+            if let Some((_, e)) = outcome.rejected.into_iter().next() {
+                return Err(e);
+            }
+        } else {
+            self.pool.insert(pending);
         }
+        self.mine_sender(sender)?;
         Ok(hash)
     }
 
@@ -650,26 +671,14 @@ impl Chain {
         loop {
             let nonce = self.account(&sender).nonce;
             let Some(p) = self.pool.take_next(&sender, nonce) else { return Ok(()) };
-            let ts = self.take_timestamp();
-            self.mine_block(vec![p], ts)?;
+            let ts = self.next_timestamp_peek();
+            self.mine_block(vec![p], ts, false)?;
         }
-    }
-
-    fn take_timestamp(&mut self) -> u64 {
-        let t = self.next_timestamp_peek();
-        self.next_timestamp = None;
-        t
     }
 
     /// Mines one block with every executable pooled transaction that fits (`evm_mine`, interval mining).
     pub fn mine(&mut self, timestamp: Option<u64>) -> Result<u64, RpcError> {
-        let ts = match timestamp {
-            Some(t) => {
-                self.next_timestamp = None;
-                t
-            }
-            None => self.take_timestamp(),
-        };
+        let ts = timestamp.unwrap_or_else(|| self.next_timestamp_peek());
         let mut picked = Vec::new();
         let mut gas = 0u64;
         for sender in self.pool.senders() {
@@ -684,23 +693,26 @@ impl Chain {
                 nonce += 1;
             }
         }
-        let (_, rejected) = self.mine_block(picked, ts)?;
-        for p in rejected {
+        let outcome = self.mine_block(picked, ts, true)?;
+        for p in outcome.waiting {
             self.pool.insert(p);
         }
         Ok(self.height())
     }
 
     /// Executes `txs` into a new block on top of the latest one and persists it.
-    /// Returns the block number and the transactions that must wait (nonce gaps).
-    fn mine_block(&mut self, txs: Vec<PendingTx>, timestamp: u64) -> Result<(u64, Vec<PendingTx>), RpcError> {
-        let (number, waiting) = self.execute_block(txs, timestamp);
-        let raw: Vec<Bytes> = self.latest().txs.iter().map(|t| t.tx.encoded_2718().into()).collect();
-        self.persist(&[Record::Block { number, timestamp, txs: raw }])?;
-        Ok((number, waiting))
+    /// With `seal_empty` false, no block is made when no transaction is valid.
+    fn mine_block(&mut self, txs: Vec<PendingTx>, timestamp: u64, seal_empty: bool) -> Result<BlockOutcome, RpcError> {
+        let outcome = self.execute_block(txs, timestamp, seal_empty);
+        if let Some(number) = outcome.number {
+            self.next_timestamp = None;
+            let raw: Vec<Bytes> = self.latest().txs.iter().map(|t| t.tx.encoded_2718().into()).collect();
+            self.persist(&[Record::Block { number, timestamp, txs: raw }])?;
+        }
+        Ok(outcome)
     }
 
-    fn execute_block(&mut self, txs: Vec<PendingTx>, timestamp: u64) -> (u64, Vec<PendingTx>) {
+    fn execute_block(&mut self, txs: Vec<PendingTx>, timestamp: u64, seal_empty: bool) -> BlockOutcome {
         let parent = self.latest();
         let parent_hash = parent.hash;
         let parent_state = parent.header.state_root;
@@ -713,6 +725,7 @@ impl Chain {
         let cfg = self.cfg();
         let mut mined = Vec::new();
         let mut waiting = Vec::new();
+        let mut rejected = Vec::new();
         let mut cumulative = 0u64;
         let mut log_index = 0u64;
         for p in txs {
@@ -723,7 +736,9 @@ impl Chain {
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(tx = %p.hash, error = %evm_error(e, p.sender), "dropping invalid transaction");
+                    let e = evm_error(e, p.sender);
+                    tracing::debug!(tx = %p.hash, error = %e, "dropping invalid transaction");
+                    rejected.push((p.hash, e));
                     continue;
                 }
             };
@@ -758,6 +773,9 @@ impl Chain {
                 first_log_index: log_index,
             });
             log_index += n_logs;
+        }
+        if mined.is_empty() && !seal_empty {
+            return BlockOutcome { number: None, waiting, rejected };
         }
         let envelopes: Vec<&TxEnvelope> = mined.iter().map(|t| &t.tx).collect();
         let receipts: Vec<&ReceiptEnvelope<Log>> = mined.iter().map(|t| &t.receipt).collect();
@@ -799,7 +817,7 @@ impl Chain {
             slot_number: None,
         };
         self.push_block(header, mined);
-        (number, waiting)
+        BlockOutcome { number: Some(number), waiting, rejected }
     }
 
     // ---- replay ----
@@ -820,7 +838,7 @@ impl Chain {
                     pending.push(PendingTx { hash: *tx.tx_hash(), tx, sender });
                 }
                 self.next_timestamp = None;
-                self.execute_block(pending, timestamp);
+                self.execute_block(pending, timestamp, true);
                 let included = self.latest().txs.len();
                 if included != txs.len() {
                     return Err(format!("block {number}: {} of {} transactions replayed", included, txs.len()));

@@ -50,10 +50,17 @@ struct Opts {
 }
 
 fn opts() -> anyhow::Result<Opts> {
-    let mut o = Opts { txs: 2000, bids: 800, concurrency: 16 };
+    let mut o = Opts {
+        txs: 2000,
+        bids: 800,
+        concurrency: 16,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let v: usize = args.next().context("every option takes a number")?.parse()?;
+        let v: usize = args
+            .next()
+            .context("every option takes a number")?
+            .parse()?;
         match a.as_str() {
             "--txs" => o.txs = v,
             "--bids" => o.bids = v,
@@ -72,7 +79,14 @@ struct Rpc {
 impl Rpc {
     async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let v: Value = self.http.post(&self.url).json(&body).send().await?.json().await?;
+        let v: Value = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
         if let Some(e) = v.get("error") {
             bail!("{method}: {e}");
         }
@@ -80,7 +94,12 @@ impl Rpc {
     }
 
     /// Sends raw transactions with `c` in flight; returns when every receipt exists.
-    async fn blast(&self, raws: &[(B256, Bytes)], wait_for: &[B256], c: usize) -> anyhow::Result<Duration> {
+    async fn blast(
+        &self,
+        raws: &[(B256, Bytes)],
+        wait_for: &[B256],
+        c: usize,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         let results: Vec<anyhow::Result<Value>> = futures::stream::iter(raws.iter())
             .map(|(_, raw)| self.call("eth_sendRawTransaction", json!([raw])))
@@ -92,7 +111,11 @@ impl Rpc {
         }
         for h in wait_for {
             let deadline = Instant::now() + Duration::from_secs(120);
-            while self.call("eth_getTransactionReceipt", json!([h])).await?.is_null() {
+            while self
+                .call("eth_getTransactionReceipt", json!([h]))
+                .await?
+                .is_null()
+            {
                 if Instant::now() > deadline {
                     bail!("no receipt for {h} after 120 s");
                 }
@@ -140,15 +163,25 @@ struct Figures {
 }
 
 async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
-    let rpc = Rpc { url: url.to_string(), http: reqwest::Client::new() };
+    let rpc = Rpc {
+        url: url.to_string(),
+        http: reqwest::Client::new(),
+    };
     let owner: PrivateKeySigner = KEY0.parse()?;
-    let provider = ProviderBuilder::new().wallet(owner.clone()).connect_http(url.parse()?);
+    let provider = ProviderBuilder::new()
+        .wallet(owner.clone())
+        .connect_http(url.parse()?);
 
     // Plain transfers from dev account 0.
     let base = provider.get_transaction_count(owner.address()).await?;
     let sink = Address::repeat_byte(0x42);
     let transfers: Vec<_> = (0..o.txs as u64)
-        .map(|i| sign(&owner, tx(base + i, sink, 21_000, Bytes::new(), U256::from(1))))
+        .map(|i| {
+            sign(
+                &owner,
+                tx(base + i, sink, 21_000, Bytes::new(), U256::from(1)),
+            )
+        })
         .collect::<anyhow::Result<_>>()?;
     let last = transfers.last().map(|t| vec![t.0]).unwrap_or_default();
     let t = rpc.blast(&transfers, &last, o.concurrency).await?;
@@ -161,13 +194,32 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
 
     // The market: registry + market, 16 staked operators, jobs to bid on.
     let registry = OperatorRegistry::deploy(&provider, 3600u64, U96::from(ETH)).await?;
-    let market = JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
-    registry.setMarket(*market.address()).send().await?.get_receipt().await?;
-    let operators: Vec<PrivateKeySigner> = (0..OPERATORS).map(|_| PrivateKeySigner::random()).collect();
+    let market =
+        JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
+    registry
+        .setMarket(*market.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let operators: Vec<PrivateKeySigner> =
+        (0..OPERATORS).map(|_| PrivateKeySigner::random()).collect();
     for (i, op) in operators.iter().enumerate() {
-        rpc.call("anvil_setBalance", json!([op.address(), U256::from(1000 * ETH)])).await?;
-        let p = ProviderBuilder::new().wallet(op.clone()).connect_http(url.parse()?);
-        let caps = IOperatorRegistry::Capabilities { engines: 1, cpuMillicores: 1000, memoryMiB: 1024, diskGiB: 1, gpus: 0 };
+        rpc.call(
+            "anvil_setBalance",
+            json!([op.address(), U256::from(1000 * ETH)]),
+        )
+        .await?;
+        let p = ProviderBuilder::new()
+            .wallet(op.clone())
+            .connect_http(url.parse()?);
+        let caps = IOperatorRegistry::Capabilities {
+            engines: 1,
+            cpuMillicores: 1000,
+            memoryMiB: 1024,
+            diskGiB: 1,
+            gpus: 0,
+        };
         OperatorRegistry::new(*registry.address(), &p)
             .register(format!("peer-{i}").into_bytes().into(), caps)
             .value(U256::from(100 * ETH))
@@ -194,7 +246,13 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
             verifier: 0,
             escalate: false,
         };
-        let r = market.postJob(params).value(U256::from(ETH / 100)).send().await?.get_receipt().await?;
+        let r = market
+            .postJob(params)
+            .value(U256::from(ETH / 100))
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
         if !r.status() {
             bail!("postJob failed");
         }
@@ -211,8 +269,16 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
             if bids.len() == o.bids {
                 break;
             }
-            let input: Bytes = JobMarket::bidCall { jobId: job_id, price: U96::from(ETH / 200) }.abi_encode().into();
-            let signed = sign(op, tx(nonces[k], *market.address(), 400_000, input, U256::ZERO))?;
+            let input: Bytes = JobMarket::bidCall {
+                jobId: job_id,
+                price: U96::from(ETH / 200),
+            }
+            .abi_encode()
+            .into();
+            let signed = sign(
+                op,
+                tx(nonces[k], *market.address(), 400_000, input, U256::ZERO),
+            )?;
             nonces[k] += 1;
             last_per_op[k] = Some(signed.0);
             bids.push(signed);
@@ -227,7 +293,10 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
     if failed > 0 {
         bail!("{failed} of {} bids failed", bids.len());
     }
-    Ok(Figures { transfers_tps, bids_tps })
+    Ok(Figures {
+        transfers_tps,
+        bids_tps,
+    })
 }
 
 fn start_anvil(port: u16) -> anyhow::Result<Child> {
@@ -237,11 +306,19 @@ fn start_anvil(port: u16) -> anyhow::Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("cannot start {} (run `npm ci` at the repository root)", bin.display()))
+        .with_context(|| {
+            format!(
+                "cannot start {} (run `npm ci` at the repository root)",
+                bin.display()
+            )
+        })
 }
 
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
-    let rpc = Rpc { url: url.to_string(), http: reqwest::Client::new() };
+    let rpc = Rpc {
+        url: url.to_string(),
+        http: reqwest::Client::new(),
+    };
     for _ in 0..200 {
         if rpc.call("eth_chainId", json!([])).await.is_ok() {
             return Ok(());
@@ -256,7 +333,10 @@ fn main() -> anyhow::Result<()> {
     // The devchain gets its own runtime and threads, as anvil has its own process.
     let (tx_url, rx_url) = std::sync::mpsc::channel();
     std::thread::spawn(move || -> anyhow::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let dc = DevChain::builder().build()?;
             let server = dc.serve("127.0.0.1:0".parse()?).await?;
@@ -267,7 +347,10 @@ fn main() -> anyhow::Result<()> {
     });
     let devchain_url = rx_url.recv_timeout(Duration::from_secs(30))?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let port = 18_000 + (std::process::id() % 2000) as u16;
         let mut anvil = start_anvil(port)?;
@@ -290,8 +373,14 @@ fn main() -> anyhow::Result<()> {
         );
         println!("| node | transfer tx/s | bid tx/s |");
         println!("|---|---:|---:|");
-        println!("| anvil 1.7.1 | {:.0} | {:.0} |", a.transfers_tps, a.bids_tps);
-        println!("| shoal devchain | {:.0} | {:.0} |", d.transfers_tps, d.bids_tps);
+        println!(
+            "| anvil 1.7.1 | {:.0} | {:.0} |",
+            a.transfers_tps, a.bids_tps
+        );
+        println!(
+            "| shoal devchain | {:.0} | {:.0} |",
+            d.transfers_tps, d.bids_tps
+        );
         Ok(())
     })
 }

@@ -32,8 +32,14 @@ pub fn derive_dev_accounts(n: u32) -> Result<Vec<DevAccount>> {
                 .phrase(DEV_MNEMONIC)
                 .index(index)
                 .and_then(|b| b.build())
-                .map_err(|e| Error::Accounts { index, reason: e.to_string() })?;
-            Ok(DevAccount { address: signer.address(), signer })
+                .map_err(|e| Error::Accounts {
+                    index,
+                    reason: e.to_string(),
+                })?;
+            Ok(DevAccount {
+                address: signer.address(),
+                signer,
+            })
         })
         .collect()
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use alloy::consensus::constants::EMPTY_OMMER_ROOT_HASH;
+use alloy::consensus::constants::EMPTY_ROOT_HASH;
 use alloy::consensus::proofs::{calculate_receipt_root, calculate_transaction_root};
 use alloy::consensus::{
     Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope,
@@ -18,10 +19,11 @@ use alloy::eips::eip7685::EMPTY_REQUESTS_HASH;
 use alloy::primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256, keccak256};
 use alloy::rlp::Encodable;
 use alloy::rpc::types::{Filter, TransactionRequest};
-use alloy::consensus::constants::EMPTY_ROOT_HASH;
 use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
 use revm::context_interface::either::Either;
-use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction, ResultAndState};
+use revm::context_interface::result::{
+    EVMError, ExecutionResult, InvalidTransaction, ResultAndState,
+};
 use revm::database::InMemoryDB;
 use revm::database_interface::WrapDatabaseRef;
 use revm::primitives::hardfork::SpecId;
@@ -155,7 +157,12 @@ impl Pool {
 
     /// Removes and returns `sender`'s transaction at `nonce`, dropping stale lower nonces.
     fn take_next(&mut self, sender: &Address, nonce: u64) -> Option<PendingTx> {
-        let stale: Vec<u64> = self.by_sender.get(sender)?.range(..nonce).map(|(n, _)| *n).collect();
+        let stale: Vec<u64> = self
+            .by_sender
+            .get(sender)?
+            .range(..nonce)
+            .map(|(n, _)| *n)
+            .collect();
         for n in stale {
             self.remove(sender, n);
         }
@@ -214,7 +221,10 @@ pub struct Chain {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn internal(e: impl std::fmt::Display) -> RpcError {
@@ -234,10 +244,16 @@ fn invalid_tx(e: InvalidTransaction, sender: Address) -> RpcError {
         I::LackOfFundForMaxFee { fee, balance } => format!(
             "insufficient funds for gas * price + value: account {sender} has {balance}, needs {fee}"
         ),
-        I::CallGasCostMoreThanGasLimit { initial_gas, gas_limit } => {
+        I::CallGasCostMoreThanGasLimit {
+            initial_gas,
+            gas_limit,
+        } => {
             format!("intrinsic gas too low: gas {gas_limit}, minimum needed {initial_gas}")
         }
-        I::GasFloorMoreThanGasLimit { gas_floor, gas_limit } => {
+        I::GasFloorMoreThanGasLimit {
+            gas_floor,
+            gas_limit,
+        } => {
             format!("intrinsic gas too low: gas {gas_limit}, calldata floor needs {gas_floor}")
         }
         I::GasPriceLessThanBasefee => "max fee per gas less than block base fee".to_string(),
@@ -280,10 +296,21 @@ fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
 
 impl Chain {
     /// Creates a chain at its genesis block.
-    pub fn genesis(params: Params, timestamp: u64, base_fee: u64, alloc: &[(Address, U256)]) -> Self {
+    pub fn genesis(
+        params: Params,
+        timestamp: u64,
+        base_fee: u64,
+        alloc: &[(Address, U256)],
+    ) -> Self {
         let mut db = InMemoryDB::default();
         for (addr, bal) in alloc {
-            db.insert_account_info(*addr, AccountInfo { balance: *bal, ..AccountInfo::default() });
+            db.insert_account_info(
+                *addr,
+                AccountInfo {
+                    balance: *bal,
+                    ..AccountInfo::default()
+                },
+            );
         }
         let mut seed = Vec::new();
         for (a, b) in alloc {
@@ -342,7 +369,9 @@ impl Chain {
 
     fn persist(&mut self, records: &[Record]) -> Result<(), RpcError> {
         match &mut self.journal {
-            Some(j) => j.append(records).map_err(|e| RpcError::server(e.to_string())),
+            Some(j) => j
+                .append(records)
+                .map_err(|e| RpcError::server(e.to_string())),
             None => Ok(()),
         }
     }
@@ -350,7 +379,10 @@ impl Chain {
     fn push_block(&mut self, header: Header, txs: Vec<MinedTx>) -> B256 {
         let hash = header.hash_slow();
         let size = header.length() as u64
-            + txs.iter().map(|t| t.tx.encode_2718_len() as u64).sum::<u64>()
+            + txs
+                .iter()
+                .map(|t| t.tx.encode_2718_len() as u64)
+                .sum::<u64>()
             + 8;
         let number = header.number;
         for (i, t) in txs.iter().enumerate() {
@@ -358,7 +390,12 @@ impl Chain {
         }
         self.block_index.insert(hash, number);
         self.db.cache.block_hashes.insert(U256::from(number), hash);
-        self.blocks.push(MinedBlock { header, hash, txs, size });
+        self.blocks.push(MinedBlock {
+            header,
+            hash,
+            txs,
+            size,
+        });
         hash
     }
 
@@ -392,7 +429,12 @@ impl Chain {
     }
 
     pub fn account(&self, addr: &Address) -> AccountInfo {
-        self.db.cache.accounts.get(addr).and_then(|a| a.info()).unwrap_or_default()
+        self.db
+            .cache
+            .accounts
+            .get(addr)
+            .and_then(|a| a.info())
+            .unwrap_or_default()
     }
 
     pub fn code(&self, addr: &Address) -> Bytes {
@@ -423,7 +465,10 @@ impl Chain {
     }
 
     pub fn next_base_fee(&self) -> u64 {
-        self.latest().header.next_block_base_fee(BaseFeeParams::ethereum()).unwrap_or(0)
+        self.latest()
+            .header
+            .next_block_base_fee(BaseFeeParams::ethereum())
+            .unwrap_or(0)
     }
 
     fn next_timestamp_peek(&self) -> u64 {
@@ -456,7 +501,12 @@ impl Chain {
         cfg
     }
 
-    fn transact(&self, cfg: CfgEnv, block: BlockEnv, tx: TxEnv) -> Result<ResultAndState, EVMError<std::convert::Infallible>> {
+    fn transact(
+        &self,
+        cfg: CfgEnv,
+        block: BlockEnv,
+        tx: TxEnv,
+    ) -> Result<ResultAndState, EVMError<std::convert::Infallible>> {
         let mut evm = Context::mainnet()
             .with_db(WrapDatabaseRef(&self.db))
             .with_cfg(cfg)
@@ -503,29 +553,43 @@ impl Chain {
             nonce: 0,
             chain_id: Some(self.params.chain_id),
             access_list,
-            gas_priority_fee: if is_1559 { req.max_priority_fee_per_gas.or(Some(0)) } else { None },
+            gas_priority_fee: if is_1559 {
+                req.max_priority_fee_per_gas.or(Some(0))
+            } else {
+                None
+            },
             ..TxEnv::default()
         };
         (cfg, block, tx)
     }
 
     fn call_gas(&self, req: &TransactionRequest) -> u64 {
-        req.gas.unwrap_or(self.params.gas_limit).min(self.params.gas_limit)
+        req.gas
+            .unwrap_or(self.params.gas_limit)
+            .min(self.params.gas_limit)
     }
 
     /// `eth_call` against the latest state.
     pub fn call(&self, req: &TransactionRequest) -> Result<Bytes, RpcError> {
         let (cfg, block, tx) = self.call_env(req, self.call_gas(req));
         let sender = tx.caller;
-        let out = self.transact(cfg, block, tx).map_err(|e| evm_error(e, sender))?;
+        let out = self
+            .transact(cfg, block, tx)
+            .map_err(|e| evm_error(e, sender))?;
         match out.result {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),
             ExecutionResult::Revert { output, .. } => Err(RpcError::reverted(output)),
-            ExecutionResult::Halt { reason, .. } => Err(RpcError::server(format!("execution halted: {reason:?}"))),
+            ExecutionResult::Halt { reason, .. } => {
+                Err(RpcError::server(format!("execution halted: {reason:?}")))
+            }
         }
     }
 
-    fn try_gas(&self, req: &TransactionRequest, gas: u64) -> Result<Result<u64, RpcError>, RpcError> {
+    fn try_gas(
+        &self,
+        req: &TransactionRequest,
+        gas: u64,
+    ) -> Result<Result<u64, RpcError>, RpcError> {
         let (cfg, block, tx) = self.call_env(req, gas);
         let sender = tx.caller;
         match self.transact(cfg, block, tx) {
@@ -577,8 +641,9 @@ impl Chain {
                 raw.len()
             )));
         }
-        let tx = TxEnvelope::decode_2718(&mut &raw[..])
-            .map_err(|e| RpcError::invalid_params(format!("could not decode the signed transaction: {e}")))?;
+        let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| {
+            RpcError::invalid_params(format!("could not decode the signed transaction: {e}"))
+        })?;
         self.submit(tx)
     }
 
@@ -586,7 +651,9 @@ impl Chain {
     pub fn submit(&mut self, tx: TxEnvelope) -> Submitted {
         use alloy::consensus::transaction::SignerRecoverable;
         if tx.ty() == TxType::Eip4844 as u8 {
-            return Err(RpcError::server("blob (EIP-4844) transactions are not supported by the devchain"));
+            return Err(RpcError::server(
+                "blob (EIP-4844) transactions are not supported by the devchain",
+            ));
         }
         if let Some(id) = tx.chain_id()
             && id != self.params.chain_id
@@ -606,7 +673,13 @@ impl Chain {
         let state_nonce = self.account(&sender).nonce;
         let nonce = tx.nonce();
         if nonce < state_nonce {
-            return Err(invalid_tx(InvalidTransaction::NonceTooLow { tx: nonce, state: state_nonce }, sender));
+            return Err(invalid_tx(
+                InvalidTransaction::NonceTooLow {
+                    tx: nonce,
+                    state: state_nonce,
+                },
+                sender,
+            ));
         }
         if nonce > state_nonce + MAX_NONCE_GAP {
             return Err(RpcError::server(format!(
@@ -638,13 +711,20 @@ impl Chain {
                 return Err(RpcError::server("replacement transaction underpriced"));
             }
         } else if self.pool.len() >= MAX_POOL {
-            return Err(RpcError::server("txpool is full; wait for blocks to be mined"));
+            return Err(RpcError::server(
+                "txpool is full; wait for blocks to be mined",
+            ));
         }
         let pending = PendingTx { tx, sender, hash };
         if !self.automine {
             if nonce == state_nonce {
                 // Check it executes (intrinsic gas, funds) before it waits for the next block.
-                let env = self.block_env(self.height() + 1, self.next_timestamp_peek(), base_fee, B256::ZERO);
+                let env = self.block_env(
+                    self.height() + 1,
+                    self.next_timestamp_peek(),
+                    base_fee,
+                    B256::ZERO,
+                );
                 if let Err(e) = self.transact(self.cfg(), env, tx_env(&pending.tx, sender)) {
                     return Err(evm_error(e, sender));
                 }
@@ -670,7 +750,9 @@ impl Chain {
     fn mine_sender(&mut self, sender: Address) -> Result<(), RpcError> {
         loop {
             let nonce = self.account(&sender).nonce;
-            let Some(p) = self.pool.take_next(&sender, nonce) else { return Ok(()) };
+            let Some(p) = self.pool.take_next(&sender, nonce) else {
+                return Ok(());
+            };
             let ts = self.next_timestamp_peek();
             self.mine_block(vec![p], ts, false)?;
         }
@@ -702,17 +784,36 @@ impl Chain {
 
     /// Executes `txs` into a new block on top of the latest one and persists it.
     /// With `seal_empty` false, no block is made when no transaction is valid.
-    fn mine_block(&mut self, txs: Vec<PendingTx>, timestamp: u64, seal_empty: bool) -> Result<BlockOutcome, RpcError> {
+    fn mine_block(
+        &mut self,
+        txs: Vec<PendingTx>,
+        timestamp: u64,
+        seal_empty: bool,
+    ) -> Result<BlockOutcome, RpcError> {
         let outcome = self.execute_block(txs, timestamp, seal_empty);
         if let Some(number) = outcome.number {
             self.next_timestamp = None;
-            let raw: Vec<Bytes> = self.latest().txs.iter().map(|t| t.tx.encoded_2718().into()).collect();
-            self.persist(&[Record::Block { number, timestamp, txs: raw }])?;
+            let raw: Vec<Bytes> = self
+                .latest()
+                .txs
+                .iter()
+                .map(|t| t.tx.encoded_2718().into())
+                .collect();
+            self.persist(&[Record::Block {
+                number,
+                timestamp,
+                txs: raw,
+            }])?;
         }
         Ok(outcome)
     }
 
-    fn execute_block(&mut self, txs: Vec<PendingTx>, timestamp: u64, seal_empty: bool) -> BlockOutcome {
+    fn execute_block(
+        &mut self,
+        txs: Vec<PendingTx>,
+        timestamp: u64,
+        seal_empty: bool,
+    ) -> BlockOutcome {
         let parent = self.latest();
         let parent_hash = parent.hash;
         let parent_state = parent.header.state_root;
@@ -754,11 +855,19 @@ impl Chain {
                 TxKind::Create if !result.is_success() => Some(p.sender.create(p.tx.nonce())),
                 _ => None,
             });
-            let contract_address = if p.tx.kind().is_create() { contract_address } else { None };
+            let contract_address = if p.tx.kind().is_create() {
+                contract_address
+            } else {
+                None
+            };
             let success = result.is_success();
             let logs = result.into_logs();
             let n_logs = logs.len() as u64;
-            let receipt = Receipt { status: Eip658Value::Eip658(success), cumulative_gas_used: cumulative, logs };
+            let receipt = Receipt {
+                status: Eip658Value::Eip658(success),
+                cumulative_gas_used: cumulative,
+                logs,
+            };
             let ty = TxType::try_from(p.tx.ty()).unwrap_or(TxType::Legacy);
             let receipt = ReceiptEnvelope::from_typed(ty, ReceiptWithBloom::from(receipt));
             let effective_gas_price = p.tx.effective_gas_price(Some(base_fee));
@@ -775,7 +884,11 @@ impl Chain {
             log_index += n_logs;
         }
         if mined.is_empty() && !seal_empty {
-            return BlockOutcome { number: None, waiting, rejected };
+            return BlockOutcome {
+                number: None,
+                waiting,
+                rejected,
+            };
         }
         let envelopes: Vec<&TxEnvelope> = mined.iter().map(|t| &t.tx).collect();
         let receipts: Vec<&ReceiptEnvelope<Log>> = mined.iter().map(|t| &t.receipt).collect();
@@ -783,10 +896,16 @@ impl Chain {
         for r in &receipts {
             bloom.accrue_bloom(&r.bloom());
         }
-        let transactions_root =
-            if mined.is_empty() { EMPTY_ROOT_HASH } else { calculate_transaction_root(&envelopes) };
-        let receipts_root =
-            if mined.is_empty() { EMPTY_ROOT_HASH } else { calculate_receipt_root(&receipts) };
+        let transactions_root = if mined.is_empty() {
+            EMPTY_ROOT_HASH
+        } else {
+            calculate_transaction_root(&envelopes)
+        };
+        let receipts_root = if mined.is_empty() {
+            EMPTY_ROOT_HASH
+        } else {
+            calculate_receipt_root(&receipts)
+        };
         self.cheats = 0;
         let mut seed = parent_state.to_vec();
         seed.extend_from_slice(transactions_root.as_slice());
@@ -817,7 +936,11 @@ impl Chain {
             slot_number: None,
         };
         self.push_block(header, mined);
-        BlockOutcome { number: Some(number), waiting, rejected }
+        BlockOutcome {
+            number: Some(number),
+            waiting,
+            rejected,
+        }
     }
 
     // ---- replay ----
@@ -826,28 +949,47 @@ impl Chain {
     pub fn replay(&mut self, record: Record) -> Result<(), String> {
         match record {
             Record::Genesis { .. } => return Err("a second genesis record".into()),
-            Record::Block { number, timestamp, txs } => {
+            Record::Block {
+                number,
+                timestamp,
+                txs,
+            } => {
                 if number != self.height() + 1 {
                     return Err(format!("block {number} follows block {}", self.height()));
                 }
                 let mut pending = Vec::with_capacity(txs.len());
                 for raw in &txs {
                     use alloy::consensus::transaction::SignerRecoverable;
-                    let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| format!("block {number}: {e}"))?;
-                    let sender = tx.recover_signer().map_err(|e| format!("block {number}: {e}"))?;
-                    pending.push(PendingTx { hash: *tx.tx_hash(), tx, sender });
+                    let tx = TxEnvelope::decode_2718(&mut &raw[..])
+                        .map_err(|e| format!("block {number}: {e}"))?;
+                    let sender = tx
+                        .recover_signer()
+                        .map_err(|e| format!("block {number}: {e}"))?;
+                    pending.push(PendingTx {
+                        hash: *tx.tx_hash(),
+                        tx,
+                        sender,
+                    });
                 }
                 self.next_timestamp = None;
                 self.execute_block(pending, timestamp, true);
                 let included = self.latest().txs.len();
                 if included != txs.len() {
-                    return Err(format!("block {number}: {} of {} transactions replayed", included, txs.len()));
+                    return Err(format!(
+                        "block {number}: {} of {} transactions replayed",
+                        included,
+                        txs.len()
+                    ));
                 }
             }
             Record::SetBalance { address, balance } => self.apply_balance(address, balance),
             Record::SetCode { address, code } => self.apply_code(address, code),
             Record::SetNonce { address, nonce } => self.apply_nonce(address, nonce),
-            Record::SetStorage { address, slot, value } => self.apply_storage(address, slot, value),
+            Record::SetStorage {
+                address,
+                slot,
+                value,
+            } => self.apply_storage(address, slot, value),
             Record::TimeOffset { offset } => self.time_offset = offset,
             Record::NextTimestamp { timestamp } => self.next_timestamp = Some(timestamp),
             Record::Snapshot => {
@@ -886,7 +1028,11 @@ impl Chain {
     }
 
     fn apply_storage(&mut self, address: Address, slot: U256, value: B256) {
-        if self.db.insert_account_storage(address, slot, value.into()).is_err() {
+        if self
+            .db
+            .insert_account_storage(address, slot, value.into())
+            .is_err()
+        {
             tracing::warn!(%address, "cannot set storage");
         }
         self.cheats += 1;
@@ -907,9 +1053,18 @@ impl Chain {
         self.persist(&[Record::SetNonce { address, nonce }])
     }
 
-    pub fn set_storage(&mut self, address: Address, slot: U256, value: B256) -> Result<(), RpcError> {
+    pub fn set_storage(
+        &mut self,
+        address: Address,
+        slot: U256,
+        value: B256,
+    ) -> Result<(), RpcError> {
         self.apply_storage(address, slot, value);
-        self.persist(&[Record::SetStorage { address, slot, value }])
+        self.persist(&[Record::SetStorage {
+            address,
+            slot,
+            value,
+        }])
     }
 
     /// `evm_increaseTime`; returns the total offset in seconds.
@@ -932,7 +1087,10 @@ impl Chain {
         // Later blocks keep counting from here, as anvil does.
         self.time_offset = timestamp as i64 - unix_now() as i64;
         let offset = self.time_offset;
-        self.persist(&[Record::NextTimestamp { timestamp }, Record::TimeOffset { offset }])
+        self.persist(&[
+            Record::NextTimestamp { timestamp },
+            Record::TimeOffset { offset },
+        ])
     }
 
     fn take_snapshot(&mut self) -> u64 {
@@ -953,8 +1111,12 @@ impl Chain {
     }
 
     fn apply_revert(&mut self, id: u64) -> bool {
-        let Some(idx) = id.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else { return false };
-        let Some(Some(snap)) = self.snapshots.get(idx).cloned() else { return false };
+        let Some(idx) = id.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
+            return false;
+        };
+        let Some(Some(snap)) = self.snapshots.get(idx).cloned() else {
+            return false;
+        };
         for s in &mut self.snapshots[idx..] {
             *s = None;
         }
@@ -1003,7 +1165,12 @@ impl Chain {
     }
 
     /// Logs of blocks `from..=to` matching `filter`.
-    pub fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<alloy::rpc::types::Log>, RpcError> {
+    pub fn logs(
+        &self,
+        filter: &Filter,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<alloy::rpc::types::Log>, RpcError> {
         let mut out = Vec::new();
         if let Some(hash) = filter.get_block_hash() {
             let Some(b) = self.block_by_hash(&hash) else {
@@ -1049,17 +1216,32 @@ impl Chain {
 
     pub fn new_filter(&mut self, kind: FilterKind) -> u64 {
         if self.filters.len() >= MAX_FILTERS
-            && let Some(oldest) = self.filters.iter().min_by_key(|(_, f)| f.last_poll).map(|(id, _)| *id)
+            && let Some(oldest) = self
+                .filters
+                .iter()
+                .min_by_key(|(_, f)| f.last_poll)
+                .map(|(id, _)| *id)
         {
             self.filters.remove(&oldest);
         }
         let id = self.next_filter_id;
         self.next_filter_id += 1;
         let next_block = match &kind {
-            FilterKind::Logs(f) => self.filter_range(f).map(|(from, _)| from).unwrap_or(0).max(self.height() + 1),
+            FilterKind::Logs(f) => self
+                .filter_range(f)
+                .map(|(from, _)| from)
+                .unwrap_or(0)
+                .max(self.height() + 1),
             _ => self.height() + 1,
         };
-        self.filters.insert(id, InstalledFilter { kind, next_block, last_poll: Instant::now() });
+        self.filters.insert(
+            id,
+            InstalledFilter {
+                kind,
+                next_block,
+                last_poll: Instant::now(),
+            },
+        );
         id
     }
 
@@ -1079,12 +1261,18 @@ impl Chain {
         let kind = f.kind.clone();
         match kind {
             FilterKind::Blocks => Ok(FilterChanges::Hashes(
-                (from..=latest).filter_map(|n| self.block(n).map(|b| b.hash)).collect(),
+                (from..=latest)
+                    .filter_map(|n| self.block(n).map(|b| b.hash))
+                    .collect(),
             )),
             FilterKind::PendingTransactions => Ok(FilterChanges::Hashes(self.pool.hashes())),
             FilterKind::Logs(filter) => {
                 let (_, to) = self.filter_range(&filter)?;
-                Ok(FilterChanges::Logs(self.logs(&filter, from, to.min(latest))?))
+                Ok(FilterChanges::Logs(self.logs(
+                    &filter,
+                    from,
+                    to.min(latest),
+                )?))
             }
         }
     }
@@ -1157,13 +1345,23 @@ impl Chain {
             base_fee_per_blob_gas: vec![1; count as usize + 1],
             blob_gas_used_ratio: vec![0.0; count as usize],
             oldest_block: oldest,
-            reward: if percentiles.is_empty() { None } else { Some(reward) },
+            reward: if percentiles.is_empty() {
+                None
+            } else {
+                Some(reward)
+            },
         }
     }
 }
 
 /// The RPC form of one log of a mined transaction.
-pub fn rpc_log(b: &MinedBlock, tx_index: usize, t: &MinedTx, i: usize, log: &Log) -> alloy::rpc::types::Log {
+pub fn rpc_log(
+    b: &MinedBlock,
+    tx_index: usize,
+    t: &MinedTx,
+    i: usize,
+    log: &Log,
+) -> alloy::rpc::types::Log {
     alloy::rpc::types::Log {
         inner: log.clone(),
         block_hash: Some(b.hash),

@@ -78,7 +78,11 @@ impl RpcError {
     pub const REVERTED: i64 = 3;
 
     pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     pub(crate) fn parse(message: impl Into<String>) -> Self {
@@ -90,7 +94,10 @@ impl RpcError {
     }
 
     pub(crate) fn method_not_found(method: &str) -> Self {
-        Self::new(Self::METHOD_NOT_FOUND, format!("the method {method} does not exist/is not available"))
+        Self::new(
+            Self::METHOD_NOT_FOUND,
+            format!("the method {method} does not exist/is not available"),
+        )
     }
 
     pub(crate) fn invalid_params(message: impl Into<String>) -> Self {
@@ -106,7 +113,11 @@ impl RpcError {
             Some(reason) => format!("execution reverted: {reason}"),
             None => "execution reverted".to_string(),
         };
-        Self { code: Self::REVERTED, message, data: Some(output) }
+        Self {
+            code: Self::REVERTED,
+            message,
+            data: Some(output),
+        }
     }
 }
 

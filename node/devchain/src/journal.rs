@@ -109,10 +109,21 @@ pub struct Journal {
 impl Journal {
     /// Opens (or creates) the journal in `dir`, returning it and its valid records.
     pub fn open(dir: &Path) -> Result<(Self, Vec<Record>)> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join(JOURNAL_FILE);
-        let io = |source| Error::Io { path: path.clone(), source };
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(io)?;
         let (records, valid_len) = decode_all(&data);
@@ -135,7 +146,10 @@ impl Journal {
         for r in records {
             encode(r, &mut buf);
         }
-        let io = |source| Error::Io { path: self.path.clone(), source };
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(&buf).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
@@ -159,7 +173,8 @@ fn decode_all(data: &[u8]) -> (Vec<Record>, usize) {
     let mut records = Vec::new();
     let mut pos = 0;
     while data.len() - pos >= 8 {
-        let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len =
+            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         if len > MAX_RECORD || data.len() - pos - 8 < len {
             break;
         }

@@ -89,11 +89,20 @@ impl DevChainBuilder {
     pub fn build(self) -> Result<DevChain> {
         let accounts = derive_dev_accounts(self.accounts)?;
         let mut chain = match &self.data_dir {
-            None => Chain::genesis(self.params(), now(), GENESIS_BASE_FEE, &self.alloc(&accounts)),
+            None => Chain::genesis(
+                self.params(),
+                now(),
+                GENESIS_BASE_FEE,
+                &self.alloc(&accounts),
+            ),
             Some(dir) => self.restore(dir, &accounts)?,
         };
         chain.automine = self.block_time.is_none();
-        let inner = Arc::new(Inner { chain: Mutex::new(chain), accounts, builder: self.clone() });
+        let inner = Arc::new(Inner {
+            chain: Mutex::new(chain),
+            accounts,
+            builder: self.clone(),
+        });
         if let Some(interval) = self.block_time {
             spawn_interval_miner(Arc::downgrade(&inner), interval);
         }
@@ -101,7 +110,10 @@ impl DevChainBuilder {
     }
 
     fn params(&self) -> Params {
-        Params { chain_id: self.chain_id, gas_limit: self.gas_limit }
+        Params {
+            chain_id: self.chain_id,
+            gas_limit: self.gas_limit,
+        }
     }
 
     fn alloc(&self, accounts: &[DevAccount]) -> Vec<(alloy::primitives::Address, U256)> {
@@ -112,7 +124,10 @@ impl DevChainBuilder {
     fn restore(&self, dir: &std::path::Path, accounts: &[DevAccount]) -> Result<Chain> {
         let (journal, records) = Journal::open(dir)?;
         let path = journal.path().to_path_buf();
-        let bad = |reason: String| Error::Journal { path: path.clone(), reason };
+        let bad = |reason: String| Error::Journal {
+            path: path.clone(),
+            reason,
+        };
         let mut records = records.into_iter();
         let mut chain = match records.next() {
             None => {
@@ -129,19 +144,39 @@ impl DevChainBuilder {
                 chain.attach_journal(journal);
                 return Ok(chain);
             }
-            Some(Record::Genesis { chain_id, timestamp, gas_limit, base_fee, alloc }) => {
+            Some(Record::Genesis {
+                chain_id,
+                timestamp,
+                gas_limit,
+                base_fee,
+                alloc,
+            }) => {
                 if chain_id != self.chain_id {
                     return Err(bad(format!(
                         "it holds chain id {chain_id}, not {}; pass chain id {chain_id} or use another directory",
                         self.chain_id
                     )));
                 }
-                Chain::genesis(Params { chain_id, gas_limit }, timestamp, base_fee, &alloc)
+                Chain::genesis(
+                    Params {
+                        chain_id,
+                        gas_limit,
+                    },
+                    timestamp,
+                    base_fee,
+                    &alloc,
+                )
             }
-            Some(other) => return Err(bad(format!("it starts with {other:?} instead of a genesis record"))),
+            Some(other) => {
+                return Err(bad(format!(
+                    "it starts with {other:?} instead of a genesis record"
+                )));
+            }
         };
         for record in records {
-            chain.replay(record).map_err(|e| bad(format!("cannot replay the journal: {e}")))?;
+            chain
+                .replay(record)
+                .map_err(|e| bad(format!("cannot replay the journal: {e}")))?;
         }
         tracing::info!(blocks = chain.height(), path = %path.display(), "devchain restored");
         chain.attach_journal(journal);
@@ -231,7 +266,11 @@ impl DevChain {
     }
 
     /// Answers one JSON-RPC call in-process (no HTTP).
-    pub fn request(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, RpcError> {
+    pub fn request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, RpcError> {
         rpc::dispatch(self, method, params)
     }
 

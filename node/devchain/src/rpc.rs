@@ -5,7 +5,8 @@ use alloy::consensus::{SignableTransaction, Transaction as _};
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::rpc::types::{
-    Block, BlockTransactions, Filter, Header as RpcHeader, Transaction, TransactionReceipt, TransactionRequest,
+    Block, BlockTransactions, Filter, Header as RpcHeader, Transaction, TransactionReceipt,
+    TransactionRequest,
 };
 use alloy::signers::SignerSync;
 use serde::de::DeserializeOwned;
@@ -24,21 +25,39 @@ type RpcResult = Result<Value, RpcError>;
 pub fn handle_body(dc: &DevChain, body: &[u8]) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return Some(error_response(Value::Null, RpcError::parse(format!("invalid JSON: {e}")))),
+        Err(e) => {
+            return Some(error_response(
+                Value::Null,
+                RpcError::parse(format!("invalid JSON: {e}")),
+            ));
+        }
     };
     match parsed {
         Value::Array(calls) => {
             if calls.is_empty() {
-                return Some(error_response(Value::Null, RpcError::invalid_request("empty batch")));
+                return Some(error_response(
+                    Value::Null,
+                    RpcError::invalid_request("empty batch"),
+                ));
             }
             if calls.len() > MAX_BATCH {
                 return Some(error_response(
                     Value::Null,
-                    RpcError::invalid_request(format!("batch of {} calls; at most {MAX_BATCH} allowed", calls.len())),
+                    RpcError::invalid_request(format!(
+                        "batch of {} calls; at most {MAX_BATCH} allowed",
+                        calls.len()
+                    )),
                 ));
             }
-            let out: Vec<Value> = calls.into_iter().filter_map(|c| handle_call(dc, c)).collect();
-            if out.is_empty() { None } else { Some(Value::Array(out)) }
+            let out: Vec<Value> = calls
+                .into_iter()
+                .filter_map(|c| handle_call(dc, c))
+                .collect();
+            if out.is_empty() {
+                None
+            } else {
+                Some(Value::Array(out))
+            }
         }
         call => Some(handle_call(dc, call).unwrap_or(Value::Null)),
     }
@@ -50,12 +69,18 @@ fn error_response(id: Value, e: RpcError) -> Value {
 
 fn handle_call(dc: &DevChain, call: Value) -> Option<Value> {
     let Value::Object(mut obj) = call else {
-        return Some(error_response(Value::Null, RpcError::invalid_request("a call must be a JSON object")));
+        return Some(error_response(
+            Value::Null,
+            RpcError::invalid_request("a call must be a JSON object"),
+        ));
     };
     let is_notification = !obj.contains_key("id");
     let id = obj.remove("id").unwrap_or(Value::Null);
     let Some(Value::String(method)) = obj.remove("method") else {
-        return Some(error_response(id, RpcError::invalid_request("missing \"method\"")));
+        return Some(error_response(
+            id,
+            RpcError::invalid_request("missing \"method\""),
+        ));
     };
     let params = obj.remove("params").unwrap_or(Value::Null);
     let result = dispatch(dc, &method, params);
@@ -80,10 +105,14 @@ fn params<T: DeserializeOwned>(params: Value, n: usize) -> Result<T, RpcError> {
         _ => return Err(RpcError::invalid_params("params must be an array")),
     };
     if arr.len() > n {
-        return Err(RpcError::invalid_params(format!("expected at most {n} parameters, got {}", arr.len())));
+        return Err(RpcError::invalid_params(format!(
+            "expected at most {n} parameters, got {}",
+            arr.len()
+        )));
     }
     arr.resize(n, Value::Null);
-    serde_json::from_value(Value::Array(arr)).map_err(|e| RpcError::invalid_params(format!("invalid parameters: {e}")))
+    serde_json::from_value(Value::Array(arr))
+        .map_err(|e| RpcError::invalid_params(format!("invalid parameters: {e}")))
 }
 
 /// A quantity given as a JSON number or a hex/decimal string.
@@ -115,7 +144,7 @@ fn block_number_of(chain: &Chain, tag: BlockNumberOrTag) -> u64 {
     }
 }
 
-fn block_of<'a>(chain: &'a Chain, id: Option<BlockId>) -> Option<&'a MinedBlock> {
+fn block_of(chain: &Chain, id: Option<BlockId>) -> Option<&MinedBlock> {
     match id.unwrap_or_default() {
         BlockId::Hash(h) => chain.block_by_hash(&h.block_hash),
         BlockId::Number(tag) => chain.block(block_number_of(chain, tag)),
@@ -128,12 +157,19 @@ fn check_state_block(chain: &Chain, id: Option<BlockId>) -> Result<(), RpcError>
     let number = match id.unwrap_or_default() {
         BlockId::Hash(h) => match chain.block_by_hash(&h.block_hash) {
             Some(b) => b.header.number,
-            None => return Err(RpcError::server(format!("header not found: block {}", h.block_hash))),
+            None => {
+                return Err(RpcError::server(format!(
+                    "header not found: block {}",
+                    h.block_hash
+                )));
+            }
         },
         BlockId::Number(tag) => block_number_of(chain, tag),
     };
     if number > latest {
-        return Err(RpcError::server(format!("header not found: block {number} (latest is {latest})")));
+        return Err(RpcError::server(format!(
+            "header not found: block {number} (latest is {latest})"
+        )));
     }
     if number < latest {
         return Err(RpcError::server(format!(
@@ -180,7 +216,13 @@ fn rpc_receipt(b: &MinedBlock, i: usize, t: &MinedTx) -> TransactionReceipt {
 
 fn rpc_block(b: &MinedBlock, full: bool) -> RpcResult {
     let transactions = if full {
-        BlockTransactions::Full(b.txs.iter().enumerate().map(|(i, t)| rpc_tx(b, i, t)).collect())
+        BlockTransactions::Full(
+            b.txs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| rpc_tx(b, i, t))
+                .collect(),
+        )
     } else {
         BlockTransactions::Hashes(b.txs.iter().map(|t| t.hash).collect())
     };
@@ -209,7 +251,10 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         return Err(RpcError::invalid_params("params must be an array"));
     }
     match method {
-        "web3_clientVersion" => Ok(json!(concat!("shoal-devchain/v", env!("CARGO_PKG_VERSION")))),
+        "web3_clientVersion" => Ok(json!(concat!(
+            "shoal-devchain/v",
+            env!("CARGO_PKG_VERSION")
+        ))),
         "web3_sha3" => {
             let (data,): (Bytes,) = params(p, 1)?;
             to_value(keccak256(&data))
@@ -221,7 +266,12 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         "eth_syncing" | "eth_mining" => Ok(json!(method == "eth_mining")),
         "eth_hashrate" => Ok(q(0)),
         "eth_coinbase" => to_value(Address::ZERO),
-        "eth_accounts" => to_value(dc.dev_accounts().iter().map(|a| a.address).collect::<Vec<_>>()),
+        "eth_accounts" => to_value(
+            dc.dev_accounts()
+                .iter()
+                .map(|a| a.address)
+                .collect::<Vec<_>>(),
+        ),
         "eth_blockNumber" => Ok(q(dc.chain().height())),
         "eth_gasPrice" => {
             let base = dc.chain().next_base_fee();
@@ -230,7 +280,8 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         "eth_maxPriorityFeePerGas" => to_value(U256::from(SUGGESTED_TIP)),
         "eth_blobBaseFee" => Ok(q(1)),
         "eth_feeHistory" => {
-            let (count, newest, percentiles): (Value, Option<BlockNumberOrTag>, Option<Vec<f64>>) = params(p, 3)?;
+            let (count, newest, percentiles): (Value, Option<BlockNumberOrTag>, Option<Vec<f64>>) =
+                params(p, 3)?;
             let count = quantity(&count)?;
             let chain = dc.chain();
             let newest = block_number_of(&chain, newest.unwrap_or_default());
@@ -239,7 +290,9 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             }
             let percentiles = percentiles.unwrap_or_default();
             if percentiles.len() > 100 || percentiles.windows(2).any(|w| w[0] > w[1]) {
-                return Err(RpcError::invalid_params("reward percentiles must be at most 100 ascending values"));
+                return Err(RpcError::invalid_params(
+                    "reward percentiles must be at most 100 ascending values",
+                ));
             }
             to_value(chain.fee_history(count, newest, &percentiles))
         }
@@ -318,7 +371,13 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             let (id,): (BlockId,) = params(p, 1)?;
             let chain = dc.chain();
             match block_of(&chain, Some(id)) {
-                Some(b) => to_value(b.txs.iter().enumerate().map(|(i, t)| rpc_receipt(b, i, t)).collect::<Vec<_>>()),
+                Some(b) => to_value(
+                    b.txs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| rpc_receipt(b, i, t))
+                        .collect::<Vec<_>>(),
+                ),
                 None => Ok(Value::Null),
             }
         }
@@ -333,7 +392,9 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
             let (id,): (BlockId,) = params(p, 1)?;
             let chain = dc.chain();
-            Ok(block_of(&chain, Some(id)).map(|b| q(b.txs.len() as u64)).unwrap_or(Value::Null))
+            Ok(block_of(&chain, Some(id))
+                .map(|b| q(b.txs.len() as u64))
+                .unwrap_or(Value::Null))
         }
         "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => Ok(q(0)),
         "eth_getUncleByBlockNumberAndIndex" | "eth_getUncleByBlockHashAndIndex" => Ok(Value::Null),
@@ -357,7 +418,9 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             Ok(q(dc.chain().new_filter(FilterKind::Logs(Box::new(filter)))))
         }
         "eth_newBlockFilter" => Ok(q(dc.chain().new_filter(FilterKind::Blocks))),
-        "eth_newPendingTransactionFilter" => Ok(q(dc.chain().new_filter(FilterKind::PendingTransactions))),
+        "eth_newPendingTransactionFilter" => {
+            Ok(q(dc.chain().new_filter(FilterKind::PendingTransactions)))
+        }
         "eth_uninstallFilter" => Ok(json!(dc.chain().uninstall_filter(filter_id(p)?))),
         "eth_getFilterChanges" => match dc.chain().filter_changes(filter_id(p)?)? {
             FilterChanges::Hashes(h) => to_value(h),
@@ -390,7 +453,8 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         }
         "evm_increaseTime" | "anvil_increaseTime" => {
             let (secs,): (Value,) = params(p, 1)?;
-            let secs = i64::try_from(quantity(&secs)?).map_err(|_| RpcError::invalid_params("time too large"))?;
+            let secs = i64::try_from(quantity(&secs)?)
+                .map_err(|_| RpcError::invalid_params("time too large"))?;
             Ok(q(dc.chain().increase_time(secs)? as u64))
         }
         "evm_setNextBlockTimestamp" | "anvil_setNextBlockTimestamp" => {
@@ -439,7 +503,9 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
 
 /// `eth_sendTransaction`: fills, signs with a dev account key, and submits.
 fn send_transaction(dc: &DevChain, mut req: TransactionRequest) -> Result<B256, RpcError> {
-    let from = req.from.ok_or_else(|| RpcError::invalid_params("eth_sendTransaction needs a \"from\" address"))?;
+    let from = req
+        .from
+        .ok_or_else(|| RpcError::invalid_params("eth_sendTransaction needs a \"from\" address"))?;
     let Some(account) = dc.dev_accounts().iter().find(|a| a.address == from) else {
         return Err(RpcError::server(format!(
             "unknown account {from}: the devchain signs only for its dev accounts (eth_accounts); \
@@ -456,13 +522,15 @@ fn send_transaction(dc: &DevChain, mut req: TransactionRequest) -> Result<B256, 
     }
     if req.gas_price.is_none() {
         let tip = req.max_priority_fee_per_gas.unwrap_or(SUGGESTED_TIP);
-        let max_fee = req.max_fee_per_gas.unwrap_or(2 * u128::from(chain.next_base_fee()) + tip);
+        let max_fee = req
+            .max_fee_per_gas
+            .unwrap_or(2 * u128::from(chain.next_base_fee()) + tip);
         req.max_priority_fee_per_gas = Some(tip.min(max_fee));
         req.max_fee_per_gas = Some(max_fee);
     }
-    let typed = req
-        .build_typed_tx()
-        .map_err(|_| RpcError::invalid_params("the transaction request is incomplete or mixes fee fields"))?;
+    let typed = req.build_typed_tx().map_err(|_| {
+        RpcError::invalid_params("the transaction request is incomplete or mixes fee fields")
+    })?;
     let signature = account
         .signer
         .sign_hash_sync(&typed.signature_hash())

@@ -19,7 +19,9 @@ use crate::error::{Error, Result, RpcError};
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
 pub(crate) fn router(dc: DevChain) -> Router {
-    Router::new().route("/", post(handle).get(info)).with_state(dc)
+    Router::new()
+        .route("/", post(handle).get(info))
+        .with_state(dc)
 }
 
 async fn info(State(dc): State<DevChain>) -> impl IntoResponse {
@@ -36,7 +38,10 @@ async fn handle(State(dc): State<DevChain>, body: Body) -> Response {
         Ok(b) => b,
         Err(_) => {
             let e = RpcError::invalid_request(format!("request body larger than {MAX_BODY} bytes"));
-            return json_response(StatusCode::PAYLOAD_TOO_LARGE, json!({"jsonrpc": "2.0", "id": null, "error": e}));
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"jsonrpc": "2.0", "id": null, "error": e}),
+            );
         }
     };
     match dc.handle_body(&bytes) {
@@ -96,8 +101,12 @@ impl Drop for ServerHandle {
 }
 
 pub(crate) async fn serve(dc: DevChain, addr: SocketAddr) -> Result<ServerHandle> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(dc);
     let task = tokio::spawn(async move {
@@ -110,5 +119,9 @@ pub(crate) async fn serve(dc: DevChain, addr: SocketAddr) -> Result<ServerHandle
             tracing::error!(error = %e, "devchain JSON-RPC server stopped");
         }
     });
-    Ok(ServerHandle { addr: local, stop: Some(stop), task: Some(task) })
+    Ok(ServerHandle {
+        addr: local,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }

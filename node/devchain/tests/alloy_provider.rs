@@ -31,7 +31,13 @@ sol!(
 const ETH: u128 = 1_000_000_000_000_000_000;
 
 fn caps() -> IOperatorRegistry::Capabilities {
-    IOperatorRegistry::Capabilities { engines: 1, cpuMillicores: 2000, memoryMiB: 1024, diskGiB: 10, gpus: 0 }
+    IOperatorRegistry::Capabilities {
+        engines: 1,
+        cpuMillicores: 2000,
+        memoryMiB: 1024,
+        diskGiB: 10,
+        gpus: 0,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +45,9 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
     let (dc, server) = common::start().await?;
     let accounts = dc.dev_accounts().to_vec();
     let url = server.url().parse()?;
-    let provider = ProviderBuilder::new().wallet(accounts[0].signer.clone()).connect_http(url);
+    let provider = ProviderBuilder::new()
+        .wallet(accounts[0].signer.clone())
+        .connect_http(url);
 
     assert_eq!(provider.get_chain_id().await?, 31337);
     assert_eq!(provider.get_block_number().await?, 0);
@@ -118,10 +126,20 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
     let head = provider.get_block_number().await?;
     assert_eq!(head, 4);
     let all = provider
-        .get_logs(&Filter::new().address(*registry.address()).event_signature(OperatorRegistry::Staked::SIGNATURE_HASH).from_block(0))
+        .get_logs(
+            &Filter::new()
+                .address(*registry.address())
+                .event_signature(OperatorRegistry::Staked::SIGNATURE_HASH)
+                .from_block(0),
+        )
         .await?;
     assert_eq!(all.len(), 3);
-    assert_eq!(all.iter().map(|l| l.block_number.unwrap_or_default()).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(
+        all.iter()
+            .map(|l| l.block_number.unwrap_or_default())
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
     let by_operator = provider
         .get_logs(
             &Filter::new()
@@ -134,15 +152,27 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
     assert_eq!(by_operator.len(), 1);
     assert_eq!(by_operator[0].block_number, Some(3));
     let in_range = provider
-        .get_logs(&Filter::new().address(*registry.address()).from_block(3).to_block(3))
+        .get_logs(
+            &Filter::new()
+                .address(*registry.address())
+                .from_block(3)
+                .to_block(3),
+        )
         .await?;
     assert!(!in_range.is_empty() && in_range.iter().all(|l| l.block_number == Some(3)));
-    let other = provider.get_logs(&Filter::new().address(Address::repeat_byte(7)).from_block(0)).await?;
+    let other = provider
+        .get_logs(&Filter::new().address(Address::repeat_byte(7)).from_block(0))
+        .await?;
     assert!(other.is_empty());
 
     // The market deploys against the registry; posting a job emits JobPosted.
-    let market = JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
-    reg.setMarket(*market.address()).send().await?.get_receipt().await?;
+    let market =
+        JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
+    reg.setMarket(*market.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let params = IJobMarket::JobParams {
         specCid: b"bafy-spec".to_vec().into(),
         specHash: keccak256(b"spec"),
@@ -166,15 +196,33 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
         .get_receipt()
         .await?;
     assert!(receipt.status(), "postJob failed: {receipt:?}");
-    assert!(receipt.inner.logs().iter().any(|l| l.log_decode::<JobMarket::JobPosted>().is_ok()));
+    assert!(
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .any(|l| l.log_decode::<JobMarket::JobPosted>().is_ok())
+    );
 
     // Block and transaction shapes alloy relies on.
-    let block = provider.get_block_by_number(BlockNumberOrTag::Latest).full().await?.expect("latest block");
+    let block = provider
+        .get_block_by_number(BlockNumberOrTag::Latest)
+        .full()
+        .await?
+        .expect("latest block");
     assert_eq!(block.transactions.len(), 1);
     assert!(block.header.base_fee_per_gas.is_some());
-    let tx = provider.get_transaction_by_hash(receipt.transaction_hash).await?.expect("mined tx");
+    let tx = provider
+        .get_transaction_by_hash(receipt.transaction_hash)
+        .await?
+        .expect("mined tx");
     assert_eq!(tx.block_hash, Some(block.header.hash));
-    assert!(provider.get_transaction_receipt(B256::repeat_byte(1)).await?.is_none());
+    assert!(
+        provider
+            .get_transaction_receipt(B256::repeat_byte(1))
+            .await?
+            .is_none()
+    );
     drop(server);
     Ok(())
 }
@@ -183,14 +231,23 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
 async fn transaction_types_fees_and_time_controls() -> anyhow::Result<()> {
     let (dc, server) = common::start().await?;
     let a = dc.dev_accounts().to_vec();
-    let provider = ProviderBuilder::new().wallet(a[0].signer.clone()).connect_http(server.url().parse()?);
+    let provider = ProviderBuilder::new()
+        .wallet(a[0].signer.clone())
+        .connect_http(server.url().parse()?);
     let to = a[5].address;
     let before = provider.get_balance(to).await?;
 
     // Type 0 (legacy), type 1 (access list) and type 2 (EIP-1559).
     let gas_price = provider.get_gas_price().await?;
-    let legacy = TransactionRequest::default().with_to(to).with_value(U256::from(1)).with_gas_price(gas_price);
-    let r0 = provider.send_transaction(legacy).await?.get_receipt().await?;
+    let legacy = TransactionRequest::default()
+        .with_to(to)
+        .with_value(U256::from(1))
+        .with_gas_price(gas_price);
+    let r0 = provider
+        .send_transaction(legacy)
+        .await?
+        .get_receipt()
+        .await?;
     let al = TransactionRequest::default()
         .with_to(to)
         .with_value(U256::from(2))
@@ -198,7 +255,11 @@ async fn transaction_types_fees_and_time_controls() -> anyhow::Result<()> {
         .with_access_list(Default::default());
     let r1 = provider.send_transaction(al).await?.get_receipt().await?;
     let r2 = provider
-        .send_transaction(TransactionRequest::default().with_to(to).with_value(U256::from(3)))
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(to)
+                .with_value(U256::from(3)),
+        )
         .await?
         .get_receipt()
         .await?;
@@ -207,7 +268,9 @@ async fn transaction_types_fees_and_time_controls() -> anyhow::Result<()> {
     assert_eq!(provider.get_transaction_count(a[0].address).await?, 3);
 
     // Fee history and priority fee.
-    let fh = provider.get_fee_history(3, BlockNumberOrTag::Latest, &[50.0]).await?;
+    let fh = provider
+        .get_fee_history(3, BlockNumberOrTag::Latest, &[50.0])
+        .await?;
     assert_eq!(fh.base_fee_per_gas.len(), 4);
     assert!(provider.get_max_priority_fee_per_gas().await? > 0);
 
@@ -218,27 +281,51 @@ async fn transaction_types_fees_and_time_controls() -> anyhow::Result<()> {
             [serde_json::json!({"from": a[3].address, "to": to, "value": "0x10"})],
         )
         .await?;
-    let r = provider.get_transaction_receipt(hash).await?.expect("mined at once");
+    let r = provider
+        .get_transaction_receipt(hash)
+        .await?
+        .expect("mined at once");
     assert_eq!(r.from, a[3].address);
 
     // Time controls.
-    let t0 = provider.get_block_by_number(BlockNumberOrTag::Latest).await?.expect("block").header.timestamp;
-    let _: serde_json::Value = provider.raw_request("evm_increaseTime".into(), [3600]).await?;
+    let t0 = provider
+        .get_block_by_number(BlockNumberOrTag::Latest)
+        .await?
+        .expect("block")
+        .header
+        .timestamp;
+    let _: serde_json::Value = provider
+        .raw_request("evm_increaseTime".into(), [3600])
+        .await?;
     let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await?;
-    let t1 = provider.get_block_by_number(BlockNumberOrTag::Latest).await?.expect("block").header.timestamp;
+    let t1 = provider
+        .get_block_by_number(BlockNumberOrTag::Latest)
+        .await?
+        .expect("block")
+        .header
+        .timestamp;
     assert!(t1 >= t0 + 3600, "{t1} < {t0} + 3600");
-    let _: serde_json::Value = provider.raw_request("evm_setNextBlockTimestamp".into(), [t1 + 10_000]).await?;
+    let _: serde_json::Value = provider
+        .raw_request("evm_setNextBlockTimestamp".into(), [t1 + 10_000])
+        .await?;
     let n: u64 = provider.get_block_number().await?;
     let _: serde_json::Value = provider.raw_request("anvil_mine".into(), ["0x3"]).await?;
     assert_eq!(provider.get_block_number().await?, n + 3);
-    let b = provider.get_block_by_number(BlockNumberOrTag::Number(n + 1)).await?.expect("block");
+    let b = provider
+        .get_block_by_number(BlockNumberOrTag::Number(n + 1))
+        .await?
+        .expect("block");
     assert_eq!(b.header.timestamp, t1 + 10_000);
 
     // Snapshot and revert.
     let snap: U256 = provider.raw_request("evm_snapshot".into(), ()).await?;
     let height = provider.get_block_number().await?;
     provider
-        .send_transaction(TransactionRequest::default().with_to(to).with_value(U256::from(100)))
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(to)
+                .with_value(U256::from(100)),
+        )
         .await?
         .get_receipt()
         .await?;
@@ -250,14 +337,24 @@ async fn transaction_types_fees_and_time_controls() -> anyhow::Result<()> {
     // anvil_setBalance.
     let fresh = PrivateKeySigner::random();
     let _: serde_json::Value = provider
-        .raw_request("anvil_setBalance".into(), (fresh.address(), U256::from(ETH)))
+        .raw_request(
+            "anvil_setBalance".into(),
+            (fresh.address(), U256::from(ETH)),
+        )
         .await?;
-    assert_eq!(provider.get_balance(fresh.address()).await?, U256::from(ETH));
+    assert_eq!(
+        provider.get_balance(fresh.address()).await?,
+        U256::from(ETH)
+    );
     let p2 = ProviderBuilder::new()
         .wallet(EthereumWallet::from(fresh))
         .connect_http(server.url().parse()?);
     let r = p2
-        .send_transaction(TransactionRequest::default().with_to(to).with_value(U256::from(1)))
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(to)
+                .with_value(U256::from(1)),
+        )
         .await?
         .get_receipt()
         .await?;
@@ -267,14 +364,20 @@ async fn transaction_types_fees_and_time_controls() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_mining_and_queued_nonces() -> anyhow::Result<()> {
-    let dc = DevChain::builder().block_time(Duration::from_millis(300)).build()?;
+    let dc = DevChain::builder()
+        .block_time(Duration::from_millis(300))
+        .build()?;
     let server = dc.serve("127.0.0.1:0".parse()?).await?;
     let a = dc.dev_accounts().to_vec();
-    let provider = ProviderBuilder::new().wallet(a[0].signer.clone()).connect_http(server.url().parse()?);
+    let provider = ProviderBuilder::new()
+        .wallet(a[0].signer.clone())
+        .connect_http(server.url().parse()?);
     // Several transactions land in one interval block.
     let mut pending = Vec::new();
     for i in 0..5u64 {
-        let tx = TransactionRequest::default().with_to(a[1].address).with_value(U256::from(i + 1));
+        let tx = TransactionRequest::default()
+            .with_to(a[1].address)
+            .with_value(U256::from(i + 1));
         pending.push(provider.send_transaction(tx).await?);
     }
     let mut blocks = Vec::new();
@@ -283,7 +386,14 @@ async fn interval_mining_and_queued_nonces() -> anyhow::Result<()> {
         blocks.push(r.block_number.unwrap_or_default());
     }
     assert!(blocks.windows(2).all(|w| w[0] <= w[1]));
-    assert!(blocks.len() > blocks.iter().collect::<std::collections::BTreeSet<_>>().len(), "{blocks:?}");
+    assert!(
+        blocks.len()
+            > blocks
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+        "{blocks:?}"
+    );
     // Empty blocks keep coming.
     let n = provider.get_block_number().await?;
     tokio::time::sleep(Duration::from_millis(900)).await;

@@ -33,7 +33,10 @@ async fn send_raw(url: &str, raw: &Bytes) -> anyhow::Result<Value> {
 }
 
 fn error_of(v: &Value) -> (i64, String) {
-    (v["error"]["code"].as_i64().unwrap_or(0), v["error"]["message"].as_str().unwrap_or("").to_string())
+    (
+        v["error"]["code"].as_i64().unwrap_or(0),
+        v["error"]["message"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +44,13 @@ async fn framing_errors() -> anyhow::Result<()> {
     let (_dc, server) = common::start().await?;
     let url = server.url();
     let client = reqwest::Client::new();
-    let post = |body: Vec<u8>| client.post(&url).header("content-type", "application/json").body(body).send();
+    let post = |body: Vec<u8>| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     let v: Value = post(b"{not json".to_vec()).await?.json().await?;
     assert_eq!(error_of(&v).0, -32700);
@@ -49,17 +58,30 @@ async fn framing_errors() -> anyhow::Result<()> {
     assert_eq!(error_of(&v).0, -32600);
     let v: Value = post(b"42".to_vec()).await?.json().await?;
     assert_eq!(error_of(&v).0, -32600);
-    let v: Value = post(br#"{"jsonrpc":"2.0","id":7}"#.to_vec()).await?.json().await?;
+    let v: Value = post(br#"{"jsonrpc":"2.0","id":7}"#.to_vec())
+        .await?
+        .json()
+        .await?;
     assert_eq!((error_of(&v).0, v["id"].clone()), (-32600, json!(7)));
     let v = common::rpc(&url, "eth_noSuchMethod", json!([])).await?;
     assert_eq!(error_of(&v).0, -32601);
     let v = common::rpc(&url, "eth_getBalance", json!(["0x1234"])).await?;
     assert_eq!(error_of(&v).0, -32602);
-    let v = common::rpc(&url, "eth_getBalance", json!(["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "latest", 1, 2])).await?;
+    let v = common::rpc(
+        &url,
+        "eth_getBalance",
+        json!(["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "latest", 1, 2]),
+    )
+    .await?;
     assert_eq!(error_of(&v).0, -32602);
     let v = common::rpc(&url, "eth_blockNumber", json!("nope")).await?;
     assert_eq!(error_of(&v).0, -32602);
-    let v = common::rpc(&url, "eth_getBalance", json!(["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x99"])).await?;
+    let v = common::rpc(
+        &url,
+        "eth_getBalance",
+        json!(["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x99"]),
+    )
+    .await?;
     assert!(error_of(&v).1.contains("not found"), "{v}");
 
     // Batches answer each call in order, errors included.
@@ -124,7 +146,10 @@ async fn transaction_errors() -> anyhow::Result<()> {
     assert!(error_of(&v).1.contains("invalid chain id"), "{v}");
     // Insufficient funds.
     let poor = PrivateKeySigner::random();
-    let poor = DevAccount { address: poor.address(), signer: poor };
+    let poor = DevAccount {
+        address: poor.address(),
+        signer: poor,
+    };
     let v = send_raw(&url, &sign_1559(&poor, transfer(0, to))?).await?;
     assert!(error_of(&v).1.contains("insufficient funds"), "{v}");
     // Oversized transaction.
@@ -147,11 +172,18 @@ async fn transaction_errors() -> anyhow::Result<()> {
     };
     let sig = a[0].signer.sign_hash_sync(&legacy.signature_hash())?;
     let bad_sig = alloy::primitives::Signature::new(U256::ZERO, sig.s(), sig.v());
-    let raw: Bytes = TxEnvelope::from(legacy.into_signed(bad_sig)).encoded_2718().into();
+    let raw: Bytes = TxEnvelope::from(legacy.into_signed(bad_sig))
+        .encoded_2718()
+        .into();
     let v = send_raw(&url, &raw).await?;
     assert!(v["error"].is_object(), "{v}");
     // eth_sendTransaction for an account the devchain does not hold.
-    let v = common::rpc(&url, "eth_sendTransaction", json!([{"from": poor.address, "to": to}])).await?;
+    let v = common::rpc(
+        &url,
+        "eth_sendTransaction",
+        json!([{"from": poor.address, "to": to}]),
+    )
+    .await?;
     assert!(error_of(&v).1.contains("unknown account"), "{v}");
 
     // Nothing above was mined; the chain still works.
@@ -172,7 +204,12 @@ async fn queued_nonces_are_mined_in_order() -> anyhow::Result<()> {
     let h1 = r1["result"].clone();
     let v = common::rpc(&url, "eth_getTransactionReceipt", json!([h1])).await?;
     assert_eq!(v["result"], Value::Null);
-    let v = common::rpc(&url, "eth_getTransactionCount", json!([a[0].address, "pending"])).await?;
+    let v = common::rpc(
+        &url,
+        "eth_getTransactionCount",
+        json!([a[0].address, "pending"]),
+    )
+    .await?;
     assert_eq!(v["result"], json!("0x0"));
     send_raw(&url, &sign_1559(&a[0], transfer(0, a[1].address))?).await?;
     let v = common::rpc(&url, "eth_getTransactionReceipt", json!([h1])).await?;

@@ -6,7 +6,9 @@ mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viem_script_against_the_devchain() -> anyhow::Result<()> {
-    let Some(node) = common::tool("node") else { return Ok(()) };
+    let Some(node) = common::tool("node") else {
+        return Ok(());
+    };
     let root = common::repo_root();
     if !root.join("node_modules/viem").exists() {
         if std::env::var_os("CI").is_some() {

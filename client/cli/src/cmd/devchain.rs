@@ -32,7 +32,9 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let block_time = match args.block_time {
-        Some(s) if !(s.is_finite() && s > 0.0) => anyhow::bail!("--block-time must be a positive number of seconds"),
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            anyhow::bail!("--block-time must be a positive number of seconds")
+        }
         Some(s) => Some(Duration::from_secs_f64(s)),
         None => None,
     };
@@ -64,7 +66,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("Mnemonic: {DEV_MNEMONIC}");
     println!("Derivation path: m/44'/60'/0'/0/i");
     match &args.data_dir {
-        Some(d) => println!("Data directory: {} (block {})", d.display(), chain.block_number()),
+        Some(d) => println!(
+            "Data directory: {} (block {})",
+            d.display(),
+            chain.block_number()
+        ),
         None => println!("Data directory: none (in memory)"),
     }
     match block_time {
@@ -73,7 +79,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!();
     println!("Listening on {}", server.url());
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     eprintln!("shutting down");
     server.shutdown().await;
     Ok(())

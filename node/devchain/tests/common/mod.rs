@@ -28,9 +28,13 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         }
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{name} is required for this test: run `npm ci` at the repository root (scripts/setup.sh does)");
+        panic!(
+            "{name} is required for this test: run `npm ci` at the repository root (scripts/setup.sh does)"
+        );
     }
-    eprintln!("SKIPPED: {name} not found (run `npm ci` at the repository root); with CI set this fails");
+    eprintln!(
+        "SKIPPED: {name} not found (run `npm ci` at the repository root); with CI set this fails"
+    );
     None
 }
 
@@ -49,7 +53,17 @@ pub const ADDR0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 pub const ADDR1: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
 /// Sends one JSON-RPC call and returns the whole response object.
-pub async fn rpc(url: &str, method: &str, params: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+pub async fn rpc(
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    Ok(reqwest::Client::new().post(url).json(&body).send().await?.json().await?)
+    Ok(reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?)
 }

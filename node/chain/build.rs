@@ -50,7 +50,7 @@ fn main() {
             .unwrap_or_else(|| panic!("{} has no bytecode.object", path.display()));
         let hex = bytecode.trim_start_matches("0x");
         assert!(
-            !hex.is_empty() && hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            !hex.is_empty() && hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit()),
             "{} has bytecode that is not hex",
             path.display()
         );

@@ -130,9 +130,9 @@ pub(crate) fn revert_data(e: &TransportError) -> Option<Bytes> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContractError {
     /// A `JobMarket__*` custom error.
-    Market(M),
+    Market(Box<M>),
     /// An `OperatorRegistry__*` custom error.
-    Registry(R),
+    Registry(Box<R>),
     /// `Error(string)` from `require` or a library.
     Message(String),
     /// A Solidity panic (`Panic(uint256)`: overflow, division by zero, …).
@@ -145,10 +145,10 @@ impl ContractError {
     /// Decodes revert data with the market's and the registry's error ABIs.
     pub fn decode(data: &[u8]) -> Self {
         if let Ok(e) = M::abi_decode(data) {
-            return ContractError::Market(e);
+            return ContractError::Market(Box::new(e));
         }
         if let Ok(e) = R::abi_decode(data) {
-            return ContractError::Registry(e);
+            return ContractError::Registry(Box::new(e));
         }
         match GenericContractError::abi_decode(data) {
             Ok(GenericContractError::Revert(r)) => ContractError::Message(r.reason),
@@ -160,8 +160,8 @@ impl ContractError {
     /// The custom error's name, e.g. `JobMarket__InsufficientStake`.
     pub fn name(&self) -> String {
         match self {
-            ContractError::Market(e) => variant_name(e),
-            ContractError::Registry(e) => variant_name(e),
+            ContractError::Market(e) => variant_name(e.as_ref()),
+            ContractError::Registry(e) => variant_name(e.as_ref()),
             ContractError::Message(_) => "Error".into(),
             ContractError::Panic(_) => "Panic".into(),
             ContractError::Unknown(_) => "Unknown".into(),
@@ -176,8 +176,11 @@ fn variant_name(e: &impl fmt::Debug) -> String {
 
 impl std::error::Error for ContractError {}
 
+/// Wei as ETH without trailing zeros: `0.5 ETH`, `1 ETH`.
 fn eth(x: impl Into<U256>) -> String {
-    format!("{} ETH", format_ether(x.into()))
+    let s = format_ether(x.into());
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    format!("{s} ETH")
 }
 
 fn wei96(x: alloy::primitives::Uint<96, 2>) -> U256 {
@@ -441,5 +444,45 @@ fn registry(e: &R, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             eth(*amount),
             addr(to)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::aliases::U96;
+    use alloy::sol_types::{Revert, SolError};
+
+    use super::*;
+
+    #[test]
+    fn custom_errors_decode_and_explain() {
+        let operator = Address::repeat_byte(0xab);
+        let data = JobMarket::JobMarket__InsufficientStake {
+            operator,
+            free: U96::from(500_000_000_000_000_000u64),
+            required: U96::from(1_000_000_000_000_000_000u64),
+        }
+        .abi_encode();
+        let e = ContractError::decode(&data);
+        assert_eq!(e.name(), "JobMarket__InsufficientStake");
+        let text = e.to_string();
+        assert!(text.contains("has 0.5 ETH free"), "{text}");
+        assert!(text.contains("needs 1.0 ETH") || text.contains("needs 1 ETH"), "{text}");
+        assert!(text.contains("shoal operator stake"), "{text}");
+
+        let data = OperatorRegistry::OperatorRegistry__StillUnbonding {
+            operator,
+            unlockTime: 100,
+            nowTime: U256::from(50),
+        }
+        .abi_encode();
+        let e = ContractError::decode(&data);
+        assert_eq!(e.name(), "OperatorRegistry__StillUnbonding");
+        assert!(e.to_string().contains("unlocks at 100"));
+
+        let e = ContractError::decode(&Revert::from("nope").abi_encode());
+        assert_eq!(e, ContractError::Message("nope".into()));
+        assert_eq!(ContractError::decode(&[]), ContractError::Unknown(Bytes::new()));
+        assert!(matches!(ContractError::decode(&[1, 2, 3, 4, 5]), ContractError::Unknown(_)));
     }
 }

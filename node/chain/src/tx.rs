@@ -228,12 +228,11 @@ impl TxManager {
         let tx_hash = receipt.transaction_hash;
         let mut reason = format!("status 0 after using {} gas (out of gas?)", receipt.gas_used);
         for at in [BlockId::number(block.saturating_sub(1)), BlockId::latest()] {
-            match self.inner.provider.call(tx.clone()).block(at).await {
-                Err(e) => match revert_data(&e) {
+            if let Err(e) = self.inner.provider.call(tx.clone()).block(at).await {
+                match revert_data(&e) {
                     Some(data) => return Error::Reverted(ContractError::decode(&data)),
                     None => reason = format!("{reason}; replaying it failed: {e}"),
-                },
-                Ok(_) => {}
+                }
             }
         }
         Error::Failed { tx_hash, block, reason }

@@ -15,6 +15,11 @@ use crate::config::DeploymentConfig;
 use crate::error::{Error, Result};
 use crate::model::JobId;
 
+/// Gas added to every estimate (selection and settlement can run in the same transaction).
+const GAS_HEADROOM: u64 = 1_500_000;
+/// Most gas one transaction of the node may use.
+const MAX_GAS: u64 = 15_000_000;
+
 /// A connection to the chain, optionally with this node's operator key.
 pub struct Chain {
     pub provider: DynProvider,
@@ -101,6 +106,10 @@ impl Chain {
         call: CallBuilder<&DynProvider, D>,
     ) -> Result<TransactionReceipt> {
         let _guard = self.tx_lock.lock().await;
+        // The gas a call needs depends on the state when it is mined: the m-th
+        // bid selects deals, the last reveal settles the job. Leave room.
+        let estimate = call.estimate_gas().await.map_err(|e| Error::Chain(format!("{what}: {}", describe(&e))))?;
+        let call = call.gas(estimate.saturating_mul(2).saturating_add(GAS_HEADROOM).min(MAX_GAS));
         let pending = call.send().await.map_err(|e| Error::Chain(format!("{what}: {}", describe(&e))))?;
         let receipt = pending
             .with_timeout(Some(std::time::Duration::from_secs(60)))

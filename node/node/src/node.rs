@@ -2,11 +2,14 @@
 //! content and HTTP API together, and drives every job this node touches
 //! from its persisted state (so a restart picks up where it stopped).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a failed action waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 use alloy::primitives::{Address, B256, keccak256};
 use cid::Cid;
@@ -32,7 +35,7 @@ use crate::strategy::{BidContext, BidStrategy, PolicyStrategy, Verdict};
 /// What the compute loop may be doing for a job; one of each at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Action {
-    Decide,
+    /// Deciding and bidding (one key, so a bid is never sent twice at once).
     Bid,
     Close,
     Execute,
@@ -56,6 +59,8 @@ pub struct NodeInner {
     pub http: reqwest::Client,
     wake: Notify,
     inflight: Mutex<HashSet<(JobId, Action)>>,
+    /// Actions that failed are not retried before this instant.
+    backoff: Mutex<HashMap<(JobId, Action), Instant>>,
     exec_slots: Semaphore,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -179,6 +184,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         http,
         wake: Notify::new(),
         inflight: Mutex::new(HashSet::new()),
+        backoff: Mutex::new(HashMap::new()),
         cancel: CancellationToken::new(),
         tracker: TaskTracker::new(),
         results_root,
@@ -237,6 +243,12 @@ where
     F: std::future::Future<Output = Result<()>> + Send + 'static,
 {
     {
+        let backoff = inner.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        if backoff.get(&(job, action)).is_some_and(|t| Instant::now() < *t) {
+            return;
+        }
+    }
+    {
         let mut set = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if !set.insert((job, action)) {
             return;
@@ -248,8 +260,15 @@ where
         tokio::select! {
             _ = cancel.cancelled() => {}
             r = fut => {
-                if let Err(e) = r {
-                    tracing::warn!(job = %job, ?action, error = %e, "action failed");
+                let mut backoff = me.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                match r {
+                    Ok(()) => {
+                        backoff.remove(&(job, action));
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job, ?action, error = %e, "action failed; retrying later");
+                        backoff.insert((job, action), Instant::now() + RETRY_AFTER);
+                    }
                 }
             }
         }
@@ -276,8 +295,8 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
                     let decided = inner.db.decision(id)?;
                     if decided.is_none() && inner.cfg.bid.enabled {
                         let (i, j) = (inner.clone(), job.clone());
-                        spawn_action(inner, id, Action::Decide, async move { decide(i, j).await });
-                    } else if exec.as_ref().is_some_and(|e| e.step == Step::Bidding)
+                        spawn_action(inner, id, Action::Bid, async move { decide(i, j).await });
+                    } else if exec.as_ref().is_some_and(|e| e.step == Step::Bidding && now > e.updated_at + 2)
                         && !job.bids.iter().any(|b| b.operator == me)
                         && let Some(price) = decided.and_then(|d| d.price).and_then(|p| p.parse::<u128>().ok())
                     {
@@ -454,6 +473,12 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
 
 async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {
     match inner.chain.bid(id, price).await {
+        // Already on chain (a resend after a restart), or too late: nothing to record.
+        Err(e) if e.to_string().contains("AlreadyBid") => Ok(()),
+        Err(e) if e.to_string().contains("WrongState") || e.to_string().contains("BiddingOver") => {
+            tracing::info!(job = %id, error = %e, "bidding is over");
+            Ok(())
+        }
         Ok(tx) => {
             Metrics::inc(&inner.metrics.bids_sent);
             tracing::info!(job = %id, %tx, "bid placed");
@@ -504,6 +529,7 @@ async fn execute(inner: Arc<NodeInner>, job: JobRecord, role: Role) -> Result<()
     set_step(&inner, id, role, Step::Selected)?;
     set_step(&inner, id, role, Step::Fetching)?;
     Metrics::inc(&inner.metrics.executions_started);
+    tracing::info!(job = %id, ?role, "execution started");
     let outcome = run_job(&inner, &job, role).await;
     let (cid, results_dir, exit_code) = match outcome {
         Ok(v) => v,
@@ -513,6 +539,7 @@ async fn execute(inner: Arc<NodeInner>, job: JobRecord, role: Role) -> Result<()
             return Err(e);
         }
     };
+    tracing::info!(job = %id, result = %cid, exit_code, "execution finished");
     let result_hash = result_hash_of(&cid)?;
     let salt = B256::random();
     let prev = inner.db.execution(id)?;

@@ -1,0 +1,165 @@
+//! Bitswap between Shoal nodes and with a helia node (TCP + noise + yamux on
+//! loopback), and Kademlia provider records. The helia side needs `node` and
+//! the repo's `npm ci`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use sha2_check::sha256_hex;
+use shoal_p2p::{Config, P2p, start};
+use shoal_store::{Blockstore, Profile, export};
+
+mod sha2_check {
+    /// sha256 of a file, via the store's own importer path (a raw leaf CID
+    /// would do, but a plain digest is what the JS side prints).
+    pub fn sha256_hex(path: &std::path::Path) -> String {
+        let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn require_node() {
+    let ok = Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "this test needs `node` (Node 20) on PATH and `npm ci` at the repo root");
+    assert!(repo_root().join("node_modules/helia").is_dir(), "node_modules is missing: run `npm ci` at the repo root");
+}
+
+fn sample(root: &Path) {
+    fs::create_dir_all(root.join("sub/empty")).unwrap();
+    fs::write(root.join("a.txt"), b"alpha").unwrap();
+    let big: Vec<u8> = (0..5_500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(root.join("sub/big.bin"), big).unwrap();
+    fs::write(root.join("sub/ünï.txt"), "ünï".as_bytes()).unwrap();
+}
+
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, sha256_hex(&p));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    out.insert(String::new(), "dir".into());
+    walk(root, root, &mut out);
+    out
+}
+
+async fn shoal_node(dir: &Path) -> (Arc<Blockstore>, P2p) {
+    let store = Arc::new(Blockstore::open(dir).unwrap());
+    let config = Config { listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()], block_timeout: Duration::from_secs(20), ..Config::default() };
+    let p2p = start(store.clone(), config).await.unwrap();
+    (store, p2p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shoal_nodes_exchange_a_dag_and_find_providers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample(&src);
+    let (a_store, a) = shoal_node(&tmp.path().join("a")).await;
+    let (b_store, b) = shoal_node(&tmp.path().join("b")).await;
+    let root = a_store.add_path(&src, Profile::default()).unwrap().cid;
+    a.provide(root).await.unwrap();
+
+    let a_addr = a.listen_addrs().await.unwrap().remove(0);
+    assert_eq!(b.dial(a_addr).await.unwrap(), a.peer_id());
+    // Give identify and Kademlia a moment to exchange routing info.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let providers = b.find_providers(root).await.unwrap();
+    assert!(providers.contains(&a.peer_id()), "{providers:?}");
+
+    let n = b.fetch_dag(root).await.unwrap();
+    assert_eq!(n as usize, a_store.dag(&root).unwrap().len());
+    let out = tmp.path().join("out");
+    export::export(&b_store, &root, &out).unwrap();
+    assert_eq!(listing(&out), listing(&src));
+
+    // An unknown CID: a bounded wait, then an error naming it.
+    let missing = shoal_store::hash_reader(&b"nobody has this"[..], Profile::default()).unwrap();
+    let quick = start(b_store.clone(), Config { block_timeout: Duration::from_secs(2), ..Config::default() }).await.unwrap();
+    quick.dial(a.listen_addrs().await.unwrap().remove(0)).await.unwrap();
+    let err = quick.get_block(missing).await.unwrap_err();
+    assert!(err.to_string().contains(&missing.to_string()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helia_fetches_from_shoal() {
+    require_node();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample(&src);
+    let (store, p2p) = shoal_node(&tmp.path().join("store")).await;
+    let root = store.add_path(&src, Profile::default()).unwrap().cid;
+    let addr = p2p.listen_addrs().await.unwrap().remove(0);
+    let repo = repo_root();
+    let out = tokio::process::Command::new("node")
+        .current_dir(&repo)
+        .arg(repo.join("tests/js/store-bitswap.mjs"))
+        .args(["fetch", &addr.to_string(), &root.to_string()])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("helia fetch timed out").unwrap();
+    assert!(out.status.success(), "helia fetch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: BTreeMap<String, String> = serde_json::from_value(v["entries"].clone()).unwrap();
+    assert_eq!(got, listing(&src));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoal_fetches_from_helia() {
+    require_node();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample(&src);
+    let repo = repo_root();
+    let mut child = Command::new("node")
+        .current_dir(&repo)
+        .arg(repo.join("tests/js/store-bitswap.mjs"))
+        .arg("serve")
+        .arg(&src)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("helia said {line:?}: {e}"));
+    let cid = shoal_store::parse_cid(v["cid"].as_str().unwrap()).unwrap();
+    let addr = v["addrs"][0].as_str().unwrap().parse().unwrap();
+    // helia imported with the same profile: the CID is the one Shoal computes.
+    assert_eq!(cid, shoal_store::hash_path(&src, Profile::default()).unwrap());
+
+    let (store, p2p) = shoal_node(&tmp.path().join("store")).await;
+    p2p.dial(addr).await.unwrap();
+    let fetched = p2p.fetch_dag(cid).await;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert!(fetched.unwrap() > 0);
+    let out = tmp.path().join("out");
+    export::export(&store, &cid, &out).unwrap();
+    let mut want = listing(&src);
+    want.remove("");
+    let mut got = listing(&out);
+    got.remove("");
+    assert_eq!(got, want);
+}

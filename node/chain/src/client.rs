@@ -201,7 +201,10 @@ impl ChainClient {
             .get_block_by_number(BlockNumberOrTag::Latest)
             .await
             .map_err(Error::rpc("eth_getBlockByNumber"))?;
-        block.map(|b| b.header.timestamp).ok_or(Error::MissingBlock(u64::MAX))
+        block.map(|b| b.header.timestamp).ok_or(Error::Rpc {
+            method: "eth_getBlockByNumber",
+            source: alloy::transports::TransportErrorKind::custom_str("the endpoint has no latest block"),
+        })
     }
 
     /// An account's balance in wei.

@@ -19,8 +19,10 @@ pub struct Deployment {
     /// The chain id the contracts are deployed on.
     pub chain_id: u64,
     /// The `OperatorRegistry` contract.
+    #[serde(serialize_with = "checksummed")]
     pub operator_registry: Address,
     /// The `JobMarket` contract.
+    #[serde(serialize_with = "checksummed")]
     pub job_market: Address,
     /// A block at or before the deployment: where to start reading events.
     pub deploy_block: u64,
@@ -56,6 +58,11 @@ impl Default for DeployParams {
             challenge_bond: eth / U256::from(10),
         }
     }
+}
+
+/// Addresses in EIP-55 mixed case, as Foundry writes them.
+fn checksummed<S: serde::Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&a.to_checksum(None))
 }
 
 mod decimal {
@@ -139,4 +146,45 @@ async fn create(client: &ChainClient, code: &[u8], args: &[u8], name: &'static s
         event: "contract address",
         contract: name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exact shape `script/Deploy.s.sol` writes.
+    const FORGE_FILE: &str = r#"{
+  "chainId": 31337,
+  "operatorRegistry": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+  "jobMarket": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+  "deployBlock": 0,
+  "unbondingPeriod": 604800,
+  "minStake": "1000000000000000000",
+  "mediatorCount": 3,
+  "challengeBond": "100000000000000000"
+}
+"#;
+
+    #[test]
+    fn reads_and_writes_the_forge_deployment_file() -> anyhow::Result<()> {
+        let d: Deployment = serde_json::from_str(FORGE_FILE)?;
+        assert_eq!(d.chain_id, 31337);
+        assert_eq!(d.deploy_block, 0);
+        assert_eq!(d.params, Some(DeployParams::default()));
+        let back: serde_json::Value = serde_json::to_value(&d)?;
+        assert_eq!(back, serde_json::from_str::<serde_json::Value>(FORGE_FILE)?);
+
+        // Addresses and the deploy block alone are enough.
+        let minimal = r#"{"chainId":1,"operatorRegistry":"0x5FbDB2315678afecb367f032d93F642f64180aa3","jobMarket":"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512","deployBlock":7}"#;
+        let d: Deployment = serde_json::from_str(minimal)?;
+        assert_eq!(d.params, None);
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("31337.json");
+        d.save(&path)?;
+        assert_eq!(Deployment::load(&path)?, d);
+        let missing = Deployment::load(&dir.path().join("nope.json")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(missing.contains("deploy the contracts first"), "{missing}");
+        Ok(())
+    }
 }

@@ -217,3 +217,21 @@ async fn fee_bump_anvil() {
 async fn fee_bump_devchain() {
     fee_bump(&common::start_devchain().await).await;
 }
+
+/// The same client works over WebSocket, and refuses a deployment of another chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_wrong_chain_anvil() {
+    let Some(e) = common::start_anvil() else { return };
+    let Endpoint::Anvil(anvil) = &e else { return };
+    let (http, d) = common::deployed(&e.url()).await;
+    let ws = ok("connect ws", ChainClient::builder(anvil.ws_endpoint()).deployment(d.clone()).connect().await);
+    assert_eq!(ws.chain_id(), 31337);
+    assert_eq!(ok("ws block", ws.block_number().await), ok("http block", http.block_number().await));
+    assert_eq!(ok("ws operators", ws.operators().await), Vec::<Address>::new());
+    let other = shoal_chain::Deployment { chain_id: 1, ..d };
+    match http.with_deployment(other) {
+        Err(Error::WrongChain { expected: 1, actual: 31337, .. }) => {}
+        other => panic!("expected WrongChain, got {other:?}"),
+    }
+    assert!(matches!(ChainClient::connect("http://127.0.0.1:1", None).await, Err(Error::Connect { .. })));
+}

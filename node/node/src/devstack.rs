@@ -269,10 +269,16 @@ impl Devstack {
         }
     }
 
-    /// Starts node `i` again from its data dir, optionally with a changed config.
+    /// Starts node `i` again from its data dir, optionally with a changed config. If that
+    /// fails the node is no longer in the devstack.
     pub async fn restart_node(&mut self, i: usize, change: impl FnOnce(&mut NodeConfig)) -> Result<()> {
-        let Some(n) = self.nodes.get(i) else { return Err(Error::Devstack(format!("no node {i}"))) };
-        n.shutdown().await;
+        if i >= self.nodes.len() {
+            return Err(Error::Devstack(format!("no node {i}")));
+        }
+        // The old handle holds the state database open; it must be gone first.
+        let old = self.nodes.remove(i);
+        old.shutdown().await;
+        drop(old);
         let mut c = self.configs[i].clone();
         change(&mut c);
         // The API port may take a moment to be released.
@@ -280,7 +286,7 @@ impl Devstack {
         for _ in 0..50 {
             match start_node(c.clone()).await {
                 Ok(h) => {
-                    self.nodes[i] = h;
+                    self.nodes.insert(i, h);
                     self.configs[i] = c;
                     return Ok(());
                 }

@@ -174,27 +174,6 @@ pub fn describe(e: &alloy::contract::Error) -> String {
     e.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commitment_binds_every_field() {
-        let (job, op, h, s) = (JobId(1), Address::repeat_byte(7), B256::repeat_byte(1), B256::repeat_byte(2));
-        let c = commitment(job, op, h, s);
-        assert_ne!(c, commitment(JobId(2), op, h, s));
-        assert_ne!(c, commitment(job, Address::repeat_byte(8), h, s));
-        assert_ne!(c, commitment(job, op, B256::repeat_byte(3), s));
-        assert_ne!(c, commitment(job, op, h, B256::repeat_byte(3)));
-        let mut manual = Vec::new();
-        manual.extend_from_slice(&U256::from(1u64).to_be_bytes::<32>());
-        manual.extend_from_slice(B256::left_padding_from(op.as_slice()).as_slice());
-        manual.extend_from_slice(h.as_slice());
-        manual.extend_from_slice(s.as_slice());
-        assert_eq!(c, keccak256(manual));
-    }
-}
-
 /// The `postJob` parameters for a spec stored under `spec_cid`: the spec hash is
 /// keccak256 of the canonical JSON, the CID goes on chain as binary CID bytes.
 pub fn job_params(spec: &shoal_types::JobSpec, spec_cid: &cid::Cid) -> IJobMarket::JobParams {
@@ -246,4 +225,25 @@ pub async fn post_job(
         }
     }
     Err(Error::Chain(format!("postJob: transaction {} emitted no JobPosted", receipt.transaction_hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commitment_binds_every_field() {
+        let (job, op, h, s) = (JobId(1), Address::repeat_byte(7), B256::repeat_byte(1), B256::repeat_byte(2));
+        let c = commitment(job, op, h, s);
+        assert_ne!(c, commitment(JobId(2), op, h, s));
+        assert_ne!(c, commitment(job, Address::repeat_byte(8), h, s));
+        assert_ne!(c, commitment(job, op, B256::repeat_byte(3), s));
+        assert_ne!(c, commitment(job, op, h, B256::repeat_byte(3)));
+        let mut manual = Vec::new();
+        manual.extend_from_slice(&U256::from(1u64).to_be_bytes::<32>());
+        manual.extend_from_slice(B256::left_padding_from(op.as_slice()).as_slice());
+        manual.extend_from_slice(h.as_slice());
+        manual.extend_from_slice(s.as_slice());
+        assert_eq!(c, keccak256(manual));
+    }
 }

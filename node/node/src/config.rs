@@ -327,15 +327,17 @@ mod tests {
 
     #[test]
     fn default_round_trips_through_toml() {
-        let mut c = NodeConfig::default();
-        c.deployment = Some(DeploymentConfig {
-            chain_id: Some(31337),
-            operator_registry: Address::repeat_byte(1),
-            job_market: Address::repeat_byte(2),
-            deploy_block: 7,
-        });
+        let mut c = NodeConfig {
+            deployment: Some(DeploymentConfig {
+                chain_id: Some(31337),
+                operator_registry: Address::repeat_byte(1),
+                job_market: Address::repeat_byte(2),
+                deploy_block: 7,
+            }),
+            fault: Some(Fault::WrongResult),
+            ..NodeConfig::default()
+        };
         c.bid.hook = Some(BidHook::Command(vec!["/bin/true".into()]));
-        c.fault = Some(Fault::WrongResult);
         let text = c.to_toml().expect("toml");
         assert_eq!(NodeConfig::from_toml(&text).expect("parse"), c);
     }

@@ -22,6 +22,9 @@ use crate::node::{NodeHandle, start as start_node};
 /// One wei-denominated ether.
 pub const ETHER: u128 = 1_000_000_000_000_000_000;
 
+/// A change to node `i`'s config before it starts.
+pub type Customize = std::sync::Arc<dyn Fn(usize, &mut NodeConfig) + Send + Sync>;
+
 /// What to start.
 #[derive(Clone)]
 pub struct DevstackConfig {
@@ -42,7 +45,7 @@ pub struct DevstackConfig {
     /// Offer the Docker executor too.
     pub docker: bool,
     /// Called for each node's config before it starts (index from 0).
-    pub customize: Option<std::sync::Arc<dyn Fn(usize, &mut NodeConfig) + Send + Sync>>,
+    pub customize: Option<Customize>,
 }
 
 impl std::fmt::Debug for DevstackConfig {
@@ -209,8 +212,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         let acct = &accounts[i + 1];
         register_operator(&rpc_url, &deployment, acct.signer.clone(), &format!("devstack-node-{i}"), engines, cfg.stake)
             .await?;
-        let mut c = NodeConfig::default();
-        c.data_dir = cfg.base_dir.join(format!("node-{i}"));
+        let mut c = NodeConfig { data_dir: cfg.base_dir.join(format!("node-{i}")), ..NodeConfig::default() };
         c.chain.rpc_url = rpc_url.clone();
         c.chain.poll_interval_ms = u64::try_from(cfg.poll_interval.as_millis()).unwrap_or(100);
         c.deployment = Some(deployment);

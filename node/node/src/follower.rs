@@ -73,10 +73,10 @@ pub async fn poll_once(chain: &Chain, db: &StateStore, confirmations: u64) -> Re
             continue;
         };
         let Some((id, record)) = describe_event(log, &decoded.data) else { continue };
-        if !jobs.contains_key(&id) {
-            if let Some(existing) = db.job(id)? {
-                jobs.insert(id, existing);
-            }
+        if let std::collections::btree_map::Entry::Vacant(slot) = jobs.entry(id)
+            && let Some(existing) = db.job(id)?
+        {
+            slot.insert(existing);
         }
         apply(&mut jobs, id, &decoded.data, log);
         events.push((id, record));
@@ -199,11 +199,9 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
             job.result_hash = Some(e.resultHash);
             job.result_cid = results_cid_of(e.resultHash).ok().map(|c| c.to_string());
         }
-        E::DisputeResolved(e) => {
-            if !e.resultHash.is_zero() {
-                job.result_hash = Some(e.resultHash);
-                job.result_cid = results_cid_of(e.resultHash).ok().map(|c| c.to_string());
-            }
+        E::DisputeResolved(e) if !e.resultHash.is_zero() => {
+            job.result_hash = Some(e.resultHash);
+            job.result_cid = results_cid_of(e.resultHash).ok().map(|c| c.to_string());
         }
         E::JobFailed(e) => {
             job.state = JobState::Failed;

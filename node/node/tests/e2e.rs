@@ -147,7 +147,7 @@ async fn honest_flow(stack: &Devstack) -> Result<()> {
     Ok(())
 }
 
-fn requester_last(n: usize) -> Option<std::sync::Arc<dyn Fn(usize, &mut shoal_node::NodeConfig) + Send + Sync>> {
+fn requester_last(n: usize) -> Option<devstack::Customize> {
     Some(std::sync::Arc::new(move |i, c: &mut shoal_node::NodeConfig| {
         if i == n - 1 {
             c.bid.enabled = false;

@@ -7,7 +7,10 @@ mod common;
 
 use std::{fs, io::Write, path::Path};
 
-use shoal_store::{Profile, hash_path};
+use shoal_store::{
+    BlockSink, Importer, Profile, hash_path,
+    pb::{PbNode, Unixfs, UnixfsType},
+};
 
 fn write(path: &Path, bytes: &[u8]) {
     if let Some(p) = path.parent() {
@@ -115,4 +118,49 @@ fn hamt_sharded_folder_matches_helia() {
         write(&small.join(format!("f{i:04}")), format!("{i}").as_bytes());
     }
     compare(&[&root, &small]);
+}
+
+/// Folders a few bytes under the shard threshold whose non-empty or empty
+/// sub-folder tips the estimate over it: helia counts only files and empty
+/// folders, and so must Shoal.
+#[test]
+fn shard_threshold_borderline_matches_helia() {
+    let dir = tempfile::tempdir().unwrap();
+    // v1 (`block-bytes`): 4 + 50 bytes per `fNNNNN` one-byte file; 5242
+    // files = 262,104 bytes, 40 under 256 KiB; one more link tips it.
+    // v0 (`links-bytes`): 40 bytes per file; 6553 files = 262,120.
+    let cases = [("v1-sub", 5242, true), ("v1-empty", 5242, false), ("v0-sub", 6553, true), ("v0-empty", 6553, false)];
+    let mut paths = Vec::new();
+    for (name, files, non_empty) in cases {
+        let root = dir.path().join(name);
+        for i in 0..files {
+            write(&root.join(format!("f{i:05}")), b"x");
+        }
+        if non_empty {
+            write(&root.join("d0/x"), b"y");
+        } else {
+            fs::create_dir_all(root.join("e0")).unwrap();
+        }
+        paths.push(root);
+    }
+    // The cases sit on the boundary: the sub-folder decides the layout.
+    let kinds: Vec<_> = paths.iter().zip([Profile::UnixfsV1_2025, Profile::UnixfsV1_2025, Profile::UnixfsV0_2015, Profile::UnixfsV0_2015]).map(|(p, prof)| root_kind(p, prof)).collect();
+    assert_eq!(kinds, [UnixfsType::Directory, UnixfsType::HamtShard, UnixfsType::Directory, UnixfsType::HamtShard]);
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    compare(&refs);
+}
+
+/// The UnixFS type of the root block of an import (the last block written).
+fn root_kind(path: &Path, profile: Profile) -> UnixfsType {
+    struct Last(Vec<u8>);
+    impl BlockSink for Last {
+        fn put_block(&mut self, _: &shoal_store::Cid, data: &[u8]) -> shoal_store::Result<()> {
+            self.0 = data.to_vec();
+            Ok(())
+        }
+    }
+    let mut last = Last(Vec::new());
+    Importer::new(profile, &mut last).import_path(path).unwrap();
+    let node = PbNode::decode(&last.0).unwrap();
+    Unixfs::decode(node.data.as_deref().unwrap()).unwrap().kind
 }

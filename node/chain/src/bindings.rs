@@ -4,3 +4,10 @@
 
 include!(concat!(env!("OUT_DIR"), "/JobMarket.rs"));
 include!(concat!(env!("OUT_DIR"), "/OperatorRegistry.rs"));
+
+impl JobMarket::JobState {
+    /// Verified, Failed and Expired are final: nothing changes the job afterwards.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Verified | Self::Failed | Self::Expired)
+    }
+}

@@ -142,6 +142,11 @@ impl TxManager {
                     *guard = Some(nonce + 1);
                     return Ok(InFlight { nonce, hashes: vec![*pending.tx_hash()], max_fee, tip });
                 }
+                // This very transaction is already in the node's pool: it was submitted.
+                Err(e) if is_already_known(&e) => {
+                    *guard = Some(nonce + 1);
+                    return Ok(InFlight { nonce, hashes: vec![*signed.tx_hash()], max_fee, tip });
+                }
                 Err(e) if !resynced && is_nonce_error(&e) => {
                     tracing::debug!(nonce, error = %e, "nonce out of sync, re-reading it from the chain");
                     *guard = None;
@@ -242,6 +247,10 @@ impl TxManager {
 fn is_nonce_error(e: &TransportError) -> bool {
     e.as_error_resp().is_some_and(|r| {
         let m = r.message.to_ascii_lowercase();
-        m.contains("nonce too low") || m.contains("nonce too high") || m.contains("already known") || m.contains("invalid nonce")
+        m.contains("nonce too low") || m.contains("nonce too high") || m.contains("invalid nonce")
     })
+}
+
+fn is_already_known(e: &TransportError) -> bool {
+    e.as_error_resp().is_some_and(|r| r.message.to_ascii_lowercase().contains("already known"))
 }

@@ -112,6 +112,7 @@ async fn scenario(endpoint: &Endpoint) {
     }
     let done = ok("get_job", creator.get_job(job).await);
     assert_eq!(done.state, JobState::Verified);
+    assert!(done.state.is_final() && !JobState::Revealing.is_final());
     assert_eq!(done.resultHash, result_hash);
 
     // Money: winners are owed their bids, the creator the unused escrow; collateral is free.

@@ -320,3 +320,164 @@ async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
     stack.shutdown().await;
     r
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disagreement_goes_to_a_mediator_who_reruns_the_job() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // Nodes 0-2 bid (node 2 lies); node 3 never bids, so it is the only mediator candidate.
+    let stack = devstack::start(DevstackConfig {
+        nodes: 4,
+        base_dir: dir.path().to_path_buf(),
+        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
+            if i == 2 {
+                c.fault = Some(shoal_node::Fault::WrongResult);
+            }
+            if i == 3 {
+                c.bid.enabled = false;
+            }
+        })),
+        ..Default::default()
+    })
+    .await?;
+    let r = async {
+        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+        let job = post_wordcount(&stack, deal, None).await?;
+        let api = stack.nodes[0].api_url();
+        let v = wait_job(&api, job.id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+        let mediator = format!("{:?}", stack.nodes[3].operator().context("operator")?).to_lowercase();
+        let deals = v["deals"].as_array().context("deals")?;
+        ensure!(
+            deals.iter().any(|d| d["mediator"] == true
+                && d["operator"].as_str().map(str::to_lowercase) == Some(mediator.clone())
+                && !d["resultHash"].is_null()),
+            "node 3 did not mediate: {v:#}"
+        );
+        let names: Vec<String> = get_json(&format!("{api}/api/v1/jobs/{}/events", job.id))
+            .await?
+            .as_array()
+            .context("events")?
+            .iter()
+            .filter_map(|e| e["event"].as_str().map(String::from))
+            .collect();
+        for want in ["DisputeOpened", "MediatorSelected", "DisputeResolved", "JobVerified"] {
+            ensure!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        }
+        let bad = format!("{:?}", stack.nodes[2].operator().context("operator")?).to_lowercase();
+        wait_job(&api, job.id, Duration::from_secs(10), "bad node slashed", |v| {
+            v["slashes"].as_array().is_some_and(|s| {
+                s.iter().any(|s| s["account"].as_str().map(str::to_lowercase) == Some(bad.clone()))
+            })
+        })
+        .await?;
+        let m = get_json(&format!("{}/api/v1/jobs/{}", stack.nodes[3].api_url(), job.id)).await?;
+        ensure!(m["execution"]["role"] == "mediator", "node 3's execution: {m:#}");
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn url_input_is_downloaded_and_checked() -> Result<()> {
+    use sha2::Digest;
+    init_tracing();
+    let data = b"one two three four five\n".to_vec();
+    let checksum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    let served = data.clone();
+    let app = axum::Router::new().route("/words.txt", axum::routing::get(move || async move { served.clone() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/words.txt", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir()?;
+    let stack = stack(&dir, 3, 0, None).await?;
+    let r = async {
+        let api = stack.nodes[0].api_url();
+        let module = upload(&api, wasm("wordcount")?).await?;
+        let yaml = format!(
+            "name: url-input\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/data\"]\ninputs:\n  - source: {url}\n    path: /data/words.txt\n    checksum: {checksum}\n{HONEST_DEAL}"
+        );
+        let spec = JobSpec::from_yaml(&yaml)?;
+        let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
+        let creator: PrivateKeySigner = stack.creator_key.parse()?;
+        let id = shoal_node::chain::post_job(&stack.rpc_url, stack.deployment.job_market, creator, &spec, &spec_cid).await?;
+        let v = wait_job(&api, id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+        let cid = v["resultCid"].as_str().context("result cid")?.to_owned();
+        wait_job(&api, id, Duration::from_secs(20), "published", |v| v["execution"]["step"] == "published").await?;
+        let stdout = check_results_from(&api, id, &cid).await?;
+        ensure!(stdout.contains("words 5"), "stdout {stdout:?}");
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    server.abort();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_answers_errors_metrics_openapi_and_rate_limits() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = devstack::start(DevstackConfig {
+        nodes: 1,
+        base_dir: dir.path().to_path_buf(),
+        customize: Some(std::sync::Arc::new(|_, c: &mut shoal_node::NodeConfig| {
+            c.api.rate_limit_per_sec = 1;
+            c.api.rate_limit_burst = 30;
+            c.api.max_body_bytes = 1024;
+        })),
+        ..Default::default()
+    })
+    .await?;
+    let r = async {
+        let api = stack.nodes[0].api_url();
+        let http = reqwest::Client::new();
+        let health = get_json(&format!("{api}/healthz")).await?;
+        ensure!(health["ok"] == true, "{health}");
+        let doc = get_json(&format!("{api}/openapi.json")).await?;
+        for p in ["/api/v1/content", "/api/v1/jobs/{id}/results", "/api/v1/nodes", "/api/v1/deployment"] {
+            ensure!(doc["paths"][p].is_object(), "{p} missing from the OpenAPI document");
+        }
+        let dep = get_json(&format!("{api}/api/v1/deployment")).await?;
+        ensure!(dep["jobMarket"].as_str().is_some_and(|a| a.eq_ignore_ascii_case(&stack.deployment.job_market.to_string())));
+        let nodes = get_json(&format!("{api}/api/v1/nodes")).await?;
+        ensure!(nodes.as_array().is_some_and(|n| n.len() == 1 && n[0]["apiUrl"] == api.as_str()), "{nodes}");
+        let resp = http.get(format!("{api}/api/v1/jobs/99")).send().await?;
+        ensure!(resp.status() == 404);
+        let err: Value = resp.json().await?;
+        ensure!(err["error"].is_string() && err["hint"].is_string(), "{err}");
+        let resp = http.get(format!("{api}/api/v1/jobs?state=Bogus")).send().await?;
+        ensure!(resp.status() == 400, "bad state filter accepted");
+        let resp = http.post(format!("{api}/api/v1/content")).body(vec![0u8; 4096]).send().await?;
+        ensure!(resp.status() == 413, "oversized body: {}", resp.status());
+        let cid = upload(&api, b"hello".to_vec()).await?;
+        let bytes = http.get(format!("{api}/api/v1/content/{cid}")).send().await?.bytes().await?;
+        ensure!(&bytes[..] == b"hello");
+        let car = http.get(format!("{api}/api/v1/content/{cid}?format=car")).send().await?.bytes().await?;
+        let other = devstack::start(DevstackConfig { nodes: 1, base_dir: dir.path().join("other"), ..Default::default() }).await?;
+        let resp = http
+            .post(format!("{}/api/v1/content", other.nodes[0].api_url()))
+            .header("content-type", shoal_node::api::CAR_MIME)
+            .body(car.to_vec())
+            .send()
+            .await?;
+        let v: Value = resp.json().await?;
+        other.shutdown().await;
+        ensure!(v["cid"] == cid.as_str(), "CAR import: {v}");
+        let metrics = http.get(format!("{api}/metrics")).send().await?.text().await?;
+        ensure!(metrics.contains("shoal_http_requests_total"), "{metrics}");
+        let mut limited = false;
+        for _ in 0..60 {
+            if http.get(format!("{api}/healthz")).send().await?.status() == 429 {
+                limited = true;
+                break;
+            }
+        }
+        ensure!(limited, "no request was rate limited");
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}

@@ -199,3 +199,44 @@ async fn spawned_follower_persists_on_ack() {
     let ended = tokio::time::timeout(Duration::from_secs(10), task).await;
     assert!(matches!(ended, Ok(Ok(Ok(())))), "the follower stops when the receiver is dropped");
 }
+
+/// With a confirmation depth, the newest blocks wait; a reorg deeper than the remembered hashes
+/// is an error that says what to do, not a silent skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmations_and_deep_reorg_devchain() {
+    let endpoint = common::start_devchain().await;
+    let (client, _) = common::deployed(&endpoint.url()).await;
+    let op = client.with_signer(dev_keys(2)[1].clone());
+    let cfg = FollowerConfig { confirmations: 2, remember: 1, ..config(1000) };
+    let mut f = ok("follower", EventFollower::new(&client, MemoryCursorStore::default(), cfg));
+    let snapshot = common::rpc(&client, "evm_snapshot", serde_json::json!([])).await;
+    ok("register", op.register(Bytes::from_static(b"p"), caps(), eth(1000)).await);
+    let registered_at = ok("head", client.block_number().await);
+    let mut seen = Vec::new();
+    while let Some(FollowerUpdate::Events(b)) = ok("poll", f.poll().await) {
+        assert!(b.to_block + 2 <= registered_at, "stays 2 blocks behind the head");
+        seen.extend(b.events.clone());
+        ok("ack", f.ack(&FollowerUpdate::Events(b)));
+    }
+    assert!(seen.iter().all(|e| !matches!(e.event, MarketEvent::OperatorRegistered(_))));
+    common::rpc(&client, "evm_mine", serde_json::json!([])).await;
+    common::rpc(&client, "evm_mine", serde_json::json!([])).await;
+    let mut late = Vec::new();
+    while let Some(FollowerUpdate::Events(b)) = ok("poll", f.poll().await) {
+        late.extend(b.events.clone());
+        ok("ack", f.ack(&FollowerUpdate::Events(b)));
+    }
+    assert!(late.iter().any(|e| matches!(e.event, MarketEvent::OperatorRegistered(_))), "delivered once confirmed");
+
+    // Replace everything since before the registration; only one block hash is remembered.
+    common::rpc(&client, "evm_revert", serde_json::json!([snapshot])).await;
+    for _ in 0..5 {
+        common::rpc(&client, "evm_mine", serde_json::json!([])).await;
+    }
+    match f.poll().await {
+        Err(e @ shoal_chain::Error::DeepReorg { .. }) => {
+            assert!(e.to_string().contains("raise the confirmation depth"), "{e}")
+        }
+        other => panic!("expected DeepReorg, got {other:?}"),
+    }
+}

@@ -125,15 +125,19 @@ impl Rpc {
         Ok(start.elapsed())
     }
 
-    async fn failed(&self, hashes: &[B256]) -> anyhow::Result<usize> {
+    /// Number of failed receipts, and each receipt's `gasUsed`.
+    async fn failed(&self, hashes: &[B256]) -> anyhow::Result<(usize, Vec<u64>)> {
         let mut failed = 0;
+        let mut gas = Vec::with_capacity(hashes.len());
         for h in hashes {
             let r = self.call("eth_getTransactionReceipt", json!([h])).await?;
             if r["status"] != "0x1" {
                 failed += 1;
             }
+            let g = r["gasUsed"].as_str().unwrap_or("0x0").trim_start_matches("0x");
+            gas.push(u64::from_str_radix(g, 16)?);
         }
-        Ok(failed)
+        Ok((failed, gas))
     }
 }
 
@@ -160,6 +164,8 @@ fn tx(nonce: u64, to: Address, gas: u64, input: Bytes, value: U256) -> TxEip1559
 struct Figures {
     transfers_tps: f64,
     bids_tps: f64,
+    /// `gasUsed` of every bid receipt, in order (must match between nodes).
+    bid_gas: Vec<u64>,
 }
 
 async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
@@ -187,7 +193,7 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
     let t = rpc.blast(&transfers, &last, o.concurrency).await?;
     let transfers_tps = o.txs as f64 / t.as_secs_f64();
     let hashes: Vec<B256> = transfers.iter().map(|t| t.0).collect();
-    let failed = rpc.failed(&hashes).await?;
+    let (failed, _) = rpc.failed(&hashes).await?;
     if failed > 0 {
         bail!("{failed} transfers failed");
     }
@@ -203,7 +209,9 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
         .get_receipt()
         .await?;
     let operators: Vec<PrivateKeySigner> =
-        (0..OPERATORS).map(|_| PrivateKeySigner::random()).collect();
+        (0..OPERATORS)
+            .map(|i| PrivateKeySigner::from_bytes(&keccak256(format!("shoal-bench-operator-{i}"))))
+            .collect::<Result<_, _>>()?;
     for (i, op) in operators.iter().enumerate() {
         rpc.call(
             "anvil_setBalance",
@@ -289,14 +297,11 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
     let bids_tps = bids.len() as f64 / t.as_secs_f64();
     let hashes: Vec<B256> = bids.iter().map(|t| t.0).collect();
     // Every bid is mined by now (each operator's last one is).
-    let failed = rpc.failed(&hashes).await?;
+    let (failed, bid_gas) = rpc.failed(&hashes).await?;
     if failed > 0 {
         bail!("{failed} of {} bids failed", bids.len());
     }
-    Ok(Figures {
-        transfers_tps,
-        bids_tps,
-    })
+    Ok(Figures { transfers_tps, bids_tps, bid_gas })
 }
 
 fn start_anvil(port: u16) -> anyhow::Result<Child> {
@@ -381,6 +386,20 @@ fn main() -> anyhow::Result<()> {
             "| shoal devchain | {:.0} | {:.0} |",
             d.transfers_tps, d.bids_tps
         );
+        // Arrival order within a job varies with concurrency; compare as multisets.
+        let (mut ag, mut dg) = (a.bid_gas.clone(), d.bid_gas.clone());
+        ag.sort_unstable();
+        dg.sort_unstable();
+        let same = ag == dg;
+        println!(
+            "bid receipts' gasUsed identical on both nodes: {} (total {} vs {})",
+            if same { "yes" } else { "NO" },
+            a.bid_gas.iter().sum::<u64>(),
+            d.bid_gas.iter().sum::<u64>()
+        );
+        if !same {
+            bail!("the devchain and anvil disagree on gas used");
+        }
         Ok(())
     })
 }

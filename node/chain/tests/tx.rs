@@ -235,3 +235,33 @@ async fn websocket_and_wrong_chain_anvil() {
     }
     assert!(matches!(ChainClient::connect("http://127.0.0.1:1", None).await, Err(Error::Connect { .. })));
 }
+
+/// A transaction that is never mined ends in `Error::Timeout` after the configured bumps.
+async fn stuck_times_out(endpoint: &Endpoint) {
+    let config = TxConfig {
+        bump_after: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(50),
+        max_bumps: 2,
+        ..Default::default()
+    };
+    let client =
+        ok("connect", ChainClient::builder(endpoint.url()).signer(dev_keys(6)[5].clone()).tx_config(config).connect().await);
+    common::rpc(&client, "evm_setAutomine", serde_json::json!([false])).await;
+    let r = client.transfer(Address::repeat_byte(0x44), U256::from(1)).await;
+    common::rpc(&client, "evm_setAutomine", serde_json::json!([true])).await;
+    match r {
+        Err(e @ Error::Timeout { bumps: 2, .. }) => assert!(e.to_string().contains("not mined"), "{e}"),
+        other => panic!("{}: expected a timeout, got {other:?}", endpoint.name()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_times_out_anvil() {
+    let Some(e) = common::start_anvil() else { return };
+    stuck_times_out(&e).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_times_out_devchain() {
+    stuck_times_out(&common::start_devchain().await).await;
+}

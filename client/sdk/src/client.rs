@@ -331,7 +331,16 @@ impl Client {
             });
         }
         let verified = job.resultHash;
-        let car = self.api.job_results_car(id).await?;
+        // The chain is the authority; the node may index the verification a moment later.
+        let started = Instant::now();
+        let car = loop {
+            match self.api.job_results_car(id).await {
+                Err(Error::Api { status: 409 | 404, .. }) if started.elapsed() < Duration::from_secs(60) => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                other => break other?,
+            }
+        };
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<Cid> {
             let tmp = tempdir()?;

@@ -163,3 +163,33 @@ async fn shoal_fetches_from_helia() {
     got.remove("");
     assert_eq!(got, want);
 }
+
+/// An `ipfs://` job input the node does not hold comes from a peer over
+/// Bitswap; one nobody holds fails after the bounded wait, naming the CID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipfs_input_is_fetched_from_a_peer() {
+    use shoal_store::{Providers, providers::IpfsProvider};
+    use shoal_types::{InputSource, InputSpec};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample(&src);
+    let (a_store, a) = shoal_node(&tmp.path().join("a")).await;
+    let root = a_store.add_path(&src, Profile::default()).unwrap().cid;
+    let b_store = Arc::new(Blockstore::open(tmp.path().join("b")).unwrap());
+    let b = start(b_store.clone(), Config { block_timeout: Duration::from_secs(3), ..Config::default() }).await.unwrap();
+    b.dial(a.listen_addrs().await.unwrap().remove(0)).await.unwrap();
+
+    let mut providers = Providers::new();
+    providers.register(Box::new(IpfsProvider { store: b_store.clone(), fetcher: Some(Arc::new(b.clone())), timeout: Duration::from_secs(3) }));
+    let work = tmp.path().join("work");
+    let spec = |s: String, p: &str| InputSpec { source: s.parse::<InputSource>().unwrap(), path: p.into(), checksum: None };
+    let got = providers.mount(&spec(format!("ipfs://{root}/sub/big.bin"), "/inputs/big.bin"), &work).await.unwrap();
+    assert_eq!(fs::read(got).unwrap(), fs::read(src.join("sub/big.bin")).unwrap());
+
+    let missing = shoal_store::hash_reader(&b"held by nobody"[..], Profile::default()).unwrap();
+    let t = std::time::Instant::now();
+    let err = providers.mount(&spec(format!("ipfs://{missing}"), "/inputs/none"), &work).await.unwrap_err();
+    assert!(err.to_string().contains(&missing.to_string()), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(15));
+}

@@ -31,30 +31,38 @@ pub trait BlockFetcher: Send + Sync {
     async fn fetch_block(&self, cid: &Cid) -> Result<Vec<u8>>;
 }
 
+/// Blocks requested from peers at once by [`fetch_dag`].
+const FETCH_CONCURRENCY: usize = 32;
+
 /// Makes sure every block of the DAG under `root` is in `store`, fetching
-/// missing ones through `fetcher`, each within `timeout`. Blocks are
-/// verified before they are stored.
+/// missing ones through `fetcher` (up to 32 at once), each within
+/// `timeout`. Blocks are verified before they are stored. Returns how many
+/// blocks came from peers.
 pub async fn fetch_dag(store: &Arc<Blockstore>, fetcher: &dyn BlockFetcher, root: &Cid, timeout: Duration) -> Result<u64> {
-    let mut stack = vec![*root];
-    let mut fetched = 0;
+    let mut frontier = vec![*root];
     let mut seen = std::collections::HashSet::new();
-    while let Some(cid) = stack.pop() {
-        if !seen.insert(cid) {
-            continue;
-        }
-        let data = match store.get(&cid) {
-            Ok(d) => d,
-            Err(Error::NotFound { .. } | Error::Corrupt { .. }) => {
-                let data = tokio::time::timeout(timeout, fetcher.fetch_block(&cid))
-                    .await
-                    .map_err(|_| Error::FetchTimeout { cid: Box::new(cid), secs: timeout.as_secs() })??;
-                store.put(&cid, &data)?;
-                fetched += 1;
-                data
+    let mut fetched = 0;
+    while !frontier.is_empty() {
+        let batch: Vec<Cid> = frontier.drain(..frontier.len().min(FETCH_CONCURRENCY)).filter(|c| seen.insert(*c)).collect();
+        let results = futures::future::join_all(batch.into_iter().map(|cid| async move {
+            match store.get(&cid) {
+                Ok(d) => Ok((cid, d, false)),
+                Err(Error::NotFound { .. } | Error::Corrupt { .. }) => {
+                    let data = tokio::time::timeout(timeout, fetcher.fetch_block(&cid))
+                        .await
+                        .map_err(|_| Error::FetchTimeout { cid: Box::new(cid), secs: timeout.as_secs() })??;
+                    store.put(&cid, &data)?;
+                    Ok((cid, data, true))
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => return Err(e),
-        };
-        stack.extend(links_of(&cid, &data)?);
+        }))
+        .await;
+        for r in results {
+            let (cid, data, from_peer) = r?;
+            fetched += u64::from(from_peer);
+            frontier.extend(links_of(&cid, &data)?);
+        }
     }
     Ok(fetched)
 }

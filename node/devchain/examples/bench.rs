@@ -134,7 +134,10 @@ impl Rpc {
             if r["status"] != "0x1" {
                 failed += 1;
             }
-            let g = r["gasUsed"].as_str().unwrap_or("0x0").trim_start_matches("0x");
+            let g = r["gasUsed"]
+                .as_str()
+                .unwrap_or("0x0")
+                .trim_start_matches("0x");
             gas.push(u64::from_str_radix(g, 16)?);
         }
         Ok((failed, gas))
@@ -208,10 +211,9 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
         .await?
         .get_receipt()
         .await?;
-    let operators: Vec<PrivateKeySigner> =
-        (0..OPERATORS)
-            .map(|i| PrivateKeySigner::from_bytes(&keccak256(format!("shoal-bench-operator-{i}"))))
-            .collect::<Result<_, _>>()?;
+    let operators: Vec<PrivateKeySigner> = (0..OPERATORS)
+        .map(|i| PrivateKeySigner::from_bytes(&keccak256(format!("shoal-bench-operator-{i}"))))
+        .collect::<Result<_, _>>()?;
     for (i, op) in operators.iter().enumerate() {
         rpc.call(
             "anvil_setBalance",
@@ -301,7 +303,11 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
     if failed > 0 {
         bail!("{failed} of {} bids failed", bids.len());
     }
-    Ok(Figures { transfers_tps, bids_tps, bid_gas })
+    Ok(Figures {
+        transfers_tps,
+        bids_tps,
+        bid_gas,
+    })
 }
 
 fn start_anvil(port: u16) -> anyhow::Result<Child> {

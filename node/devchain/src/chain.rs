@@ -294,6 +294,42 @@ fn tx_env(tx: &TxEnvelope, sender: Address) -> TxEnv {
     }
 }
 
+/// Decodes a raw signed transaction and recovers its sender; needs no chain lock.
+pub fn decode_raw(raw: &[u8]) -> Result<(TxEnvelope, Address), RpcError> {
+    if raw.len() > MAX_TX_SIZE {
+        return Err(RpcError::server(format!(
+            "oversized data: transaction is {} bytes, the limit is {MAX_TX_SIZE}",
+            raw.len()
+        )));
+    }
+    let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| {
+        RpcError::invalid_params(format!("could not decode the signed transaction: {e}"))
+    })?;
+    let sender = recover_sender(&tx)?;
+    Ok((tx, sender))
+}
+
+/// Recovers a transaction's sender (libsecp256k1, low-s only as since Homestead).
+pub fn recover_sender(tx: &TxEnvelope) -> Result<Address, RpcError> {
+    let sig = tx.signature();
+    if sig.normalize_s().is_some() {
+        return Err(RpcError::server(
+            "invalid signature: s is in the upper half of the curve order",
+        ));
+    }
+    let mut compact = [0u8; 64];
+    compact[..32].copy_from_slice(&sig.r().to_be_bytes::<32>());
+    compact[32..].copy_from_slice(&sig.s().to_be_bytes::<32>());
+    let hash = tx.signature_hash();
+    revm::precompile::secp256k1::bitcoin_secp256k1::ecrecover(
+        &compact.into(),
+        u8::from(sig.v()),
+        &hash,
+    )
+    .map(|word| Address::from_word(word))
+    .map_err(|e| RpcError::server(format!("invalid signature: {e}")))
+}
+
 impl Chain {
     /// Creates a chain at its genesis block.
     pub fn genesis(
@@ -634,22 +670,8 @@ impl Chain {
     // ---- transactions and mining ----
 
     /// Validates a raw transaction and adds it to the pool, mining it at once in automine mode.
-    pub fn submit_raw(&mut self, raw: &[u8]) -> Submitted {
-        if raw.len() > MAX_TX_SIZE {
-            return Err(RpcError::server(format!(
-                "oversized data: transaction is {} bytes, the limit is {MAX_TX_SIZE}",
-                raw.len()
-            )));
-        }
-        let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| {
-            RpcError::invalid_params(format!("could not decode the signed transaction: {e}"))
-        })?;
-        self.submit(tx)
-    }
-
-    /// Adds a decoded signed transaction.
-    pub fn submit(&mut self, tx: TxEnvelope) -> Submitted {
-        use alloy::consensus::transaction::SignerRecoverable;
+    /// Adds a signed transaction whose sender was recovered with [`recover_sender`].
+    pub fn submit_recovered(&mut self, tx: TxEnvelope, sender: Address) -> Submitted {
         if tx.ty() == TxType::Eip4844 as u8 {
             return Err(RpcError::server(
                 "blob (EIP-4844) transactions are not supported by the devchain",
@@ -663,9 +685,6 @@ impl Chain {
                 self.params.chain_id
             )));
         }
-        let sender = tx
-            .recover_signer()
-            .map_err(|e| RpcError::server(format!("invalid signature: {e}")))?;
         let hash = *tx.tx_hash();
         if self.tx_index.contains_key(&hash) || self.pool.get_by_hash(&hash).is_some() {
             return Err(RpcError::server("already known"));
@@ -959,12 +978,8 @@ impl Chain {
                 }
                 let mut pending = Vec::with_capacity(txs.len());
                 for raw in &txs {
-                    use alloy::consensus::transaction::SignerRecoverable;
-                    let tx = TxEnvelope::decode_2718(&mut &raw[..])
-                        .map_err(|e| format!("block {number}: {e}"))?;
-                    let sender = tx
-                        .recover_signer()
-                        .map_err(|e| format!("block {number}: {e}"))?;
+                    let (tx, sender) =
+                        decode_raw(raw).map_err(|e| format!("block {number}: {}", e.message))?;
                     pending.push(PendingTx {
                         hash: *tx.tx_hash(),
                         tx,
@@ -1371,5 +1386,39 @@ pub fn rpc_log(
         transaction_index: Some(tx_index as u64),
         log_index: Some(t.first_log_index + i as u64),
         removed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::consensus::{SignableTransaction, TxEip1559};
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+
+    #[test]
+    fn recovers_senders_and_refuses_high_s() -> anyhow::Result<()> {
+        for _ in 0..20 {
+            let signer = PrivateKeySigner::random();
+            let tx = TxEip1559 {
+                chain_id: 31337,
+                gas_limit: 21_000,
+                ..Default::default()
+            };
+            let sig = signer.sign_hash_sync(&tx.signature_hash())?;
+            let env = TxEnvelope::from(tx.clone().into_signed(sig));
+            assert_eq!(recover_sender(&env)?, signer.address());
+            let (decoded, sender) = decode_raw(&env.encoded_2718())?;
+            assert_eq!((decoded, sender), (env, signer.address()));
+            // The same signature with s mirrored (n - s) is valid ECDSA but not for Ethereum.
+            let n = U256::from_str_radix(
+                "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
+                16,
+            )?;
+            let high = alloy::primitives::Signature::new(sig.r(), n - sig.s(), !sig.v());
+            let env = TxEnvelope::from(tx.into_signed(high));
+            assert!(recover_sender(&env).is_err());
+        }
+        Ok(())
     }
 }

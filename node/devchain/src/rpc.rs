@@ -335,7 +335,9 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         }
         "eth_sendRawTransaction" => {
             let (raw,): (Bytes,) = params(p, 1)?;
-            to_value(dc.chain().submit_raw(&raw)?)
+            // Decoding and signature recovery run outside the chain lock.
+            let (tx, sender) = crate::chain::decode_raw(&raw)?;
+            to_value(dc.chain().submit_recovered(tx, sender)?)
         }
         "eth_sendTransaction" => {
             let (req,): (TransactionRequest,) = params(p, 1)?;
@@ -539,5 +541,5 @@ fn send_transaction(dc: &DevChain, mut req: TransactionRequest) -> Result<B256, 
     if envelope.nonce() < chain.account(&from).nonce {
         return Err(RpcError::server("nonce too low"));
     }
-    chain.submit(envelope)
+    chain.submit_recovered(envelope, from)
 }

@@ -136,8 +136,7 @@ impl EventFollower {
             return Ok(None);
         }
         let to = safe.min(from.saturating_add(self.config.max_range.max(1) - 1));
-        let from_hash = self.block_hash(from).await?;
-        let parent = self.block_parent(from).await?;
+        let (from_hash, parent) = self.header(from).await?.ok_or(Error::MissingBlock(from))?;
         if let Some((n, h)) = self.cursor.recent.last()
             && *n + 1 == from
             && *h != parent
@@ -197,26 +196,22 @@ impl EventFollower {
         Err(Error::DeepReorg { oldest_known: oldest, remembered: self.cursor.recent.len() })
     }
 
-    async fn try_block_hash(&self, n: u64) -> Result<Option<B256>> {
+    /// `(hash, parent hash)` of block `n`, if the endpoint has it.
+    async fn header(&self, n: u64) -> Result<Option<(B256, B256)>> {
         let block = self
             .provider
             .get_block_by_number(BlockNumberOrTag::Number(n))
             .await
             .map_err(Error::rpc("eth_getBlockByNumber"))?;
-        Ok(block.map(|b| b.header.hash))
+        Ok(block.map(|b| (b.header.hash, b.header.parent_hash)))
+    }
+
+    async fn try_block_hash(&self, n: u64) -> Result<Option<B256>> {
+        Ok(self.header(n).await?.map(|(hash, _)| hash))
     }
 
     async fn block_hash(&self, n: u64) -> Result<B256> {
         self.try_block_hash(n).await?.ok_or(Error::MissingBlock(n))
-    }
-
-    async fn block_parent(&self, n: u64) -> Result<B256> {
-        let block = self
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Number(n))
-            .await
-            .map_err(Error::rpc("eth_getBlockByNumber"))?;
-        block.map(|b| b.header.parent_hash).ok_or(Error::MissingBlock(n))
     }
 
     /// Runs the follower in a task that sends each update through a bounded channel and waits

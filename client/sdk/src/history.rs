@@ -29,7 +29,9 @@ fn eth<T>(v: T) -> String
 where
     U256: alloy::primitives::ruint::UintTryFrom<T>,
 {
-    format!("{} ETH", format_ether(U256::from(v)))
+    let s = format_ether(U256::from(v));
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s };
+    format!("{s} ETH")
 }
 
 fn a(x: &Address) -> String {

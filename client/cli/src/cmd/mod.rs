@@ -179,5 +179,7 @@ pub fn parse_amount(s: &str) -> anyhow::Result<alloy::primitives::U256> {
 
 /// Formats wei as ETH.
 pub fn eth(v: alloy::primitives::U256) -> String {
-    format!("{} ETH", alloy::primitives::utils::format_ether(v))
+    let s = alloy::primitives::utils::format_ether(v);
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s };
+    format!("{s} ETH")
 }

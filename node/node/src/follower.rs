@@ -81,9 +81,11 @@ pub async fn poll_once(chain: &Chain, db: &StateStore, confirmations: u64) -> Re
         apply(&mut jobs, id, &decoded.data, log);
         events.push((id, record));
     }
-    // The contract's view is authoritative for the state and the phase deadline.
+    // The contract's view at the last block read is authoritative for the
+    // state and the phase deadline (at a later block it could run ahead of the events).
     for (id, job) in jobs.iter_mut() {
-        if let Ok(onchain) = chain.market.getJob(U256::from(id.0)).call().await {
+        let at = alloy::eips::BlockId::number(to);
+        if let Ok(onchain) = chain.market.getJob(U256::from(id.0)).call().block(at).await {
             if let Some(st) = JobState::from_index(onchain.state) {
                 job.state = st;
             }

@@ -609,7 +609,10 @@ async fn reveal(inner: Arc<NodeInner>, exec: Execution) -> Result<()> {
 
 /// Pins the verified results in the store (making them public) when they are ours.
 async fn publish(inner: Arc<NodeInner>, job: JobRecord, exec: Execution, ours: B256) -> Result<()> {
-    let step = if job.result_hash == Some(ours) {
+    let Some(verified) = job.result_hash else {
+        return Err(Error::Chain(format!("job {} is verified but its JobVerified event is not read yet", job.id)));
+    };
+    let step = if verified == ours {
         let dir = exec.results_dir.clone().map(PathBuf::from).ok_or_else(|| Error::Content {
             cid: job.result_cid.clone().unwrap_or_default(),
             reason: "this node has no results folder for the job".into(),

@@ -118,10 +118,53 @@ fn wasm_jobs_end_to_end() {
     let human = String::from_utf8_lossy(&ok(stack.shoal().args(["deal", "show", &first.to_string()])).stdout).into_owned();
     assert!(human.contains("verified: result hash") && human.contains("paid"), "{human}");
 
-    // 4. A job no node bids on (Docker is not offered on this devstack) expires, and the
+    // 4. The same program from a spec file, with an inline input; its logs on the node.
+    let spec = json(&ok(stack.shoal().args(["job", "describe", &first.to_string(), "--json"])));
+    let module = spec["spec"]["engine"]["wasm"]["module"].as_str().expect("module source").to_owned();
+    let spec_file = dir.path().join("wc.yaml");
+    std::fs::write(
+        &spec_file,
+        format!(
+            "name: wordcount\nengine:\n  wasm:\n    module: {module}\n    args: [/inputs]\n\
+             inputs:\n  - source: \"inline:six seven eight\"\n    path: /inputs/inline.txt\n\
+             deal:\n  concurrency: 2\n  confidence: 2\n  windows: {{bid: 10s, exec: 60s, reveal: 20s}}\n"
+        ),
+    )
+    .expect("write spec");
+    ok(stack.shoal().args(["job", "validate"]).arg(&spec_file));
+    let r = json(&ok(stack.shoal().args(["job", "run", "--json"]).arg(&spec_file)));
+    assert_eq!(r["state"], "Verified", "{r}");
+    assert!(r["stdout"].as_str().is_some_and(|s| s.starts_with("inline.txt 3\n")), "{r}");
+    let spec_job = r["jobId"].as_u64().expect("job id").to_string();
+    let start = Instant::now();
+    let logs = loop {
+        let out = stack.shoal().args(["job", "logs", &spec_job, "--json"]).output().expect("run shoal");
+        if out.status.success() {
+            break json(&out);
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(logs["stdout"].as_str().is_some_and(|s| s.starts_with("inline.txt 3\n")), "{logs}");
+
+    // 5. A job no node bids on (Docker is not offered on this devstack) expires, and the
     // error says why the nodes declined.
     let err = fails(stack.shoal().args([
         "docker", "run", "shoal-test/busybox:latest", "--concurrency", "1", "--bid-window", "3s", "--wait-timeout", "2m", "--", "true",
     ]));
     assert!(err.contains("Expired") && err.contains("declined"), "{err}");
+
+    // 6. `job cancel`: refused while bids are open, then expires the job and claims the refund.
+    let out = ok(stack.shoal().args([
+        "docker", "run", "shoal-test/busybox:latest", "--concurrency", "1", "--bid-window", "4s", "--no-wait", "--id-only", "--", "true",
+    ]));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let err = fails(stack.shoal().args(["job", "cancel", &id]));
+    assert!(err.contains("still taking bids") && err.contains("no cancel"), "{err}");
+    std::thread::sleep(Duration::from_secs(5));
+    let c = json(&ok(stack.shoal().args(["job", "cancel", &id, "--json"])));
+    assert_eq!(c["state"], "Expired", "{c}");
+    let h = json(&ok(stack.shoal().args(["deal", "show", &id, "--json"])));
+    let names: Vec<&str> = h["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(names.contains(&"JobExpired") && names.contains(&"Refunded"), "{names:?}");
 }

@@ -321,6 +321,31 @@ impl NodeApi {
         self.get_json(&format!("/api/v1/jobs/{id}/logs")).await
     }
 
+    /// A job's logs from this node, or else from a node that ran it (found through the job's
+    /// deals and `GET /api/v1/nodes`).
+    pub async fn job_logs_any(&self, id: u64) -> Result<(String, Logs)> {
+        let first = match self.job_logs(id).await {
+            Ok(l) => return Ok((self.base.clone(), l)),
+            Err(e) => e,
+        };
+        let job = self.job(id).await?;
+        let nodes = self.nodes().await.unwrap_or_default();
+        for deal in &job.deals {
+            let url = nodes
+                .iter()
+                .find(|n| n.operator.eq_ignore_ascii_case(&deal.operator))
+                .and_then(|n| n.api_url.clone());
+            let Some(url) = url else { continue };
+            if url.trim_end_matches('/') == self.base {
+                continue;
+            }
+            if let Ok(l) = NodeApi::new(&url)?.job_logs(id).await {
+                return Ok((url, l));
+            }
+        }
+        Err(first)
+    }
+
     /// `GET /api/v1/jobs/{id}/results`: the verified results folder as a CAR.
     pub async fn job_results_car(&self, id: u64) -> Result<bytes::Bytes> {
         let resp = self.send(self.http.get(format!("{}/api/v1/jobs/{id}/results", self.base))).await?;

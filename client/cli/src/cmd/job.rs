@@ -299,10 +299,11 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         }
         Command::Logs { id } => {
             let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
-            let logs = api.job_logs(job_u64(id)?).await?;
+            let (from, logs) = api.job_logs_any(job_u64(id)?).await?;
             if ctx.json() {
-                return print_json(&logs);
+                return print_json(&json!({ "node": from, "stdout": logs.stdout, "stderr": logs.stderr, "exitCode": logs.exit_code }));
             }
+            eprintln!("logs from the node at {from}");
             print!("{}", logs.stdout);
             eprint!("{}", logs.stderr);
             if let Some(c) = logs.exit_code {
@@ -334,7 +335,11 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     let client = ctx.client(true).await?;
     let n = job_u64(id)?;
     let job = client.job(n).await?;
-    let now = client.chain().block_timestamp().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A chain that mines only on demand has a stale latest block; the next block is stamped
+    // with the current time.
+    let chain_now = client.chain().block_timestamp().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = chain_now.max(wall);
     use shoal_chain::JobState as S;
     let mut actions = Vec::new();
     match job.state {

@@ -1,13 +1,15 @@
 //! Transactions per second, devchain vs anvil, with the same client code in one run.
 //!
 //! ```text
-//! cargo run --release -p shoal-devchain --example bench -- [--txs N] [--bids N] [--concurrency C]
+//! cargo run --release -p shoal-devchain --example bench -- [--txs N] [--bids N] [--senders S]
 //! ```
 //!
-//! For each node: pre-sign N plain transfers (and N `JobMarket.bid` calls from
-//! 16 staked operators on jobs posted beforehand), send them as raw
-//! transactions over HTTP JSON-RPC with C requests in flight, and stop the
-//! clock when every receipt is in. Anvil is `node_modules/.bin/anvil` (the
+//! For each node: pre-sign N plain transfers from S funded senders (default
+//! 16) and N `JobMarket.bid` calls from 16 staked operators on jobs posted
+//! beforehand; each sender sends its own transactions one after another over
+//! HTTP JSON-RPC (`eth_sendRawTransaction`), all senders at once; the clock
+//! stops when every sender's last receipt is in. Bid receipts' `gasUsed` must
+//! be the same on both nodes. Anvil is `node_modules/.bin/anvil` (the
 //! repository's pinned Foundry); the devchain runs in this process on its own
 //! runtime, serving HTTP on loopback like anvil.
 
@@ -24,7 +26,6 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use anyhow::{Context as _, bail};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use shoal_devchain::DevChain;
 
@@ -64,8 +65,8 @@ fn opts() -> anyhow::Result<Opts> {
         match a.as_str() {
             "--txs" => o.txs = v,
             "--bids" => o.bids = v,
-            "--concurrency" => o.concurrency = v.max(1),
-            other => bail!("unknown option {other}; use --txs N --bids N --concurrency C"),
+            "--senders" => o.concurrency = v.max(1),
+            other => bail!("unknown option {other}; use --txs N --bids N --senders S"),
         }
     }
     Ok(o)
@@ -93,23 +94,21 @@ impl Rpc {
         Ok(v["result"].clone())
     }
 
-    /// Sends raw transactions with `c` in flight; returns when every receipt exists.
-    async fn blast(
-        &self,
-        raws: &[(B256, Bytes)],
-        wait_for: &[B256],
-        c: usize,
-    ) -> anyhow::Result<Duration> {
+    /// Sends each lane's raw transactions in order, all lanes at once (one
+    /// lane per sender, so no nonce ever arrives early); returns when every
+    /// lane's last receipt exists.
+    async fn blast(&self, lanes: &[Vec<(B256, Bytes)>]) -> anyhow::Result<Duration> {
         let start = Instant::now();
-        let results: Vec<anyhow::Result<Value>> = futures::stream::iter(raws.iter())
-            .map(|(_, raw)| self.call("eth_sendRawTransaction", json!([raw])))
-            .buffer_unordered(c)
-            .collect()
-            .await;
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            bail!("a transaction was refused: {e}");
+        let sends = lanes.iter().map(|lane| async move {
+            for (_, raw) in lane {
+                self.call("eth_sendRawTransaction", json!([raw])).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+        for r in futures::future::join_all(sends).await {
+            r.context("a transaction was refused")?;
         }
-        for h in wait_for {
+        for h in lanes.iter().filter_map(|l| l.last().map(|t| t.0)) {
             let deadline = Instant::now() + Duration::from_secs(120);
             while self
                 .call("eth_getTransactionReceipt", json!([h]))
@@ -150,6 +149,17 @@ fn sign(signer: &PrivateKeySigner, tx: TxEip1559) -> anyhow::Result<(B256, Bytes
     Ok((*env.tx_hash(), env.encoded_2718().into()))
 }
 
+/// Deterministic benchmark keys, so both nodes see the same accounts.
+fn keys(label: &str, n: usize) -> anyhow::Result<Vec<PrivateKeySigner>> {
+    (0..n)
+        .map(|i| {
+            Ok(PrivateKeySigner::from_bytes(&keccak256(format!(
+                "{label}-{i}"
+            )))?)
+        })
+        .collect()
+}
+
 fn tx(nonce: u64, to: Address, gas: u64, input: Bytes, value: U256) -> TxEip1559 {
     TxEip1559 {
         chain_id: 31337,
@@ -181,21 +191,26 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
         .wallet(owner.clone())
         .connect_http(url.parse()?);
 
-    // Plain transfers from dev account 0.
-    let base = provider.get_transaction_count(owner.address()).await?;
+    // Plain transfers from S funded senders, one lane each.
+    let senders = keys("shoal-bench-sender", o.concurrency)?;
+    for k in &senders {
+        rpc.call(
+            "anvil_setBalance",
+            json!([k.address(), U256::from(1000 * ETH)]),
+        )
+        .await?;
+    }
     let sink = Address::repeat_byte(0x42);
-    let transfers: Vec<_> = (0..o.txs as u64)
-        .map(|i| {
-            sign(
-                &owner,
-                tx(base + i, sink, 21_000, Bytes::new(), U256::from(1)),
-            )
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let last = transfers.last().map(|t| vec![t.0]).unwrap_or_default();
-    let t = rpc.blast(&transfers, &last, o.concurrency).await?;
+    let mut lanes: Vec<Vec<(B256, Bytes)>> = vec![Vec::new(); senders.len()];
+    for i in 0..o.txs {
+        let lane = i % senders.len();
+        let nonce = lanes[lane].len() as u64;
+        let t = tx(nonce, sink, 21_000, Bytes::new(), U256::from(1));
+        lanes[lane].push(sign(&senders[lane], t)?);
+    }
+    let t = rpc.blast(&lanes).await?;
     let transfers_tps = o.txs as f64 / t.as_secs_f64();
-    let hashes: Vec<B256> = transfers.iter().map(|t| t.0).collect();
+    let hashes: Vec<B256> = lanes.iter().flatten().map(|t| t.0).collect();
     let (failed, _) = rpc.failed(&hashes).await?;
     if failed > 0 {
         bail!("{failed} transfers failed");
@@ -211,9 +226,7 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
         .await?
         .get_receipt()
         .await?;
-    let operators: Vec<PrivateKeySigner> = (0..OPERATORS)
-        .map(|i| PrivateKeySigner::from_bytes(&keccak256(format!("shoal-bench-operator-{i}"))))
-        .collect::<Result<_, _>>()?;
+    let operators = keys("shoal-bench-operator", OPERATORS)?;
     for (i, op) in operators.iter().enumerate() {
         rpc.call(
             "anvil_setBalance",
@@ -267,41 +280,36 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
             bail!("postJob failed");
         }
     }
-    let mut bids = Vec::with_capacity(jobs * OPERATORS);
-    let mut last_per_op = vec![None; OPERATORS];
-    let mut nonces = Vec::new();
-    for op in &operators {
-        nonces.push(provider.get_transaction_count(op.address()).await?);
-    }
-    for j in 0..jobs {
-        let job_id = first_job + U256::from(j);
-        for (k, op) in operators.iter().enumerate() {
-            if bids.len() == o.bids {
+    // One lane per operator: its bids on job 1, 2, 3, ... in nonce order.
+    let mut lanes: Vec<Vec<(B256, Bytes)>> = vec![Vec::new(); OPERATORS];
+    let mut count = 0;
+    for (k, op) in operators.iter().enumerate() {
+        let mut nonce = provider.get_transaction_count(op.address()).await?;
+        for j in 0..jobs {
+            // Bids are dealt job-major, so job j gets operators 0..16 until o.bids is reached.
+            if j * OPERATORS + k >= o.bids {
                 break;
             }
-            let input: Bytes = JobMarket::bidCall {
-                jobId: job_id,
+            let call = JobMarket::bidCall {
+                jobId: first_job + U256::from(j),
                 price: U96::from(ETH / 200),
-            }
-            .abi_encode()
-            .into();
-            let signed = sign(
+            };
+            let input: Bytes = call.abi_encode().into();
+            lanes[k].push(sign(
                 op,
-                tx(nonces[k], *market.address(), 400_000, input, U256::ZERO),
-            )?;
-            nonces[k] += 1;
-            last_per_op[k] = Some(signed.0);
-            bids.push(signed);
+                tx(nonce, *market.address(), 400_000, input, U256::ZERO),
+            )?);
+            nonce += 1;
+            count += 1;
         }
     }
-    let last_per_op: Vec<B256> = last_per_op.into_iter().flatten().collect();
-    let t = rpc.blast(&bids, &last_per_op, o.concurrency).await?;
-    let bids_tps = bids.len() as f64 / t.as_secs_f64();
-    let hashes: Vec<B256> = bids.iter().map(|t| t.0).collect();
+    let t = rpc.blast(&lanes).await?;
+    let bids_tps = count as f64 / t.as_secs_f64();
+    let hashes: Vec<B256> = lanes.iter().flatten().map(|t| t.0).collect();
     // Every bid is mined by now (each operator's last one is).
     let (failed, bid_gas) = rpc.failed(&hashes).await?;
     if failed > 0 {
-        bail!("{failed} of {} bids failed", bids.len());
+        bail!("{failed} of {count} bids failed");
     }
     Ok(Figures {
         transfers_tps,
@@ -379,7 +387,7 @@ fn main() -> anyhow::Result<()> {
         let _ = anvil.wait();
         let (a, d) = result?;
         println!(
-            "transfers: {} txs, {} in flight | bids: {} txs from {OPERATORS} operators",
+            "transfers: {} txs from {} senders | bids: {} txs from {OPERATORS} operators",
             o.txs, o.concurrency, o.bids
         );
         println!("| node | transfer tx/s | bid tx/s |");

@@ -36,7 +36,7 @@ use crate::journal::{Journal, Record};
 /// Largest raw transaction accepted (as geth's pool does).
 pub const MAX_TX_SIZE: usize = 128 * 1024;
 /// How far ahead of the account nonce a queued transaction may be.
-pub const MAX_NONCE_GAP: u64 = 64;
+pub const MAX_NONCE_GAP: u64 = 1024;
 /// Most transactions waiting in the pool.
 pub const MAX_POOL: usize = 10_000;
 /// Most installed filters; the least recently polled one is dropped beyond it.

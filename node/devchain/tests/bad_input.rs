@@ -126,7 +126,7 @@ async fn transaction_errors() -> anyhow::Result<()> {
     let v = send_raw(&url, &sign_1559(&a[0], t)?).await?;
     assert!(error_of(&v).1.starts_with("nonce too low"), "{v}");
     // Nonce too high (beyond the queue window).
-    let v = send_raw(&url, &sign_1559(&a[0], transfer(1000, to))?).await?;
+    let v = send_raw(&url, &sign_1559(&a[0], transfer(5000, to))?).await?;
     assert!(error_of(&v).1.starts_with("nonce too high"), "{v}");
     // Fee below the base fee.
     let mut t = transfer(1, to);

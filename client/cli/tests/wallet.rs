@@ -56,6 +56,18 @@ fn keystores_round_trip_with_cast() {
     assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
     let err = fails(shoal().args(["wallet", "address"]));
     assert!(err.contains("no key is set"), "{err}");
+    // The raw key imported into a keystore gives the same account.
+    ok(shoal().args(["wallet", "import", "ci", "--keystore-dir"]).arg(&keys).env("SHOAL_PRIVATE_KEY", &key).env("SHOAL_PASSWORD", "pw-ci"));
+    let out = ok(shoal().args(["wallet", "address", "--account", "ci", "--keystore-dir"]).arg(&keys).env("SHOAL_PASSWORD", "pw-ci"));
+    assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
+    // The config file names the default account and keystore folder.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("account = \"ci\"\nkeystore_dir = \"{}\"\n", keys.display())).expect("write config");
+    let out = ok(shoal().args(["wallet", "address", "--client-config"]).arg(&config).env("SHOAL_PASSWORD", "pw-ci"));
+    assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
+    // … and the environment overrides it.
+    let err = fails(shoal().args(["wallet", "address", "--client-config"]).arg(&config).env("SHOAL_ACCOUNT", "nobody"));
+    assert!(err.contains("no keystore `nobody`"), "{err}");
 }
 
 #[test]

@@ -44,9 +44,10 @@ pub struct Global {
     /// Read the keystore password from this file instead of SHOAL_PASSWORD or a prompt.
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// Config file [env: SHOAL_CONFIG] [default: ~/.config/shoal/config.toml].
+    /// Client config file [env: SHOAL_CONFIG] [default: ~/.config/shoal/config.toml]
+    /// (`shoal serve --config` is the node's own config).
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub client_config: Option<PathBuf>,
     /// Print results as JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -61,7 +62,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(global: Global) -> anyhow::Result<Self> {
-        let path = global.config.clone().unwrap_or_else(Config::default_path);
+        let path = global.client_config.clone().unwrap_or_else(Config::default_path);
         let config = Config::load(&path)?.with_env();
         Ok(Self { global, config })
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{assert_nothing_left, corpus, id};
 use shoal_executor::{
     CancellationToken, DockerConfig, DockerExecutor, DockerSpec, EXECUTION_LABEL, EngineSpec, Error,
-    ExecutionRequest, Executor, InputMount, NODE_LABEL, OutputVolume, Unsupported,
+    ExecutionId, ExecutionRequest, Executor, InputMount, NODE_LABEL, OutputVolume, Unsupported,
 };
 
 const IMAGE: &str = "shoal-test/busybox:latest";
@@ -43,12 +43,18 @@ async fn docker(root: &Path) -> Option<DockerExecutor> {
     }
 }
 
+/// Execution ids are unique per test process, so that concurrent test runs
+/// on one engine never see each other's containers.
+fn unique(name: &str) -> ExecutionId {
+    id(&format!("{name}-{}", std::process::id()))
+}
+
 fn shell(name: &str, script: &str) -> ExecutionRequest {
-    ExecutionRequest::new(id(name), EngineSpec::Docker(DockerSpec::shell(IMAGE, script)))
+    ExecutionRequest::new(unique(name), EngineSpec::Docker(DockerSpec::shell(IMAGE, script)))
 }
 
 async fn assert_no_container(exec: &DockerExecutor, name: &str) {
-    let left = exec.containers_of(&id(name)).await.expect("list containers");
+    let left = exec.containers_of(&unique(name)).await.expect("list containers");
     assert!(left.is_empty(), "containers left behind for {name}: {left:?}");
 }
 
@@ -197,7 +203,7 @@ async fn dropping_the_run_future_removes_the_container() {
     let run = exec.run(shell("dk-dropped", "sleep 60"), CancellationToken::new());
     assert!(tokio::time::timeout(Duration::from_millis(1500), run).await.is_err());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !exec.containers_of(&id("dk-dropped")).await.expect("list").is_empty() && Instant::now() < deadline {
+    while !exec.containers_of(&unique("dk-dropped")).await.expect("list").is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_no_container(&exec, "dk-dropped").await;
@@ -213,7 +219,7 @@ async fn a_missing_image_names_the_image() {
     assert_eq!(exec.can_run(&engine).await, Err(Unsupported::ImageMissing { image: image.into() }));
     assert_eq!(exec.can_run(&EngineSpec::Docker(DockerSpec::shell(IMAGE, "true"))).await, Ok(()));
     let err = exec
-        .run(ExecutionRequest::new(id("dk-noimage"), engine), CancellationToken::new())
+        .run(ExecutionRequest::new(unique("dk-noimage"), engine), CancellationToken::new())
         .await
         .expect_err("must fail");
     assert!(matches!(&err, Error::ImageMissing { image: i } if i == image), "{err}");
@@ -230,9 +236,9 @@ async fn leftovers_from_a_crash_are_removed() {
     config.node_label = format!("leftover-{}", std::process::id());
     let exec2 = DockerExecutor::connect(config.clone()).await.expect("connect");
     // A container a crashed node left: labelled, never removed.
-    let crashed = format!("dk-crashed-{}", std::process::id());
+    let crashed = "dk-crashed";
     let labels = HashMap::from([
-        (EXECUTION_LABEL.to_owned(), crashed.clone()),
+        (EXECUTION_LABEL.to_owned(), unique(crashed).to_string()),
         (NODE_LABEL.to_owned(), config.node_label.clone()),
     ]);
     let body = bollard::models::ContainerCreateBody {
@@ -242,11 +248,11 @@ async fn leftovers_from_a_crash_are_removed() {
         ..Default::default()
     };
     exec2.client().create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.expect("create");
-    assert_eq!(exec.containers_of(&id(&crashed)).await.expect("list").len(), 1);
+    assert_eq!(exec.containers_of(&unique(crashed)).await.expect("list").len(), 1);
     let mut other = DockerConfig::new(dir.path());
     other.node_label = format!("bystander-{}", std::process::id());
     let bystander = DockerExecutor::connect(other).await.expect("connect");
     assert_eq!(bystander.remove_leftovers().await.expect("cleanup"), 0, "another node's containers are not touched");
     assert_eq!(exec2.remove_leftovers().await.expect("cleanup"), 1);
-    assert_no_container(&exec, &crashed).await;
+    assert_no_container(&exec, crashed).await;
 }

@@ -270,6 +270,8 @@ pub enum Fault {
     WrongResult,
     /// Stop every task of the node right after a commit is confirmed, as if killed.
     CrashAfterCommit,
+    /// Stop every task of the node when an execution has started, as if killed mid-run.
+    CrashWhileRunning,
 }
 
 impl NodeConfig {

@@ -533,6 +533,11 @@ async fn execute(inner: Arc<NodeInner>, job: JobRecord, role: Role) -> Result<()
     let outcome = run_job(&inner, &job, role).await;
     let (cid, results_dir, exit_code) = match outcome {
         Ok(v) => v,
+        // Data that cannot be fetched now may be fetchable later (a peer restarting): retry.
+        Err(e @ (Error::Content { .. } | Error::Input { .. })) => {
+            set_step(&inner, id, role, Step::Selected)?;
+            return Err(e);
+        }
         Err(e) => {
             Metrics::inc(&inner.metrics.executions_failed);
             set_step(&inner, id, role, Step::Failed { reason: e.to_string() })?;
@@ -695,6 +700,11 @@ async fn run_job(inner: &Arc<NodeInner>, job: &JobRecord, role: Role) -> Result<
         .await
         .map_err(|_| Error::Config("the execution queue is closed".into()))?;
     set_step(inner, job.id, role, Step::Running)?;
+    if inner.cfg.fault == Some(Fault::CrashWhileRunning) {
+        tracing::warn!(job = %job.id, "fault injection: stopping the node during the execution");
+        inner.cancel.cancel();
+        std::future::pending::<()>().await;
+    }
     let result = inner.executors.run(req, inner.cancel.child_token()).await?;
     let _ = std::fs::remove_dir_all(&work);
     let mut cid = result.result_hash;

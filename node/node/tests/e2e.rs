@@ -42,6 +42,8 @@ async fn get_json(url: &str) -> Result<Value> {
     Ok(v)
 }
 
+const FOX: &[u8] = b"the quick brown fox\njumps over the lazy dog\n";
+
 struct Job {
     id: JobId,
 }
@@ -50,7 +52,7 @@ struct Job {
 async fn post_wordcount(stack: &Devstack, deal_yaml: &str, engine_override: Option<&str>) -> Result<Job> {
     let api = &stack.nodes[0].api_url();
     let module = upload(api, wasm("wordcount")?).await?;
-    let input = upload(api, b"the quick brown fox\njumps over the lazy dog\n".to_vec()).await?;
+    let input = upload(api, FOX.to_vec()).await?;
     let engine = engine_override.map(str::to_owned).unwrap_or_else(|| {
         format!("  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\n")
     });
@@ -529,6 +531,49 @@ async fn docker_job_end_to_end() -> Result<()> {
         wait_job(&api, job.id, Duration::from_secs(20), "published", |v| v["execution"]["step"] == "published").await?;
         let stdout = check_results_from(&api, job.id, &cid).await?;
         ensure!(stdout.trim() == "9", "stdout {stdout:?}");
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_killed_mid_execution_reruns_after_restart() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let mut stack = devstack::start(DevstackConfig {
+        nodes: 3,
+        base_dir: dir.path().to_path_buf(),
+        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
+            if i == 0 {
+                c.fault = Some(shoal_node::Fault::CrashWhileRunning);
+            }
+        })),
+        ..Default::default()
+    })
+    .await?;
+    let r = async {
+        // Everything the job needs is on every node, so the others do not depend on node 0.
+        for n in &stack.nodes[1..] {
+            upload(&n.api_url(), wasm("wordcount")?).await?;
+            upload(&n.api_url(), FOX.to_vec()).await?;
+        }
+        let job = post_wordcount(&stack, HONEST_DEAL, None).await?;
+        tokio::time::timeout(Duration::from_secs(60), stack.nodes[0].stopped())
+            .await
+            .context("node 0 never started the execution")?;
+        let api1 = stack.nodes[1].api_url();
+        // Two commits are in; the job waits in Running for node 0's.
+        wait_job(&api1, job.id, Duration::from_secs(30), "two commits in", |v| {
+            v["state"] == "Running"
+                && v["deals"].as_array().is_some_and(|d| d.iter().filter(|d| !d["commitment"].is_null()).count() == 2)
+        })
+        .await?;
+        stack.restart_node(0, |c| c.fault = None).await?;
+        let v = wait_job(&api1, job.id, Duration::from_secs(30), "Verified", state_is("Verified")).await?;
+        ensure!(v["slashes"].as_array().is_some_and(|s| s.is_empty()), "someone was slashed: {v:#}");
+        ensure!(v["payments"].as_array().is_some_and(|p| p.len() == 3), "all three paid: {v:#}");
         Ok(())
     }
     .await;

@@ -343,3 +343,28 @@ async fn the_registry_picks_the_executor_by_engine() {
         .expect_err("no docker executor");
     assert!(matches!(err, Error::UnknownExecutor { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_guest_trap_is_a_result_with_exit_code_134() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exec = executor(dir.path());
+    let res = exec.run(request("trap", "trap"), CancellationToken::new()).await.expect("a trap is a result");
+    assert_eq!(res.exit_code, 134);
+    assert_eq!(std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout"), "about to abort\n");
+    let stderr = std::fs::read_to_string(res.results_dir.join("stderr")).expect("stderr");
+    assert!(stderr.contains("wasm trap: "), "{stderr}");
+    // The same trap gives the same result hash on another executor.
+    let other = tempfile::tempdir().expect("tempdir");
+    let res2 = executor(other.path()).run(request("trap", "trap"), CancellationToken::new()).await.expect("runs");
+    assert_eq!(res.result_hash, res2.result_hash);
+}
+
+#[tokio::test]
+async fn stale_staging_folders_are_removed_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join(".crashed-job.running/out")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("finished-job")).expect("mkdir");
+    assert_eq!(shoal_executor::remove_stale_staging(dir.path()).expect("cleanup"), 1);
+    assert!(dir.path().join("finished-job").exists(), "finished results are kept");
+    assert!(!dir.path().join(".crashed-job.running").exists());
+}

@@ -24,17 +24,29 @@ t = time.perf_counter()
 subprocess.run(["sha256sum", sys.argv[1]], check=True, stdout=subprocess.DEVNULL)
 print(time.perf_counter() - t)' "$file")
 
+# For context: OpenSSL uses the CPU's SHA extensions, coreutils does not.
+openssl_secs=0
+if command -v openssl > /dev/null; then
+  openssl_secs=$(python3 -c 'import subprocess, sys, time
+t = time.perf_counter()
+subprocess.run(["openssl", "dgst", "-sha256", sys.argv[1]], check=True, stdout=subprocess.DEVNULL)
+print(time.perf_counter() - t)' "$file")
+fi
+
 import_json=$("$CARGO_TARGET_DIR/release/examples/bench_import" "$file" "$work/store")
 bitswap_json=$("$CARGO_TARGET_DIR/release/examples/bench_bitswap" "$BITSWAP_MIB")
 
-python3 - "$SIZE_MIB" "$sha_secs" "$import_json" "$bitswap_json" <<'PY'
+python3 - "$SIZE_MIB" "$sha_secs" "$import_json" "$bitswap_json" "$openssl_secs" <<'PY'
 import json, sys
 mib, sha_secs = float(sys.argv[1]), float(sys.argv[2])
 imp, bs = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+openssl_secs = float(sys.argv[5])
 sha = mib / sha_secs
 oh = imp["only_hash"]["mib_per_s"]
 st = imp["into_store"]["mib_per_s"]
 print(f"sha256sum                 {sha:8.0f} MiB/s")
+if openssl_secs > 0:
+    print(f"openssl dgst -sha256      {mib / openssl_secs:8.0f} MiB/s  (context only)")
 print(f"import --only-hash        {oh:8.0f} MiB/s  ({100 * oh / sha:.0f} % of sha256sum)")
 print(f"import into the store     {st:8.0f} MiB/s  ({100 * st / sha:.0f} % of sha256sum)")
 print(f"bitswap {bs['mib']} MiB, 2 nodes  {bs['mib_per_s']:8.0f} MiB/s  ({bs['blocks']} blocks, {bs['secs']:.2f} s)")

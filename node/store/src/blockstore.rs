@@ -253,11 +253,11 @@ impl Blockstore {
         Ok(stats)
     }
 
-    /// Imports a file or folder into the store and pins it.
+    /// Imports a file or folder into the store and pins it. Blocks are
+    /// written by a second thread while the next chunk is hashed.
     pub fn add_path(&self, path: &Path, profile: Profile) -> Result<Imported> {
         let _guard = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        let mut sink = StoreSink(self);
-        let imported = Importer::new(profile, &mut sink).import_path(path)?;
+        let imported = self.with_writer(|sink| Importer::new(profile, sink).import_path(path))?;
         self.pin(&imported.cid)?;
         Ok(imported)
     }
@@ -265,10 +265,40 @@ impl Blockstore {
     /// Imports a byte stream as one file into the store and pins it.
     pub fn add_reader(&self, reader: impl io::Read, profile: Profile) -> Result<Imported> {
         let _guard = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        let mut sink = StoreSink(self);
-        let imported = Importer::new(profile, &mut sink).import_reader(reader)?;
+        let imported = self.with_writer(|sink| Importer::new(profile, sink).import_reader(reader))?;
         self.pin(&imported.cid)?;
         Ok(imported)
+    }
+
+    /// Runs `f` with a sink whose blocks a writer thread stores (a bounded
+    /// queue of 16 blocks); the first write error wins.
+    fn with_writer<T>(&self, f: impl FnOnce(&mut dyn BlockSink) -> Result<T>) -> Result<T> {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Cid, Vec<u8>)>(16);
+            let writer = scope.spawn(move || {
+                for (cid, data) in rx {
+                    self.put_trusted(&cid, &data)?;
+                }
+                Ok::<_, Error>(())
+            });
+            let mut sink = QueuedSink { tx };
+            let result = f(&mut sink);
+            drop(sink);
+            let written = writer.join().unwrap_or_else(|_| Err(Error::Input { what: "import".into(), reason: "block writer thread panicked".into() }));
+            // A write error explains a closed queue, so it comes first.
+            written?;
+            result
+        })
+    }
+}
+
+struct QueuedSink {
+    tx: std::sync::mpsc::SyncSender<(Cid, Vec<u8>)>,
+}
+
+impl BlockSink for QueuedSink {
+    fn put_block(&mut self, cid: &Cid, data: &[u8]) -> Result<()> {
+        self.tx.send((*cid, data.to_vec())).map_err(|_| Error::Input { what: "import".into(), reason: "block writer stopped".into() })
     }
 }
 

@@ -9,12 +9,17 @@ use common::{Devstack, json, ok};
 const IMAGE: &str = "shoal-test/busybox:latest";
 
 fn docker_ready() -> bool {
-    let ok = Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if ok {
         return true;
     }
     if std::env::var_os("CI").is_some() {
-        panic!("Docker or the image {IMAGE} is missing; run scripts/setup.sh (scripts/setup.d/executor.sh builds it)");
+        panic!(
+            "Docker or the image {IMAGE} is missing; run scripts/setup.sh (scripts/setup.d/executor.sh builds it)"
+        );
     }
     eprintln!("skipping: Docker or the image {IMAGE} is not available");
     false
@@ -27,10 +32,28 @@ fn docker_job_with_env_and_output() {
     }
     let stack = Devstack::start(&["--nodes", "1", "--docker"]);
     let out = ok(stack.shoal().args([
-        "docker", "run", IMAGE, "--json", "--concurrency", "1", "--verifier", "optimistic",
-        "-e", "GREETING=hello from docker", "-o", "outputs:/outputs",
-        "--bid-window", "10s", "--exec-window", "60s", "--reveal-window", "3s", "--",
-        "sh", "-c", "echo $GREETING; echo saved > /outputs/file.txt",
+        "docker",
+        "run",
+        IMAGE,
+        "--json",
+        "--concurrency",
+        "1",
+        "--verifier",
+        "optimistic",
+        "-e",
+        "GREETING=hello from docker",
+        "-o",
+        "outputs:/outputs",
+        "--bid-window",
+        "10s",
+        "--exec-window",
+        "60s",
+        "--reveal-window",
+        "3s",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING; echo saved > /outputs/file.txt",
     ]));
     let r = json(&out);
     assert_eq!(r["state"], "Verified", "{r}");
@@ -38,7 +61,11 @@ fn docker_job_with_env_and_output() {
     assert_eq!(r["exitCode"], 0);
     let id = r["jobId"].as_u64().expect("job id").to_string();
     let dir = tempfile::tempdir().expect("temp dir");
-    ok(stack.shoal().args(["job", "get", &id, "-o"]).arg(dir.path().join("r")));
-    let saved = std::fs::read_to_string(dir.path().join("r/outputs/file.txt")).expect("output file");
+    ok(stack
+        .shoal()
+        .args(["job", "get", &id, "-o"])
+        .arg(dir.path().join("r")));
+    let saved =
+        std::fs::read_to_string(dir.path().join("r/outputs/file.txt")).expect("output file");
     assert_eq!(saved, "saved\n");
 }

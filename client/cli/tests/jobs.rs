@@ -10,7 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::{Devstack, fails, json, ok, repo_root};
 
-const WINDOWS: [&str; 6] = ["--bid-window", "10s", "--exec-window", "60s", "--reveal-window", "20s"];
+const WINDOWS: [&str; 6] = [
+    "--bid-window",
+    "10s",
+    "--exec-window",
+    "60s",
+    "--reveal-window",
+    "20s",
+];
 
 /// Serves one file at any path from a loopback port.
 fn serve_file(body: &'static [u8]) -> String {
@@ -21,7 +28,10 @@ fn serve_file(body: &'static [u8]) -> String {
             let Ok(mut s) = s else { continue };
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = s.write_all(head.as_bytes());
             let _ = s.write_all(body);
         }
@@ -30,7 +40,10 @@ fn serve_file(body: &'static [u8]) -> String {
 }
 
 fn wordcount() -> String {
-    repo_root().join("node/executor/testdata/wasm/wordcount.wasm").display().to_string()
+    repo_root()
+        .join("node/executor/testdata/wasm/wordcount.wasm")
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -53,7 +66,10 @@ fn wasm_jobs_end_to_end() {
     assert_eq!(r["state"], "Verified", "{r}");
     assert_eq!(r["exitCode"], 0);
     let stdout = r["stdout"].as_str().expect("stdout");
-    assert!(stdout.contains("a.txt 3") && stdout.contains("b.txt 2"), "{stdout}");
+    assert!(
+        stdout.contains("a.txt 3") && stdout.contains("b.txt 2"),
+        "{stdout}"
+    );
     let first = r["jobId"].as_u64().expect("job id");
     let cid = r["resultCid"].as_str().expect("cid").to_owned();
     assert!(cid.starts_with("bafy"), "{cid}");
@@ -66,16 +82,26 @@ fn wasm_jobs_end_to_end() {
         .arg(format!("{url}:/inputs/words.txt"))
         .args(WINDOWS)
         .args(["--", "/inputs"]));
-    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a job id on stdout");
+    let id: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a job id on stdout");
     assert_eq!(id, first + 1);
     let start = Instant::now();
     loop {
-        let out = stack.shoal().args(["job", "describe", &id.to_string(), "--json"]).output().expect("run shoal");
+        let out = stack
+            .shoal()
+            .args(["job", "describe", &id.to_string(), "--json"])
+            .output()
+            .expect("run shoal");
         if !out.status.success() {
             // The node indexes the post a moment after it is mined.
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("not known to this node"), "{err}");
-            assert!(start.elapsed() < Duration::from_secs(30), "the node never indexed job {id}: {err}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the node never indexed job {id}: {err}"
+            );
             std::thread::sleep(Duration::from_millis(300));
             continue;
         }
@@ -88,39 +114,104 @@ fn wasm_jobs_end_to_end() {
             "job {id} ended {}: {d}",
             d["state"]
         );
-        assert!(start.elapsed() < Duration::from_secs(240), "job {id} not verified in time: {d}");
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "job {id} not verified in time: {d}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let got = dir.path().join("got");
-    let g = json(&ok(stack.shoal().args(["job", "get", &id.to_string(), "--json", "-o"]).arg(&got)));
+    let g = json(&ok(stack
+        .shoal()
+        .args(["job", "get", &id.to_string(), "--json", "-o"])
+        .arg(&got)));
     assert_eq!(g["verified"], true);
     let text = std::fs::read_to_string(got.join("stdout")).expect("stdout file");
     assert!(text.starts_with("words.txt 4\n"), "{text}");
-    assert_eq!(std::fs::read_to_string(got.join("exitCode")).expect("exitCode"), "0");
+    assert_eq!(
+        std::fs::read_to_string(got.join("exitCode")).expect("exitCode"),
+        "0"
+    );
     // An existing folder is not overwritten.
-    let err = fails(stack.shoal().args(["job", "get", &id.to_string(), "-o"]).arg(&got));
+    let err = fails(
+        stack
+            .shoal()
+            .args(["job", "get", &id.to_string(), "-o"])
+            .arg(&got),
+    );
     assert!(err.contains("not empty"), "{err}");
-    let listed = json(&ok(stack.shoal().args(["job", "list", "--json", "--state", "Verified"])));
-    assert!(listed["jobs"].as_array().is_some_and(|j| j.len() == 2), "{listed}");
+    let listed = json(&ok(stack
+        .shoal()
+        .args(["job", "list", "--json", "--state", "Verified"])));
+    assert!(
+        listed["jobs"].as_array().is_some_and(|j| j.len() == 2),
+        "{listed}"
+    );
 
     // 3. The deal's on-chain history.
-    let h = json(&ok(stack.shoal().args(["deal", "show", &first.to_string(), "--json"])));
+    let h = json(&ok(stack.shoal().args([
+        "deal",
+        "show",
+        &first.to_string(),
+        "--json",
+    ])));
     assert_eq!(h["state"], "Verified");
-    let names: Vec<&str> = h["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
-    for want in ["JobPosted", "BidPlaced", "DealAccepted", "PhaseStarted", "ResultCommitted", "ResultRevealed", "JobVerified", "Paid"] {
+    let names: Vec<&str> = h["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    for want in [
+        "JobPosted",
+        "BidPlaced",
+        "DealAccepted",
+        "PhaseStarted",
+        "ResultCommitted",
+        "ResultRevealed",
+        "JobVerified",
+        "Paid",
+    ] {
         assert!(names.contains(&want), "no {want} in {names:?}");
     }
-    assert_eq!(names.iter().filter(|n| **n == "BidPlaced").count(), 3, "{names:?}");
-    assert_eq!(names.iter().filter(|n| **n == "ResultRevealed").count(), 3, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "BidPlaced").count(),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "ResultRevealed").count(),
+        3,
+        "{names:?}"
+    );
     assert_eq!(names.first(), Some(&"JobPosted"));
-    let revealed = h["events"].as_array().expect("events").iter().find(|e| e["event"] == "ResultRevealed").expect("reveal");
+    let revealed = h["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event"] == "ResultRevealed")
+        .expect("reveal");
     assert_eq!(revealed["fields"]["resultCid"], cid.as_str());
-    let human = String::from_utf8_lossy(&ok(stack.shoal().args(["deal", "show", &first.to_string()])).stdout).into_owned();
-    assert!(human.contains("verified: result hash") && human.contains("paid"), "{human}");
+    let human = String::from_utf8_lossy(
+        &ok(stack.shoal().args(["deal", "show", &first.to_string()])).stdout,
+    )
+    .into_owned();
+    assert!(
+        human.contains("verified: result hash") && human.contains("paid"),
+        "{human}"
+    );
 
     // 4. The same program from a spec file, with an inline input; its logs on the node.
-    let spec = json(&ok(stack.shoal().args(["job", "describe", &first.to_string(), "--json"])));
-    let module = spec["spec"]["engine"]["wasm"]["module"].as_str().expect("module source").to_owned();
+    let spec = json(&ok(stack.shoal().args([
+        "job",
+        "describe",
+        &first.to_string(),
+        "--json",
+    ])));
+    let module = spec["spec"]["engine"]["wasm"]["module"]
+        .as_str()
+        .expect("module source")
+        .to_owned();
     let spec_file = dir.path().join("wc.yaml");
     std::fs::write(
         &spec_file,
@@ -132,39 +223,91 @@ fn wasm_jobs_end_to_end() {
     )
     .expect("write spec");
     ok(stack.shoal().args(["job", "validate"]).arg(&spec_file));
-    let r = json(&ok(stack.shoal().args(["job", "run", "--json"]).arg(&spec_file)));
+    let r = json(&ok(stack
+        .shoal()
+        .args(["job", "run", "--json"])
+        .arg(&spec_file)));
     assert_eq!(r["state"], "Verified", "{r}");
-    assert!(r["stdout"].as_str().is_some_and(|s| s.starts_with("inline.txt 3\n")), "{r}");
+    assert!(
+        r["stdout"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("inline.txt 3\n")),
+        "{r}"
+    );
     let spec_job = r["jobId"].as_u64().expect("job id").to_string();
     let start = Instant::now();
     let logs = loop {
-        let out = stack.shoal().args(["job", "logs", &spec_job, "--json"]).output().expect("run shoal");
+        let out = stack
+            .shoal()
+            .args(["job", "logs", &spec_job, "--json"])
+            .output()
+            .expect("run shoal");
         if out.status.success() {
             break json(&out);
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert!(logs["stdout"].as_str().is_some_and(|s| s.starts_with("inline.txt 3\n")), "{logs}");
+    assert!(
+        logs["stdout"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("inline.txt 3\n")),
+        "{logs}"
+    );
 
     // 5. A job no node bids on (Docker is not offered on this devstack) expires, and the
     // error says why the nodes declined.
     let err = fails(stack.shoal().args([
-        "docker", "run", "shoal-test/busybox:latest", "--concurrency", "1", "--bid-window", "3s", "--wait-timeout", "2m", "--", "true",
+        "docker",
+        "run",
+        "shoal-test/busybox:latest",
+        "--concurrency",
+        "1",
+        "--bid-window",
+        "3s",
+        "--wait-timeout",
+        "2m",
+        "--",
+        "true",
     ]));
     assert!(err.contains("Expired") && err.contains("declined"), "{err}");
 
     // 6. `job cancel`: refused while bids are open, then expires the job and claims the refund.
     let out = ok(stack.shoal().args([
-        "docker", "run", "shoal-test/busybox:latest", "--concurrency", "1", "--bid-window", "4s", "--no-wait", "--id-only", "--", "true",
+        "docker",
+        "run",
+        "shoal-test/busybox:latest",
+        "--concurrency",
+        "1",
+        "--bid-window",
+        "4s",
+        "--no-wait",
+        "--id-only",
+        "--",
+        "true",
     ]));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let err = fails(stack.shoal().args(["job", "cancel", &id]));
-    assert!(err.contains("still taking bids") && err.contains("no cancel"), "{err}");
+    assert!(
+        err.contains("still taking bids") && err.contains("no cancel"),
+        "{err}"
+    );
     std::thread::sleep(Duration::from_secs(5));
     let c = json(&ok(stack.shoal().args(["job", "cancel", &id, "--json"])));
     assert_eq!(c["state"], "Expired", "{c}");
     let h = json(&ok(stack.shoal().args(["deal", "show", &id, "--json"])));
-    let names: Vec<&str> = h["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
-    assert!(names.contains(&"JobExpired") && names.contains(&"Refunded"), "{names:?}");
+    let names: Vec<&str> = h["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"JobExpired") && names.contains(&"Refunded"),
+        "{names:?}"
+    );
 }

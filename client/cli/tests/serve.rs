@@ -15,43 +15,75 @@ fn serve_from_config_file_with_env_overrides() {
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
-        format!("data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:1\"\n", dir.path().join("data").display()),
+        format!(
+            "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:1\"\n",
+            dir.path().join("data").display()
+        ),
     )
     .expect("write config");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let env = |c: &mut std::process::Command| {
         c.env("SHOAL_CHAIN_RPC", stack.var("SHOAL_RPC_URL"))
             .env("SHOAL_DEPLOYMENT_FILE", stack.var("SHOAL_DEPLOYMENT"))
             .env("SHOAL_LISTEN", format!("127.0.0.1:{port}"));
     };
     let mut print = shoal();
-    print.args(["serve", "--print-config", "--config"]).arg(&config);
+    print
+        .args(["serve", "--print-config", "--config"])
+        .arg(&config);
     env(&mut print);
     let effective = stdout(&ok(&mut print));
-    assert!(effective.contains(&format!("127.0.0.1:{port}")), "{effective}");
-    assert!(effective.contains(&stack.var("SHOAL_RPC_URL")), "{effective}");
+    assert!(
+        effective.contains(&format!("127.0.0.1:{port}")),
+        "{effective}"
+    );
+    assert!(
+        effective.contains(&stack.var("SHOAL_RPC_URL")),
+        "{effective}"
+    );
 
     let mut serve = shoal();
-    serve.args(["serve", "--config"]).arg(&config).stdout(Stdio::piped()).stderr(Stdio::null());
+    serve
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     env(&mut serve);
     let mut child = serve.spawn().expect("start shoal serve");
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     let health = loop {
-        let out = std::process::Command::new("curl").args(["-sS", "--fail"]).arg(format!("{url}/healthz")).output().expect("curl");
-        if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).into_owned();
+        let (status, body) = common::http(&format!("{url}/healthz"), None);
+        if status == 200 {
+            break body;
         }
         if let Ok(Some(s)) = child.try_wait() {
             panic!("shoal serve exited: {s}");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "shoal serve did not answer on {url}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "shoal serve did not answer on {url}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(health.contains("\"ok\":true"), "{health}");
     // The new node knows the devstack's contracts.
-    let d = ok(shoal().args(["wallet", "balance", "0x0000000000000000000000000000000000000001", "--json", "--node", &url]));
+    let d = ok(shoal().args([
+        "wallet",
+        "balance",
+        "0x0000000000000000000000000000000000000001",
+        "--json",
+        "--node",
+        &url,
+    ]));
     assert!(stdout(&d).contains("\"wei\""));
-    let _ = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
 }

@@ -22,7 +22,9 @@ fn chromium() -> Option<&'static str> {
 }
 
 fn dump_dom(url: &str) -> String {
-    let Some(bin) = chromium() else { return String::new() };
+    let Some(bin) = chromium() else {
+        return String::new();
+    };
     let profile = tempfile::tempdir().expect("temp dir");
     let out = ok(Command::new(bin)
         .args([
@@ -45,11 +47,19 @@ fn dump_dom(url: &str) -> String {
 fn wait_final(stack: &Devstack, id: u64) -> serde_json::Value {
     let start = Instant::now();
     loop {
-        let h = json(&ok(stack.shoal().args(["deal", "show", &id.to_string(), "--json"])));
+        let h = json(&ok(stack.shoal().args([
+            "deal",
+            "show",
+            &id.to_string(),
+            "--json",
+        ])));
         if matches!(h["state"].as_str(), Some("Verified" | "Failed" | "Expired")) {
             return h;
         }
-        assert!(start.elapsed() < Duration::from_secs(240), "job {id} did not end: {h}");
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "job {id} did not end: {h}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -58,38 +68,86 @@ fn wait_final(stack: &Devstack, id: u64) -> serde_json::Value {
 fn slashed_node_in_deal_history_and_explorer() {
     let stack = Devstack::start(&["--nodes", "4", "--bad-nodes", "1"]);
     let wasm = repo_root().join("node/executor/testdata/wasm/hello.wasm");
-    let windows = ["--bid-window", "10s", "--exec-window", "30s", "--reveal-window", "15s"];
+    let windows = [
+        "--bid-window",
+        "10s",
+        "--exec-window",
+        "30s",
+        "--reveal-window",
+        "15s",
+    ];
 
     // All 4 nodes run the job without mediation: the 3 good ones agree, the bad one is slashed.
     let out = ok(stack
         .shoal()
         .args(["wasm", "run"])
         .arg(&wasm)
-        .args(["--no-wait", "--id-only", "--concurrency", "4", "--confidence", "3", "--no-mediation"])
+        .args([
+            "--no-wait",
+            "--id-only",
+            "--concurrency",
+            "4",
+            "--confidence",
+            "3",
+            "--no-mediation",
+        ])
         .args(windows));
-    let plain: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("job id");
+    let plain: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("job id");
     let h = wait_final(&stack, plain);
     assert_eq!(h["state"], "Verified", "{h}");
     let events = h["events"].as_array().expect("events");
-    let slashed: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "Slashed").collect();
+    let slashed: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "Slashed").collect();
     assert_eq!(slashed.len(), 1, "{h}");
     assert_eq!(slashed[0]["fields"]["reason"], "WrongResult");
-    let bad = slashed[0]["fields"]["operator"].as_str().expect("operator").to_owned();
-    let reveals: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "ResultRevealed").collect();
+    let bad = slashed[0]["fields"]["operator"]
+        .as_str()
+        .expect("operator")
+        .to_owned();
+    let reveals: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "ResultRevealed")
+        .collect();
     assert_eq!(reveals.len(), 4);
-    let human = String::from_utf8_lossy(&ok(stack.shoal().args(["deal", "show", &plain.to_string()])).stdout).into_owned();
-    assert!(human.contains(&format!("from {bad} (WrongResult)")), "{human}");
+    let human = String::from_utf8_lossy(
+        &ok(stack.shoal().args(["deal", "show", &plain.to_string()])).stdout,
+    )
+    .into_owned();
+    assert!(
+        human.contains(&format!("from {bad} (WrongResult)")),
+        "{human}"
+    );
 
     // With mediation on, 3 of 4 nodes on the job and a fourth free as mediator: a dispute.
     let out = ok(stack
         .shoal()
         .args(["wasm", "run"])
         .arg(&wasm)
-        .args(["--no-wait", "--id-only", "--concurrency", "3", "--confidence", "2", "--min-bids", "3"])
+        .args([
+            "--no-wait",
+            "--id-only",
+            "--concurrency",
+            "3",
+            "--confidence",
+            "2",
+            "--min-bids",
+            "3",
+        ])
         .args(windows));
-    let disputed: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("job id");
+    let disputed: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("job id");
     let h2 = wait_final(&stack, disputed);
-    let names: Vec<&str> = h2["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
+    let names: Vec<&str> = h2["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
 
     // The explorer shows both jobs with the node API's states and the slash.
     let node = stack.var("SHOAL_NODE");
@@ -98,9 +156,17 @@ fn slashed_node_in_deal_history_and_explorer() {
         return;
     }
     assert!(dom.contains("Shoal explorer"), "{dom}");
-    assert!(dom.contains(&format!("data-job-id=\"{plain}\" data-state=\"Verified\"")), "{dom}");
+    assert!(
+        dom.contains(&format!("data-job-id=\"{plain}\" data-state=\"Verified\"")),
+        "{dom}"
+    );
     let state2 = h2["state"].as_str().expect("state");
-    assert!(dom.contains(&format!("data-job-id=\"{disputed}\" data-state=\"{state2}\"")), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            "data-job-id=\"{disputed}\" data-state=\"{state2}\""
+        )),
+        "{dom}"
+    );
     assert!(dom.contains("slashed"), "{dom}");
     // The detail view of the second job lists its events, including the dispute when there was one.
     let dom = dump_dom(&format!("{node}/explorer#job-{disputed}"));

@@ -24,49 +24,132 @@ fn keystores_round_trip_with_cast() {
         .unwrap_or_else(|| panic!("no address in cast's output:\n{text}"))
         .to_owned();
     let cast_file = cast_dir.join("castkey");
-    assert!(cast_file.exists(), "cast did not write {}", cast_file.display());
-    ok(shoal().args(["wallet", "import", "fromcast", "--file"]).arg(&cast_file).arg("--keystore-dir").arg(&keys).env("SHOAL_PASSWORD", "pw-cast"));
-    let out = ok(shoal().args(["wallet", "address", "--account", "fromcast", "--keystore-dir"]).arg(&keys).env("SHOAL_PASSWORD", "pw-cast"));
+    assert!(
+        cast_file.exists(),
+        "cast did not write {}",
+        cast_file.display()
+    );
+    ok(shoal()
+        .args(["wallet", "import", "fromcast", "--file"])
+        .arg(&cast_file)
+        .arg("--keystore-dir")
+        .arg(&keys)
+        .env("SHOAL_PASSWORD", "pw-cast"));
+    let out = ok(shoal()
+        .args([
+            "wallet",
+            "address",
+            "--account",
+            "fromcast",
+            "--keystore-dir",
+        ])
+        .arg(&keys)
+        .env("SHOAL_PASSWORD", "pw-cast"));
     assert_eq!(stdout(&out).trim().to_lowercase(), cast_addr.to_lowercase());
     // A wrong password is refused with a hint.
-    let err = fails(shoal().args(["wallet", "address", "--keystore"]).arg(&cast_file).env("SHOAL_PASSWORD", "nope"));
+    let err = fails(
+        shoal()
+            .args(["wallet", "address", "--keystore"])
+            .arg(&cast_file)
+            .env("SHOAL_PASSWORD", "nope"),
+    );
     assert!(err.contains("cannot decrypt keystore"), "{err}");
 
     // shoal makes a keystore; cast decrypts it.
-    let out = ok(shoal().args(["wallet", "new", "mine", "--json", "--keystore-dir"]).arg(&keys).env("SHOAL_PASSWORD", "pw-shoal"));
+    let out = ok(shoal()
+        .args(["wallet", "new", "mine", "--json", "--keystore-dir"])
+        .arg(&keys)
+        .env("SHOAL_PASSWORD", "pw-shoal"));
     let created = json(&out);
     let addr = created["address"].as_str().expect("address").to_owned();
     let path = created["path"].as_str().expect("path").to_owned();
-    let out = ok(std::process::Command::new(&cast).args(["wallet", "address", "--keystore", &path, "--password", "pw-shoal"]));
+    let out = ok(std::process::Command::new(&cast).args([
+        "wallet",
+        "address",
+        "--keystore",
+        &path,
+        "--password",
+        "pw-shoal",
+    ]));
     assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
 
     // list shows both accounts; the secret is printed only with --reveal.
-    let list = json(&ok(shoal().args(["wallet", "list", "--json", "--keystore-dir"]).arg(&keys)));
-    let names: Vec<&str> = list.as_array().expect("array").iter().filter_map(|e| e["name"].as_str()).collect();
+    let list = json(&ok(shoal()
+        .args(["wallet", "list", "--json", "--keystore-dir"])
+        .arg(&keys)));
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
     assert_eq!(names, ["fromcast", "mine"]);
-    let err = fails(shoal().args(["wallet", "private-key", "--account", "mine", "--keystore-dir"]).arg(&keys).env("SHOAL_PASSWORD", "pw-shoal"));
+    let err = fails(
+        shoal()
+            .args([
+                "wallet",
+                "private-key",
+                "--account",
+                "mine",
+                "--keystore-dir",
+            ])
+            .arg(&keys)
+            .env("SHOAL_PASSWORD", "pw-shoal"),
+    );
     assert!(err.contains("--reveal"), "{err}");
-    let out = ok(shoal().args(["wallet", "private-key", "--reveal", "--account", "mine", "--keystore-dir"]).arg(&keys).env("SHOAL_PASSWORD", "pw-shoal"));
+    let out = ok(shoal()
+        .args([
+            "wallet",
+            "private-key",
+            "--reveal",
+            "--account",
+            "mine",
+            "--keystore-dir",
+        ])
+        .arg(&keys)
+        .env("SHOAL_PASSWORD", "pw-shoal"));
     let key = stdout(&out).trim().to_owned();
-    let out = ok(std::process::Command::new(&cast).args(["wallet", "address", "--private-key", &key]));
+    let out =
+        ok(std::process::Command::new(&cast).args(["wallet", "address", "--private-key", &key]));
     assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
 
     // A raw key from the environment, for CI.
-    let out = ok(shoal().args(["wallet", "address"]).env("SHOAL_PRIVATE_KEY", &key));
+    let out = ok(shoal()
+        .args(["wallet", "address"])
+        .env("SHOAL_PRIVATE_KEY", &key));
     assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
     let err = fails(shoal().args(["wallet", "address"]));
     assert!(err.contains("no key is set"), "{err}");
     // The raw key imported into a keystore gives the same account.
-    ok(shoal().args(["wallet", "import", "ci", "--keystore-dir"]).arg(&keys).env("SHOAL_PRIVATE_KEY", &key).env("SHOAL_PASSWORD", "pw-ci"));
-    let out = ok(shoal().args(["wallet", "address", "--account", "ci", "--keystore-dir"]).arg(&keys).env("SHOAL_PASSWORD", "pw-ci"));
+    ok(shoal()
+        .args(["wallet", "import", "ci", "--keystore-dir"])
+        .arg(&keys)
+        .env("SHOAL_PRIVATE_KEY", &key)
+        .env("SHOAL_PASSWORD", "pw-ci"));
+    let out = ok(shoal()
+        .args(["wallet", "address", "--account", "ci", "--keystore-dir"])
+        .arg(&keys)
+        .env("SHOAL_PASSWORD", "pw-ci"));
     assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
     // The config file names the default account and keystore folder.
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, format!("account = \"ci\"\nkeystore_dir = \"{}\"\n", keys.display())).expect("write config");
-    let out = ok(shoal().args(["wallet", "address", "--client-config"]).arg(&config).env("SHOAL_PASSWORD", "pw-ci"));
+    std::fs::write(
+        &config,
+        format!("account = \"ci\"\nkeystore_dir = \"{}\"\n", keys.display()),
+    )
+    .expect("write config");
+    let out = ok(shoal()
+        .args(["wallet", "address", "--client-config"])
+        .arg(&config)
+        .env("SHOAL_PASSWORD", "pw-ci"));
     assert_eq!(stdout(&out).trim().to_lowercase(), addr.to_lowercase());
     // … and the environment overrides it.
-    let err = fails(shoal().args(["wallet", "address", "--client-config"]).arg(&config).env("SHOAL_ACCOUNT", "nobody"));
+    let err = fails(
+        shoal()
+            .args(["wallet", "address", "--client-config"])
+            .arg(&config)
+            .env("SHOAL_ACCOUNT", "nobody"),
+    );
     assert!(err.contains("no keystore `nobody`"), "{err}");
 }
 
@@ -86,7 +169,11 @@ fn job_validate_checks_specs() {
     assert_eq!(v["escrow"], "3000000000000000");
     assert!(v["specCid"].as_str().is_some_and(|c| c.starts_with("baf")));
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "engine:\n  wasm:\n    module: ipfs://x\ndeal:\n  concurrency: 2\n  confidence: 3\n").expect("write");
+    std::fs::write(
+        &bad,
+        "engine:\n  wasm:\n    module: ipfs://x\ndeal:\n  concurrency: 2\n  confidence: 3\n",
+    )
+    .expect("write");
     let err = fails(shoal().args(["job", "validate"]).arg(&bad));
     assert!(err.contains("deal.confidence"), "{err}");
 }

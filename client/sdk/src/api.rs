@@ -241,8 +241,14 @@ impl NodeApi {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| Error::NodeUnreachable { url: url.to_owned(), reason: e.to_string() })?;
-        Ok(Self { base: url.trim_end_matches('/').to_owned(), http })
+            .map_err(|e| Error::NodeUnreachable {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_owned(),
+            http,
+        })
     }
 
     /// The node URL.
@@ -251,17 +257,21 @@ impl NodeApi {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::NodeUnreachable { url: self.base.clone(), reason: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| Error::NodeUnreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();
         Err(match serde_json::from_slice::<ApiError>(&body) {
-            Ok(e) => Error::Api { status, message: e.error, hint: e.hint },
+            Ok(e) => Error::Api {
+                status,
+                message: e.error,
+                hint: e.hint,
+            },
             Err(_) => Error::Api {
                 status,
                 message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()),
@@ -271,7 +281,9 @@ impl NodeApi {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let resp = self.send(self.http.get(format!("{}{path}", self.base))).await?;
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
         resp.json().await.map_err(|e| Error::Api {
             status: 200,
             message: format!("unexpected answer to GET {path}: {e}"),
@@ -295,7 +307,13 @@ impl NodeApi {
     }
 
     /// `GET /api/v1/jobs`.
-    pub async fn jobs(&self, state: Option<&str>, creator: Option<&str>, limit: u32, offset: u64) -> Result<JobList> {
+    pub async fn jobs(
+        &self,
+        state: Option<&str>,
+        creator: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<JobList> {
         let mut q = format!("/api/v1/jobs?limit={limit}&offset={offset}");
         if let Some(s) = state {
             q.push_str(&format!("&state={s}"));
@@ -348,14 +366,27 @@ impl NodeApi {
 
     /// `GET /api/v1/jobs/{id}/results`: the verified results folder as a CAR.
     pub async fn job_results_car(&self, id: u64) -> Result<bytes::Bytes> {
-        let resp = self.send(self.http.get(format!("{}/api/v1/jobs/{id}/results", self.base))).await?;
-        resp.bytes().await.map_err(|e| Error::NodeUnreachable { url: self.base.clone(), reason: e.to_string() })
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/api/v1/jobs/{id}/results", self.base)),
+            )
+            .await?;
+        resp.bytes().await.map_err(|e| Error::NodeUnreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// `GET /api/v1/content/{cid}`: a file's bytes.
     pub async fn content(&self, cid: &str) -> Result<bytes::Bytes> {
-        let resp = self.send(self.http.get(format!("{}/api/v1/content/{cid}", self.base))).await?;
-        resp.bytes().await.map_err(|e| Error::NodeUnreachable { url: self.base.clone(), reason: e.to_string() })
+        let resp = self
+            .send(self.http.get(format!("{}/api/v1/content/{cid}", self.base)))
+            .await?;
+        resp.bytes().await.map_err(|e| Error::NodeUnreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// `POST /api/v1/content` with raw bytes: stored as one UnixFS file; returns its CID.
@@ -368,7 +399,15 @@ impl NodeApi {
                     .body(data),
             )
             .await?;
-        Ok(resp.json::<CidReply>().await.map_err(|e| Error::Api { status: 200, message: e.to_string(), hint: None })?.cid)
+        Ok(resp
+            .json::<CidReply>()
+            .await
+            .map_err(|e| Error::Api {
+                status: 200,
+                message: e.to_string(),
+                hint: None,
+            })?
+            .cid)
     }
 
     /// `POST /api/v1/content` with a CAR: every block imported; returns the first root.
@@ -381,6 +420,14 @@ impl NodeApi {
                     .body(car),
             )
             .await?;
-        Ok(resp.json::<CidReply>().await.map_err(|e| Error::Api { status: 200, message: e.to_string(), hint: None })?.cid)
+        Ok(resp
+            .json::<CidReply>()
+            .await
+            .map_err(|e| Error::Api {
+                status: 200,
+                message: e.to_string(),
+                hint: None,
+            })?
+            .cid)
     }
 }

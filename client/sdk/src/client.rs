@@ -66,7 +66,11 @@ pub(crate) fn chain_err(e: shoal_chain::Error) -> Error {
 impl Client {
     /// Connects to a node (for the deployment and content) and to the chain (`rpc_url`, or the
     /// one the node reports) with an optional signing key.
-    pub async fn connect(node_url: &str, rpc_url: Option<&str>, signer: Option<PrivateKeySigner>) -> Result<Self> {
+    pub async fn connect(
+        node_url: &str,
+        rpc_url: Option<&str>,
+        signer: Option<PrivateKeySigner>,
+    ) -> Result<Self> {
         let api = NodeApi::new(node_url)?;
         let deployment = api.deployment().await?;
         Self::with_deployment(node_url, deployment, rpc_url, signer).await
@@ -81,9 +85,13 @@ impl Client {
         signer: Option<PrivateKeySigner>,
     ) -> Result<Self> {
         let api = NodeApi::new(node_url)?;
-        let rpc = rpc_url.map(str::to_owned).unwrap_or_else(|| deployment.rpc_url.clone());
+        let rpc = rpc_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| deployment.rpc_url.clone());
         if rpc.is_empty() {
-            return Err(Error::Chain("no chain RPC URL: pass --rpc-url or add rpcUrl to the deployment file".into()));
+            return Err(Error::Chain(
+                "no chain RPC URL: pass --rpc-url or add rpcUrl to the deployment file".into(),
+            ));
         }
         let chain = ChainClient::builder(rpc)
             .signer(signer)
@@ -97,7 +105,11 @@ impl Client {
             .connect()
             .await
             .map_err(chain_err)?;
-        Ok(Self { api, chain, deployment })
+        Ok(Self {
+            api,
+            chain,
+            deployment,
+        })
     }
 
     /// The node API.
@@ -143,12 +155,18 @@ impl Client {
             .map_err(|e| Error::Chain(format!("packing was interrupted: {e}")))??;
             self.api.upload_car(car).await?
         } else {
-            let data = tokio::fs::read(path).await.map_err(|e| Error::io("input", path, e))?;
+            let data = tokio::fs::read(path)
+                .await
+                .map_err(|e| Error::io("input", path, e))?;
             self.api.upload_bytes(data).await?
         };
         let stored = shoal_store::parse_cid(&cid_text)?;
         if stored != local {
-            return Err(Error::ResultMismatch { job: 0, expected: local.to_string(), got: stored.to_string() });
+            return Err(Error::ResultMismatch {
+                job: 0,
+                expected: local.to_string(),
+                got: stored.to_string(),
+            });
         }
         Ok(local)
     }
@@ -157,7 +175,9 @@ impl Client {
     pub async fn resolve_input(&self, input: &InputLocation) -> Result<InputSource> {
         match input {
             InputLocation::Remote(s) => Ok(s.clone()),
-            InputLocation::Local(p) => Ok(InputSource::Ipfs(self.upload_path(p).await?.to_string())),
+            InputLocation::Local(p) => {
+                Ok(InputSource::Ipfs(self.upload_path(p).await?.to_string()))
+            }
         }
     }
 
@@ -168,13 +188,22 @@ impl Client {
         let escrow = U256::from(spec.deal.escrow());
         let balance = self.chain.balance(me).await.map_err(chain_err)?;
         if balance <= escrow {
-            return Err(Error::NoFunds { address: me, balance, action: "posting this job".into(), needed: escrow });
+            return Err(Error::NoFunds {
+                address: me,
+                balance,
+                action: "posting this job".into(),
+                needed: escrow,
+            });
         }
         let json = spec.to_canonical_json();
         let local = shoal_store::hash_reader(&json[..], Profile::UnixfsV1_2025)?;
         let stored = self.api.upload_bytes(json.clone()).await?;
         if shoal_store::parse_cid(&stored)? != local {
-            return Err(Error::ResultMismatch { job: 0, expected: local.to_string(), got: stored });
+            return Err(Error::ResultMismatch {
+                job: 0,
+                expected: local.to_string(),
+                got: stored,
+            });
         }
         let params = job_params(spec, &local);
         let spec_hash = params.specHash;
@@ -191,7 +220,11 @@ impl Client {
 
     /// The job as the contract holds it.
     pub async fn job(&self, id: u64) -> Result<shoal_chain::Job> {
-        let job = self.chain.get_job(JobId::from(id)).await.map_err(chain_err)?;
+        let job = self
+            .chain
+            .get_job(JobId::from(id))
+            .await
+            .map_err(chain_err)?;
         if job.state == JobState::None {
             return Err(Error::UnknownJob(id));
         }
@@ -267,15 +300,25 @@ impl Client {
                     let reason = events
                         .iter()
                         .find_map(|e| match &e.event {
-                            MarketEvent::JobFailed(f) => Some(fail_reason(&format!("{:?}", f.reason))),
+                            MarketEvent::JobFailed(f) => {
+                                Some(fail_reason(&format!("{:?}", f.reason)))
+                            }
                             _ => None,
                         })
                         .unwrap_or_else(|| "no reason was recorded".into());
-                    return Err(Error::JobEnded { job: id, state: "Failed".into(), reason });
+                    return Err(Error::JobEnded {
+                        job: id,
+                        state: "Failed".into(),
+                        reason,
+                    });
                 }
                 JobState::Expired => {
                     let reason = self.why_no_bids(id, job.bidCount, job.minBids).await;
-                    return Err(Error::JobEnded { job: id, state: "Expired".into(), reason });
+                    return Err(Error::JobEnded {
+                        job: id,
+                        state: "Expired".into(),
+                        reason,
+                    });
                 }
                 _ => {}
             }
@@ -300,7 +343,9 @@ impl Client {
         urls.sort();
         urls.dedup();
         for url in urls {
-            let Ok(api) = NodeApi::new(&url) else { continue };
+            let Ok(api) = NodeApi::new(&url) else {
+                continue;
+            };
             if let Ok(job) = api.job(id).await
                 && let Some(d) = job.decision
                 && !d.bid
@@ -309,7 +354,9 @@ impl Client {
                 reasons.push(format!("{who} declined: {}", d.reason));
             }
         }
-        let mut msg = format!("{bids} of the {min_bids} bids it needed arrived before the bid deadline; the escrow is refunded");
+        let mut msg = format!(
+            "{bids} of the {min_bids} bids it needed arrived before the bid deadline; the escrow is refunded"
+        );
         if reasons.is_empty() {
             msg.push_str(". No node recorded a reason: are enough operators registered and running (`shoal operator status`, GET /api/v1/nodes)?");
         } else {
@@ -335,7 +382,9 @@ impl Client {
         let started = Instant::now();
         let car = loop {
             match self.api.job_results_car(id).await {
-                Err(Error::Api { status: 409 | 404, .. }) if started.elapsed() < Duration::from_secs(60) => {
+                Err(Error::Api {
+                    status: 409 | 404, ..
+                }) if started.elapsed() < Duration::from_secs(60) => {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 other => break other?,
@@ -352,12 +401,20 @@ impl Client {
                 got: "a CAR without a root".into(),
             })?;
             if root.hash().code() != 0x12 || root.hash().digest() != verified.as_slice() {
-                return Err(Error::ResultMismatch { job: id, expected: verified.to_string(), got: root.to_string() });
+                return Err(Error::ResultMismatch {
+                    job: id,
+                    expected: verified.to_string(),
+                    got: root.to_string(),
+                });
             }
             shoal_store::export::export(&store, &root, &dest)?;
             let again = shoal_store::hash_path(&dest, Profile::UnixfsV1_2025)?;
             if again != root {
-                return Err(Error::ResultMismatch { job: id, expected: root.to_string(), got: again.to_string() });
+                return Err(Error::ResultMismatch {
+                    job: id,
+                    expected: root.to_string(),
+                    got: again.to_string(),
+                });
             }
             Ok(root)
         })
@@ -395,21 +452,28 @@ impl Drop for TempDir {
 }
 
 fn job_u64(id: JobId) -> Result<u64> {
-    u64::try_from(id.as_u256()).map_err(|_| Error::Chain(format!("job id {id} does not fit 64 bits")))
+    u64::try_from(id.as_u256())
+        .map_err(|_| Error::Chain(format!("job id {id} does not fit 64 bits")))
 }
 
 fn result_cid(events: &[ChainEvent], hash: B256) -> Option<String> {
     events.iter().rev().find_map(|e| match &e.event {
-        MarketEvent::ResultRevealed(r) if r.resultHash == hash => Some(history::cid_text(&r.resultCid)),
+        MarketEvent::ResultRevealed(r) if r.resultHash == hash => {
+            Some(history::cid_text(&r.resultCid))
+        }
         _ => None,
     })
 }
 
 fn fail_reason(reason: &str) -> String {
     let what = match reason {
-        "TooFewCommits" => "too few selected operators committed a result in the execution window (the job may be too slow for its exec window, or nodes failed to run it: see `shoal job logs`)",
+        "TooFewCommits" => {
+            "too few selected operators committed a result in the execution window (the job may be too slow for its exec window, or nodes failed to run it: see `shoal job logs`)"
+        }
         "TooFewReveals" => "too few operators revealed their result in the reveal window",
-        "NoQuorum" => "no group of equal results reached the confidence (the program may not be deterministic)",
+        "NoQuorum" => {
+            "no group of equal results reached the confidence (the program may not be deterministic)"
+        }
         "NoMediatorMajority" => "the mediators did not agree on a result",
         "NoCorrectResult" => "mediation found none of the results correct",
         other => other,
@@ -435,8 +499,16 @@ pub fn job_params(spec: &JobSpec, spec_cid: &Cid) -> shoal_chain::JobParams {
         bidWindow: secs(d.windows.bid),
         execWindow: secs(d.windows.exec),
         revealWindow: secs(d.windows.reveal),
-        challengeWindow: if optimistic { secs(d.windows.reveal) } else { 0 },
-        verifier: if optimistic { shoal_chain::Verifier::Optimistic } else { shoal_chain::Verifier::Deterministic },
+        challengeWindow: if optimistic {
+            secs(d.windows.reveal)
+        } else {
+            0
+        },
+        verifier: if optimistic {
+            shoal_chain::Verifier::Optimistic
+        } else {
+            shoal_chain::Verifier::Deterministic
+        },
         escalate: d.mediation,
     }
 }

@@ -54,7 +54,10 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(Error::io("config file", path, e)),
         };
-        toml::from_str(&text).map_err(|e| Error::Config { path: path.to_path_buf(), reason: e.to_string() })
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 
     /// Applies the `SHOAL_*` environment variables over the file's values.
@@ -77,12 +80,16 @@ impl Config {
 
     /// The node URL to use.
     pub fn node_url(&self) -> String {
-        self.node.clone().unwrap_or_else(|| DEFAULT_NODE_URL.to_owned())
+        self.node
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NODE_URL.to_owned())
     }
 
     /// The keystore folder to use: the configured one, else `~/.config/shoal/keystores`.
     pub fn keystore_dir(&self) -> PathBuf {
-        self.keystore_dir.clone().unwrap_or_else(|| config_home().join("shoal/keystores"))
+        self.keystore_dir
+            .clone()
+            .unwrap_or_else(|| config_home().join("shoal/keystores"))
     }
 }
 
@@ -90,7 +97,10 @@ fn config_home() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x);
     }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".config")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".config")
 }
 
 #[cfg(test)]
@@ -101,7 +111,8 @@ mod tests {
     fn parses_and_rejects_unknown_keys() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("temp", "/tmp", e))?;
         let p = dir.path().join("config.toml");
-        std::fs::write(&p, "node = \"http://127.0.0.1:9\"\naccount = \"alice\"\n").map_err(|e| Error::io("t", &p, e))?;
+        std::fs::write(&p, "node = \"http://127.0.0.1:9\"\naccount = \"alice\"\n")
+            .map_err(|e| Error::io("t", &p, e))?;
         let c = Config::load(&p)?;
         assert_eq!(c.node_url(), "http://127.0.0.1:9");
         assert_eq!(c.account.as_deref(), Some("alice"));

@@ -39,7 +39,9 @@ pub enum Error {
     #[error("not a private key: {0} (expected 32 bytes as 64 hex digits, with or without 0x)")]
     BadKey(String),
     /// No key was configured for a command that signs.
-    #[error("this command signs a transaction but no key is set: pass --account NAME (a keystore from `shoal wallet list`), --keystore FILE, or set SHOAL_PRIVATE_KEY")]
+    #[error(
+        "this command signs a transaction but no key is set: pass --account NAME (a keystore from `shoal wallet list`), --keystore FILE, or set SHOAL_PRIVATE_KEY"
+    )]
     NoKey,
     /// The configuration is invalid.
     #[error("config {}: {reason}", path.display())]
@@ -63,7 +65,9 @@ pub enum Error {
         reason: String,
     },
     /// The requester node cannot be reached.
-    #[error("cannot reach the Shoal node at {url}: {reason} (is it running? start one with `shoal devstack` or `shoal serve`, or pass --node URL)")]
+    #[error(
+        "cannot reach the Shoal node at {url}: {reason} (is it running? start one with `shoal devstack` or `shoal serve`, or pass --node URL)"
+    )]
     NodeUnreachable {
         /// The node URL.
         url: String,
@@ -94,7 +98,9 @@ pub enum Error {
         hint: Option<String>,
     },
     /// The account cannot pay.
-    #[error("account {address} has {balance} wei but {action} needs {needed} wei plus gas; fund it (on a devstack: `shoal wallet fund`, or send from a dev account)")]
+    #[error(
+        "account {address} has {balance} wei but {action} needs {needed} wei plus gas; fund it (on a devstack: `shoal wallet fund`, or send from a dev account)"
+    )]
     NoFunds {
         /// The account.
         address: alloy::primitives::Address,
@@ -119,7 +125,9 @@ pub enum Error {
         reason: String,
     },
     /// Waiting took too long.
-    #[error("job {job} is still {state} after {secs}s; keep waiting with `shoal job describe {job}` or `shoal deal show {job}`")]
+    #[error(
+        "job {job} is still {state} after {secs}s; keep waiting with `shoal job describe {job}` or `shoal deal show {job}`"
+    )]
     WaitTimeout {
         /// The job.
         job: u64,
@@ -129,7 +137,9 @@ pub enum Error {
         secs: u64,
     },
     /// Downloaded results do not hash to the verified result.
-    #[error("results of job {job} hash to {got} but the chain verified {expected}: the node served something else; do not trust these files")]
+    #[error(
+        "results of job {job} hash to {got} but the chain verified {expected}: the node served something else; do not trust these files"
+    )]
     ResultMismatch {
         /// The job.
         job: u64,
@@ -148,10 +158,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { what, path: path.into(), source }
+        Self::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 
-    pub(crate) fn bad_arg(flag: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::BadArg { flag, value: value.into(), reason: reason.into() }
+    pub(crate) fn bad_arg(
+        flag: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::BadArg {
+            flag,
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 }

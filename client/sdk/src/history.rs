@@ -30,7 +30,11 @@ where
     U256: alloy::primitives::ruint::UintTryFrom<T>,
 {
     let s = format_ether(U256::from(v));
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    };
     format!("{s} ETH")
 }
 
@@ -64,7 +68,11 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
                 eth(p.params.collateral),
                 eth(p.escrow),
                 p.params.verifier,
-                if p.params.escalate { ", mediation on disagreement" } else { "" }
+                if p.params.escalate {
+                    ", mediation on disagreement"
+                } else {
+                    ""
+                }
             ),
             json!({
                 "creator": a(&p.creator), "specCid": cid_text(&p.params.specCid), "specHash": p.params.specHash.to_string(),
@@ -79,11 +87,19 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&b.operator), "price": b.price.to_string() }),
         ),
         M::BidDropped(b) => (
-            format!("bid of {} dropped (not enough free stake at selection)", a(&b.operator)),
+            format!(
+                "bid of {} dropped (not enough free stake at selection)",
+                a(&b.operator)
+            ),
             json!({ "operator": a(&b.operator) }),
         ),
         M::DealAccepted(d) => (
-            format!("selected {} at {}, collateral {} locked", a(&d.operator), eth(d.price), eth(d.collateral)),
+            format!(
+                "selected {} at {}, collateral {} locked",
+                a(&d.operator),
+                eth(d.price),
+                eth(d.collateral)
+            ),
             json!({ "operator": a(&d.operator), "price": d.price.to_string(), "collateral": d.collateral.to_string() }),
         ),
         M::PhaseStarted(p) => (
@@ -95,31 +111,56 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&c.operator), "commitment": c.commitment.to_string() }),
         ),
         M::ResultRevealed(r) => (
-            format!("reveal from {}: result {}", a(&r.operator), cid_text(&r.resultCid)),
+            format!(
+                "reveal from {}: result {}",
+                a(&r.operator),
+                cid_text(&r.resultCid)
+            ),
             json!({ "operator": a(&r.operator), "resultHash": r.resultHash.to_string(), "resultCid": cid_text(&r.resultCid) }),
         ),
         M::JobVerified(v) => (
-            format!("verified: result hash {} agreed by {} operator(s)", v.resultHash, v.winners),
+            format!(
+                "verified: result hash {} agreed by {} operator(s)",
+                v.resultHash, v.winners
+            ),
             json!({ "resultHash": v.resultHash.to_string(), "winners": v.winners }),
         ),
-        M::JobFailed(f) => (format!("failed: {:?}", f.reason), json!({ "reason": format!("{:?}", f.reason) })),
+        M::JobFailed(f) => (
+            format!("failed: {:?}", f.reason),
+            json!({ "reason": format!("{:?}", f.reason) }),
+        ),
         M::JobExpired(x) => (
-            format!("expired with {} bid(s): too few operators bid before the deadline", x.bids),
+            format!(
+                "expired with {} bid(s): too few operators bid before the deadline",
+                x.bids
+            ),
             json!({ "bids": x.bids }),
         ),
         M::DisputeOpened(d) => (
-            format!("dispute opened by {} (bond {})", a(&d.challenger), eth(d.bond)),
+            format!(
+                "dispute opened by {} (bond {})",
+                a(&d.challenger),
+                eth(d.bond)
+            ),
             json!({ "challenger": a(&d.challenger), "bond": d.bond.to_string() }),
         ),
         M::MediatorSelected(m) => (
-            format!("mediator {} drawn, collateral {} locked", a(&m.operator), eth(m.collateral)),
+            format!(
+                "mediator {} drawn, collateral {} locked",
+                a(&m.operator),
+                eth(m.collateral)
+            ),
             json!({ "operator": a(&m.operator), "collateral": m.collateral.to_string() }),
         ),
         M::DisputeResolved(r) => (
             format!(
                 "dispute resolved: result hash {}{}",
                 r.resultHash,
-                if r.challengeUpheld { ", challenge upheld" } else { "" }
+                if r.challengeUpheld {
+                    ", challenge upheld"
+                } else {
+                    ""
+                }
             ),
             json!({ "resultHash": r.resultHash.to_string(), "challengeUpheld": r.challengeUpheld }),
         ),
@@ -132,7 +173,12 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "creator": a(&r.creator), "amount": r.amount.to_string() }),
         ),
         M::Slashed(s) => (
-            format!("slashed {} from {} ({:?})", eth(s.amount), a(&s.operator), s.reason),
+            format!(
+                "slashed {} from {} ({:?})",
+                eth(s.amount),
+                a(&s.operator),
+                s.reason
+            ),
             json!({ "operator": a(&s.operator), "amount": s.amount.to_string(), "reason": format!("{:?}", s.reason) }),
         ),
         M::Claimed(c) => (
@@ -143,13 +189,26 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             format!("operator {} registered", a(&r.operator)),
             json!({ "operator": a(&r.operator), "peerId": cid_text(&r.peerId) }),
         ),
-        M::OperatorUpdated(r) => (format!("operator {} updated", a(&r.operator)), json!({ "operator": a(&r.operator) })),
+        M::OperatorUpdated(r) => (
+            format!("operator {} updated", a(&r.operator)),
+            json!({ "operator": a(&r.operator) }),
+        ),
         M::Staked(s) => (
-            format!("{} staked {} (total {})", a(&s.operator), eth(s.amount), eth(s.totalStake)),
+            format!(
+                "{} staked {} (total {})",
+                a(&s.operator),
+                eth(s.amount),
+                eth(s.totalStake)
+            ),
             json!({ "operator": a(&s.operator), "amount": s.amount.to_string(), "totalStake": s.totalStake.to_string() }),
         ),
         M::WithdrawRequested(w) => (
-            format!("{} requested withdrawal of {} (unlocks at {})", a(&w.operator), eth(w.amount), w.unlockTime),
+            format!(
+                "{} requested withdrawal of {} (unlocks at {})",
+                a(&w.operator),
+                eth(w.amount),
+                w.unlockTime
+            ),
             json!({ "operator": a(&w.operator), "amount": w.amount.to_string(), "pendingWithdrawal": w.pendingWithdrawal.to_string(), "unlockTime": w.unlockTime }),
         ),
         M::Withdrawn(w) => (
@@ -165,10 +224,17 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&s.operator), "amount": s.amount.to_string() }),
         ),
         M::StakeSlashed(s) => (
-            format!("{} of {}'s stake taken by the market", eth(s.amount), a(&s.operator)),
+            format!(
+                "{} of {}'s stake taken by the market",
+                eth(s.amount),
+                a(&s.operator)
+            ),
             json!({ "operator": a(&s.operator), "amount": s.amount.to_string() }),
         ),
-        M::MarketSet(m) => (format!("market set to {}", a(&m.market)), json!({ "market": a(&m.market) })),
+        M::MarketSet(m) => (
+            format!("market set to {}", a(&m.market)),
+            json!({ "market": a(&m.market) }),
+        ),
     }
 }
 

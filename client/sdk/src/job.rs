@@ -31,18 +31,23 @@ impl std::str::FromStr for InputArg {
     /// `SRC:DST` where DST is an absolute path; a bare `ipfs://CID` or URL mounts at `/inputs`.
     fn from_str(s: &str) -> Result<Self> {
         let (src, dst) = match s.rsplit_once(':') {
-            Some((src, dst)) if dst.starts_with('/') && !dst.starts_with("//") && !src.is_empty() => {
+            Some((src, dst))
+                if dst.starts_with('/') && !dst.starts_with("//") && !src.is_empty() =>
+            {
                 (src, dst.to_owned())
             }
             _ => (s, "/inputs".to_owned()),
         };
-        let looks_remote = ["ipfs://", "http://", "https://", "file://", "inline:", "inline;"]
-            .iter()
-            .any(|p| src.starts_with(p));
+        let looks_remote = [
+            "ipfs://", "http://", "https://", "file://", "inline:", "inline;",
+        ]
+        .iter()
+        .any(|p| src.starts_with(p));
         let source = if looks_remote {
-            InputLocation::Remote(src.parse().map_err(|e: shoal_types::Error| {
-                Error::bad_arg("--input", s, e.to_string())
-            })?)
+            InputLocation::Remote(
+                src.parse()
+                    .map_err(|e: shoal_types::Error| Error::bad_arg("--input", s, e.to_string()))?,
+            )
         } else {
             let path = PathBuf::from(src);
             if !path.exists() {
@@ -54,7 +59,10 @@ impl std::str::FromStr for InputArg {
             }
             InputLocation::Local(path)
         };
-        Ok(Self { source, target: dst })
+        Ok(Self {
+            source,
+            target: dst,
+        })
     }
 }
 
@@ -71,10 +79,15 @@ impl std::str::FromStr for OutputArg {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.split_once(':') {
-            Some((name, path)) if !name.is_empty() && path.starts_with('/') => {
-                Ok(Self { name: name.to_owned(), path: path.to_owned() })
-            }
-            _ => Err(Error::bad_arg("--output", s, "expected NAME:/absolute/path, e.g. outputs:/outputs")),
+            Some((name, path)) if !name.is_empty() && path.starts_with('/') => Ok(Self {
+                name: name.to_owned(),
+                path: path.to_owned(),
+            }),
+            _ => Err(Error::bad_arg(
+                "--output",
+                s,
+                "expected NAME:/absolute/path, e.g. outputs:/outputs",
+            )),
         }
     }
 }
@@ -155,16 +168,28 @@ pub struct JobFlags {
 
 /// Builds and validates a spec from an engine and flags.
 pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
-    let env: Map<String, Value> = flags.env.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let env: Map<String, Value> = flags
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
     let engine = match engine {
-        EngineArg::Wasm { module, args, entrypoint } => {
+        EngineArg::Wasm {
+            module,
+            args,
+            entrypoint,
+        } => {
             let mut w = json!({ "module": module.to_string(), "args": args, "env": env });
             if let Some(e) = entrypoint {
                 w["entrypoint"] = e.into();
             }
             json!({ "wasm": w })
         }
-        EngineArg::Docker { image, cmd, entrypoint } => {
+        EngineArg::Docker {
+            image,
+            cmd,
+            entrypoint,
+        } => {
             let mut d = json!({ "image": image, "cmd": cmd, "env": env });
             if let Some(e) = entrypoint {
                 d["entrypoint"] = json!(e);
@@ -190,9 +215,14 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
     };
     put("concurrency", flags.concurrency.map(Value::from));
     // Keep the defaults consistent with a smaller concurrency: k ≤ n ≤ m.
-    let confidence = flags.confidence.or_else(|| flags.concurrency.map(|n| n.min(2).min(n)));
+    let confidence = flags
+        .confidence
+        .or_else(|| flags.concurrency.map(|n| n.min(2).min(n)));
     put("confidence", confidence.map(Value::from));
-    put("min_bids", flags.min_bids.or(flags.concurrency).map(Value::from));
+    put(
+        "min_bids",
+        flags.min_bids.or(flags.concurrency).map(Value::from),
+    );
     put("max_price", flags.max_price.map(|p| p.to_string().into()));
     put("collateral", flags.collateral.map(|p| p.to_string().into()));
     put(
@@ -206,7 +236,11 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
         put("mediation", Some(false.into()));
     }
     let mut windows = Map::new();
-    for (k, v) in [("bid", &flags.bid_window), ("exec", &flags.exec_window), ("reveal", &flags.reveal_window)] {
+    for (k, v) in [
+        ("bid", &flags.bid_window),
+        ("exec", &flags.exec_window),
+        ("reveal", &flags.reveal_window),
+    ] {
         if let Some(v) = v {
             windows.insert(k.into(), json!(v));
         }
@@ -214,9 +248,16 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
     if !windows.is_empty() {
         deal.insert("windows".into(), Value::Object(windows));
     }
-    let inputs: Vec<Value> =
-        flags.inputs.iter().map(|(s, p)| json!({ "source": s.to_string(), "path": p })).collect();
-    let outputs: Vec<Value> = flags.outputs.iter().map(|o| json!({ "name": o.name, "path": o.path })).collect();
+    let inputs: Vec<Value> = flags
+        .inputs
+        .iter()
+        .map(|(s, p)| json!({ "source": s.to_string(), "path": p }))
+        .collect();
+    let outputs: Vec<Value> = flags
+        .outputs
+        .iter()
+        .map(|o| json!({ "name": o.name, "path": o.path }))
+        .collect();
     let doc = json!({
         "name": flags.name.clone().unwrap_or_default(),
         "engine": engine,
@@ -239,10 +280,16 @@ mod tests {
     fn parses_inputs_outputs_env() -> Result<()> {
         let i: InputArg = "ipfs://bafkqaaa:/data".parse()?;
         assert_eq!(i.target, "/data");
-        assert!(matches!(i.source, InputLocation::Remote(InputSource::Ipfs(_))));
+        assert!(matches!(
+            i.source,
+            InputLocation::Remote(InputSource::Ipfs(_))
+        ));
         let u: InputArg = "http://127.0.0.1:8080/a.txt:/in/a.txt".parse()?;
         assert_eq!(u.target, "/in/a.txt");
-        assert_eq!(u.source, InputLocation::Remote(InputSource::Url("http://127.0.0.1:8080/a.txt".into())));
+        assert_eq!(
+            u.source,
+            InputLocation::Remote(InputSource::Url("http://127.0.0.1:8080/a.txt".into()))
+        );
         let bare: InputArg = "https://example.org/x".parse()?;
         assert_eq!(bare.target, "/inputs");
         assert!("/definitely/not/here:/x".parse::<InputArg>().is_err());
@@ -258,7 +305,10 @@ mod tests {
     fn builds_a_valid_spec_from_flags() -> Result<()> {
         let flags = JobFlags {
             inputs: vec![(InputSource::Ipfs("bafkqaaa".into()), "/inputs".into())],
-            outputs: vec![OutputArg { name: "outputs".into(), path: "/outputs".into() }],
+            outputs: vec![OutputArg {
+                name: "outputs".into(),
+                path: "/outputs".into(),
+            }],
             env: vec![("K".into(), "V".into())],
             concurrency: Some(1),
             timeout: Some("30s".into()),
@@ -267,7 +317,11 @@ mod tests {
             ..Default::default()
         };
         let spec = build_spec(
-            EngineArg::Wasm { module: InputSource::Ipfs("bafkqaaa".into()), args: vec!["/inputs".into()], entrypoint: None },
+            EngineArg::Wasm {
+                module: InputSource::Ipfs("bafkqaaa".into()),
+                args: vec!["/inputs".into()],
+                entrypoint: None,
+            },
             &flags,
         )?;
         assert_eq!(spec.deal.concurrency, 1);
@@ -276,12 +330,21 @@ mod tests {
         assert_eq!(spec.deal.max_price, 5);
         assert_eq!(spec.resources.memory, 64 * 1024 * 1024);
         assert_eq!(spec.resources.timeout.as_secs(), 30);
-        let bad = JobFlags { confidence: Some(4), ..flags };
-        assert!(build_spec(
-            EngineArg::Docker { image: "x".into(), cmd: vec![], entrypoint: None },
-            &bad
-        )
-        .is_err());
+        let bad = JobFlags {
+            confidence: Some(4),
+            ..flags
+        };
+        assert!(
+            build_spec(
+                EngineArg::Docker {
+                    image: "x".into(),
+                    cmd: vec![],
+                    entrypoint: None
+                },
+                &bad
+            )
+            .is_err()
+        );
         Ok(())
     }
 }

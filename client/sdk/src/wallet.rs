@@ -61,8 +61,12 @@ impl Keystore {
             if !path.is_file() {
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
             if json.get("crypto").or_else(|| json.get("Crypto")).is_none() {
                 continue;
             }
@@ -80,7 +84,10 @@ impl Keystore {
     pub fn find(&self, name: &str) -> Result<PathBuf> {
         let path = self.path_of(name);
         if name.contains('/') || !path.is_file() {
-            return Err(Error::KeystoreNotFound { name: name.to_owned(), dir: self.dir.clone() });
+            return Err(Error::KeystoreNotFound {
+                name: name.to_owned(),
+                dir: self.dir.clone(),
+            });
         }
         Ok(path)
     }
@@ -98,7 +105,8 @@ impl Keystore {
         if path.exists() {
             return Err(Error::KeystoreExists { path });
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("keystore folder", &self.dir, e))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("keystore folder", &self.dir, e))?;
         let (signer, _) = PrivateKeySigner::encrypt_keystore(
             &self.dir,
             &mut rand::thread_rng(),
@@ -106,7 +114,10 @@ impl Keystore {
             password,
             Some(name),
         )
-        .map_err(|e| Error::Decrypt { path: path.clone(), reason: e.to_string() })?;
+        .map_err(|e| Error::Decrypt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         record_address(&path, signer.address())?;
         restrict_permissions(&path)?;
         Ok((signer.address(), path))
@@ -114,14 +125,20 @@ impl Keystore {
 
     /// Copies an existing keystore file (e.g. one made by `cast wallet new`) in as account
     /// `name`, after checking that `password` decrypts it.
-    pub fn import_file(&self, name: &str, file: &Path, password: &str) -> Result<(Address, PathBuf)> {
+    pub fn import_file(
+        &self,
+        name: &str,
+        file: &Path,
+        password: &str,
+    ) -> Result<(Address, PathBuf)> {
         check_name(name)?;
         let signer = decrypt(file, password)?;
         let path = self.path_of(name);
         if path.exists() {
             return Err(Error::KeystoreExists { path });
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("keystore folder", &self.dir, e))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("keystore folder", &self.dir, e))?;
         std::fs::copy(file, &path).map_err(|e| Error::io("keystore", &path, e))?;
         restrict_permissions(&path)?;
         Ok((signer.address(), path))
@@ -132,11 +149,17 @@ fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(Error::bad_arg("account name", name, "use 1-64 of [A-Za-z0-9._-], not starting with `.`"))
+        Err(Error::bad_arg(
+            "account name",
+            name,
+            "use 1-64 of [A-Za-z0-9._-], not starting with `.`",
+        ))
     }
 }
 
@@ -149,15 +172,19 @@ pub fn decrypt(path: &Path, password: &str) -> Result<PrivateKeySigner> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         ));
     }
-    PrivateKeySigner::decrypt_keystore(path, password)
-        .map_err(|e| Error::Decrypt { path: path.to_path_buf(), reason: e.to_string() })
+    PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| Error::Decrypt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// The address a keystore file records, if any (no password needed).
 pub fn keystore_address(path: &Path) -> Result<Option<Address>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("keystore", path, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Decrypt { path: path.to_path_buf(), reason: format!("not a keystore: {e}") })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Decrypt {
+        path: path.to_path_buf(),
+        reason: format!("not a keystore: {e}"),
+    })?;
     Ok(recorded_address(&json))
 }
 
@@ -171,8 +198,10 @@ fn recorded_address(json: &serde_json::Value) -> Option<Address> {
 /// without the password; `cast` and geth ignore or accept it.
 fn record_address(path: &Path, address: Address) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("keystore", path, e))?;
-    let mut json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Decrypt { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Decrypt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if let Some(obj) = json.as_object_mut() {
         obj.insert("address".into(), hex::encode(address.as_slice()).into());
     }
@@ -198,7 +227,8 @@ pub fn parse_private_key(s: &str) -> Result<B256> {
     }
     let bytes = hex::decode(t).map_err(|_| Error::BadKey("not hex".into()))?;
     let key = B256::from_slice(&bytes);
-    PrivateKeySigner::from_bytes(&key).map_err(|_| Error::BadKey("not a valid secp256k1 scalar".into()))?;
+    PrivateKeySigner::from_bytes(&key)
+        .map_err(|_| Error::BadKey("not a valid secp256k1 scalar".into()))?;
     Ok(key)
 }
 
@@ -222,7 +252,10 @@ impl fmt::Debug for KeySource {
 
 impl KeySource {
     /// Loads the signer; `password` is called only for keystores.
-    pub fn signer(&self, password: impl FnOnce(&Path) -> Result<String>) -> Result<PrivateKeySigner> {
+    pub fn signer(
+        &self,
+        password: impl FnOnce(&Path) -> Result<String>,
+    ) -> Result<PrivateKeySigner> {
         match self {
             KeySource::Keystore(path) => {
                 let pw = password(path)?;
@@ -249,8 +282,14 @@ mod tests {
         assert_eq!(listed[0].name, "alice");
         assert_eq!(listed[0].address, Some(addr));
         assert_eq!(decrypt(&path, "pw")?.address(), addr);
-        assert!(matches!(decrypt(&path, "wrong"), Err(Error::Decrypt { .. })));
-        assert!(matches!(ks.create("alice", "pw"), Err(Error::KeystoreExists { .. })));
+        assert!(matches!(
+            decrypt(&path, "wrong"),
+            Err(Error::Decrypt { .. })
+        ));
+        assert!(matches!(
+            ks.create("alice", "pw"),
+            Err(Error::KeystoreExists { .. })
+        ));
         assert!(matches!(ks.create("../x", "pw"), Err(Error::BadArg { .. })));
         Ok(())
     }
@@ -260,9 +299,14 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("temp", "/tmp", e))?;
         let ks = Keystore::new(dir.path());
         // The first well-known dev key (anvil, hardhat).
-        let key = parse_private_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")?;
+        let key = parse_private_key(
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        )?;
         let (addr, _) = ks.import_key("dev0", &key, "pw")?;
-        assert_eq!(addr.to_string(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+        assert_eq!(
+            addr.to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
         assert!(parse_private_key("0x12").is_err());
         Ok(())
     }

@@ -35,7 +35,11 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             "events": history,
         }));
     }
-    println!("job {n}: {state}  (market {} on chain {})", client.deployment().job_market, client.deployment().chain_id);
+    println!(
+        "job {n}: {state}  (market {} on chain {})",
+        client.deployment().job_market,
+        client.deployment().chain_id
+    );
     for e in &history {
         println!("  block {:>5}  {:<18} {}", e.block, e.event, e.summary);
     }

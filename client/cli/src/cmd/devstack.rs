@@ -39,7 +39,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("shoal-devstack-{}", std::process::id())),
     };
-    std::fs::create_dir_all(&base_dir).with_context(|| format!("cannot create {}", base_dir.display()))?;
+    std::fs::create_dir_all(&base_dir)
+        .with_context(|| format!("cannot create {}", base_dir.display()))?;
     let port = args.port;
     let old_url: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let customize = move |i: usize, c: &mut shoal_node::NodeConfig| {
@@ -69,9 +70,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..DevstackConfig::default()
     };
     if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        anyhow::bail!("port {port} is taken (another devstack or node?); stop it or pass --port 0 for a free port");
+        anyhow::bail!(
+            "port {port} is taken (another devstack or node?); stop it or pass --port 0 for a free port"
+        );
     }
-    let stack = devstack::start(cfg).await.context("the devstack did not start")?;
+    let stack = devstack::start(cfg)
+        .await
+        .context("the devstack did not start")?;
     let node = stack.api_urls().first().cloned().unwrap_or_default();
     let deployment = base_dir.join("deployment.json");
     let env_file = base_dir.join("devstack.env");
@@ -87,11 +92,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         deployment.display(),
         stack.creator_key,
     );
-    std::fs::write(&env_file, env).with_context(|| format!("cannot write {}", env_file.display()))?;
-    println!("{}", stack.summary().replace(&stack.creator_key, "(in devstack.env)"));
+    std::fs::write(&env_file, env)
+        .with_context(|| format!("cannot write {}", env_file.display()))?;
+    println!(
+        "{}",
+        stack
+            .summary()
+            .replace(&stack.creator_key, "(in devstack.env)")
+    );
     println!("env file      {}", env_file.display());
     println!("deployment    {}", deployment.display());
-    eprintln!("devstack ready; `. {}` then run jobs with `shoal wasm run …`; Ctrl-C stops it", env_file.display());
+    eprintln!(
+        "devstack ready; `. {}` then run jobs with `shoal wasm run …`; Ctrl-C stops it",
+        env_file.display()
+    );
     wait_for_stop().await?;
     eprintln!("stopping the devstack");
     stack.shutdown().await;
@@ -109,6 +123,8 @@ async fn wait_for_stop() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     Ok(())
 }

@@ -110,7 +110,10 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     } else {
         (t, 1.0)
     };
-    let v: f64 = n.trim().parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration; write e.g. 90s, 10m or 1h"))?;
+    let v: f64 = n
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration; write e.g. 90s, 10m or 1h"))?;
     if !(v.is_finite() && v >= 0.0) {
         anyhow::bail!("`{s}` is not a duration");
     }
@@ -118,7 +121,12 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
 }
 
 /// Posts a spec and, unless --no-wait, follows it to the end and prints the verified output.
-pub async fn submit(ctx: &Ctx, client: &Client, spec: &JobSpec, flags: &SubmitFlags) -> anyhow::Result<()> {
+pub async fn submit(
+    ctx: &Ctx,
+    client: &Client,
+    spec: &JobSpec,
+    flags: &SubmitFlags,
+) -> anyhow::Result<()> {
     let posted = client.post(spec).await?;
     let id = posted.job_id;
     if !ctx.json() && !flags.id_only {
@@ -176,7 +184,9 @@ pub async fn submit(ctx: &Ctx, client: &Client, spec: &JobSpec, flags: &SubmitFl
             "download": flags.download,
         }))?;
     } else {
-        eprintln!("job {id} verified; result ipfs://{root} (checked against the on-chain result hash)");
+        eprintln!(
+            "job {id} verified; result ipfs://{root} (checked against the on-chain result hash)"
+        );
         if let Some(d) = &flags.download {
             eprintln!("results in {}", d.display());
         }
@@ -191,7 +201,10 @@ pub async fn submit(ctx: &Ctx, client: &Client, spec: &JobSpec, flags: &SubmitFl
 
 pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Run { spec, submit: flags } => {
+        Command::Run {
+            spec,
+            submit: flags,
+        } => {
             let spec = load_spec(&spec)?;
             let client = ctx.client(true).await?;
             submit(ctx, &client, &spec, &flags).await
@@ -225,13 +238,23 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::List { state, creator, limit, offset } => {
+        Command::List {
+            state,
+            creator,
+            limit,
+            offset,
+        } => {
             let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
-            let list = api.jobs(state.as_deref(), creator.as_deref(), limit, offset).await?;
+            let list = api
+                .jobs(state.as_deref(), creator.as_deref(), limit, offset)
+                .await?;
             if ctx.json() {
                 return print_json(&list);
             }
-            println!("{:>5}  {:<17} {:<44} {:>3}  {:<10} RESULT", "ID", "STATE", "CREATOR", "N", "ESCROW");
+            println!(
+                "{:>5}  {:<17} {:<44} {:>3}  {:<10} RESULT",
+                "ID", "STATE", "CREATOR", "N", "ESCROW"
+            );
             for j in &list.jobs {
                 println!(
                     "{:>5}  {:<17} {:<44} {:>3}  {:<10} {}",
@@ -266,10 +289,18 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 eth(job.params.max_price.parse().unwrap_or_default()),
                 eth(job.params.collateral.parse().unwrap_or_default())
             );
-            println!("escrow held  {}", eth(job.escrow.parse().unwrap_or_default()));
+            println!(
+                "escrow held  {}",
+                eth(job.escrow.parse().unwrap_or_default())
+            );
             println!("bids         {}", job.bids.len());
             for b in &job.bids {
-                println!("  {} {}{}", b.operator, eth(b.price.parse().unwrap_or_default()), if b.dropped { " (dropped)" } else { "" });
+                println!(
+                    "  {} {}{}",
+                    b.operator,
+                    eth(b.price.parse().unwrap_or_default()),
+                    if b.dropped { " (dropped)" } else { "" }
+                );
             }
             println!("deals        {}", job.deals.len());
             for d in &job.deals {
@@ -284,16 +315,30 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 println!("result       ipfs://{c}");
             }
             for p in &job.payments {
-                println!("paid         {} to {} ({})", eth(p.amount.parse().unwrap_or_default()), p.account, p.kind);
+                println!(
+                    "paid         {} to {} ({})",
+                    eth(p.amount.parse().unwrap_or_default()),
+                    p.account,
+                    p.kind
+                );
             }
             for s in &job.slashes {
-                println!("slashed      {} from {} ({})", eth(s.amount.parse().unwrap_or_default()), s.account, s.kind);
+                println!(
+                    "slashed      {} from {} ({})",
+                    eth(s.amount.parse().unwrap_or_default()),
+                    s.account,
+                    s.kind
+                );
             }
             if let Some(r) = &job.fail_reason {
                 println!("failed       {r}");
             }
             if let Some(d) = &job.decision {
-                println!("this node    {} ({})", if d.bid { "bid" } else { "declined" }, d.reason);
+                println!(
+                    "this node    {} ({})",
+                    if d.bid { "bid" } else { "declined" },
+                    d.reason
+                );
             }
             Ok(())
         }
@@ -301,7 +346,9 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
             let (from, logs) = api.job_logs_any(job_u64(id)?).await?;
             if ctx.json() {
-                return print_json(&json!({ "node": from, "stdout": logs.stdout, "stderr": logs.stderr, "exitCode": logs.exit_code }));
+                return print_json(
+                    &json!({ "node": from, "stdout": logs.stdout, "stderr": logs.stderr, "exitCode": logs.exit_code }),
+                );
             }
             eprintln!("logs from the node at {from}");
             print!("{}", logs.stdout);
@@ -314,16 +361,28 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Get { id, output_dir } => {
             let id = job_u64(id)?;
             let dir = output_dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}")));
-            if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-                anyhow::bail!("{} already exists and is not empty; pick another folder with -o", dir.display());
+            if dir.exists()
+                && std::fs::read_dir(&dir)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                anyhow::bail!(
+                    "{} already exists and is not empty; pick another folder with -o",
+                    dir.display()
+                );
             }
             let client = ctx.client(false).await?;
             let root = client.download_results(id, &dir).await?;
             if ctx.json() {
-                print_json(&json!({ "jobId": id, "resultCid": root.to_string(), "path": dir, "verified": true }))?;
+                print_json(
+                    &json!({ "jobId": id, "resultCid": root.to_string(), "path": dir, "verified": true }),
+                )?;
             } else {
                 println!("{}", dir.display());
-                eprintln!("results of job {id} in {} — CID {root} equals the verified result hash", dir.display());
+                eprintln!(
+                    "results of job {id} in {} — CID {root} equals the verified result hash",
+                    dir.display()
+                );
             }
             Ok(())
         }
@@ -337,8 +396,15 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     let job = client.job(n).await?;
     // A chain that mines only on demand has a stale latest block; the next block is stamped
     // with the current time.
-    let chain_now = client.chain().block_timestamp().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let chain_now = client
+        .chain()
+        .block_timestamp()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let now = chain_now.max(wall);
     use shoal_chain::JobState as S;
     let mut actions = Vec::new();
@@ -352,7 +418,11 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
             job.concurrency
         ),
         S::Posted => {
-            let r = client.chain().close_bidding(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = client
+                .chain()
+                .close_bidding(id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             actions.push(format!("closeBidding {}", r.transaction_hash));
         }
         s if now < job.phaseDeadline => anyhow::bail!(
@@ -362,14 +432,26 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
             job.phaseDeadline - now
         ),
         _ => {
-            let r = client.chain().finalize(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = client
+                .chain()
+                .finalize(id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             actions.push(format!("finalize {}", r.transaction_hash));
         }
     }
     let me = client.address()?;
-    let owed = client.chain().withdrawable(me).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let owed = client
+        .chain()
+        .withdrawable(me)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if !owed.is_zero() {
-        let r = client.chain().claim().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = client
+            .chain()
+            .claim()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         actions.push(format!("claimed {} ({})", eth(owed), r.transaction_hash));
     }
     let state = format!("{:?}", client.job(n).await?.state);
@@ -385,6 +467,7 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<JobSpec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     JobSpec::from_yaml(&text).with_context(|| format!("{} is not a valid job spec", path.display()))
 }

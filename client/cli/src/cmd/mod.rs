@@ -62,7 +62,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(global: Global) -> anyhow::Result<Self> {
-        let path = global.client_config.clone().unwrap_or_else(Config::default_path);
+        let path = global
+            .client_config
+            .clone()
+            .unwrap_or_else(Config::default_path);
         let config = Config::load(&path)?.with_env();
         Ok(Self { global, config })
     }
@@ -72,15 +75,26 @@ impl Ctx {
     }
 
     pub fn node_url(&self) -> String {
-        self.global.node.clone().unwrap_or_else(|| self.config.node_url())
+        self.global
+            .node
+            .clone()
+            .unwrap_or_else(|| self.config.node_url())
     }
 
     pub fn rpc_url(&self) -> Option<String> {
-        self.global.rpc_url.clone().or_else(|| self.config.rpc_url.clone())
+        self.global
+            .rpc_url
+            .clone()
+            .or_else(|| self.config.rpc_url.clone())
     }
 
     pub fn keystore(&self) -> Keystore {
-        Keystore::new(self.global.keystore_dir.clone().unwrap_or_else(|| self.config.keystore_dir()))
+        Keystore::new(
+            self.global
+                .keystore_dir
+                .clone()
+                .unwrap_or_else(|| self.config.keystore_dir()),
+        )
     }
 
     /// Where the signing key comes from: --keystore, --account, SHOAL_PRIVATE_KEY, then the
@@ -92,8 +106,12 @@ impl Ctx {
         if let Some(name) = &self.global.account {
             return Ok(Some(KeySource::Keystore(self.keystore().find(name)?)));
         }
-        if let Some(raw) = std::env::var(PRIVATE_KEY_ENV).ok().filter(|v| !v.is_empty()) {
-            let key = shoal_sdk::wallet::parse_private_key(&raw).with_context(|| format!("{PRIVATE_KEY_ENV} is set"))?;
+        if let Some(raw) = std::env::var(PRIVATE_KEY_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            let key = shoal_sdk::wallet::parse_private_key(&raw)
+                .with_context(|| format!("{PRIVATE_KEY_ENV} is set"))?;
             return Ok(Some(KeySource::Raw(key)));
         }
         if let Some(name) = &self.config.account {
@@ -104,7 +122,10 @@ impl Ctx {
 
     /// The password of a keystore: --password-file, SHOAL_PASSWORD, else a prompt.
     pub fn password(&self, keystore: &Path) -> shoal_sdk::Result<String> {
-        password(self.global.password_file.as_deref(), &format!("password for {}: ", keystore.display()))
+        password(
+            self.global.password_file.as_deref(),
+            &format!("password for {}: ", keystore.display()),
+        )
     }
 
     /// The signer, or an error that says how to configure one.
@@ -119,8 +140,9 @@ impl Ctx {
         let rpc = self.rpc_url();
         match &self.global.deployment {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the deployment file {}", path.display()))?;
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the deployment file {}", path.display())
+                })?;
                 let d: shoal_sdk::api::Deployment = serde_json::from_str(&text)
                     .with_context(|| format!("{} is not a deployment file", path.display()))?;
                 Ok(Client::with_deployment(&self.node_url(), d, rpc.as_deref(), signer).await?)
@@ -133,8 +155,11 @@ impl Ctx {
 /// Reads a password: from `file`, SHOAL_PASSWORD, or a prompt on the terminal.
 pub fn password(file: Option<&Path>, prompt: &str) -> shoal_sdk::Result<String> {
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| shoal_sdk::Error::Io { what: "password file", path: f.to_path_buf(), source: e })?;
+        let text = std::fs::read_to_string(f).map_err(|e| shoal_sdk::Error::Io {
+            what: "password file",
+            path: f.to_path_buf(),
+            source: e,
+        })?;
         return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
     }
     if let Ok(pw) = std::env::var(PASSWORD_ENV) {
@@ -143,7 +168,9 @@ pub fn password(file: Option<&Path>, prompt: &str) -> shoal_sdk::Result<String> 
     if !std::io::stdin().is_terminal() {
         return Err(shoal_sdk::Error::Decrypt {
             path: PathBuf::from(prompt.trim_end_matches(": ")),
-            reason: format!("no terminal to ask for the password; set {PASSWORD_ENV} or pass --password-file"),
+            reason: format!(
+                "no terminal to ask for the password; set {PASSWORD_ENV} or pass --password-file"
+            ),
         });
     }
     rpassword::prompt_password(prompt).map_err(|e| shoal_sdk::Error::Io {
@@ -173,14 +200,19 @@ pub fn parse_amount(s: &str) -> anyhow::Result<alloy::primitives::U256> {
     } else {
         (t.as_str(), "wei")
     };
-    let v = alloy::primitives::utils::parse_units(num.trim(), unit)
-        .map_err(|e| anyhow::anyhow!("`{s}` is not an amount ({e}); write e.g. 1.5ether, 100gwei or 1000 (wei)"))?;
+    let v = alloy::primitives::utils::parse_units(num.trim(), unit).map_err(|e| {
+        anyhow::anyhow!("`{s}` is not an amount ({e}); write e.g. 1.5ether, 100gwei or 1000 (wei)")
+    })?;
     Ok(v.get_absolute())
 }
 
 /// Formats wei as ETH.
 pub fn eth(v: alloy::primitives::U256) -> String {
     let s = alloy::primitives::utils::format_ether(v);
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    };
     format!("{s} ETH")
 }

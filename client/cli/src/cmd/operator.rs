@@ -61,20 +61,38 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     let balance = chain.balance(me).await.map_err(chain_err)?;
     let need_funds = |value: alloy::primitives::U256, action: &str| -> anyhow::Result<()> {
         if balance <= value {
-            return Err(shoal_sdk::Error::NoFunds { address: me, balance, action: action.into(), needed: value }.into());
+            return Err(shoal_sdk::Error::NoFunds {
+                address: me,
+                balance,
+                action: action.into(),
+                needed: value,
+            }
+            .into());
         }
         Ok(())
     };
     let op_status = chain.operator_status(me).await.map_err(chain_err)?;
     let (what, receipt) = match cmd {
-        Command::Register { stake, peer_id, engines, cpu_millicores, memory_mib, disk_gib } => {
+        Command::Register {
+            stake,
+            peer_id,
+            engines,
+            cpu_millicores,
+            memory_mib,
+            disk_gib,
+        } => {
             let value = parse_amount(&stake)?;
             if op_status.registered {
                 anyhow::bail!("{me} is already registered; add stake with `shoal operator stake`");
             }
             let min = chain.min_stake().await.map_err(chain_err)?;
             if value < min {
-                anyhow::bail!("a stake of {} is below the registry's minimum of {}; pass --stake {}", eth(value), eth(min), eth(min).replace(' ', "").to_lowercase());
+                anyhow::bail!(
+                    "a stake of {} is below the registry's minimum of {}; pass --stake {}",
+                    eth(value),
+                    eth(min),
+                    eth(min).replace(' ', "").to_lowercase()
+                );
             }
             need_funds(value, "registering")?;
             let mut bits = 0u32;
@@ -93,12 +111,20 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 gpus: 0,
             };
             let peer = peer_id.unwrap_or_else(|| me.to_string());
-            ("registered", chain.register(peer.into_bytes().into(), caps, value).await.map_err(chain_err)?)
+            (
+                "registered",
+                chain
+                    .register(peer.into_bytes().into(), caps, value)
+                    .await
+                    .map_err(chain_err)?,
+            )
         }
         Command::Stake { amount } => {
             let value = parse_amount(&amount)?;
             if !op_status.registered {
-                anyhow::bail!("{me} is not a registered operator; register first with `shoal operator register --stake AMOUNT`");
+                anyhow::bail!(
+                    "{me} is not a registered operator; register first with `shoal operator register --stake AMOUNT`"
+                );
             }
             need_funds(value, "staking")?;
             ("staked", chain.stake(value).await.map_err(chain_err)?)
@@ -115,12 +141,17 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                     eth(op_status.stake)
                 );
             }
-            ("unbonding started", chain.request_withdrawal(value).await.map_err(chain_err)?)
+            (
+                "unbonding started",
+                chain.request_withdrawal(value).await.map_err(chain_err)?,
+            )
         }
         Command::Withdraw => {
             let op = chain.get_operator(me).await.map_err(chain_err)?;
             if op.pendingWithdrawal.is_zero() {
-                anyhow::bail!("{me} has no pending withdrawal; start one with `shoal operator unstake AMOUNT`");
+                anyhow::bail!(
+                    "{me} has no pending withdrawal; start one with `shoal operator unstake AMOUNT`"
+                );
             }
             let now = chain.block_timestamp().await.map_err(chain_err)?;
             if now < op.unlockTime {
@@ -171,7 +202,9 @@ async fn status(ctx: &Ctx, address: Option<alloy::primitives::Address>) -> anyho
         }));
     }
     if !op.registered {
-        println!("{address}: not registered (register with `shoal operator register --stake AMOUNT`)");
+        println!(
+            "{address}: not registered (register with `shoal operator register --stake AMOUNT`)"
+        );
         return Ok(());
     }
     println!("operator     {address}");
@@ -180,7 +213,11 @@ async fn status(ctx: &Ctx, address: Option<alloy::primitives::Address>) -> anyho
     println!("locked       {}", eth(locked));
     println!("free         {}", eth(stake - locked));
     if !pending.is_zero() {
-        let when = if now >= op.unlockTime { "withdrawable now".to_owned() } else { format!("unlocks in {}s", op.unlockTime - now) };
+        let when = if now >= op.unlockTime {
+            "withdrawable now".to_owned()
+        } else {
+            format!("unlocks in {}s", op.unlockTime - now)
+        };
         println!("unbonding    {} ({when})", eth(pending));
     }
     Ok(())

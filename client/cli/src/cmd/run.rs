@@ -111,8 +111,16 @@ async fn flags(ctx: &Ctx, client: &shoal_sdk::Client, a: &JobArgs) -> anyhow::Re
         }
         inputs.push((source, arg.target));
     }
-    let outputs = a.outputs.iter().map(|s| s.parse::<OutputArg>()).collect::<Result<Vec<_>, _>>()?;
-    let env = a.env.iter().map(|s| parse_env(s)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = a
+        .outputs
+        .iter()
+        .map(|s| s.parse::<OutputArg>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = a
+        .env
+        .iter()
+        .map(|s| parse_env(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let wei = |v: &Option<String>| -> anyhow::Result<Option<u128>> {
         v.as_deref()
             .map(|s| {
@@ -131,7 +139,11 @@ async fn flags(ctx: &Ctx, client: &shoal_sdk::Client, a: &JobArgs) -> anyhow::Re
         min_bids: a.min_bids,
         max_price: wei(&a.max_price)?,
         collateral: wei(&a.collateral)?,
-        verifier: a.verifier.as_deref().map(str::parse::<Verifier>).transpose()?,
+        verifier: a
+            .verifier
+            .as_deref()
+            .map(str::parse::<Verifier>)
+            .transpose()?,
         timeout: a.timeout.clone(),
         cpu: a.cpu,
         memory: a.memory.clone(),
@@ -156,10 +168,20 @@ pub async fn wasm(ctx: &Ctx, cmd: WasmRun) -> anyhow::Result<()> {
     } else if shoal_store::parse_cid(&cmd.module).is_ok() {
         InputSource::Ipfs(cmd.module.clone())
     } else {
-        anyhow::bail!("module `{}` is not a local file, a CID, ipfs://CID or an http(s) URL", cmd.module);
+        anyhow::bail!(
+            "module `{}` is not a local file, a CID, ipfs://CID or an http(s) URL",
+            cmd.module
+        );
     };
     let flags = flags(ctx, &client, &cmd.job).await?;
-    let spec = build_spec(EngineArg::Wasm { module, args: cmd.args, entrypoint: cmd.entrypoint }, &flags)?;
+    let spec = build_spec(
+        EngineArg::Wasm {
+            module,
+            args: cmd.args,
+            entrypoint: cmd.entrypoint,
+        },
+        &flags,
+    )?;
     submit(ctx, &client, &spec, &cmd.job.submit).await
 }
 
@@ -167,6 +189,13 @@ pub async fn docker(ctx: &Ctx, cmd: DockerRun) -> anyhow::Result<()> {
     let client = ctx.client(true).await?;
     let flags = flags(ctx, &client, &cmd.job).await?;
     let entrypoint = (!cmd.entrypoint.is_empty()).then_some(cmd.entrypoint);
-    let spec = build_spec(EngineArg::Docker { image: cmd.image, cmd: cmd.cmd, entrypoint }, &flags)?;
+    let spec = build_spec(
+        EngineArg::Docker {
+            image: cmd.image,
+            cmd: cmd.cmd,
+            entrypoint,
+        },
+        &flags,
+    )?;
     submit(ctx, &client, &spec, &cmd.job.submit).await
 }

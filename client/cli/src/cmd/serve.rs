@@ -24,13 +24,25 @@ pub struct Args {
     #[arg(long, env = "SHOAL_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
     /// Overrides `deployment_file`.
-    #[arg(long = "deployment-file", env = "SHOAL_DEPLOYMENT_FILE", value_name = "FILE")]
+    #[arg(
+        long = "deployment-file",
+        env = "SHOAL_DEPLOYMENT_FILE",
+        value_name = "FILE"
+    )]
     deployment_file: Option<PathBuf>,
     /// Overrides `operator.keystore`.
-    #[arg(long = "operator-keystore", env = "SHOAL_OPERATOR_KEYSTORE", value_name = "FILE")]
+    #[arg(
+        long = "operator-keystore",
+        env = "SHOAL_OPERATOR_KEYSTORE",
+        value_name = "FILE"
+    )]
     operator_keystore: Option<PathBuf>,
     /// Overrides `operator.password_env`: the variable that holds the keystore's password.
-    #[arg(long = "operator-password-env", env = "SHOAL_OPERATOR_PASSWORD_ENV", value_name = "VAR")]
+    #[arg(
+        long = "operator-password-env",
+        env = "SHOAL_OPERATOR_PASSWORD_ENV",
+        value_name = "VAR"
+    )]
     operator_password_env: Option<String>,
     /// Overrides `executor.docker`.
     #[arg(long, env = "SHOAL_DOCKER")]
@@ -74,11 +86,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", cfg.to_toml()?);
         return Ok(());
     }
-    let node = shoal_node::start(cfg).await.context("the node did not start")?;
+    let node = shoal_node::start(cfg)
+        .await
+        .context("the node did not start")?;
     println!("{}", node.api_url());
     match node.operator() {
-        Some(a) => eprintln!("shoal node serving {} as operator {a}; Ctrl-C stops it", node.api_url()),
-        None => eprintln!("shoal node serving {} without an operator key (follows and serves, never bids)", node.api_url()),
+        Some(a) => eprintln!(
+            "shoal node serving {} as operator {a}; Ctrl-C stops it",
+            node.api_url()
+        ),
+        None => eprintln!(
+            "shoal node serving {} without an operator key (follows and serves, never bids)",
+            node.api_url()
+        ),
     }
     tokio::select! {
         r = tokio::signal::ctrl_c() => { r.context("cannot wait for Ctrl-C")?; eprintln!("shutting down"); node.shutdown().await; }

@@ -68,7 +68,10 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             let ks = ctx.keystore();
             let (address, path) = match file {
                 Some(f) => {
-                    let pw = password(ctx.global.password_file.as_deref(), &format!("password of {}: ", f.display()))?;
+                    let pw = password(
+                        ctx.global.password_file.as_deref(),
+                        &format!("password of {}: ", f.display()),
+                    )?;
                     ks.import_file(&name, &f, &pw)?
                 }
                 None => {
@@ -95,10 +98,16 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             if ctx.json() {
                 print_json(&entries)?;
             } else if entries.is_empty() {
-                eprintln!("no accounts in {}; create one with `shoal wallet new`", ctx.keystore().dir().display());
+                eprintln!(
+                    "no accounts in {}; create one with `shoal wallet new`",
+                    ctx.keystore().dir().display()
+                );
             } else {
                 for e in entries {
-                    let addr = e.address.map(|a| a.to_string()).unwrap_or_else(|| "(address needs the password)".into());
+                    let addr = e
+                        .address
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "(address needs the password)".into());
                     println!("{:<20} {addr}", e.name);
                 }
             }
@@ -124,7 +133,11 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 None => ctx.signer()?.address(),
             };
             let client = ctx.client(false).await?;
-            let balance = client.chain().balance(address).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let balance = client
+                .chain()
+                .balance(address)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if ctx.json() {
                 print_json(&json!({ "address": address, "wei": balance.to_string() }))?;
             } else {
@@ -135,13 +148,29 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             let value = parse_amount(&amount)?;
             let client = ctx.client(true).await?;
             let me = client.address()?;
-            let balance = client.chain().balance(me).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let balance = client
+                .chain()
+                .balance(me)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if balance <= value {
-                return Err(shoal_sdk::Error::NoFunds { address: me, balance, action: "this transfer".into(), needed: value }.into());
+                return Err(shoal_sdk::Error::NoFunds {
+                    address: me,
+                    balance,
+                    action: "this transfer".into(),
+                    needed: value,
+                }
+                .into());
             }
-            let receipt = client.chain().transfer(to, value).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let receipt = client
+                .chain()
+                .transfer(to, value)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if ctx.json() {
-                print_json(&json!({ "tx": receipt.transaction_hash, "to": to, "wei": value.to_string() }))?;
+                print_json(
+                    &json!({ "tx": receipt.transaction_hash, "to": to, "wei": value.to_string() }),
+                )?;
             } else {
                 println!("{}", receipt.transaction_hash);
                 eprintln!("sent {} to {to}", eth(value));
@@ -149,7 +178,9 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         }
         Command::PrivateKey { reveal } => {
             if !reveal {
-                anyhow::bail!("this prints a secret; pass --reveal if you really want it on your screen");
+                anyhow::bail!(
+                    "this prints a secret; pass --reveal if you really want it on your screen"
+                );
             }
             let signer = ctx.signer()?;
             println!("0x{}", alloy::hex::encode(signer.to_bytes()));
@@ -160,7 +191,8 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
 
 /// A new password: --password-file, SHOAL_PASSWORD, or asked twice.
 fn new_password(ctx: &Ctx) -> anyhow::Result<String> {
-    if ctx.global.password_file.is_some() || std::env::var(shoal_sdk::wallet::PASSWORD_ENV).is_ok() {
+    if ctx.global.password_file.is_some() || std::env::var(shoal_sdk::wallet::PASSWORD_ENV).is_ok()
+    {
         return Ok(password(ctx.global.password_file.as_deref(), "")?);
     }
     let a = password(None, "new password: ")?;

@@ -10,7 +10,15 @@ use std::time::{Duration, Instant};
 pub fn shoal() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
     // Nothing from the developer's own setup leaks into a test.
-    for v in ["SHOAL_NODE", "SHOAL_RPC_URL", "SHOAL_DEPLOYMENT", "SHOAL_PRIVATE_KEY", "SHOAL_PASSWORD", "SHOAL_ACCOUNT", "SHOAL_KEYSTORE_DIR"] {
+    for v in [
+        "SHOAL_NODE",
+        "SHOAL_RPC_URL",
+        "SHOAL_DEPLOYMENT",
+        "SHOAL_PRIVATE_KEY",
+        "SHOAL_PASSWORD",
+        "SHOAL_ACCOUNT",
+        "SHOAL_KEYSTORE_DIR",
+    ] {
         c.env_remove(v);
     }
     c.env("SHOAL_CONFIG", "/nonexistent/shoal-test-config.toml");
@@ -23,7 +31,9 @@ pub fn repo_root() -> PathBuf {
 
 /// Runs a command and returns its output, failing the test with both streams when it fails.
 pub fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -36,8 +46,14 @@ pub fn ok(cmd: &mut Command) -> Output {
 
 /// Runs a command that must fail; returns its stderr.
 pub fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(!out.status.success(), "{cmd:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        !out.status.success(),
+        "{cmd:?} should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -46,8 +62,12 @@ pub fn stdout(out: &Output) -> String {
 }
 
 pub fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// A tool from the repository's npm install (`node_modules/.bin`); `None` (the test is skipped
@@ -58,9 +78,15 @@ pub fn npm_tool(name: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{} is missing; run scripts/setup.sh (npm ci at the repo root)", p.display());
+        panic!(
+            "{} is missing; run scripts/setup.sh (npm ci at the repo root)",
+            p.display()
+        );
     }
-    eprintln!("skipping: {} is missing (run scripts/setup.sh)", p.display());
+    eprintln!(
+        "skipping: {} is missing (run scripts/setup.sh)",
+        p.display()
+    );
     None
 }
 
@@ -84,14 +110,22 @@ impl Devstack {
             .stderr(log)
             .spawn()
             .expect("start shoal devstack");
-        let mut stack = Devstack { child, dir, env: HashMap::new() };
+        let mut stack = Devstack {
+            child,
+            dir,
+            env: HashMap::new(),
+        };
         let env_file = base.join("devstack.env");
         let start = Instant::now();
         while !env_file.exists() {
             if let Ok(Some(status)) = stack.child.try_wait() {
                 panic!("shoal devstack exited ({status}):\n{}", stack.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "devstack not up after 120s:\n{}", stack.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "devstack not up after 120s:\n{}",
+                stack.log()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -109,7 +143,10 @@ impl Devstack {
     }
 
     pub fn var(&self, k: &str) -> String {
-        self.env.get(k).cloned().unwrap_or_else(|| panic!("devstack.env has no {k}"))
+        self.env
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("devstack.env has no {k}"))
     }
 
     /// `shoal` pointed at this devstack, signing with its funded creator key.
@@ -123,23 +160,82 @@ impl Devstack {
 
     /// A JSON-RPC call to the devstack's chain.
     pub fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let out = ok(Command::new("curl")
-            .args(["-sS", "-H", "content-type: application/json", "--data"])
-            .arg(body.to_string())
-            .arg(self.var("SHOAL_RPC_URL")));
-        json(&out)
+        let body =
+            serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let (status, reply) = http(&self.var("SHOAL_RPC_URL"), Some(&body.to_string()));
+        assert_eq!(status, 200, "{method}: {reply}");
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {reply}"))
     }
+}
 
-    pub fn node_get(&self, path: &str) -> serde_json::Value {
-        let out = ok(Command::new("curl").args(["-sS", "--fail"]).arg(format!("{}{path}", self.var("SHOAL_NODE"))));
-        json(&out)
+/// A minimal HTTP/1.1 request to a loopback URL (`http://127.0.0.1:PORT/path`): GET, or POST
+/// of a JSON body. Returns the status and the body.
+pub fn http(url: &str, json_body: Option<&str>) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut s = match std::net::TcpStream::connect(host) {
+        Ok(s) => s,
+        Err(_) => return (0, String::new()),
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let req = match json_body {
+        Some(b) => format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        ),
+        None => format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    };
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
     }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, text);
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 impl Drop for Devstack {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -580,3 +580,55 @@ async fn node_killed_mid_execution_reruns_after_restart() -> Result<()> {
     stack.shutdown().await;
     r
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn colluding_majority_is_overturned_by_mediation() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // Nodes 1 and 2 return the same wrong result; node 3 never bids and is the mediator.
+    let stack = devstack::start(DevstackConfig {
+        nodes: 4,
+        base_dir: dir.path().to_path_buf(),
+        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
+            if i == 1 || i == 2 {
+                c.fault = Some(shoal_node::Fault::WrongResult);
+            }
+            if i == 3 {
+                c.bid.enabled = false;
+            }
+        })),
+        ..Default::default()
+    })
+    .await?;
+    let r = async {
+        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+        let job = post_wordcount(&stack, deal, None).await?;
+        let api = stack.nodes[3].api_url();
+        let v = wait_job(&api, job.id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+        let honest = v["deals"]
+            .as_array()
+            .context("deals")?
+            .iter()
+            .find(|d| d["operator"].as_str().map(str::to_lowercase)
+                == Some(format!("{:?}", stack.nodes[0].operator().expect("operator")).to_lowercase()))
+            .context("node 0 has no deal")?["resultHash"]
+            .clone();
+        ensure!(v["resultHash"] == honest, "the colluders' result won: {v:#}");
+        let v = wait_job(&api, job.id, Duration::from_secs(10), "two slashes", |v| {
+            v["slashes"].as_array().is_some_and(|s| s.len() == 2)
+        })
+        .await?;
+        for i in [1, 2] {
+            let bad = format!("{:?}", stack.nodes[i].operator().context("operator")?).to_lowercase();
+            ensure!(
+                v["slashes"].as_array().is_some_and(|s| s.iter().any(|s| s["account"].as_str().map(str::to_lowercase) == Some(bad.clone()))),
+                "node {i} was not slashed: {v:#}"
+            );
+        }
+        check_results_from(&api, job.id, v["resultCid"].as_str().context("cid")?).await?;
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}

@@ -116,7 +116,10 @@ impl Rpc {
                 .is_null()
             {
                 if Instant::now() > deadline {
-                    bail!("no receipt for {h} after 120 s");
+                    let tx = self.call("eth_getTransactionByHash", json!([h])).await?;
+                    let from = tx["from"].clone();
+                    let mined = self.call("eth_getTransactionCount", json!([from, "latest"])).await?;
+                    bail!("no receipt for {h} after 120 s: tx {tx}, sender's mined nonce {mined}");
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }

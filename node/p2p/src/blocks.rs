@@ -22,29 +22,49 @@ impl blockstore::Blockstore for StoreAdapter {
     async fn get<const S: usize>(&self, cid: &CidGeneric<S>) -> Result<Option<Vec<u8>>, BsError> {
         let cid = to_cid(cid)?;
         let store = self.0.clone();
-        joined(tokio::task::spawn_blocking(move || match store.get(&cid) {
-            Ok(d) => Ok(Some(d)),
-            Err(shoal_store::Error::NotFound { .. }) => Ok(None),
-            Err(e @ shoal_store::Error::Corrupt { .. }) => {
-                tracing::error!(error = %e, "not serving a corrupt block");
-                Ok(None)
-            }
-            Err(e) => Err(BsError::FatalDatabaseError(e.to_string())),
-        })
-        .await)
+        joined(
+            tokio::task::spawn_blocking(move || match store.get(&cid) {
+                Ok(d) => Ok(Some(d)),
+                Err(shoal_store::Error::NotFound { .. }) => Ok(None),
+                Err(e @ shoal_store::Error::Corrupt { .. }) => {
+                    tracing::error!(error = %e, "not serving a corrupt block");
+                    Ok(None)
+                }
+                Err(e) => Err(BsError::FatalDatabaseError(e.to_string())),
+            })
+            .await,
+        )
     }
 
-    async fn put_keyed<const S: usize>(&self, cid: &CidGeneric<S>, data: &[u8]) -> Result<(), BsError> {
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> Result<(), BsError> {
         let cid = to_cid(cid)?;
         let store = self.0.clone();
         let data = data.to_vec();
-        joined(tokio::task::spawn_blocking(move || store.put(&cid, &data).map_err(|e| BsError::StoredDataError(e.to_string()))).await)
+        joined(
+            tokio::task::spawn_blocking(move || {
+                store
+                    .put(&cid, &data)
+                    .map_err(|e| BsError::StoredDataError(e.to_string()))
+            })
+            .await,
+        )
     }
 
     async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> Result<(), BsError> {
         let cid = to_cid(cid)?;
         let store = self.0.clone();
-        joined(tokio::task::spawn_blocking(move || store.delete(&cid).map_err(|e| BsError::FatalDatabaseError(e.to_string()))).await)
+        joined(
+            tokio::task::spawn_blocking(move || {
+                store
+                    .delete(&cid)
+                    .map_err(|e| BsError::FatalDatabaseError(e.to_string()))
+            })
+            .await,
+        )
     }
 
     async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> Result<bool, BsError> {

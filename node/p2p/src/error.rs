@@ -11,7 +11,9 @@ pub enum Error {
     Transport(String),
     #[error("the p2p event loop has stopped; restart the node")]
     Stopped,
-    #[error("timed out after {secs} s waiting for block {cid} from peers: check that a peer holding it is connected")]
+    #[error(
+        "timed out after {secs} s waiting for block {cid} from peers: check that a peer holding it is connected"
+    )]
     Timeout { cid: Box<Cid>, secs: u64 },
     #[error("Bitswap could not get {cid}: {reason}")]
     Bitswap { cid: Box<Cid>, reason: String },

@@ -63,12 +63,28 @@ impl Default for Config {
 }
 
 enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    Get { cid: Cid, reply: oneshot::Sender<Result<Vec<u8>>> },
-    Cancel { cid: Cid },
-    Provide { cid: Cid, reply: oneshot::Sender<Result<()>> },
-    FindProviders { cid: Cid, reply: oneshot::Sender<Result<Vec<PeerId>>> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Get {
+        cid: Cid,
+        reply: oneshot::Sender<Result<Vec<u8>>>,
+    },
+    Cancel {
+        cid: Cid,
+    },
+    Provide {
+        cid: Cid,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    FindProviders {
+        cid: Cid,
+        reply: oneshot::Sender<Result<Vec<PeerId>>>,
+    },
 }
 
 /// A handle to the running swarm. Dropping the last one stops it.
@@ -83,24 +99,40 @@ pub struct P2p {
 
 impl std::fmt::Debug for P2p {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("P2p").field("peer_id", &self.peer_id).finish()
+        f.debug_struct("P2p")
+            .field("peer_id", &self.peer_id)
+            .finish()
     }
 }
 
 /// Starts the swarm over TCP + noise + yamux, serving `store` over Bitswap.
 pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Result<P2p> {
-    let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
+    let keypair = config
+        .keypair
+        .clone()
+        .unwrap_or_else(Keypair::generate_ed25519);
     let adapter = Arc::new(StoreAdapter(store.clone()));
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
-            let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad::Config::new(KAD_PROTOCOL));
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                MemoryStore::new(peer_id),
+                kad::Config::new(KAD_PROTOCOL),
+            );
             kad.set_mode(Some(kad::Mode::Server));
             Behaviour {
-                identify: identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public())),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/ipfs/id/1.0.0".into(),
+                    key.public(),
+                )),
                 kad,
                 bitswap: beetswap::Behaviour::new(adapter),
             }
@@ -109,7 +141,10 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     for addr in &config.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| Error::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+        swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
     }
     let peer_id = *swarm.local_peer_id();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -117,7 +152,13 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
     // Wait for the listeners so `listen_addrs` is complete at once.
     event_loop.await_listeners(config.listen.len()).await;
     tokio::spawn(event_loop.run());
-    let p2p = P2p { tx, peer_id, store, block_timeout: config.block_timeout, fetch_concurrency: config.fetch_concurrency.max(1) };
+    let p2p = P2p {
+        tx,
+        peer_id,
+        store,
+        block_timeout: config.block_timeout,
+        fetch_concurrency: config.fetch_concurrency.max(1),
+    };
     for addr in config.bootstrap {
         if let Err(e) = p2p.dial(addr.clone()).await {
             tracing::warn!(%addr, error = %e, "bootstrap peer unreachable");
@@ -134,7 +175,10 @@ impl P2p {
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| Error::Stopped)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
@@ -152,12 +196,18 @@ impl P2p {
     /// (verified), within the configured timeout.
     pub async fn get_block(&self, cid: Cid) -> Result<Vec<u8>> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Get { cid, reply }).await.map_err(|_| Error::Stopped)?;
+        self.tx
+            .send(Command::Get { cid, reply })
+            .await
+            .map_err(|_| Error::Stopped)?;
         match tokio::time::timeout(self.block_timeout, rx).await {
             Ok(r) => r.map_err(|_| Error::Stopped)?,
             Err(_) => {
                 let _ = self.tx.send(Command::Cancel { cid }).await;
-                Err(Error::Timeout { cid: Box::new(cid), secs: self.block_timeout.as_secs() })
+                Err(Error::Timeout {
+                    cid: Box::new(cid),
+                    secs: self.block_timeout.as_secs(),
+                })
             }
         }
     }
@@ -169,18 +219,27 @@ impl P2p {
         let mut seen = HashSet::new();
         let mut fetched = 0;
         while !frontier.is_empty() {
-            let batch: Vec<Cid> = frontier.drain(..frontier.len().min(self.fetch_concurrency)).filter(|c| seen.insert(*c)).collect();
+            let batch: Vec<Cid> = frontier
+                .drain(..frontier.len().min(self.fetch_concurrency))
+                .filter(|c| seen.insert(*c))
+                .collect();
             let results = futures::future::join_all(batch.into_iter().map(|cid| async move {
                 let store = self.store.clone();
-                let local = tokio::task::spawn_blocking(move || store.get(&cid)).await.map_err(|e| Error::Kad(e.to_string()))?;
+                let local = tokio::task::spawn_blocking(move || store.get(&cid))
+                    .await
+                    .map_err(|e| Error::Kad(e.to_string()))?;
                 let (data, from_peer) = match local {
                     Ok(d) => (d, false),
-                    Err(shoal_store::Error::NotFound { .. } | shoal_store::Error::Corrupt { .. }) => (self.get_block(cid).await?, true),
+                    Err(
+                        shoal_store::Error::NotFound { .. } | shoal_store::Error::Corrupt { .. },
+                    ) => (self.get_block(cid).await?, true),
                     Err(e) => return Err(e.into()),
                 };
                 if from_peer {
                     let (store, d) = (self.store.clone(), data.clone());
-                    tokio::task::spawn_blocking(move || store.put(&cid, &d)).await.map_err(|e| Error::Kad(e.to_string()))??;
+                    tokio::task::spawn_blocking(move || store.put(&cid, &d))
+                        .await
+                        .map_err(|e| Error::Kad(e.to_string()))??;
                 }
                 Ok::<_, Error>((shoal_store::links_of(&cid, &data)?, from_peer))
             }))
@@ -202,7 +261,8 @@ impl P2p {
 
     /// Peers that announced `cid`.
     pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>> {
-        self.call(|reply| Command::FindProviders { cid, reply }).await?
+        self.call(|reply| Command::FindProviders { cid, reply })
+            .await?
     }
 }
 
@@ -212,7 +272,10 @@ impl shoal_store::BlockFetcher for P2p {
         self.get_block(*cid).await.map_err(|e| match e {
             Error::Timeout { cid, secs } => shoal_store::Error::FetchTimeout { cid, secs },
             Error::Store(s) => s,
-            other => shoal_store::Error::Fetch { cid: Box::new(*cid), reason: other.to_string() },
+            other => shoal_store::Error::Fetch {
+                cid: Box::new(*cid),
+                reason: other.to_string(),
+            },
         })
     }
 }
@@ -220,7 +283,12 @@ impl shoal_store::BlockFetcher for P2p {
 #[async_trait]
 impl shoal_store::Announcer for P2p {
     async fn announce(&self, cid: &Cid) -> shoal_store::Result<()> {
-        self.provide(*cid).await.map_err(|e| shoal_store::Error::Fetch { cid: Box::new(*cid), reason: e.to_string() })
+        self.provide(*cid)
+            .await
+            .map_err(|e| shoal_store::Error::Fetch {
+                cid: Box::new(*cid),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -237,7 +305,14 @@ struct EventLoop {
 
 impl EventLoop {
     fn new(swarm: Swarm<Behaviour>, rx: mpsc::Receiver<Command>) -> Self {
-        Self { swarm, rx, dials: HashMap::new(), gets: HashMap::new(), finds: HashMap::new(), listen: Vec::new() }
+        Self {
+            swarm,
+            rx,
+            dials: HashMap::new(),
+            gets: HashMap::new(),
+            finds: HashMap::new(),
+            listen: Vec::new(),
+        }
     }
 
     async fn await_listeners(&mut self, n: usize) {
@@ -273,13 +348,20 @@ impl EventLoop {
                         self.dials.insert(id, (addr, reply));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(Error::Dial { addr: addr.to_string(), reason: e.to_string() }));
+                        let _ = reply.send(Err(Error::Dial {
+                            addr: addr.to_string(),
+                            reason: e.to_string(),
+                        }));
                     }
                 }
             }
             Command::ListenAddrs { reply } => {
                 let me = *self.swarm.local_peer_id();
-                let addrs = self.listen.iter().map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a)).collect();
+                let addrs = self
+                    .listen
+                    .iter()
+                    .map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a))
+                    .collect();
                 let _ = reply.send(addrs);
             }
             Command::Get { cid, reply } => {
@@ -287,7 +369,12 @@ impl EventLoop {
                 self.gets.insert(id, (cid, reply));
             }
             Command::Cancel { cid } => {
-                let ids: Vec<_> = self.gets.iter().filter(|(_, (c, r))| *c == cid && r.is_closed()).map(|(id, _)| *id).collect();
+                let ids: Vec<_> = self
+                    .gets
+                    .iter()
+                    .filter(|(_, (c, r))| *c == cid && r.is_closed())
+                    .map(|(id, _)| *id)
+                    .collect();
                 for id in ids {
                     self.gets.remove(&id);
                     self.swarm.behaviour_mut().bitswap.cancel(id);
@@ -295,7 +382,13 @@ impl EventLoop {
             }
             Command::Provide { cid, reply } => {
                 let key = kad::RecordKey::new(&cid.hash().to_bytes());
-                let r = self.swarm.behaviour_mut().kad.start_providing(key).map(|_| ()).map_err(|e| Error::Kad(e.to_string()));
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(key)
+                    .map(|_| ())
+                    .map_err(|e| Error::Kad(e.to_string()));
                 let _ = reply.send(r);
             }
             Command::FindProviders { cid, reply } => {
@@ -312,20 +405,39 @@ impl EventLoop {
                 tracing::info!(%address, "listening");
                 self.listen.push(address);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 if endpoint.is_dialer() {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
                 }
                 if let Some((_, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
                 if let Some((addr, reply)) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Err(Error::Dial { addr: addr.to_string(), reason: error.to_string() }));
+                    let _ = reply.send(Err(Error::Dial {
+                        addr: addr.to_string(),
+                        reason: error.to_string(),
+                    }));
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -338,7 +450,10 @@ impl EventLoop {
                 }
                 beetswap::Event::GetQueryError { query_id, error } => {
                     if let Some((cid, reply)) = self.gets.remove(&query_id) {
-                        let _ = reply.send(Err(Error::Bitswap { cid: Box::new(cid), reason: error.to_string() }));
+                        let _ = reply.send(Err(Error::Bitswap {
+                            cid: Box::new(cid),
+                            reason: error.to_string(),
+                        }));
                     }
                 }
             },

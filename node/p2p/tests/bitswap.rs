@@ -22,25 +22,48 @@ mod sha2_check {
     /// sha256 of a file, via the store's own importer path (a raw leaf CID
     /// would do, but a plain digest is what the JS side prints).
     pub fn sha256_hex(path: &std::path::Path) -> String {
-        let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+        let out = std::process::Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
     }
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn require_node() {
-    let ok = Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "this test needs `node` (Node 20) on PATH and `npm ci` at the repo root");
-    assert!(repo_root().join("node_modules/helia").is_dir(), "node_modules is missing: run `npm ci` at the repo root");
+    let ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs `node` (Node 20) on PATH and `npm ci` at the repo root"
+    );
+    assert!(
+        repo_root().join("node_modules/helia").is_dir(),
+        "node_modules is missing: run `npm ci` at the repo root"
+    );
 }
 
 fn sample(root: &Path) {
     fs::create_dir_all(root.join("sub/empty")).unwrap();
     fs::write(root.join("a.txt"), b"alpha").unwrap();
-    let big: Vec<u8> = (0..5_500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..5_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(root.join("sub/big.bin"), big).unwrap();
     fs::write(root.join("sub/ünï.txt"), "ünï".as_bytes()).unwrap();
 }
@@ -66,7 +89,11 @@ fn listing(root: &Path) -> BTreeMap<String, String> {
 
 async fn shoal_node(dir: &Path) -> (Arc<Blockstore>, P2p) {
     let store = Arc::new(Blockstore::open(dir).unwrap());
-    let config = Config { listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()], block_timeout: Duration::from_secs(20), ..Config::default() };
+    let config = Config {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        block_timeout: Duration::from_secs(20),
+        ..Config::default()
+    };
     let p2p = start(store.clone(), config).await.unwrap();
     (store, p2p)
 }
@@ -96,8 +123,19 @@ async fn two_shoal_nodes_exchange_a_dag_and_find_providers() {
 
     // An unknown CID: a bounded wait, then an error naming it.
     let missing = shoal_store::hash_reader(&b"nobody has this"[..], Profile::default()).unwrap();
-    let quick = start(b_store.clone(), Config { block_timeout: Duration::from_secs(2), ..Config::default() }).await.unwrap();
-    quick.dial(a.listen_addrs().await.unwrap().remove(0)).await.unwrap();
+    let quick = start(
+        b_store.clone(),
+        Config {
+            block_timeout: Duration::from_secs(2),
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    quick
+        .dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
     let err = quick.get_block(missing).await.unwrap_err();
     assert!(err.to_string().contains(&missing.to_string()), "{err}");
 }
@@ -117,8 +155,15 @@ async fn helia_fetches_from_shoal() {
         .arg(repo.join("tests/js/store-bitswap.mjs"))
         .args(["fetch", &addr.to_string(), &root.to_string()])
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("helia fetch timed out").unwrap();
-    assert!(out.status.success(), "helia fetch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("helia fetch timed out")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helia fetch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let got: BTreeMap<String, String> = serde_json::from_value(v["entries"].clone()).unwrap();
     assert_eq!(got, listing(&src));
@@ -142,12 +187,18 @@ async fn shoal_fetches_from_helia() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("helia said {line:?}: {e}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("helia said {line:?}: {e}"));
     let cid = shoal_store::parse_cid(v["cid"].as_str().unwrap()).unwrap();
     let addr = v["addrs"][0].as_str().unwrap().parse().unwrap();
     // helia imported with the same profile: the CID is the one Shoal computes.
-    assert_eq!(cid, shoal_store::hash_path(&src, Profile::default()).unwrap());
+    assert_eq!(
+        cid,
+        shoal_store::hash_path(&src, Profile::default()).unwrap()
+    );
 
     let (store, p2p) = shoal_node(&tmp.path().join("store")).await;
     p2p.dial(addr).await.unwrap();
@@ -177,19 +228,49 @@ async fn ipfs_input_is_fetched_from_a_peer() {
     let (a_store, a) = shoal_node(&tmp.path().join("a")).await;
     let root = a_store.add_path(&src, Profile::default()).unwrap().cid;
     let b_store = Arc::new(Blockstore::open(tmp.path().join("b")).unwrap());
-    let b = start(b_store.clone(), Config { block_timeout: Duration::from_secs(3), ..Config::default() }).await.unwrap();
-    b.dial(a.listen_addrs().await.unwrap().remove(0)).await.unwrap();
+    let b = start(
+        b_store.clone(),
+        Config {
+            block_timeout: Duration::from_secs(3),
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    b.dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
 
     let mut providers = Providers::new();
-    providers.register(Box::new(IpfsProvider { store: b_store.clone(), fetcher: Some(Arc::new(b.clone())), timeout: Duration::from_secs(3) }));
+    providers.register(Box::new(IpfsProvider {
+        store: b_store.clone(),
+        fetcher: Some(Arc::new(b.clone())),
+        timeout: Duration::from_secs(3),
+    }));
     let work = tmp.path().join("work");
-    let spec = |s: String, p: &str| InputSpec { source: s.parse::<InputSource>().unwrap(), path: p.into(), checksum: None };
-    let got = providers.mount(&spec(format!("ipfs://{root}/sub/big.bin"), "/inputs/big.bin"), &work).await.unwrap();
-    assert_eq!(fs::read(got).unwrap(), fs::read(src.join("sub/big.bin")).unwrap());
+    let spec = |s: String, p: &str| InputSpec {
+        source: s.parse::<InputSource>().unwrap(),
+        path: p.into(),
+        checksum: None,
+    };
+    let got = providers
+        .mount(
+            &spec(format!("ipfs://{root}/sub/big.bin"), "/inputs/big.bin"),
+            &work,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fs::read(got).unwrap(),
+        fs::read(src.join("sub/big.bin")).unwrap()
+    );
 
     let missing = shoal_store::hash_reader(&b"held by nobody"[..], Profile::default()).unwrap();
     let t = std::time::Instant::now();
-    let err = providers.mount(&spec(format!("ipfs://{missing}"), "/inputs/none"), &work).await.unwrap_err();
+    let err = providers
+        .mount(&spec(format!("ipfs://{missing}"), "/inputs/none"), &work)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(&missing.to_string()), "{err}");
     assert!(t.elapsed() < Duration::from_secs(15));
 }

@@ -7,7 +7,10 @@ use shoal_store::{Blockstore, Profile, hash_path};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
-    let file = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!("usage: bench_import FILE [STORE_DIR]"))?);
+    let file = PathBuf::from(
+        args.next()
+            .ok_or_else(|| anyhow::anyhow!("usage: bench_import FILE [STORE_DIR]"))?,
+    );
     let store_dir = args.next().map(PathBuf::from);
     let size = std::fs::metadata(&file)?.len() as f64 / (1024.0 * 1024.0);
 

@@ -58,22 +58,40 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<()> {
     let ok = match mh.code() {
         SHA2_256 => Sha256::digest(data)[..] == *mh.digest(),
         IDENTITY => mh.digest() == data,
-        other => return Err(Error::Unsupported { cid: Box::new(*cid), what: format!("multihash 0x{other:x}") }),
+        other => {
+            return Err(Error::Unsupported {
+                cid: Box::new(*cid),
+                what: format!("multihash 0x{other:x}"),
+            });
+        }
     };
-    if ok { Ok(()) } else { Err(Error::Corrupt { cid: Box::new(*cid) }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Corrupt {
+            cid: Box::new(*cid),
+        })
+    }
 }
 
 /// The CIDs a block links to (dag-pb links; raw blocks have none).
 pub fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>> {
     match cid.codec() {
         DAG_PB => Ok(PbNode::decode(data)
-            .map_err(|reason| Error::Malformed { cid: Box::new(*cid), what: "dag-pb", reason })?
+            .map_err(|reason| Error::Malformed {
+                cid: Box::new(*cid),
+                what: "dag-pb",
+                reason,
+            })?
             .links
             .into_iter()
             .map(|l| l.cid)
             .collect()),
         RAW => Ok(Vec::new()),
-        other => Err(Error::Unsupported { cid: Box::new(*cid), what: format!("codec 0x{other:x}") }),
+        other => Err(Error::Unsupported {
+            cid: Box::new(*cid),
+            what: format!("codec 0x{other:x}"),
+        }),
     }
 }
 
@@ -85,7 +103,11 @@ impl Blockstore {
             let p = root.join(sub);
             fs::create_dir_all(&p).at(&p)?;
         }
-        Ok(Self { root, gc_lock: RwLock::new(()), tmp_seq: AtomicU64::new(0) })
+        Ok(Self {
+            root,
+            gc_lock: RwLock::new(()),
+            tmp_seq: AtomicU64::new(0),
+        })
     }
 
     /// The folder this store lives in.
@@ -104,7 +126,10 @@ impl Blockstore {
             fs::create_dir_all(parent).at(parent)?;
         }
         let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.root.join("tmp").join(format!("{}-{seq}", std::process::id()));
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{seq}", std::process::id()));
         let mut f = fs::File::create(&tmp).at(&tmp)?;
         f.write_all(data).at(&tmp)?;
         drop(f);
@@ -137,7 +162,11 @@ impl Blockstore {
         let path = self.block_path(cid);
         let data = match fs::read(&path) {
             Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound { cid: Box::new(*cid) }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    cid: Box::new(*cid),
+                });
+            }
             Err(e) => return Err(Error::Io { path, source: e }),
         };
         verify(cid, &data)?;
@@ -265,7 +294,8 @@ impl Blockstore {
     /// Imports a byte stream as one file into the store and pins it.
     pub fn add_reader(&self, reader: impl io::Read, profile: Profile) -> Result<Imported> {
         let _guard = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        let imported = self.with_writer(|sink| Importer::new(profile, sink).import_reader(reader))?;
+        let imported =
+            self.with_writer(|sink| Importer::new(profile, sink).import_reader(reader))?;
         self.pin(&imported.cid)?;
         Ok(imported)
     }
@@ -284,7 +314,12 @@ impl Blockstore {
             let mut sink = QueuedSink { tx };
             let result = f(&mut sink);
             drop(sink);
-            let written = writer.join().unwrap_or_else(|_| Err(Error::Input { what: "import".into(), reason: "block writer thread panicked".into() }));
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(Error::Input {
+                    what: "import".into(),
+                    reason: "block writer thread panicked".into(),
+                })
+            });
             // A write error explains a closed queue, so it comes first.
             written?;
             result
@@ -298,7 +333,12 @@ struct QueuedSink {
 
 impl BlockSink for QueuedSink {
     fn put_block(&mut self, cid: &Cid, data: &[u8]) -> Result<()> {
-        self.tx.send((*cid, data.to_vec())).map_err(|_| Error::Input { what: "import".into(), reason: "block writer stopped".into() })
+        self.tx
+            .send((*cid, data.to_vec()))
+            .map_err(|_| Error::Input {
+                what: "import".into(),
+                reason: "block writer stopped".into(),
+            })
     }
 }
 

@@ -9,7 +9,10 @@ use cid::Cid;
 use crate::{Blockstore, Error, Result, pb::put_varint};
 
 fn car_err(reason: impl Into<String>) -> Error {
-    Error::Car { path: "<car>".into(), reason: reason.into() }
+    Error::Car {
+        path: "<car>".into(),
+        reason: reason.into(),
+    }
 }
 
 /// The dag-cbor header for `roots`.
@@ -102,7 +105,9 @@ pub fn import_car(store: &Blockstore, input: &mut dyn Read) -> Result<Vec<Cid>> 
         return Err(car_err("header too large"));
     }
     let mut h = vec![0u8; len as usize];
-    input.read_exact(&mut h).map_err(|e| car_err(format!("truncated header: {e}")))?;
+    input
+        .read_exact(&mut h)
+        .map_err(|e| car_err(format!("truncated header: {e}")))?;
     let roots = parse_header(&h)?;
     let mut buf = Vec::new();
     while let Some(len) = read_varint(input)? {
@@ -110,9 +115,12 @@ pub fn import_car(store: &Blockstore, input: &mut dyn Read) -> Result<Vec<Cid>> 
             return Err(car_err(format!("section of {len} bytes is too large")));
         }
         buf.resize(len as usize, 0);
-        input.read_exact(&mut buf).map_err(|e| car_err(format!("truncated block: {e}")))?;
+        input
+            .read_exact(&mut buf)
+            .map_err(|e| car_err(format!("truncated block: {e}")))?;
         let mut cur = std::io::Cursor::new(&buf[..]);
-        let cid = Cid::read_bytes(&mut cur).map_err(|e| car_err(format!("bad CID in section: {e}")))?;
+        let cid =
+            Cid::read_bytes(&mut cur).map_err(|e| car_err(format!("bad CID in section: {e}")))?;
         let data = &buf[cur.position() as usize..];
         store.put(&cid, data)?;
     }
@@ -140,7 +148,10 @@ enum Val {
 
 impl Cbor<'_> {
     fn byte(&mut self) -> Result<u8> {
-        let v = *self.b.get(self.p).ok_or_else(|| car_err("truncated header"))?;
+        let v = *self
+            .b
+            .get(self.p)
+            .ok_or_else(|| car_err("truncated header"))?;
         self.p += 1;
         Ok(v)
     }
@@ -160,7 +171,10 @@ impl Cbor<'_> {
         Ok(v)
     }
     fn take(&mut self, n: u64) -> Result<&[u8]> {
-        let end = usize::try_from(n).ok().and_then(|n| self.p.checked_add(n)).filter(|&e| e <= self.b.len());
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.p.checked_add(n))
+            .filter(|&e| e <= self.b.len());
         let end = end.ok_or_else(|| car_err("truncated header"))?;
         let s = &self.b[self.p..end];
         self.p = end;
@@ -176,9 +190,19 @@ impl Cbor<'_> {
         Ok(match major {
             0 => Val::Uint(a),
             2 => Val::Bytes(self.take(a)?.to_vec()),
-            3 => Val::Text(String::from_utf8(self.take(a)?.to_vec()).map_err(|_| car_err("bad text"))?),
-            4 => Val::Array((0..a.min(1 << 16)).map(|_| self.val(depth + 1)).collect::<Result<_>>()?),
-            5 => Val::Map((0..a.min(1 << 16)).map(|_| Ok((self.val(depth + 1)?, self.val(depth + 1)?))).collect::<Result<_>>()?),
+            3 => Val::Text(
+                String::from_utf8(self.take(a)?.to_vec()).map_err(|_| car_err("bad text"))?,
+            ),
+            4 => Val::Array(
+                (0..a.min(1 << 16))
+                    .map(|_| self.val(depth + 1))
+                    .collect::<Result<_>>()?,
+            ),
+            5 => Val::Map(
+                (0..a.min(1 << 16))
+                    .map(|_| Ok((self.val(depth + 1)?, self.val(depth + 1)?)))
+                    .collect::<Result<_>>()?,
+            ),
             6 => Val::Tag(a, Box::new(self.val(depth + 1)?)),
             _ => Val::Other,
         })
@@ -196,9 +220,16 @@ fn parse_header(h: &[u8]) -> Result<Vec<Cid>> {
             (Val::Text(k), Val::Uint(n)) if k == "version" => version = Some(n),
             (Val::Text(k), Val::Array(items)) if k == "roots" => {
                 for item in items {
-                    let Val::Tag(42, inner) = item else { return Err(car_err("root is not a CID")) };
-                    let Val::Bytes(b) = *inner else { return Err(car_err("root is not a CID")) };
-                    let cid = b.split_first().filter(|(z, _)| **z == 0).and_then(|(_, rest)| Cid::try_from(rest).ok());
+                    let Val::Tag(42, inner) = item else {
+                        return Err(car_err("root is not a CID"));
+                    };
+                    let Val::Bytes(b) = *inner else {
+                        return Err(car_err("root is not a CID"));
+                    };
+                    let cid = b
+                        .split_first()
+                        .filter(|(z, _)| **z == 0)
+                        .and_then(|(_, rest)| Cid::try_from(rest).ok());
                     roots.push(cid.ok_or_else(|| car_err("root is not a valid CID"))?);
                 }
             }
@@ -207,7 +238,9 @@ fn parse_header(h: &[u8]) -> Result<Vec<Cid>> {
     }
     match version {
         Some(1) => Ok(roots),
-        Some(v) => Err(car_err(format!("CAR version {v} is not supported; write a CAR v1"))),
+        Some(v) => Err(car_err(format!(
+            "CAR version {v} is not supported; write a CAR v1"
+        ))),
         None => Err(car_err("header has no version")),
     }
 }

@@ -31,22 +31,42 @@ fn decode(store: &Blockstore, cid: &Cid) -> Result<Option<(PbNode, Unixfs)>> {
         RAW => Ok(None),
         DAG_PB => {
             let data = store.get(cid)?;
-            let node = PbNode::decode(&data).map_err(|reason| Error::Malformed { cid: Box::new(*cid), what: "dag-pb", reason })?;
-            let fs = Unixfs::decode(node.data.as_deref().unwrap_or_default())
-                .map_err(|reason| Error::Malformed { cid: Box::new(*cid), what: "UnixFS", reason })?;
+            let node = PbNode::decode(&data).map_err(|reason| Error::Malformed {
+                cid: Box::new(*cid),
+                what: "dag-pb",
+                reason,
+            })?;
+            let fs =
+                Unixfs::decode(node.data.as_deref().unwrap_or_default()).map_err(|reason| {
+                    Error::Malformed {
+                        cid: Box::new(*cid),
+                        what: "UnixFS",
+                        reason,
+                    }
+                })?;
             Ok(Some((node, fs)))
         }
-        other => Err(Error::Unsupported { cid: Box::new(*cid), what: format!("codec 0x{other:x}") }),
+        other => Err(Error::Unsupported {
+            cid: Box::new(*cid),
+            what: format!("codec 0x{other:x}"),
+        }),
     }
 }
 
 /// A folder entry name from a DAG, refused when it could escape the folder.
 fn safe_name(cid: &Cid, name: &[u8]) -> Result<String> {
-    let s = std::str::from_utf8(name)
-        .map_err(|_| Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: "entry name is not UTF-8".into() })?;
+    let s = std::str::from_utf8(name).map_err(|_| Error::Malformed {
+        cid: Box::new(*cid),
+        what: "UnixFS directory",
+        reason: "entry name is not UTF-8".into(),
+    })?;
     let bad = s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0');
     if bad {
-        return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: format!("unsafe entry name {s:?}") });
+        return Err(Error::Malformed {
+            cid: Box::new(*cid),
+            what: "UnixFS directory",
+            reason: format!("unsafe entry name {s:?}"),
+        });
     }
     Ok(s.to_owned())
 }
@@ -54,31 +74,61 @@ fn safe_name(cid: &Cid, name: &[u8]) -> Result<String> {
 /// The entries of a directory (flat or HAMT), as (name, CID).
 pub fn list_dir(store: &Blockstore, cid: &Cid) -> Result<Vec<(String, Cid)>> {
     let Some((node, fs)) = decode(store, cid)? else {
-        return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: "is a raw block".into() });
+        return Err(Error::Malformed {
+            cid: Box::new(*cid),
+            what: "UnixFS directory",
+            reason: "is a raw block".into(),
+        });
     };
     let mut out = Vec::new();
     match fs.kind {
         UnixfsType::Directory => {
             for l in node.links {
-                out.push((safe_name(cid, l.name.as_deref().unwrap_or_default())?, l.cid));
+                out.push((
+                    safe_name(cid, l.name.as_deref().unwrap_or_default())?,
+                    l.cid,
+                ));
             }
         }
         UnixfsType::HamtShard => hamt_entries(store, cid, node, &mut out)?,
-        _ => return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS directory", reason: "is not a directory".into() }),
+        _ => {
+            return Err(Error::Malformed {
+                cid: Box::new(*cid),
+                what: "UnixFS directory",
+                reason: "is not a directory".into(),
+            });
+        }
     }
     Ok(out)
 }
 
-fn hamt_entries(store: &Blockstore, cid: &Cid, node: PbNode, out: &mut Vec<(String, Cid)>) -> Result<()> {
+fn hamt_entries(
+    store: &Blockstore,
+    cid: &Cid,
+    node: PbNode,
+    out: &mut Vec<(String, Cid)>,
+) -> Result<()> {
     for l in node.links {
         let name = l.name.unwrap_or_default();
         if name.len() < HAMT_PREFIX {
-            return Err(Error::Malformed { cid: Box::new(*cid), what: "HAMT shard", reason: "link label too short".into() });
+            return Err(Error::Malformed {
+                cid: Box::new(*cid),
+                what: "HAMT shard",
+                reason: "link label too short".into(),
+            });
         }
         if name.len() == HAMT_PREFIX {
             match decode(store, &l.cid)? {
-                Some((sub, fs)) if fs.kind == UnixfsType::HamtShard => hamt_entries(store, &l.cid, sub, out)?,
-                _ => return Err(Error::Malformed { cid: Box::new(l.cid), what: "HAMT shard", reason: "sub-shard is not a shard".into() }),
+                Some((sub, fs)) if fs.kind == UnixfsType::HamtShard => {
+                    hamt_entries(store, &l.cid, sub, out)?
+                }
+                _ => {
+                    return Err(Error::Malformed {
+                        cid: Box::new(l.cid),
+                        what: "HAMT shard",
+                        reason: "sub-shard is not a shard".into(),
+                    });
+                }
             }
         } else {
             out.push((safe_name(cid, &name[HAMT_PREFIX..])?, l.cid));
@@ -95,7 +145,10 @@ pub fn kind(store: &Blockstore, cid: &Cid) -> Result<Kind> {
             UnixfsType::File | UnixfsType::Raw => Kind::File,
             UnixfsType::Directory | UnixfsType::HamtShard => Kind::Directory,
             other => {
-                return Err(Error::Unsupported { cid: Box::new(*cid), what: format!("UnixFS {other:?} nodes") });
+                return Err(Error::Unsupported {
+                    cid: Box::new(*cid),
+                    what: format!("UnixFS {other:?} nodes"),
+                });
             }
         },
     })
@@ -110,7 +163,10 @@ pub fn resolve(store: &Blockstore, root: &Cid, path: &str) -> Result<Cid> {
             .into_iter()
             .find(|(n, _)| n == part)
             .map(|(_, c)| c)
-            .ok_or_else(|| Error::Input { what: format!("{root}/{path}"), reason: format!("no entry named {part:?}") })?;
+            .ok_or_else(|| Error::Input {
+                what: format!("{root}/{path}"),
+                reason: format!("no entry named {part:?}"),
+            })?;
     }
     Ok(cur)
 }
@@ -119,15 +175,25 @@ pub fn resolve(store: &Blockstore, root: &Cid, path: &str) -> Result<Cid> {
 pub fn write_file(store: &Blockstore, cid: &Cid, out: &mut dyn Write) -> Result<u64> {
     let Some((node, fs)) = decode(store, cid)? else {
         let data = store.get(cid)?;
-        out.write_all(&data).map_err(|source| Error::Io { path: "<output>".into(), source })?;
+        out.write_all(&data).map_err(|source| Error::Io {
+            path: "<output>".into(),
+            source,
+        })?;
         return Ok(data.len() as u64);
     };
     if !matches!(fs.kind, UnixfsType::File | UnixfsType::Raw) {
-        return Err(Error::Malformed { cid: Box::new(*cid), what: "UnixFS file", reason: format!("is a {:?} node", fs.kind) });
+        return Err(Error::Malformed {
+            cid: Box::new(*cid),
+            what: "UnixFS file",
+            reason: format!("is a {:?} node", fs.kind),
+        });
     }
     let mut n = 0;
     if let Some(d) = &fs.data {
-        out.write_all(d).map_err(|source| Error::Io { path: "<output>".into(), source })?;
+        out.write_all(d).map_err(|source| Error::Io {
+            path: "<output>".into(),
+            source,
+        })?;
         n += d.len() as u64;
     }
     for l in node.links {
@@ -139,10 +205,16 @@ pub fn write_file(store: &Blockstore, cid: &Cid, out: &mut dyn Write) -> Result<
 /// Writes the DAG under `cid` to `dest` (a new file or folder).
 pub fn export(store: &Blockstore, cid: &Cid, dest: &Path) -> Result<()> {
     if dest.components().any(|c| c == Component::ParentDir) {
-        return Err(Error::BadPath { path: dest.to_path_buf(), reason: "output path must not contain `..`".into() });
+        return Err(Error::BadPath {
+            path: dest.to_path_buf(),
+            reason: "output path must not contain `..`".into(),
+        });
     }
     if fs::symlink_metadata(dest).is_ok() {
-        return Err(Error::BadPath { path: dest.to_path_buf(), reason: "already exists; choose a new output path".into() });
+        return Err(Error::BadPath {
+            path: dest.to_path_buf(),
+            reason: "already exists; choose a new output path".into(),
+        });
     }
     export_into(store, cid, dest)
 }

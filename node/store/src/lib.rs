@@ -22,5 +22,8 @@ pub use unixfs::{BlockSink, Imported, Importer, NullSink, hash_path, hash_reader
 
 /// Parses a CID string, with an error that names the input.
 pub fn parse_cid(s: &str) -> Result<Cid> {
-    s.trim().parse::<Cid>().map_err(|e| Error::BadCid { input: s.to_owned(), reason: e.to_string() })
+    s.trim().parse::<Cid>().map_err(|e| Error::BadCid {
+        input: s.to_owned(),
+        reason: e.to_string(),
+    })
 }

@@ -23,10 +23,18 @@ pub fn murmur3_x64_128(data: &[u8]) -> [u8; 16] {
         let mut k2 = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
         k1 = k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
         h1 ^= k1;
-        h1 = h1.rotate_left(27).wrapping_add(h2).wrapping_mul(5).wrapping_add(0x52dc_e729);
+        h1 = h1
+            .rotate_left(27)
+            .wrapping_add(h2)
+            .wrapping_mul(5)
+            .wrapping_add(0x52dc_e729);
         k2 = k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
         h2 ^= k2;
-        h2 = h2.rotate_left(31).wrapping_add(h1).wrapping_mul(5).wrapping_add(0x3849_5ab5);
+        h2 = h2
+            .rotate_left(31)
+            .wrapping_add(h1)
+            .wrapping_mul(5)
+            .wrapping_add(0x3849_5ab5);
     }
     let tail = &data[nblocks * 16..];
     let mut k1: u64 = 0;
@@ -73,11 +81,18 @@ mod tests {
             ("", "00000000000000000000000000000000"),
             ("a", "85555565f6597889e6b53a48510e895a"),
             ("abc", "b4963f3f3fad78673ba2744126ca2d52"),
-            ("hello world, this is longer than sixteen bytes", "e22d11fa9338f592c39e0e7beeaf7937"),
+            (
+                "hello world, this is longer than sixteen bytes",
+                "e22d11fa9338f592c39e0e7beeaf7937",
+            ),
             ("Ünïcødé", "0fabe54a9bb59281cf1b3bc9ac7f0522"),
         ];
         for (input, want) in cases {
-            assert_eq!(hex::encode(murmur3_x64_128(input.as_bytes())), want, "{input:?}");
+            assert_eq!(
+                hex::encode(murmur3_x64_128(input.as_bytes())),
+                want,
+                "{input:?}"
+            );
         }
     }
 }

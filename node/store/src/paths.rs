@@ -9,7 +9,10 @@ use std::{
 use crate::{Error, Result, error::IoContext};
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
-    Error::BadPath { path: path.to_path_buf(), reason: reason.into() }
+    Error::BadPath {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Maps a job path (absolute inside the job, e.g. `/inputs/data`) to a
@@ -28,7 +31,10 @@ pub fn job_path(work: &Path, inner: &str) -> Result<PathBuf> {
             Component::Normal(n) => {
                 out.push(n);
                 depth += 1;
-                if fs::symlink_metadata(&out).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                if fs::symlink_metadata(&out)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false)
+                {
                     return Err(bad(p, "a component of the path is a symlink"));
                 }
             }
@@ -56,7 +62,10 @@ pub fn allowed_file(allow: &[PathBuf], path: &Path) -> Result<PathBuf> {
             return Ok(real);
         }
     }
-    Err(bad(path, "is outside the node's allow-listed folders (storage.allow); ask the operator to allow it"))
+    Err(bad(
+        path,
+        "is outside the node's allow-listed folders (storage.allow); ask the operator to allow it",
+    ))
 }
 
 /// Copies a file or folder from `src` to the new path `dest`, refusing
@@ -67,7 +76,10 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<u64> {
         return fs::copy(src, dest).at(dest);
     }
     if !meta.is_dir() {
-        return Err(bad(src, "is a symlink or special file; only regular files and folders are copied"));
+        return Err(bad(
+            src,
+            "is a symlink or special file; only regular files and folders are copied",
+        ));
     }
     fs::create_dir(dest).at(dest)?;
     let mut n = 0;

@@ -57,7 +57,14 @@ pub struct Unixfs {
 
 impl Unixfs {
     pub fn new(kind: UnixfsType) -> Self {
-        Self { kind, data: None, filesize: None, blocksizes: Vec::new(), hash_type: None, fanout: None }
+        Self {
+            kind,
+            data: None,
+            filesize: None,
+            blocksizes: Vec::new(),
+            hash_type: None,
+            fanout: None,
+        }
     }
 }
 
@@ -82,7 +89,9 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 
 impl Unixfs {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.data.as_ref().map_or(0, Vec::len) + self.blocksizes.len() * 5);
+        let mut out = Vec::with_capacity(
+            16 + self.data.as_ref().map_or(0, Vec::len) + self.blocksizes.len() * 5,
+        );
         out.push(0x08);
         put_varint(&mut out, self.kind as u64);
         if let Some(d) = self.data.as_ref().filter(|d| !d.is_empty()) {
@@ -114,13 +123,18 @@ impl Unixfs {
         while !r.done() {
             let (field, wire) = r.key()?;
             match (field, wire) {
-                (1, 0) => kind = Some(UnixfsType::from_u64(r.varint()?).ok_or("unknown UnixFS type")?),
+                (1, 0) => {
+                    kind = Some(UnixfsType::from_u64(r.varint()?).ok_or("unknown UnixFS type")?)
+                }
                 (2, 2) => me.data = Some(r.bytes()?.to_vec()),
                 (3, 0) => me.filesize = Some(r.varint()?),
                 (4, 0) => me.blocksizes.push(r.varint()?),
                 (4, 2) => {
                     let packed = r.bytes()?;
-                    let mut pr = Reader { buf: packed, pos: 0 };
+                    let mut pr = Reader {
+                        buf: packed,
+                        pos: 0,
+                    };
                     while !pr.done() {
                         me.blocksizes.push(pr.varint()?);
                     }
@@ -138,13 +152,21 @@ impl Unixfs {
 /// Size in bytes of a link as encoded in a dag-pb node (including its tag
 /// and length prefix).
 pub fn link_encoded_len(name_len: usize, cid_len: usize, tsize: u64) -> usize {
-    let inner = 1 + varint_len(cid_len as u64) + cid_len + 1 + varint_len(name_len as u64) + name_len + 1 + varint_len(tsize);
+    let inner = 1
+        + varint_len(cid_len as u64)
+        + cid_len
+        + 1
+        + varint_len(name_len as u64)
+        + name_len
+        + 1
+        + varint_len(tsize);
     1 + varint_len(inner as u64) + inner
 }
 
 impl PbNode {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.data.as_ref().map_or(0, Vec::len) + self.links.len() * 48 + 8);
+        let mut out =
+            Vec::with_capacity(self.data.as_ref().map_or(0, Vec::len) + self.links.len() * 48 + 8);
         let mut link = Vec::with_capacity(64);
         for l in &self.links {
             link.clear();
@@ -172,20 +194,32 @@ impl PbNode {
             match (field, wire) {
                 (1, 2) => node.data = Some(r.bytes()?.to_vec()),
                 (2, 2) => {
-                    let mut lr = Reader { buf: r.bytes()?, pos: 0 };
+                    let mut lr = Reader {
+                        buf: r.bytes()?,
+                        pos: 0,
+                    };
                     let mut cid = None;
                     let mut name = None;
                     let mut tsize = None;
                     while !lr.done() {
                         let (f, w) = lr.key()?;
                         match (f, w) {
-                            (1, 2) => cid = Some(Cid::try_from(lr.bytes()?).map_err(|e| format!("bad link CID: {e}"))?),
+                            (1, 2) => {
+                                cid = Some(
+                                    Cid::try_from(lr.bytes()?)
+                                        .map_err(|e| format!("bad link CID: {e}"))?,
+                                )
+                            }
                             (2, 2) => name = Some(lr.bytes()?.to_vec()),
                             (3, 0) => tsize = Some(lr.varint()?),
                             _ => return Err(format!("unexpected field {f} in a link")),
                         }
                     }
-                    node.links.push(PbLink { cid: cid.ok_or("link without a hash")?, name, tsize });
+                    node.links.push(PbLink {
+                        cid: cid.ok_or("link without a hash")?,
+                        name,
+                        tsize,
+                    });
                 }
                 _ => return Err(format!("unexpected field {field} in a dag-pb node")),
             }
@@ -221,7 +255,11 @@ impl<'a> Reader<'a> {
     }
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
-        let end = self.pos.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or("truncated field")?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("truncated field")?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -275,7 +313,10 @@ mod tests {
 
     #[test]
     fn empty_directory_bytes() {
-        let node = PbNode { links: vec![], data: Some(Unixfs::new(UnixfsType::Directory).encode()) };
+        let node = PbNode {
+            links: vec![],
+            data: Some(Unixfs::new(UnixfsType::Directory).encode()),
+        };
         assert_eq!(node.encode(), [0x0a, 0x02, 0x08, 0x01]);
     }
 }

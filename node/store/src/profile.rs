@@ -83,6 +83,9 @@ impl fmt::Display for Profile {
 impl FromStr for Profile {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Profile::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| Error::UnknownProfile(s.to_owned()))
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::UnknownProfile(s.to_owned()))
     }
 }

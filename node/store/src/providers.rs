@@ -38,19 +38,30 @@ const FETCH_CONCURRENCY: usize = 32;
 /// missing ones through `fetcher` (up to 32 at once), each within
 /// `timeout`. Blocks are verified before they are stored. Returns how many
 /// blocks came from peers.
-pub async fn fetch_dag(store: &Arc<Blockstore>, fetcher: &dyn BlockFetcher, root: &Cid, timeout: Duration) -> Result<u64> {
+pub async fn fetch_dag(
+    store: &Arc<Blockstore>,
+    fetcher: &dyn BlockFetcher,
+    root: &Cid,
+    timeout: Duration,
+) -> Result<u64> {
     let mut frontier = vec![*root];
     let mut seen = std::collections::HashSet::new();
     let mut fetched = 0;
     while !frontier.is_empty() {
-        let batch: Vec<Cid> = frontier.drain(..frontier.len().min(FETCH_CONCURRENCY)).filter(|c| seen.insert(*c)).collect();
+        let batch: Vec<Cid> = frontier
+            .drain(..frontier.len().min(FETCH_CONCURRENCY))
+            .filter(|c| seen.insert(*c))
+            .collect();
         let results = futures::future::join_all(batch.into_iter().map(|cid| async move {
             match store.get(&cid) {
                 Ok(d) => Ok((cid, d, false)),
                 Err(Error::NotFound { .. } | Error::Corrupt { .. }) => {
                     let data = tokio::time::timeout(timeout, fetcher.fetch_block(&cid))
                         .await
-                        .map_err(|_| Error::FetchTimeout { cid: Box::new(cid), secs: timeout.as_secs() })??;
+                        .map_err(|_| Error::FetchTimeout {
+                            cid: Box::new(cid),
+                            secs: timeout.as_secs(),
+                        })??;
                     store.put(&cid, &data)?;
                     Ok((cid, data, true))
                 }
@@ -111,23 +122,33 @@ impl Providers {
     /// Returns the host path.
     pub async fn mount(&self, input: &InputSpec, work: &Path) -> Result<PathBuf> {
         let name = provider_name(&input.source);
-        let p = self.get(name).ok_or_else(|| Error::NoProvider(name.into()))?;
+        let p = self
+            .get(name)
+            .ok_or_else(|| Error::NoProvider(name.into()))?;
         let dest = job_path(work, &input.path)?;
         if tokio::fs::symlink_metadata(&dest).await.is_ok() {
-            return Err(Error::BadPath { path: dest, reason: "two inputs name the same job path".into() });
+            return Err(Error::BadPath {
+                path: dest,
+                reason: "two inputs name the same job path".into(),
+            });
         }
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await.at(parent)?;
         }
         p.provide(input, &dest).await?;
         let d = dest.clone();
-        tokio::task::spawn_blocking(move || make_read_only(&d)).await.map_err(join_err)??;
+        tokio::task::spawn_blocking(move || make_read_only(&d))
+            .await
+            .map_err(join_err)??;
         Ok(dest)
     }
 }
 
 fn join_err(e: tokio::task::JoinError) -> Error {
-    Error::Input { what: "background task".into(), reason: e.to_string() }
+    Error::Input {
+        what: "background task".into(),
+        reason: e.to_string(),
+    }
 }
 
 /// `ipfs://CID[/path]`: from the node's store, else from peers.
@@ -145,7 +166,10 @@ impl StorageProvider for IpfsProvider {
     }
     async fn provide(&self, input: &InputSpec, dest: &Path) -> Result<()> {
         let InputSource::Ipfs(s) = &input.source else {
-            return Err(Error::Input { what: input.source.to_string(), reason: "not an ipfs:// source".into() });
+            return Err(Error::Input {
+                what: input.source.to_string(),
+                reason: "not an ipfs:// source".into(),
+            });
         };
         let (root, sub) = s.split_once('/').unwrap_or((s.as_str(), ""));
         let root = parse_cid(root)?;
@@ -173,36 +197,93 @@ pub struct HttpProvider {
 
 impl HttpProvider {
     pub fn new(max_bytes: u64, timeout: Duration, retries: u32) -> Self {
-        Self { client: reqwest::Client::new(), max_bytes, timeout, retries }
+        Self {
+            client: reqwest::Client::new(),
+            max_bytes,
+            timeout,
+            retries,
+        }
     }
 
     async fn attempt(&self, url: &str, dest: &Path) -> Result<String, (bool, Error)> {
-        let err = |retry: bool, reason: String| (retry, Error::Download { url: url.to_owned(), reason });
-        let resp = self.client.get(url).timeout(self.timeout).send().await.map_err(|e| err(true, e.to_string()))?;
+        let err = |retry: bool, reason: String| {
+            (
+                retry,
+                Error::Download {
+                    url: url.to_owned(),
+                    reason,
+                },
+            )
+        };
+        let resp = self
+            .client
+            .get(url)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| err(true, e.to_string()))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(err(status.is_server_error(), format!("HTTP {status}")));
         }
         if resp.content_length().is_some_and(|n| n > self.max_bytes) {
-            return Err((false, Error::TooLarge { url: url.to_owned(), cap: self.max_bytes }));
+            return Err((
+                false,
+                Error::TooLarge {
+                    url: url.to_owned(),
+                    cap: self.max_bytes,
+                },
+            ));
         }
-        let mut file = tokio::fs::File::create(dest).await.map_err(|e| (false, Error::Io { path: dest.into(), source: e }))?;
+        let mut file = tokio::fs::File::create(dest).await.map_err(|e| {
+            (
+                false,
+                Error::Io {
+                    path: dest.into(),
+                    source: e,
+                },
+            )
+        })?;
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         let mut body = resp.bytes_stream();
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let next = tokio::time::timeout_at(deadline, body.next()).await.map_err(|_| err(true, "timed out".into()))?;
+            let next = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .map_err(|_| err(true, "timed out".into()))?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| err(true, e.to_string()))?;
             total += chunk.len() as u64;
             if total > self.max_bytes {
-                return Err((false, Error::TooLarge { url: url.to_owned(), cap: self.max_bytes }));
+                return Err((
+                    false,
+                    Error::TooLarge {
+                        url: url.to_owned(),
+                        cap: self.max_bytes,
+                    },
+                ));
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(|e| (false, Error::Io { path: dest.into(), source: e }))?;
+            file.write_all(&chunk).await.map_err(|e| {
+                (
+                    false,
+                    Error::Io {
+                        path: dest.into(),
+                        source: e,
+                    },
+                )
+            })?;
         }
-        file.flush().await.map_err(|e| (false, Error::Io { path: dest.into(), source: e }))?;
+        file.flush().await.map_err(|e| {
+            (
+                false,
+                Error::Io {
+                    path: dest.into(),
+                    source: e,
+                },
+            )
+        })?;
         Ok(hex::encode(hasher.finalize()))
     }
 }
@@ -214,14 +295,21 @@ impl StorageProvider for HttpProvider {
     }
     async fn provide(&self, input: &InputSpec, dest: &Path) -> Result<()> {
         let InputSource::Url(url) = &input.source else {
-            return Err(Error::Input { what: input.source.to_string(), reason: "not an http(s) source".into() });
+            return Err(Error::Input {
+                what: input.source.to_string(),
+                reason: "not an http(s) source".into(),
+            });
         };
         let want = match &input.checksum {
             None => None,
-            Some(c) => Some(c.strip_prefix("sha256:").map(str::to_ascii_lowercase).ok_or_else(|| Error::Input {
-                what: url.clone(),
-                reason: format!("checksum {c:?} must look like `sha256:HEX`"),
-            })?),
+            Some(c) => Some(
+                c.strip_prefix("sha256:")
+                    .map(str::to_ascii_lowercase)
+                    .ok_or_else(|| Error::Input {
+                        what: url.clone(),
+                        reason: format!("checksum {c:?} must look like `sha256:HEX`"),
+                    })?,
+            ),
         };
         let mut attempt = 0;
         let got = loop {
@@ -242,7 +330,11 @@ impl StorageProvider for HttpProvider {
             && want != got
         {
             let _ = tokio::fs::remove_file(dest).await;
-            return Err(Error::Checksum { what: url.clone(), expected: format!("sha256:{want}"), actual: format!("sha256:{got}") });
+            return Err(Error::Checksum {
+                what: url.clone(),
+                expected: format!("sha256:{want}"),
+                actual: format!("sha256:{got}"),
+            });
         }
         Ok(())
     }
@@ -260,7 +352,10 @@ impl StorageProvider for FileProvider {
     }
     async fn provide(&self, input: &InputSpec, dest: &Path) -> Result<()> {
         let InputSource::File(p) = &input.source else {
-            return Err(Error::Input { what: input.source.to_string(), reason: "not a file:// source".into() });
+            return Err(Error::Input {
+                what: input.source.to_string(),
+                reason: "not a file:// source".into(),
+            });
         };
         let (allow, src, dest) = (self.allow.clone(), PathBuf::from(p), dest.to_path_buf());
         tokio::task::spawn_blocking(move || {
@@ -282,7 +377,10 @@ impl StorageProvider for InlineProvider {
     }
     async fn provide(&self, input: &InputSpec, dest: &Path) -> Result<()> {
         let InputSource::Inline(bytes) = &input.source else {
-            return Err(Error::Input { what: input.source.to_string(), reason: "not an inline source".into() });
+            return Err(Error::Input {
+                what: input.source.to_string(),
+                reason: "not an inline source".into(),
+            });
         };
         tokio::fs::write(dest, bytes).await.at(dest)
     }

@@ -11,7 +11,9 @@ use std::{
 use async_trait::async_trait;
 use cid::Cid;
 
-use crate::{Blockstore, Error, Profile, Result, car, error::IoContext, hash_path, paths::copy_tree};
+use crate::{
+    Blockstore, Error, Profile, Result, car, error::IoContext, hash_path, paths::copy_tree,
+};
 
 /// Tells the network this node holds a CID (Kademlia provider records in
 /// `shoal-p2p`).
@@ -54,12 +56,18 @@ impl Publishers {
         self
     }
     pub fn get(&self, name: &str) -> Result<&dyn Publisher> {
-        self.by_name.get(name).map(|b| b.as_ref()).ok_or_else(|| Error::NoPublisher(name.into()))
+        self.by_name
+            .get(name)
+            .map(|b| b.as_ref())
+            .ok_or_else(|| Error::NoPublisher(name.into()))
     }
 }
 
 fn join_err(e: tokio::task::JoinError) -> Error {
-    Error::Input { what: "background task".into(), reason: e.to_string() }
+    Error::Input {
+        what: "background task".into(),
+        reason: e.to_string(),
+    }
 }
 
 /// The node's own store: imported, pinned and announced.
@@ -75,11 +83,17 @@ impl Publisher for StorePublisher {
     }
     async fn publish(&self, results: &Path) -> Result<Published> {
         let (store, path) = (self.store.clone(), results.to_path_buf());
-        let imported = tokio::task::spawn_blocking(move || store.add_path(&path, Profile::UnixfsV1_2025)).await.map_err(join_err)??;
+        let imported =
+            tokio::task::spawn_blocking(move || store.add_path(&path, Profile::UnixfsV1_2025))
+                .await
+                .map_err(join_err)??;
         if let Some(a) = &self.announcer {
             a.announce(&imported.cid).await?;
         }
-        Ok(Published { cid: imported.cid, location: format!("ipfs://{}", imported.cid) })
+        Ok(Published {
+            cid: imported.cid,
+            location: format!("ipfs://{}", imported.cid),
+        })
     }
 }
 
@@ -105,7 +119,10 @@ impl Publisher for FolderPublisher {
                 copy_tree(&src, &tmp)?;
                 std::fs::rename(&tmp, &dest).at(&dest)?;
             }
-            Ok(Published { cid, location: dest.display().to_string() })
+            Ok(Published {
+                cid,
+                location: dest.display().to_string(),
+            })
         })
         .await
         .map_err(join_err)?
@@ -136,7 +153,10 @@ impl Publisher for CarPublisher {
             car::export_car(&store, &cid, &mut w)?;
             w.flush().at(&tmp)?;
             std::fs::rename(&tmp, &dest).at(&dest)?;
-            Ok(Published { cid, location: dest.display().to_string() })
+            Ok(Published {
+                cid,
+                location: dest.display().to_string(),
+            })
         })
         .await
         .map_err(join_err)?

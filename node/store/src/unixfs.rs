@@ -92,13 +92,24 @@ impl<'a> Importer<'a> {
             let cid = cid_of(1, RAW, chunk);
             self.sink.put_block(&cid, chunk)?;
             let n = chunk.len() as u64;
-            return Ok(Imported { cid, tsize: n, file_size: n });
+            return Ok(Imported {
+                cid,
+                tsize: n,
+                file_size: n,
+            });
         }
         let mut fs = Unixfs::new(UnixfsType::File);
         fs.data = Some(chunk.to_vec());
         fs.filesize = Some(chunk.len() as u64);
-        let (cid, len) = self.put_node(&PbNode { links: vec![], data: Some(fs.encode()) })?;
-        Ok(Imported { cid, tsize: len, file_size: chunk.len() as u64 })
+        let (cid, len) = self.put_node(&PbNode {
+            links: vec![],
+            data: Some(fs.encode()),
+        })?;
+        Ok(Imported {
+            cid,
+            tsize: len,
+            file_size: chunk.len() as u64,
+        })
     }
 
     fn file_node(&mut self, children: &[Imported]) -> Result<Imported> {
@@ -110,11 +121,22 @@ impl<'a> Importer<'a> {
             fs.blocksizes.push(c.file_size);
             total += c.file_size;
             tsizes += c.tsize;
-            links.push(PbLink { cid: c.cid, name: Some(Vec::new()), tsize: Some(c.tsize) });
+            links.push(PbLink {
+                cid: c.cid,
+                name: Some(Vec::new()),
+                tsize: Some(c.tsize),
+            });
         }
         fs.filesize = Some(total);
-        let (cid, len) = self.put_node(&PbNode { links, data: Some(fs.encode()) })?;
-        Ok(Imported { cid, tsize: len + tsizes, file_size: total })
+        let (cid, len) = self.put_node(&PbNode {
+            links,
+            data: Some(fs.encode()),
+        })?;
+        Ok(Imported {
+            cid,
+            tsize: len + tsizes,
+            file_size: total,
+        })
     }
 
     /// Imports a byte stream as one UnixFS file, reading one chunk at a time.
@@ -159,7 +181,14 @@ impl<'a> Importer<'a> {
         }
     }
 
-    fn push(&mut self, levels: &mut Vec<Vec<Imported>>, counts: &mut Vec<u64>, level: usize, item: Imported, max: usize) -> Result<()> {
+    fn push(
+        &mut self,
+        levels: &mut Vec<Vec<Imported>>,
+        counts: &mut Vec<u64>,
+        level: usize,
+        item: Imported,
+        max: usize,
+    ) -> Result<()> {
         if levels.len() <= level {
             levels.push(Vec::new());
             counts.push(0);
@@ -184,7 +213,12 @@ impl<'a> Importer<'a> {
         } else if meta.is_dir() {
             self.import_dir(path)
         } else {
-            Err(Error::BadPath { path: path.to_path_buf(), reason: "is a symlink or special file; only regular files and folders can be imported".into() })
+            Err(Error::BadPath {
+                path: path.to_path_buf(),
+                reason:
+                    "is a symlink or special file; only regular files and folders can be imported"
+                        .into(),
+            })
         }
     }
 
@@ -192,10 +226,13 @@ impl<'a> Importer<'a> {
         let mut names = Vec::new();
         for entry in fs::read_dir(path).at(path)? {
             let entry = entry.at(path)?;
-            let name = entry.file_name().into_string().map_err(|n| Error::BadPath {
-                path: path.join(n),
-                reason: "file name is not UTF-8; UnixFS names must be UTF-8".into(),
-            })?;
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|n| Error::BadPath {
+                    path: path.join(n),
+                    reason: "file name is not UTF-8; UnixFS names must be UTF-8".into(),
+                })?;
             names.push(name);
         }
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -208,7 +245,11 @@ impl<'a> Importer<'a> {
             // after deciding its parent's layout.
             let counts = !meta.is_dir() || fs::read_dir(&child).at(&child)?.next().is_none();
             let imported = self.import_path(&child)?;
-            entries.push(DirEntry { name: name.into_bytes(), imported, counts });
+            entries.push(DirEntry {
+                name: name.into_bytes(),
+                imported,
+                counts,
+            });
         }
         let estimate = self.estimate(&entries);
         if estimate > self.profile.shard_threshold() {
@@ -225,10 +266,20 @@ impl<'a> Importer<'a> {
     fn estimate(&self, entries: &[DirEntry]) -> usize {
         let counted = entries.iter().filter(|e| e.counts);
         match self.profile.shard_estimate() {
-            ShardEstimate::LinksBytes => counted.map(|e| e.name.len() + e.imported.cid.encoded_len()).sum(),
+            ShardEstimate::LinksBytes => counted
+                .map(|e| e.name.len() + e.imported.cid.encoded_len())
+                .sum(),
             ShardEstimate::BlockBytes => {
                 // The UnixFS directory data field: tag, length, `08 01`.
-                4 + counted.map(|e| link_encoded_len(e.name.len(), e.imported.cid.encoded_len(), e.imported.tsize)).sum::<usize>()
+                4 + counted
+                    .map(|e| {
+                        link_encoded_len(
+                            e.name.len(),
+                            e.imported.cid.encoded_len(),
+                            e.imported.tsize,
+                        )
+                    })
+                    .sum::<usize>()
             }
         }
     }
@@ -239,11 +290,22 @@ impl<'a> Importer<'a> {
             .into_iter()
             .map(|e| {
                 tsizes += e.imported.tsize;
-                PbLink { cid: e.imported.cid, name: Some(e.name), tsize: Some(e.imported.tsize) }
+                PbLink {
+                    cid: e.imported.cid,
+                    name: Some(e.name),
+                    tsize: Some(e.imported.tsize),
+                }
             })
             .collect();
-        let (cid, len) = self.put_node(&PbNode { links, data: Some(Unixfs::new(UnixfsType::Directory).encode()) })?;
-        Ok(Imported { cid, tsize: len + tsizes, file_size: 0 })
+        let (cid, len) = self.put_node(&PbNode {
+            links,
+            data: Some(Unixfs::new(UnixfsType::Directory).encode()),
+        })?;
+        Ok(Imported {
+            cid,
+            tsize: len + tsizes,
+            file_size: 0,
+        })
     }
 
     fn flush_bucket(&mut self, bucket: Bucket) -> Result<Imported> {
@@ -261,20 +323,34 @@ impl<'a> Importer<'a> {
                 Slot::Sub(b) => self.flush_bucket(b)?,
             };
             tsizes += child.tsize;
-            links.push(PbLink { cid: child.cid, name: Some(label), tsize: Some(child.tsize) });
+            links.push(PbLink {
+                cid: child.cid,
+                name: Some(label),
+                tsize: Some(child.tsize),
+            });
         }
         let first = bits.iter().position(|&b| b != 0).unwrap_or(bits.len() - 1);
         let mut fs = Unixfs::new(UnixfsType::HamtShard);
         fs.data = Some(bits[first..].to_vec());
         fs.hash_type = Some(MURMUR3_X64_64);
         fs.fanout = Some(HAMT_FANOUT as u64);
-        let (cid, len) = self.put_node(&PbNode { links, data: Some(fs.encode()) })?;
-        Ok(Imported { cid, tsize: len + tsizes, file_size: 0 })
+        let (cid, len) = self.put_node(&PbNode {
+            links,
+            data: Some(fs.encode()),
+        })?;
+        Ok(Imported {
+            cid,
+            tsize: len + tsizes,
+            file_size: 0,
+        })
     }
 }
 
 fn internal(what: &str) -> Error {
-    Error::Input { what: "import".into(), reason: format!("internal layout error: {what}") }
+    Error::Input {
+        what: "import".into(),
+        reason: format!("internal layout error: {what}"),
+    }
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

@@ -76,7 +76,8 @@ fn second_level_v1_matches_helia() {
     f.set_len(1025 * mib + 99).unwrap();
     for i in 0..1025u64 {
         use std::io::Seek;
-        f.seek(std::io::SeekFrom::Start(i * mib + (i % 1000))).unwrap();
+        f.seek(std::io::SeekFrom::Start(i * mib + (i % 1000)))
+            .unwrap();
         f.write_all(&i.to_le_bytes()).unwrap();
     }
     drop(f);
@@ -90,8 +91,14 @@ fn nested_folder_matches_helia() {
     write(&root.join("stdout"), b"hello\n");
     write(&root.join("stderr"), b"");
     write(&root.join("exitCode"), b"0");
-    write(&root.join("outputs/données/été.txt"), "ünïcødé ✓".as_bytes());
-    write(&root.join("outputs/données/日本語/ファイル"), &pattern(3 << 20, 9));
+    write(
+        &root.join("outputs/données/été.txt"),
+        "ünïcødé ✓".as_bytes(),
+    );
+    write(
+        &root.join("outputs/données/日本語/ファイル"),
+        &pattern(3 << 20, 9),
+    );
     write(&root.join("outputs/Zeta"), b"capital first");
     write(&root.join("outputs/a b"), b"space");
     write(&root.join("outputs/🦀.bin"), &pattern(1 << 20, 3));
@@ -108,7 +115,10 @@ fn hamt_sharded_folder_matches_helia() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("many");
     for i in 0..6000 {
-        write(&root.join(format!("entry-{i:05}-ñ.txt")), format!("{i}").as_bytes());
+        write(
+            &root.join(format!("entry-{i:05}-ñ.txt")),
+            format!("{i}").as_bytes(),
+        );
     }
     write(&root.join("sub/inner.txt"), b"inside a shard");
     fs::create_dir_all(root.join("an-empty-folder")).unwrap();
@@ -129,7 +139,12 @@ fn shard_threshold_borderline_matches_helia() {
     // v1 (`block-bytes`): 4 + 50 bytes per `fNNNNN` one-byte file; 5242
     // files = 262,104 bytes, 40 under 256 KiB; one more link tips it.
     // v0 (`links-bytes`): 40 bytes per file; 6553 files = 262,120.
-    let cases = [("v1-sub", 5242, true), ("v1-empty", 5242, false), ("v0-sub", 6553, true), ("v0-empty", 6553, false)];
+    let cases = [
+        ("v1-sub", 5242, true),
+        ("v1-empty", 5242, false),
+        ("v0-sub", 6553, true),
+        ("v0-empty", 6553, false),
+    ];
     let mut paths = Vec::new();
     for (name, files, non_empty) in cases {
         let root = dir.path().join(name);
@@ -144,8 +159,25 @@ fn shard_threshold_borderline_matches_helia() {
         paths.push(root);
     }
     // The cases sit on the boundary: the sub-folder decides the layout.
-    let kinds: Vec<_> = paths.iter().zip([Profile::UnixfsV1_2025, Profile::UnixfsV1_2025, Profile::UnixfsV0_2015, Profile::UnixfsV0_2015]).map(|(p, prof)| root_kind(p, prof)).collect();
-    assert_eq!(kinds, [UnixfsType::Directory, UnixfsType::HamtShard, UnixfsType::Directory, UnixfsType::HamtShard]);
+    let kinds: Vec<_> = paths
+        .iter()
+        .zip([
+            Profile::UnixfsV1_2025,
+            Profile::UnixfsV1_2025,
+            Profile::UnixfsV0_2015,
+            Profile::UnixfsV0_2015,
+        ])
+        .map(|(p, prof)| root_kind(p, prof))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            UnixfsType::Directory,
+            UnixfsType::HamtShard,
+            UnixfsType::Directory,
+            UnixfsType::HamtShard
+        ]
+    );
     let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
     compare(&refs);
 }

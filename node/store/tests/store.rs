@@ -14,7 +14,13 @@ fn sample_tree(root: &Path) {
     fs::create_dir_all(root.join("ünï/deeper")).unwrap();
     fs::write(root.join("a.txt"), b"alpha").unwrap();
     fs::write(root.join("empty-file"), b"").unwrap();
-    fs::write(root.join("sub/big.bin"), (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
+    fs::write(
+        root.join("sub/big.bin"),
+        (0..3_000_000u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     fs::write(root.join("ünï/deeper/z"), "zèta".as_bytes()).unwrap();
 }
 
@@ -74,16 +80,26 @@ fn corrupt_block_is_an_error_never_data() {
     assert!(corrupted);
     assert!(matches!(store.get(&cid), Err(Error::Corrupt { .. })));
     let out = tmp.path().join("out");
-    assert!(matches!(export::export(&store, &cid, &out), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        export::export(&store, &cid, &out),
+        Err(Error::Corrupt { .. })
+    ));
     // A block that does not match its CID is refused on the way in too.
-    assert!(matches!(store.put(&cid, b"other"), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        store.put(&cid, b"other"),
+        Err(Error::Corrupt { .. })
+    ));
 }
 
 fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walkdir(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walkdir(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -92,10 +108,14 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
 fn unknown_cid_is_not_found() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Blockstore::open(tmp.path()).unwrap();
-    let cid = shoal_store::parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").unwrap();
+    let cid = shoal_store::parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+        .unwrap();
     let err = store.get(&cid).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }));
-    assert!(err.to_string().contains("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"));
+    assert!(
+        err.to_string()
+            .contains("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    );
     let bad = shoal_store::parse_cid("not-a-cid").unwrap_err();
     assert!(bad.to_string().contains("not-a-cid"), "{bad}");
 }
@@ -149,7 +169,12 @@ fn car_roundtrip_and_read_by_ipld_car() {
     // @ipld/car reads it, and ipfs-unixfs-exporter sees the same tree.
     common::require_node();
     let repo = common::repo_root();
-    let o = Command::new("node").current_dir(&repo).arg(repo.join("tests/js/store-car.mjs")).arg(&car_path).output().unwrap();
+    let o = Command::new("node")
+        .current_dir(&repo)
+        .arg(repo.join("tests/js/store-car.mjs"))
+        .arg(&car_path)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["roots"][0], root.to_string());
@@ -170,10 +195,16 @@ fn truncated_or_tampered_car_is_refused() {
     car::export_car(&store, &root, &mut bytes).unwrap();
     let other = Blockstore::open(tmp.path().join("b")).unwrap();
     let cut = &bytes[..bytes.len() - 3];
-    assert!(matches!(car::import_car(&other, &mut &cut[..]), Err(Error::Car { .. })));
+    assert!(matches!(
+        car::import_car(&other, &mut &cut[..]),
+        Err(Error::Car { .. })
+    ));
     let mut tampered = bytes.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
-    assert!(matches!(car::import_car(&other, &mut &tampered[..]), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        car::import_car(&other, &mut &tampered[..]),
+        Err(Error::Corrupt { .. })
+    ));
     assert!(!other.has(&root));
 }

@@ -89,7 +89,13 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
 
 fn run_blocking(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Add { path, only_hash, profile, json, store } => {
+        Command::Add {
+            path,
+            only_hash,
+            profile,
+            json,
+            store,
+        } => {
             let (cid, size) = if only_hash {
                 (hash_path(&path, profile)?, None)
             } else {
@@ -119,15 +125,18 @@ fn run_blocking(cmd: Command) -> anyhow::Result<()> {
         Command::Car(CarCommand::Export { cid, output, store }) => {
             let root = parse_cid(&cid)?;
             let store = store.open()?;
-            let f = fs::File::create(&output).with_context(|| format!("cannot create {}", output.display()))?;
+            let f = fs::File::create(&output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
             let mut w = BufWriter::with_capacity(1 << 20, f);
             let n = car::export_car(&store, &root, &mut w)?;
-            w.flush().with_context(|| format!("cannot write {}", output.display()))?;
+            w.flush()
+                .with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!("wrote {n} blocks to {}", output.display());
         }
         Command::Car(CarCommand::Import { file, store }) => {
             let store = store.open()?;
-            let f = fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            let f =
+                fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
             let mut r = std::io::BufReader::with_capacity(1 << 20, f);
             for root in car::import_car(&store, &mut r)? {
                 println!("{root}");
@@ -135,7 +144,10 @@ fn run_blocking(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Gc { store } => {
             let stats = store.open()?.gc()?;
-            println!("removed {} blocks ({} bytes), kept {}", stats.removed, stats.bytes_freed, stats.kept);
+            println!(
+                "removed {} blocks ({} bytes), kept {}",
+                stats.removed, stats.bytes_freed, stats.kept
+            );
         }
     }
     Ok(())

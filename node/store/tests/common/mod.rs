@@ -10,15 +10,27 @@ use shoal_store::Profile;
 
 /// The repository root (where `node_modules` and `tests/js` live).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Fails with a clear message when node or the npm packages are missing.
 pub fn require_node() {
-    let ok = Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "these tests need `node` (Node 20) on PATH; install it and run `npm ci` at the repo root");
+    let ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(
-        repo_root().join("node_modules/ipfs-unixfs-importer").is_dir(),
+        ok,
+        "these tests need `node` (Node 20) on PATH; install it and run `npm ci` at the repo root"
+    );
+    assert!(
+        repo_root()
+            .join("node_modules/ipfs-unixfs-importer")
+            .is_dir(),
         "node_modules is missing: run `npm ci` at the repo root"
     );
 }
@@ -34,8 +46,16 @@ pub fn helia_cids(profile: Profile, paths: &[&Path]) -> Vec<String> {
         .args(paths)
         .output()
         .unwrap();
-    assert!(out.status.success(), "helia import failed: {}", String::from_utf8_lossy(&out.stderr));
-    let cids: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    assert!(
+        out.status.success(),
+        "helia import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(cids.len(), paths.len());
     cids
 }

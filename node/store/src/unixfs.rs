@@ -73,11 +73,23 @@ pub struct Imported {
 pub struct Importer<'a> {
     profile: Profile,
     sink: &'a mut dyn BlockSink,
+    /// Chunk size and links per node; the profile's, except in layout tests.
+    shape: (usize, usize),
 }
 
 impl<'a> Importer<'a> {
     pub fn new(profile: Profile, sink: &'a mut dyn BlockSink) -> Self {
-        Self { profile, sink }
+        Self {
+            profile,
+            sink,
+            shape: (profile.chunk_size(), profile.max_links()),
+        }
+    }
+
+    #[cfg(test)]
+    fn with_shape(mut self, chunk_size: usize, max_links: usize) -> Self {
+        self.shape = (chunk_size, max_links);
+        self
     }
 
     fn put_node(&mut self, node: &PbNode) -> Result<(Cid, u64)> {
@@ -145,8 +157,7 @@ impl<'a> Importer<'a> {
     }
 
     fn import_reader_at(&mut self, reader: &mut dyn Read, path: &Path) -> Result<Imported> {
-        let size = self.profile.chunk_size();
-        let max = self.profile.max_links();
+        let (size, max) = self.shape;
         let mut buf = vec![0u8; size];
         let mut levels: Vec<Vec<Imported>> = vec![Vec::new()];
         let mut counts: Vec<u64> = vec![0];
@@ -428,4 +439,99 @@ pub fn hash_path(path: &Path, profile: Profile) -> Result<Cid> {
 pub fn hash_reader(reader: impl Read, profile: Profile) -> Result<Cid> {
     let mut sink = NullSink;
     Ok(Importer::new(profile, &mut sink).import_reader(reader)?.cid)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Blocks(HashMap<Cid, Vec<u8>>);
+
+    impl BlockSink for Blocks {
+        fn put_block(&mut self, cid: &Cid, data: &[u8]) -> Result<()> {
+            prop_assert_eq_cid(cid, data);
+            self.0.insert(*cid, data.to_vec());
+            Ok(())
+        }
+    }
+
+    fn prop_assert_eq_cid(cid: &Cid, data: &[u8]) {
+        assert_eq!(cid_of(cid.version() as u64, cid.codec(), data), *cid);
+    }
+
+    /// Walks a file DAG: returns its bytes and the depth of every leaf, and
+    /// checks each interior node's links and sizes.
+    fn walk(
+        blocks: &Blocks,
+        cid: &Cid,
+        depth: usize,
+        max: usize,
+        out: &mut Vec<u8>,
+        depths: &mut Vec<usize>,
+    ) -> u64 {
+        let data = &blocks.0[cid];
+        if cid.codec() == RAW {
+            out.extend_from_slice(data);
+            depths.push(depth);
+            return data.len() as u64;
+        }
+        let node = PbNode::decode(data).unwrap();
+        let fs = Unixfs::decode(node.data.as_deref().unwrap()).unwrap();
+        assert_eq!(fs.kind, UnixfsType::File);
+        if node.links.is_empty() {
+            let d = fs.data.clone().unwrap_or_default();
+            out.extend_from_slice(&d);
+            depths.push(depth);
+            return d.len() as u64;
+        }
+        assert!(
+            node.links.len() <= max,
+            "{} links > {max}",
+            node.links.len()
+        );
+        assert_eq!(fs.blocksizes.len(), node.links.len());
+        let mut total = 0;
+        for (l, &bs) in node.links.iter().zip(&fs.blocksizes) {
+            let n = walk(blocks, &l.cid, depth + 1, max, out, depths);
+            assert_eq!(n, bs);
+            total += n;
+        }
+        assert_eq!(fs.filesize, Some(total));
+        total
+    }
+
+    proptest! {
+        /// Chunker and balanced layout: the bytes come back in order, every
+        /// chunk but the last is full, all leaves sit at the same depth, no
+        /// node has more than the allowed links, and the tree is as shallow
+        /// as the leaf count allows.
+        #[test]
+        fn chunker_and_balanced_layout(len in 0usize..6000, chunk in 1usize..64, max in 2usize..8, v0 in any::<bool>()) {
+            let profile = if v0 { Profile::UnixfsV0_2015 } else { Profile::UnixfsV1_2025 };
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut blocks = Blocks::default();
+            let root = Importer::new(profile, &mut blocks).with_shape(chunk, max).import_reader(&bytes[..]).unwrap();
+            let (mut out, mut depths) = (Vec::new(), Vec::new());
+            let total = walk(&blocks, &root.cid, 0, max, &mut out, &mut depths);
+            prop_assert_eq!(&out, &bytes);
+            prop_assert_eq!(total, len as u64);
+            prop_assert_eq!(root.file_size, len as u64);
+            let leaves = len.div_ceil(chunk).max(1);
+            prop_assert_eq!(depths.len(), leaves);
+            prop_assert!(depths.iter().all(|&d| d == depths[0]));
+            let mut want_depth = 0;
+            let mut cap = 1;
+            while cap < leaves {
+                cap *= max;
+                want_depth += 1;
+            }
+            prop_assert_eq!(depths[0], want_depth);
+        }
+    }
 }

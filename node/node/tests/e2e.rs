@@ -102,6 +102,8 @@ const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids:
 /// Fetches the results CAR from `api`, imports it into a fresh store (every
 /// block verified) and checks the root is the verified result CID.
 async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Result<String> {
+    // Each node follows the chain on its own; this one may be a block behind.
+    wait_job(api, id, Duration::from_secs(20), "Verified on this node", state_is("Verified")).await?;
     let resp = reqwest::Client::new().get(format!("{api}/api/v1/jobs/{id}/results")).send().await?;
     ensure!(resp.status().is_success(), "results from {api}: {}", resp.text().await?);
     let car = resp.bytes().await?;

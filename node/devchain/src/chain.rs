@@ -326,7 +326,7 @@ pub fn recover_sender(tx: &TxEnvelope) -> Result<Address, RpcError> {
         u8::from(sig.v()),
         &hash,
     )
-    .map(|word| Address::from_word(word))
+    .map(Address::from_word)
     .map_err(|e| RpcError::server(format!("invalid signature: {e}")))
 }
 

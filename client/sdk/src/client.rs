@@ -162,8 +162,7 @@ impl Client {
         };
         let stored = shoal_store::parse_cid(&cid_text)?;
         if stored != local {
-            return Err(Error::ResultMismatch {
-                job: 0,
+            return Err(Error::UploadMismatch {
                 expected: local.to_string(),
                 got: stored.to_string(),
             });
@@ -199,8 +198,7 @@ impl Client {
         let local = shoal_store::hash_reader(&json[..], Profile::UnixfsV1_2025)?;
         let stored = self.api.upload_bytes(json.clone()).await?;
         if shoal_store::parse_cid(&stored)? != local {
-            return Err(Error::ResultMismatch {
-                job: 0,
+            return Err(Error::UploadMismatch {
                 expected: local.to_string(),
                 got: stored,
             });

@@ -148,6 +148,16 @@ pub enum Error {
         /// The CID of what was downloaded.
         got: String,
     },
+    /// The node stored uploaded content under another CID than this machine computed.
+    #[error(
+        "the node stored the upload as {got} but it hashes to {expected} here (profile unixfs-v1-2025); is the node the same Shoal version?"
+    )]
+    UploadMismatch {
+        /// The CID computed locally.
+        expected: String,
+        /// The CID the node answered.
+        got: String,
+    },
     /// Content-store failure.
     #[error(transparent)]
     Store(#[from] shoal_store::Error),

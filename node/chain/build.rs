@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use alloy_json_abi::{JsonAbi, ToSolConfig};
 
-const CONTRACTS: &[(&str, &str)] =
-    &[("JobMarket", "IJobMarket.sol"), ("OperatorRegistry", "IOperatorRegistry.sol")];
+const CONTRACTS: &[(&str, &str)] = &[
+    ("JobMarket", "IJobMarket.sol"),
+    ("OperatorRegistry", "IOperatorRegistry.sol"),
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
@@ -50,12 +52,17 @@ fn main() {
             .unwrap_or_else(|| panic!("{} has no bytecode.object", path.display()));
         let hex = bytecode.trim_start_matches("0x");
         assert!(
-            !hex.is_empty() && hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            !hex.is_empty()
+                && hex.len().is_multiple_of(2)
+                && hex.bytes().all(|b| b.is_ascii_hexdigit()),
             "{} has bytecode that is not hex",
             path.display()
         );
         let interface = format!("interface {name} ");
-        assert!(sol.contains(&interface), "the Solidity generated for {name} has no `{interface}`");
+        assert!(
+            sol.contains(&interface),
+            "the Solidity generated for {name} has no `{interface}`"
+        );
         let attributed = sol.replacen(
             &interface,
             &format!("#[sol(rpc, all_derives, bytecode = \"0x{hex}\")]\n{interface}"),
@@ -97,8 +104,11 @@ fn enum_definitions(source: &str) -> Vec<(String, Vec<String>)> {
         let Some(open) = rest.find('{') else { break };
         let Some(close) = rest.find('}') else { break };
         let name = rest[..open].trim().to_string();
-        let variants =
-            rest[open + 1..close].split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+        let variants = rest[open + 1..close]
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from);
         found.push((name, variants.collect()));
         rest = &rest[close + 1..];
     }
@@ -109,8 +119,14 @@ fn find_keyword(s: &str, word: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = s[from..].find(word) {
         let at = from + i;
-        let before = s[..at].chars().next_back().is_none_or(|c| !c.is_alphanumeric() && c != '_');
-        let after = s[at + word.len()..].chars().next().is_some_and(char::is_whitespace);
+        let before = s[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_');
+        let after = s[at + word.len()..]
+            .chars()
+            .next()
+            .is_some_and(char::is_whitespace);
         if before && after {
             return Some(at);
         }

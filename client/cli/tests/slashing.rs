@@ -129,9 +129,21 @@ fn slashed_node_in_deal_history_and_explorer() {
             .shoal()
             .args(["wasm", "run"])
             .arg(&wasm)
-            .args(["--no-wait", "--id-only", "--concurrency", "3", "--confidence", "2", "--min-bids", "3"])
+            .args([
+                "--no-wait",
+                "--id-only",
+                "--concurrency",
+                "3",
+                "--confidence",
+                "2",
+                "--min-bids",
+                "3",
+            ])
             .args(windows));
-        let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("job id");
+        let id: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("job id");
         let h = wait_final(&stack, id);
         let names: Vec<String> = h["events"]
             .as_array()
@@ -145,12 +157,23 @@ fn slashed_node_in_deal_history_and_explorer() {
         }
     }
     let (disputed, h2, names) = found.expect("the faulty node was never selected in 6 jobs");
-    for want in ["MediatorSelected", "DisputeOpened", "DisputeResolved", "Slashed"] {
+    for want in [
+        "MediatorSelected",
+        "DisputeOpened",
+        "DisputeResolved",
+        "Slashed",
+    ] {
         assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
     }
     // The mediation's outcome is the node's business; the history must end in a final event.
-    assert!(matches!(h2["state"].as_str(), Some("Verified" | "Failed")), "{h2}");
-    assert!(names.iter().any(|n| n == "JobVerified" || n == "JobFailed"), "{names:?}");
+    assert!(
+        matches!(h2["state"].as_str(), Some("Verified" | "Failed")),
+        "{h2}"
+    );
+    assert!(
+        names.iter().any(|n| n == "JobVerified" || n == "JobFailed"),
+        "{names:?}"
+    );
 
     // The explorer shows both jobs with the node API's states and the slash.
     let node = stack.var("SHOAL_NODE");

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::network::TransactionBuilder;
+use alloy::primitives::ruint::UintTryFrom;
 use alloy::primitives::{Address, B256, Bytes, U256, aliases::U96, keccak256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::primitives::ruint::UintTryFrom;
 use alloy::sol_types::{SolCall, SolEvent, SolValue};
 
 use crate::bindings::{JobMarket, OperatorRegistry};
@@ -72,15 +72,28 @@ impl ChainClientBuilder {
             .disable_recommended_fillers()
             .connect(&self.url)
             .await
-            .map_err(|source| Error::Connect { url: self.url.clone(), source })?
+            .map_err(|source| Error::Connect {
+                url: self.url.clone(),
+                source,
+            })?
             .erased();
         let chain_id = provider
             .get_chain_id()
             .await
-            .map_err(|source| Error::Connect { url: self.url.clone(), source })?;
-        let tx = self.signer.map(|s| TxManager::new(provider.clone(), s, chain_id, self.tx.clone()));
+            .map_err(|source| Error::Connect {
+                url: self.url.clone(),
+                source,
+            })?;
+        let tx = self
+            .signer
+            .map(|s| TxManager::new(provider.clone(), s, chain_id, self.tx.clone()));
         let client = ChainClient {
-            inner: Arc::new(Inner { provider, url: self.url, chain_id, tx_config: self.tx }),
+            inner: Arc::new(Inner {
+                provider,
+                url: self.url,
+                chain_id,
+                tx_config: self.tx,
+            }),
             tx,
             deployment: None,
         };
@@ -122,7 +135,12 @@ impl std::fmt::Debug for ChainClient {
 impl ChainClient {
     /// Starts configuring a client for `url`.
     pub fn builder(url: impl Into<String>) -> ChainClientBuilder {
-        ChainClientBuilder { url: url.into(), signer: None, deployment: None, tx: TxConfig::default() }
+        ChainClientBuilder {
+            url: url.into(),
+            signer: None,
+            deployment: None,
+            tx: TxConfig::default(),
+        }
     }
 
     /// Connects to `url`, with an optional signing key.
@@ -139,13 +157,24 @@ impl ChainClient {
                 actual: self.inner.chain_id,
             });
         }
-        Ok(Self { deployment: Some(deployment), ..self.clone() })
+        Ok(Self {
+            deployment: Some(deployment),
+            ..self.clone()
+        })
     }
 
     /// The same connection signing with another key (with its own nonce tracking).
     pub fn with_signer(&self, signer: PrivateKeySigner) -> Self {
-        let tx = TxManager::new(self.inner.provider.clone(), signer, self.inner.chain_id, self.inner.tx_config.clone());
-        Self { tx: Some(tx), ..self.clone() }
+        let tx = TxManager::new(
+            self.inner.provider.clone(),
+            signer,
+            self.inner.chain_id,
+            self.inner.tx_config.clone(),
+        );
+        Self {
+            tx: Some(tx),
+            ..self.clone()
+        }
     }
 
     /// The endpoint's chain id.
@@ -179,18 +208,28 @@ impl ChainClient {
     }
 
     fn market(&self) -> Result<JobMarket::JobMarketInstance<DynProvider>> {
-        Ok(JobMarket::new(self.deployment()?.job_market, self.inner.provider.clone()))
+        Ok(JobMarket::new(
+            self.deployment()?.job_market,
+            self.inner.provider.clone(),
+        ))
     }
 
     fn registry(&self) -> Result<OperatorRegistry::OperatorRegistryInstance<DynProvider>> {
-        Ok(OperatorRegistry::new(self.deployment()?.operator_registry, self.inner.provider.clone()))
+        Ok(OperatorRegistry::new(
+            self.deployment()?.operator_registry,
+            self.inner.provider.clone(),
+        ))
     }
 
     // ---- chain ----
 
     /// The latest block number.
     pub async fn block_number(&self) -> Result<u64> {
-        self.inner.provider.get_block_number().await.map_err(Error::rpc("eth_blockNumber"))
+        self.inner
+            .provider
+            .get_block_number()
+            .await
+            .map_err(Error::rpc("eth_blockNumber"))
     }
 
     /// The timestamp of the latest block (unix seconds).
@@ -203,13 +242,19 @@ impl ChainClient {
             .map_err(Error::rpc("eth_getBlockByNumber"))?;
         block.map(|b| b.header.timestamp).ok_or(Error::Rpc {
             method: "eth_getBlockByNumber",
-            source: alloy::transports::TransportErrorKind::custom_str("the endpoint has no latest block"),
+            source: alloy::transports::TransportErrorKind::custom_str(
+                "the endpoint has no latest block",
+            ),
         })
     }
 
     /// An account's balance in wei.
     pub async fn balance(&self, account: Address) -> Result<U256> {
-        self.inner.provider.get_balance(account).await.map_err(Error::rpc("eth_getBalance"))
+        self.inner
+            .provider
+            .get_balance(account)
+            .await
+            .map_err(Error::rpc("eth_getBalance"))
     }
 
     /// Sends any transaction from the client's key and waits for its receipt.
@@ -219,72 +264,141 @@ impl ChainClient {
 
     /// Sends `value` wei to `to`.
     pub async fn transfer(&self, to: Address, value: U256) -> Result<TransactionReceipt> {
-        self.send(TransactionRequest::default().with_to(to).with_value(value)).await
+        self.send(TransactionRequest::default().with_to(to).with_value(value))
+            .await
     }
 
-    async fn send_call(&self, to: Address, call: impl SolCall, value: U256) -> Result<TransactionReceipt> {
-        let tx = TransactionRequest::default().with_to(to).with_input(call.abi_encode()).with_value(value);
+    async fn send_call(
+        &self,
+        to: Address,
+        call: impl SolCall,
+        value: U256,
+    ) -> Result<TransactionReceipt> {
+        let tx = TransactionRequest::default()
+            .with_to(to)
+            .with_input(call.abi_encode())
+            .with_value(value);
         self.send(tx).await
     }
 
     // ---- registry ----
 
     /// Registers the key as an operator with `stake` wei of initial stake.
-    pub async fn register(&self, peer_id: Bytes, capabilities: Capabilities, stake: U256) -> Result<TransactionReceipt> {
+    pub async fn register(
+        &self,
+        peer_id: Bytes,
+        capabilities: Capabilities,
+        stake: U256,
+    ) -> Result<TransactionReceipt> {
         let to = self.deployment()?.operator_registry;
-        self.send_call(to, OperatorRegistry::registerCall { peerId: peer_id, capabilities }, stake).await
+        self.send_call(
+            to,
+            OperatorRegistry::registerCall {
+                peerId: peer_id,
+                capabilities,
+            },
+            stake,
+        )
+        .await
     }
 
     /// Replaces the operator's peer id and capabilities.
-    pub async fn update_operator(&self, peer_id: Bytes, capabilities: Capabilities) -> Result<TransactionReceipt> {
+    pub async fn update_operator(
+        &self,
+        peer_id: Bytes,
+        capabilities: Capabilities,
+    ) -> Result<TransactionReceipt> {
         let to = self.deployment()?.operator_registry;
-        self.send_call(to, OperatorRegistry::updateOperatorCall { peerId: peer_id, capabilities }, U256::ZERO).await
+        self.send_call(
+            to,
+            OperatorRegistry::updateOperatorCall {
+                peerId: peer_id,
+                capabilities,
+            },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// Adds `amount` wei to the operator's stake.
     pub async fn stake(&self, amount: U256) -> Result<TransactionReceipt> {
         let to = self.deployment()?.operator_registry;
-        self.send_call(to, OperatorRegistry::stakeCall {}, amount).await
+        self.send_call(to, OperatorRegistry::stakeCall {}, amount)
+            .await
     }
 
     /// Moves `amount` wei of free stake into a pending withdrawal.
     pub async fn request_withdrawal(&self, amount: U256) -> Result<TransactionReceipt> {
         let to = self.deployment()?.operator_registry;
         let amount = to_u96("withdrawal amount", amount)?;
-        self.send_call(to, OperatorRegistry::requestWithdrawalCall { amount }, U256::ZERO).await
+        self.send_call(
+            to,
+            OperatorRegistry::requestWithdrawalCall { amount },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// Pays out the pending withdrawal after the unbonding period.
     pub async fn withdraw(&self) -> Result<TransactionReceipt> {
         let to = self.deployment()?.operator_registry;
-        self.send_call(to, OperatorRegistry::withdrawCall {}, U256::ZERO).await
+        self.send_call(to, OperatorRegistry::withdrawCall {}, U256::ZERO)
+            .await
     }
 
     /// `registry.setMarket(market)`; once, by the registry's deployer.
     pub async fn set_market(&self, market: Address) -> Result<TransactionReceipt> {
         let to = self.deployment()?.operator_registry;
-        self.send_call(to, OperatorRegistry::setMarketCall { market_: market }, U256::ZERO).await
+        self.send_call(
+            to,
+            OperatorRegistry::setMarketCall { market_: market },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// An operator's registration and stake.
     pub async fn get_operator(&self, operator: Address) -> Result<Operator> {
-        self.registry()?.getOperator(operator).call().await.map_err(call_error("getOperator"))
+        self.registry()?
+            .getOperator(operator)
+            .call()
+            .await
+            .map_err(call_error("getOperator"))
     }
 
     /// Registered, bonded stake and free stake of an operator.
     pub async fn operator_status(&self, operator: Address) -> Result<OperatorStatus> {
-        let r = self.registry()?.operatorStatus(operator).call().await.map_err(call_error("operatorStatus"))?;
-        Ok(OperatorStatus { registered: r.registered, stake: U256::from(r.stake_), free: U256::from(r.free) })
+        let r = self
+            .registry()?
+            .operatorStatus(operator)
+            .call()
+            .await
+            .map_err(call_error("operatorStatus"))?;
+        Ok(OperatorStatus {
+            registered: r.registered,
+            stake: U256::from(r.stake_),
+            free: U256::from(r.free),
+        })
     }
 
     /// Every operator ever registered, in registration order.
     pub async fn operators(&self) -> Result<Vec<Address>> {
         let registry = self.registry()?;
-        let count = registry.operatorCount().call().await.map_err(call_error("operatorCount"))?;
+        let count = registry
+            .operatorCount()
+            .call()
+            .await
+            .map_err(call_error("operatorCount"))?;
         let mut out = Vec::new();
         let mut i = U256::ZERO;
         while i < count {
-            out.push(registry.operatorAt(i).call().await.map_err(call_error("operatorAt"))?);
+            out.push(
+                registry
+                    .operatorAt(i)
+                    .call()
+                    .await
+                    .map_err(call_error("operatorAt"))?,
+            );
             i += U256::from(1);
         }
         Ok(out)
@@ -292,7 +406,13 @@ impl ChainClient {
 
     /// The minimum stake to register, in wei.
     pub async fn min_stake(&self) -> Result<U256> {
-        Ok(U256::from(self.registry()?.minStake().call().await.map_err(call_error("minStake"))?))
+        Ok(U256::from(
+            self.registry()?
+                .minStake()
+                .call()
+                .await
+                .map_err(call_error("minStake"))?,
+        ))
     }
 
     // ---- market ----
@@ -302,7 +422,9 @@ impl ChainClient {
     pub async fn post_job(&self, params: JobParams) -> Result<(JobId, TransactionReceipt)> {
         let to = self.deployment()?.job_market;
         let escrow = U256::from(params.concurrency) * U256::from(params.maxPrice);
-        let receipt = self.send_call(to, JobMarket::postJobCall { params }, escrow).await?;
+        let receipt = self
+            .send_call(to, JobMarket::postJobCall { params }, escrow)
+            .await?;
         let posted = receipt
             .inner
             .logs()
@@ -321,80 +443,152 @@ impl ChainClient {
     pub async fn bid(&self, job: JobId, price: U256) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
         let price = to_u96("bid price", price)?;
-        self.send_call(to, JobMarket::bidCall { jobId: job.0, price }, U256::ZERO).await
+        self.send_call(
+            to,
+            JobMarket::bidCall {
+                jobId: job.0,
+                price,
+            },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// Commits `commitment` (see [`commitment`]) for `job`.
     pub async fn commit_result(&self, job: JobId, commitment: B256) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
-        self.send_call(to, JobMarket::commitResultCall { jobId: job.0, commitment }, U256::ZERO).await
+        self.send_call(
+            to,
+            JobMarket::commitResultCall {
+                jobId: job.0,
+                commitment,
+            },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// Reveals the committed result hash, its salt and the result's CID bytes.
-    pub async fn reveal_result(&self, job: JobId, result_hash: B256, salt: B256, result_cid: Bytes) -> Result<TransactionReceipt> {
+    pub async fn reveal_result(
+        &self,
+        job: JobId,
+        result_hash: B256,
+        salt: B256,
+        result_cid: Bytes,
+    ) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
-        let call = JobMarket::revealResultCall { jobId: job.0, resultHash: result_hash, salt, resultCid: result_cid };
+        let call = JobMarket::revealResultCall {
+            jobId: job.0,
+            resultHash: result_hash,
+            salt,
+            resultCid: result_cid,
+        };
         self.send_call(to, call, U256::ZERO).await
     }
 
     /// After the bid deadline: selects deals, or expires the job.
     pub async fn close_bidding(&self, job: JobId) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
-        self.send_call(to, JobMarket::closeBiddingCall { jobId: job.0 }, U256::ZERO).await
+        self.send_call(to, JobMarket::closeBiddingCall { jobId: job.0 }, U256::ZERO)
+            .await
     }
 
     /// Moves a job past a phase whose deadline is over.
     pub async fn finalize(&self, job: JobId) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
-        self.send_call(to, JobMarket::finalizeCall { jobId: job.0 }, U256::ZERO).await
+        self.send_call(to, JobMarket::finalizeCall { jobId: job.0 }, U256::ZERO)
+            .await
     }
 
     /// Challenges an optimistic job's results, paying the market's challenge bond.
     pub async fn challenge(&self, job: JobId) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
-        let bond = self.market()?.challengeBond().call().await.map_err(call_error("challengeBond"))?;
-        self.send_call(to, JobMarket::challengeCall { jobId: job.0 }, U256::from(bond)).await
+        let bond = self
+            .market()?
+            .challengeBond()
+            .call()
+            .await
+            .map_err(call_error("challengeBond"))?;
+        self.send_call(
+            to,
+            JobMarket::challengeCall { jobId: job.0 },
+            U256::from(bond),
+        )
+        .await
     }
 
     /// Pays out the key's accumulated payouts and refunds.
     pub async fn claim(&self) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
-        self.send_call(to, JobMarket::claimCall {}, U256::ZERO).await
+        self.send_call(to, JobMarket::claimCall {}, U256::ZERO)
+            .await
     }
 
     /// A job's state and parameters.
     pub async fn get_job(&self, job: JobId) -> Result<Job> {
-        self.market()?.getJob(job.0).call().await.map_err(call_error("getJob"))
+        self.market()?
+            .getJob(job.0)
+            .call()
+            .await
+            .map_err(call_error("getJob"))
     }
 
     /// The bids on a job.
     pub async fn get_bids(&self, job: JobId) -> Result<Vec<Bid>> {
-        self.market()?.getBids(job.0).call().await.map_err(call_error("getBids"))
+        self.market()?
+            .getBids(job.0)
+            .call()
+            .await
+            .map_err(call_error("getBids"))
     }
 
     /// The selected operators of a job (empty before selection).
     pub async fn get_deals(&self, job: JobId) -> Result<Vec<Deal>> {
-        self.market()?.getDeals(job.0).call().await.map_err(call_error("getDeals"))
+        self.market()?
+            .getDeals(job.0)
+            .call()
+            .await
+            .map_err(call_error("getDeals"))
     }
 
     /// The mediators drawn for a job's dispute (empty when there was none).
     pub async fn get_mediators(&self, job: JobId) -> Result<Vec<Deal>> {
-        self.market()?.getMediators(job.0).call().await.map_err(call_error("getMediators"))
+        self.market()?
+            .getMediators(job.0)
+            .call()
+            .await
+            .map_err(call_error("getMediators"))
     }
 
     /// What `account` can `claim()`, in wei.
     pub async fn withdrawable(&self, account: Address) -> Result<U256> {
-        self.market()?.withdrawable(account).call().await.map_err(call_error("withdrawable"))
+        self.market()?
+            .withdrawable(account)
+            .call()
+            .await
+            .map_err(call_error("withdrawable"))
     }
 
     /// The id the next posted job gets.
     pub async fn next_job_id(&self) -> Result<JobId> {
-        Ok(JobId(self.market()?.nextJobId().call().await.map_err(call_error("nextJobId"))?))
+        Ok(JobId(
+            self.market()?
+                .nextJobId()
+                .call()
+                .await
+                .map_err(call_error("nextJobId"))?,
+        ))
     }
 
     /// The commitment as the contract computes it (`commitmentOf`); see [`commitment`] for the
     /// same value without a call.
-    pub async fn commitment_of(&self, job: JobId, operator: Address, result_hash: B256, salt: B256) -> Result<B256> {
+    pub async fn commitment_of(
+        &self,
+        job: JobId,
+        operator: Address,
+        result_hash: B256,
+        salt: B256,
+    ) -> Result<B256> {
         self.market()?
             .commitmentOf(job.0, operator, result_hash, salt)
             .call()
@@ -415,12 +609,16 @@ pub fn u96(value: U256) -> Result<U96> {
 }
 
 pub(crate) fn to_u96(what: &'static str, v: U256) -> Result<U96> {
-    <U96 as UintTryFrom<U256>>::uint_try_from(v).map_err(|_| Error::AmountTooLarge { what, value: v })
+    <U96 as UintTryFrom<U256>>::uint_try_from(v)
+        .map_err(|_| Error::AmountTooLarge { what, value: v })
 }
 
 fn call_error(what: &'static str) -> impl FnOnce(alloy::contract::Error) -> Error {
     move |e| match e {
         alloy::contract::Error::TransportError(t) => Error::rpc("eth_call")(t),
-        other => Error::Call { what, source: Box::new(other) },
+        other => Error::Call {
+            what,
+            source: Box::new(other),
+        },
     }
 }

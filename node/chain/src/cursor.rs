@@ -22,7 +22,10 @@ pub struct Cursor {
 impl Cursor {
     /// A cursor that starts reading at `block`.
     pub fn at(block: u64) -> Self {
-        Self { next_block: block, recent: Vec::new() }
+        Self {
+            next_block: block,
+            recent: Vec::new(),
+        }
     }
 }
 
@@ -57,15 +60,26 @@ impl CursorStore for JsonFileCursorStore {
         let text = match std::fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(file_error(&self.path, format!("cannot read the cursor: {e}"))),
+            Err(e) => {
+                return Err(file_error(
+                    &self.path,
+                    format!("cannot read the cursor: {e}"),
+                ));
+            }
         };
         serde_json::from_slice(&text).map(Some).map_err(|e| {
-            file_error(&self.path, format!("not a cursor file ({e}); delete it to start again from the deployment block"))
+            file_error(
+                &self.path,
+                format!(
+                    "not a cursor file ({e}); delete it to start again from the deployment block"
+                ),
+            )
         })
     }
 
     fn save(&self, cursor: &Cursor) -> Result<()> {
-        let json = serde_json::to_vec_pretty(cursor).map_err(|e| file_error(&self.path, e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(cursor).map_err(|e| file_error(&self.path, e.to_string()))?;
         write_atomically(&self.path, &json)
     }
 }
@@ -86,7 +100,10 @@ impl CursorStore for MemoryCursorStore {
 }
 
 fn file_error(path: &Path, reason: String) -> Error {
-    Error::File { path: path.to_path_buf(), reason }
+    Error::File {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content.
@@ -97,7 +114,10 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let err = |what: &str, e: std::io::Error| file_error(path, format!("cannot {what}: {e}"));
     std::fs::create_dir_all(&dir).map_err(|e| err("create the folder", e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(|e| err("create a temporary file", e))?;
     f.write_all(bytes).map_err(|e| err("write", e))?;
@@ -120,16 +140,26 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let store = JsonFileCursorStore::new(dir.path().join("sub/cursor.json"));
         assert_eq!(store.load()?, None);
-        let c = Cursor { next_block: 7, recent: vec![(6, B256::repeat_byte(1))] };
+        let c = Cursor {
+            next_block: 7,
+            recent: vec![(6, B256::repeat_byte(1))],
+        };
         store.save(&c)?;
         assert_eq!(store.load()?, Some(c));
-        let c2 = Cursor { next_block: 9, recent: vec![(8, B256::repeat_byte(2))] };
+        let c2 = Cursor {
+            next_block: 9,
+            recent: vec![(8, B256::repeat_byte(2))],
+        };
         store.save(&c2)?;
         assert_eq!(store.load()?, Some(c2));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub"))?.collect();
         assert_eq!(leftovers.len(), 1, "only the cursor file remains");
         std::fs::write(store.path(), b"{ not json")?;
-        let err = store.load().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = store
+            .load()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("not a cursor file"), "{err}");
         Ok(())
     }

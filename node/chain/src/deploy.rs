@@ -117,13 +117,25 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         unbondingPeriod_: params.unbonding_period,
         minStake_: to_u96("min stake", params.min_stake)?,
     };
-    let registry = create(client, &OperatorRegistry::BYTECODE, &registry_args.abi_encode(), "OperatorRegistry").await?;
+    let registry = create(
+        client,
+        &OperatorRegistry::BYTECODE,
+        &registry_args.abi_encode(),
+        "OperatorRegistry",
+    )
+    .await?;
     let market_args = JobMarket::constructorCall {
         registry_: registry,
         mediatorCount_: params.mediator_count,
         challengeBond_: to_u96("challenge bond", params.challenge_bond)?,
     };
-    let market = create(client, &JobMarket::BYTECODE, &market_args.abi_encode(), "JobMarket").await?;
+    let market = create(
+        client,
+        &JobMarket::BYTECODE,
+        &market_args.abi_encode(),
+        "JobMarket",
+    )
+    .await?;
     let deployment = Deployment {
         chain_id: client.chain_id(),
         operator_registry: registry,
@@ -131,11 +143,19 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         deploy_block,
         params: Some(params),
     };
-    client.with_deployment(deployment.clone())?.set_market(market).await?;
+    client
+        .with_deployment(deployment.clone())?
+        .set_market(market)
+        .await?;
     Ok(deployment)
 }
 
-async fn create(client: &ChainClient, code: &[u8], args: &[u8], name: &'static str) -> Result<Address> {
+async fn create(
+    client: &ChainClient,
+    code: &[u8],
+    args: &[u8],
+    name: &'static str,
+) -> Result<Address> {
     let mut input = Vec::with_capacity(code.len() + args.len());
     input.extend_from_slice(code);
     input.extend_from_slice(args);
@@ -183,7 +203,10 @@ mod tests {
         let path = dir.path().join("31337.json");
         d.save(&path)?;
         assert_eq!(Deployment::load(&path)?, d);
-        let missing = Deployment::load(&dir.path().join("nope.json")).err().map(|e| e.to_string()).unwrap_or_default();
+        let missing = Deployment::load(&dir.path().join("nope.json"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(missing.contains("deploy the contracts first"), "{missing}");
         Ok(())
     }

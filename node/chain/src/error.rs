@@ -19,7 +19,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The RPC URL could not be used.
-    #[error("cannot connect to the chain at {url}: {source}; check the RPC URL and that the node is running")]
+    #[error(
+        "cannot connect to the chain at {url}: {source}; check the RPC URL and that the node is running"
+    )]
     Connect {
         url: String,
         #[source]
@@ -37,22 +39,39 @@ pub enum Error {
     Reverted(ContractError),
     /// A transaction was mined but failed without revert data (e.g. out of gas).
     #[error("transaction {tx_hash} failed in block {block}: {reason}")]
-    Failed { tx_hash: B256, block: u64, reason: String },
+    Failed {
+        tx_hash: B256,
+        block: u64,
+        reason: String,
+    },
     /// A transaction needs a key and the client has none.
-    #[error("this action sends a transaction but the chain client has no signing key; configure the node's chain key")]
+    #[error(
+        "this action sends a transaction but the chain client has no signing key; configure the node's chain key"
+    )]
     NoSigner,
     /// A market or registry call before the contracts' addresses are known.
     #[error("the contracts' addresses are not configured; deploy them or pass a deployment file")]
     NoDeployment,
     /// The endpoint serves another chain than the one expected.
-    #[error("the chain at {url} has chain id {actual}, expected {expected}; use the right RPC URL or deployment file")]
-    WrongChain { url: String, expected: u64, actual: u64 },
+    #[error(
+        "the chain at {url} has chain id {actual}, expected {expected}; use the right RPC URL or deployment file"
+    )]
+    WrongChain {
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
     /// A transaction was not mined in time, even after raising its fees.
     #[error(
         "transaction {tx_hash} (nonce {nonce}) was not mined within {waited:?} after {bumps} fee bumps; \
          the chain may be stalled or fees too low — check the node, then retry"
     )]
-    Timeout { tx_hash: B256, nonce: u64, waited: Duration, bumps: u32 },
+    Timeout {
+        tx_hash: B256,
+        nonce: u64,
+        waited: Duration,
+        bumps: u32,
+    },
     /// The node rejected a signed transaction.
     #[error("the chain rejected transaction (nonce {nonce}): {source}")]
     Rejected {
@@ -64,8 +83,14 @@ pub enum Error {
     #[error("cannot sign the transaction: {0}")]
     Sign(String),
     /// A receipt lacked an event the contract always emits.
-    #[error("transaction {tx_hash} has no {event} event; is the address really Shoal's {contract}?")]
-    MissingEvent { tx_hash: B256, event: &'static str, contract: &'static str },
+    #[error(
+        "transaction {tx_hash} has no {event} event; is the address really Shoal's {contract}?"
+    )]
+    MissingEvent {
+        tx_hash: B256,
+        event: &'static str,
+        contract: &'static str,
+    },
     /// A contract call failed for a reason other than the transport or a revert.
     #[error("calling {what} failed: {source}")]
     Call {
@@ -74,7 +99,9 @@ pub enum Error {
         source: Box<alloy::contract::Error>,
     },
     /// An amount does not fit the contracts' 96-bit amounts.
-    #[error("{what} of {value} wei does not fit the contracts' 96-bit amounts; use a smaller amount")]
+    #[error(
+        "{what} of {value} wei does not fit the contracts' 96-bit amounts; use a smaller amount"
+    )]
     AmountTooLarge { what: &'static str, value: U256 },
     /// A value from the chain did not decode as the ABI says.
     #[error("cannot decode {what}: {source}")]
@@ -91,7 +118,10 @@ pub enum Error {
         "the chain reorganised below block {oldest_known}, deeper than the {remembered} blocks the follower remembers; \
          raise the confirmation depth, then reset the cursor to an older block"
     )]
-    DeepReorg { oldest_known: u64, remembered: usize },
+    DeepReorg {
+        oldest_known: u64,
+        remembered: usize,
+    },
     /// Reading or writing a cursor or deployment file failed.
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
@@ -179,7 +209,11 @@ impl std::error::Error for ContractError {}
 /// Wei as ETH without trailing zeros: `0.5 ETH`, `1 ETH`.
 fn eth(x: impl Into<U256>) -> String {
     let s = format_ether(x.into());
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
     format!("{s} ETH")
 }
 
@@ -206,7 +240,10 @@ impl fmt::Display for ContractError {
                 "the transaction reverted without a reason; check that the address is Shoal's contract and the gas limit is enough"
             ),
             ContractError::Unknown(data) => {
-                write!(f, "the contract reverted with unknown error data {data}; is the address Shoal's contract?")
+                write!(
+                    f,
+                    "the contract reverted with unknown error data {data}; is the address Shoal's contract?"
+                )
             }
         }
     }
@@ -219,25 +256,42 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f,
             "JobMarket__BadConcurrency: concurrency {concurrency} is out of range; use 1 to MAX_BIDS executions"
         ),
-        M::JobMarket__BadConfidence(J::JobMarket__BadConfidence { confidence, concurrency }) => write!(
+        M::JobMarket__BadConfidence(J::JobMarket__BadConfidence {
+            confidence,
+            concurrency,
+        }) => write!(
             f,
             "JobMarket__BadConfidence: confidence {confidence} must be between 1 and the concurrency ({concurrency})"
         ),
-        M::JobMarket__BadMinBids(J::JobMarket__BadMinBids { minBids, concurrency }) => write!(
+        M::JobMarket__BadMinBids(J::JobMarket__BadMinBids {
+            minBids,
+            concurrency,
+        }) => write!(
             f,
             "JobMarket__BadMinBids: min bids {minBids} must be at least the concurrency ({concurrency}) and at most MAX_BIDS"
         ),
         M::JobMarket__ZeroMaxPrice(_) => {
-            write!(f, "JobMarket__ZeroMaxPrice: the job's max price is 0; offer a price above 0")
+            write!(
+                f,
+                "JobMarket__ZeroMaxPrice: the job's max price is 0; offer a price above 0"
+            )
         }
-        M::JobMarket__BadWindow(J::JobMarket__BadWindow { bidWindow, execWindow, revealWindow, challengeWindow }) => {
+        M::JobMarket__BadWindow(J::JobMarket__BadWindow {
+            bidWindow,
+            execWindow,
+            revealWindow,
+            challengeWindow,
+        }) => {
             write!(
                 f,
                 "JobMarket__BadWindow: windows bid {bidWindow}s, exec {execWindow}s, reveal {revealWindow}s, challenge {challengeWindow}s are not allowed; \
                  bid, exec and reveal windows must be non-zero and the challenge window is only for optimistic jobs"
             )
         }
-        M::JobMarket__EmptySpec(_) => write!(f, "JobMarket__EmptySpec: the job has no spec CID; upload the spec first"),
+        M::JobMarket__EmptySpec(_) => write!(
+            f,
+            "JobMarket__EmptySpec: the job has no spec CID; upload the spec first"
+        ),
         M::JobMarket__WrongEscrow(J::JobMarket__WrongEscrow { sent, required }) => write!(
             f,
             "JobMarket__WrongEscrow: sent {} but the escrow is concurrency × max price = {}; send exactly that",
@@ -245,7 +299,10 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             eth(*required)
         ),
         M::JobMarket__UnknownJob(J::JobMarket__UnknownJob { jobId }) => {
-            write!(f, "JobMarket__UnknownJob: there is no job {jobId}; check the job id")
+            write!(
+                f,
+                "JobMarket__UnknownJob: there is no job {jobId}; check the job id"
+            )
         }
         M::JobMarket__WrongState(J::JobMarket__WrongState { jobId, state }) => write!(
             f,
@@ -255,17 +312,23 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f,
             "JobMarket__BiddingOver: bidding on job {jobId} closed at {bidDeadline} (unix time); bid on another job"
         ),
-        M::JobMarket__CreatorCannotBid(J::JobMarket__CreatorCannotBid { jobId, creator }) => write!(
-            f,
-            "JobMarket__CreatorCannotBid: {} created job {jobId} and cannot bid on it; bid from another operator key",
-            addr(creator)
-        ),
+        M::JobMarket__CreatorCannotBid(J::JobMarket__CreatorCannotBid { jobId, creator }) => {
+            write!(
+                f,
+                "JobMarket__CreatorCannotBid: {} created job {jobId} and cannot bid on it; bid from another operator key",
+                addr(creator)
+            )
+        }
         M::JobMarket__NotRegistered(J::JobMarket__NotRegistered { operator }) => write!(
             f,
             "JobMarket__NotRegistered: {} is not a registered operator; register with `shoal operator register`",
             addr(operator)
         ),
-        M::JobMarket__InsufficientStake(J::JobMarket__InsufficientStake { operator, free, required }) => write!(
+        M::JobMarket__InsufficientStake(J::JobMarket__InsufficientStake {
+            operator,
+            free,
+            required,
+        }) => write!(
             f,
             "JobMarket__InsufficientStake: operator {} has {} free, the job needs {} of collateral — add stake with `shoal operator stake`",
             addr(operator),
@@ -289,25 +352,42 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             addr(operator)
         ),
         M::JobMarket__ZeroCommitment(_) => {
-            write!(f, "JobMarket__ZeroCommitment: the commitment is zero; compute it with `commitment(job, operator, result hash, salt)`")
+            write!(
+                f,
+                "JobMarket__ZeroCommitment: the commitment is zero; compute it with `commitment(job, operator, result hash, salt)`"
+            )
         }
         M::JobMarket__ZeroResultHash(_) => {
-            write!(f, "JobMarket__ZeroResultHash: the result hash is zero; reveal the hash of the results folder")
+            write!(
+                f,
+                "JobMarket__ZeroResultHash: the result hash is zero; reveal the hash of the results folder"
+            )
         }
-        M::JobMarket__AlreadyCommitted(J::JobMarket__AlreadyCommitted { jobId, operator }) => write!(
-            f,
-            "JobMarket__AlreadyCommitted: {} already committed a result for job {jobId}; reveal it when the reveal phase starts",
-            addr(operator)
-        ),
+        M::JobMarket__AlreadyCommitted(J::JobMarket__AlreadyCommitted { jobId, operator }) => {
+            write!(
+                f,
+                "JobMarket__AlreadyCommitted: {} already committed a result for job {jobId}; reveal it when the reveal phase starts",
+                addr(operator)
+            )
+        }
         M::JobMarket__NotCommitted(J::JobMarket__NotCommitted { jobId, operator }) => write!(
             f,
             "JobMarket__NotCommitted: {} has no commitment on job {jobId}, so there is nothing to reveal",
             addr(operator)
         ),
         M::JobMarket__AlreadyRevealed(J::JobMarket__AlreadyRevealed { jobId, operator }) => {
-            write!(f, "JobMarket__AlreadyRevealed: {} already revealed its result for job {jobId}", addr(operator))
+            write!(
+                f,
+                "JobMarket__AlreadyRevealed: {} already revealed its result for job {jobId}",
+                addr(operator)
+            )
         }
-        M::JobMarket__CommitmentMismatch(J::JobMarket__CommitmentMismatch { jobId, operator, committed, computed }) => {
+        M::JobMarket__CommitmentMismatch(J::JobMarket__CommitmentMismatch {
+            jobId,
+            operator,
+            committed,
+            computed,
+        }) => {
             write!(
                 f,
                 "JobMarket__CommitmentMismatch: the reveal of {} on job {jobId} hashes to {computed}, but it committed {committed}; \
@@ -319,10 +399,12 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f,
             "JobMarket__DeadlinePassed: the current phase of job {jobId} ended at {deadline} (unix time); call `finalize` to move the job on"
         ),
-        M::JobMarket__DeadlineNotReached(J::JobMarket__DeadlineNotReached { jobId, deadline }) => write!(
-            f,
-            "JobMarket__DeadlineNotReached: the current phase of job {jobId} runs until {deadline} (unix time); wait until then"
-        ),
+        M::JobMarket__DeadlineNotReached(J::JobMarket__DeadlineNotReached { jobId, deadline }) => {
+            write!(
+                f,
+                "JobMarket__DeadlineNotReached: the current phase of job {jobId} runs until {deadline} (unix time); wait until then"
+            )
+        }
         M::JobMarket__NotOptimistic(J::JobMarket__NotOptimistic { jobId }) => write!(
             f,
             "JobMarket__NotOptimistic: job {jobId} is deterministic and cannot be challenged; only optimistic jobs have a challenge window"
@@ -334,7 +416,11 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             eth(*required)
         ),
         M::JobMarket__NothingToClaim(J::JobMarket__NothingToClaim { account }) => {
-            write!(f, "JobMarket__NothingToClaim: {} has no payouts or refunds to claim", addr(account))
+            write!(
+                f,
+                "JobMarket__NothingToClaim: {} has no payouts or refunds to claim",
+                addr(account)
+            )
         }
         M::JobMarket__TransferFailed(J::JobMarket__TransferFailed { to, amount }) => write!(
             f,
@@ -347,12 +433,19 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             "JobMarket__OnlyRegistry: only the operator registry may send ETH to the market, not {}",
             addr(caller)
         ),
-        M::JobMarket__NoMediators(J::JobMarket__NoMediators { jobId, found, needed }) => write!(
+        M::JobMarket__NoMediators(J::JobMarket__NoMediators {
+            jobId,
+            found,
+            needed,
+        }) => write!(
             f,
             "JobMarket__NoMediators: job {jobId} needs {needed} mediators but only {found} eligible operators have enough free stake; \
              more operators must register and stake"
         ),
-        M::JobMarket__BadConfig(J::JobMarket__BadConfig { mediatorCount, challengeBond }) => write!(
+        M::JobMarket__BadConfig(J::JobMarket__BadConfig {
+            mediatorCount,
+            challengeBond,
+        }) => write!(
             f,
             "JobMarket__BadConfig: {mediatorCount} mediators and a challenge bond of {} are not allowed; use 1..=16 mediators and a bond above 0",
             eth(wei96(*challengeBond))
@@ -363,36 +456,53 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 fn registry(e: &R, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     use OperatorRegistry as O;
     match e {
-        R::OperatorRegistry__AlreadyRegistered(O::OperatorRegistry__AlreadyRegistered { operator }) => write!(
+        R::OperatorRegistry__AlreadyRegistered(O::OperatorRegistry__AlreadyRegistered {
+            operator,
+        }) => write!(
             f,
             "OperatorRegistry__AlreadyRegistered: {} is already registered; use `updateOperator` to change its peer id or capabilities",
             addr(operator)
         ),
-        R::OperatorRegistry__NotRegistered(O::OperatorRegistry__NotRegistered { operator }) => write!(
-            f,
-            "OperatorRegistry__NotRegistered: {} is not a registered operator; register with `shoal operator register`",
-            addr(operator)
-        ),
-        R::OperatorRegistry__EmptyPeerId(_) => {
-            write!(f, "OperatorRegistry__EmptyPeerId: the peer id is empty; pass the node's libp2p peer id")
+        R::OperatorRegistry__NotRegistered(O::OperatorRegistry__NotRegistered { operator }) => {
+            write!(
+                f,
+                "OperatorRegistry__NotRegistered: {} is not a registered operator; register with `shoal operator register`",
+                addr(operator)
+            )
         }
-        R::OperatorRegistry__StakeBelowMinimum(O::OperatorRegistry__StakeBelowMinimum { stake, minStake }) => write!(
+        R::OperatorRegistry__EmptyPeerId(_) => {
+            write!(
+                f,
+                "OperatorRegistry__EmptyPeerId: the peer id is empty; pass the node's libp2p peer id"
+            )
+        }
+        R::OperatorRegistry__StakeBelowMinimum(O::OperatorRegistry__StakeBelowMinimum {
+            stake,
+            minStake,
+        }) => write!(
             f,
             "OperatorRegistry__StakeBelowMinimum: a stake of {} is below the minimum of {}; register with at least the minimum",
             eth(*stake),
             eth(*minStake)
         ),
-        R::OperatorRegistry__ZeroAmount(_) => write!(f, "OperatorRegistry__ZeroAmount: the amount is 0; pass an amount above 0"),
-        R::OperatorRegistry__AmountTooLarge(O::OperatorRegistry__AmountTooLarge { amount }) => write!(
+        R::OperatorRegistry__ZeroAmount(_) => write!(
             f,
-            "OperatorRegistry__AmountTooLarge: {} does not fit the registry's 96-bit stake amounts; stake less",
-            eth(*amount)
+            "OperatorRegistry__ZeroAmount: the amount is 0; pass an amount above 0"
         ),
-        R::OperatorRegistry__InsufficientFreeStake(O::OperatorRegistry__InsufficientFreeStake {
-            operator,
-            free,
-            requested,
-        }) => write!(
+        R::OperatorRegistry__AmountTooLarge(O::OperatorRegistry__AmountTooLarge { amount }) => {
+            write!(
+                f,
+                "OperatorRegistry__AmountTooLarge: {} does not fit the registry's 96-bit stake amounts; stake less",
+                eth(*amount)
+            )
+        }
+        R::OperatorRegistry__InsufficientFreeStake(
+            O::OperatorRegistry__InsufficientFreeStake {
+                operator,
+                free,
+                requested,
+            },
+        ) => write!(
             f,
             "OperatorRegistry__InsufficientFreeStake: operator {} has {} free stake, {} was requested; \
              wait for running jobs to release collateral or request less",
@@ -400,23 +510,31 @@ fn registry(e: &R, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             eth(wei96(*free)),
             eth(wei96(*requested))
         ),
-        R::OperatorRegistry__InsufficientLockedStake(O::OperatorRegistry__InsufficientLockedStake {
-            operator,
-            locked,
-            requested,
-        }) => write!(
+        R::OperatorRegistry__InsufficientLockedStake(
+            O::OperatorRegistry__InsufficientLockedStake {
+                operator,
+                locked,
+                requested,
+            },
+        ) => write!(
             f,
             "OperatorRegistry__InsufficientLockedStake: operator {} has {} locked, the market asked for {}; this is a market bug, please report it",
             addr(operator),
             eth(wei96(*locked)),
             eth(wei96(*requested))
         ),
-        R::OperatorRegistry__NoPendingWithdrawal(O::OperatorRegistry__NoPendingWithdrawal { operator }) => write!(
+        R::OperatorRegistry__NoPendingWithdrawal(O::OperatorRegistry__NoPendingWithdrawal {
+            operator,
+        }) => write!(
             f,
             "OperatorRegistry__NoPendingWithdrawal: {} has no pending withdrawal; request one with `shoal operator unstake` first",
             addr(operator)
         ),
-        R::OperatorRegistry__StillUnbonding(O::OperatorRegistry__StillUnbonding { operator, unlockTime, nowTime }) => {
+        R::OperatorRegistry__StillUnbonding(O::OperatorRegistry__StillUnbonding {
+            operator,
+            unlockTime,
+            nowTime,
+        }) => {
             write!(
                 f,
                 "OperatorRegistry__StillUnbonding: the withdrawal of {} unlocks at {unlockTime} (unix time), it is now {nowTime}; \
@@ -425,25 +543,36 @@ fn registry(e: &R, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             )
         }
         R::OperatorRegistry__OnlyMarket(O::OperatorRegistry__OnlyMarket { caller }) => {
-            write!(f, "OperatorRegistry__OnlyMarket: only the job market may lock, unlock or slash stake, not {}", addr(caller))
+            write!(
+                f,
+                "OperatorRegistry__OnlyMarket: only the job market may lock, unlock or slash stake, not {}",
+                addr(caller)
+            )
         }
         R::OperatorRegistry__OnlyDeployer(O::OperatorRegistry__OnlyDeployer { caller }) => write!(
             f,
             "OperatorRegistry__OnlyDeployer: only the registry's deployer may set the market, not {}; use the deployer key",
             addr(caller)
         ),
-        R::OperatorRegistry__MarketAlreadySet(O::OperatorRegistry__MarketAlreadySet { market }) => write!(
+        R::OperatorRegistry__MarketAlreadySet(O::OperatorRegistry__MarketAlreadySet { market }) => {
+            write!(
+                f,
+                "OperatorRegistry__MarketAlreadySet: the registry already belongs to market {}; deploy a new registry for a new market",
+                addr(market)
+            )
+        }
+        R::OperatorRegistry__ZeroAddress(_) => write!(
             f,
-            "OperatorRegistry__MarketAlreadySet: the registry already belongs to market {}; deploy a new registry for a new market",
-            addr(market)
+            "OperatorRegistry__ZeroAddress: the market address is zero"
         ),
-        R::OperatorRegistry__ZeroAddress(_) => write!(f, "OperatorRegistry__ZeroAddress: the market address is zero"),
-        R::OperatorRegistry__TransferFailed(O::OperatorRegistry__TransferFailed { to, amount }) => write!(
-            f,
-            "OperatorRegistry__TransferFailed: sending {} to {} failed; withdraw to an account that accepts ETH",
-            eth(*amount),
-            addr(to)
-        ),
+        R::OperatorRegistry__TransferFailed(O::OperatorRegistry__TransferFailed { to, amount }) => {
+            write!(
+                f,
+                "OperatorRegistry__TransferFailed: sending {} to {} failed; withdraw to an account that accepts ETH",
+                eth(*amount),
+                addr(to)
+            )
+        }
     }
 }
 
@@ -467,7 +596,10 @@ mod tests {
         assert_eq!(e.name(), "JobMarket__InsufficientStake");
         let text = e.to_string();
         assert!(text.contains("has 0.5 ETH free"), "{text}");
-        assert!(text.contains("needs 1.0 ETH") || text.contains("needs 1 ETH"), "{text}");
+        assert!(
+            text.contains("needs 1.0 ETH") || text.contains("needs 1 ETH"),
+            "{text}"
+        );
         assert!(text.contains("shoal operator stake"), "{text}");
 
         let data = OperatorRegistry::OperatorRegistry__StillUnbonding {
@@ -482,7 +614,13 @@ mod tests {
 
         let e = ContractError::decode(&Revert::from("nope").abi_encode());
         assert_eq!(e, ContractError::Message("nope".into()));
-        assert_eq!(ContractError::decode(&[]), ContractError::Unknown(Bytes::new()));
-        assert!(matches!(ContractError::decode(&[1, 2, 3, 4, 5]), ContractError::Unknown(_)));
+        assert_eq!(
+            ContractError::decode(&[]),
+            ContractError::Unknown(Bytes::new())
+        );
+        assert!(matches!(
+            ContractError::decode(&[1, 2, 3, 4, 5]),
+            ContractError::Unknown(_)
+        ));
     }
 }

@@ -84,11 +84,31 @@ impl From<R> for MarketEvent {
 impl MarketEvent {
     /// Decodes a log emitted by the market or the registry; `None` for other addresses.
     pub fn decode(log: &Log, market: Address, registry: Address) -> Option<Result<Self>> {
-        let what = || format!("a log of {} with topic {:?}", log.address, log.topics().first());
+        let what = || {
+            format!(
+                "a log of {} with topic {:?}",
+                log.address,
+                log.topics().first()
+            )
+        };
         if log.address == market {
-            Some(M::decode_log(log).map(|l| l.data.into()).map_err(|source| Error::Decode { what: what(), source }))
+            Some(
+                M::decode_log(log)
+                    .map(|l| l.data.into())
+                    .map_err(|source| Error::Decode {
+                        what: what(),
+                        source,
+                    }),
+            )
         } else if log.address == registry {
-            Some(R::decode_log(log).map(|l| l.data.into()).map_err(|source| Error::Decode { what: what(), source }))
+            Some(
+                R::decode_log(log)
+                    .map(|l| l.data.into())
+                    .map_err(|source| Error::Decode {
+                        what: what(),
+                        source,
+                    }),
+            )
         } else {
             None
         }
@@ -172,7 +192,11 @@ pub struct ChainEvent {
 
 impl ChainEvent {
     /// Decodes an RPC log; `None` when it is not from the market or the registry.
-    pub fn from_rpc_log(log: &alloy::rpc::types::Log, market: Address, registry: Address) -> Option<Result<Self>> {
+    pub fn from_rpc_log(
+        log: &alloy::rpc::types::Log,
+        market: Address,
+        registry: Address,
+    ) -> Option<Result<Self>> {
         let event = MarketEvent::decode(&log.inner, market, registry)?;
         Some(event.map(|event| ChainEvent {
             block_number: log.block_number.unwrap_or_default(),

@@ -29,7 +29,12 @@ pub struct FollowerConfig {
 
 impl Default for FollowerConfig {
     fn default() -> Self {
-        Self { confirmations: 0, max_range: 1000, poll_interval: Duration::from_millis(500), remember: 128 }
+        Self {
+            confirmations: 0,
+            max_range: 1000,
+            poll_interval: Duration::from_millis(500),
+            remember: 128,
+        }
     }
 }
 
@@ -79,14 +84,21 @@ pub struct EventFollower {
 
 impl std::fmt::Debug for EventFollower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventFollower").field("cursor", &self.cursor).field("config", &self.config).finish()
+        f.debug_struct("EventFollower")
+            .field("cursor", &self.cursor)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
 impl EventFollower {
     /// A follower of the client's deployment; starts at the saved cursor, or at the deployment
     /// block when none was saved.
-    pub fn new(client: &ChainClient, store: impl CursorStore + 'static, config: FollowerConfig) -> Result<Self> {
+    pub fn new(
+        client: &ChainClient,
+        store: impl CursorStore + 'static,
+        config: FollowerConfig,
+    ) -> Result<Self> {
         let d = client.deployment()?;
         let cursor = store.load()?.unwrap_or_else(|| Cursor::at(d.deploy_block));
         Ok(Self {
@@ -123,13 +135,25 @@ impl EventFollower {
     /// no new confirmed block.
     pub async fn poll(&mut self) -> Result<Option<FollowerUpdate>> {
         if let Some(to_block) = self.find_reorg().await? {
-            let keep = self.cursor.recent.iter().take_while(|(n, _)| *n <= to_block).count();
+            let keep = self
+                .cursor
+                .recent
+                .iter()
+                .take_while(|(n, _)| *n <= to_block)
+                .count();
             self.cursor.recent.truncate(keep);
             self.cursor.next_block = to_block + 1;
             tracing::warn!(to_block, "chain reorganised; rewinding the event follower");
-            return Ok(Some(FollowerUpdate::Reorg { to_block, cursor: self.cursor.clone() }));
+            return Ok(Some(FollowerUpdate::Reorg {
+                to_block,
+                cursor: self.cursor.clone(),
+            }));
         }
-        let head = self.provider.get_block_number().await.map_err(Error::rpc("eth_blockNumber"))?;
+        let head = self
+            .provider
+            .get_block_number()
+            .await
+            .map_err(Error::rpc("eth_blockNumber"))?;
         let safe = head.saturating_sub(self.config.confirmations);
         let from = self.cursor.next_block;
         if from > safe {
@@ -145,8 +169,15 @@ impl EventFollower {
             return Ok(None);
         }
         let to_hash = self.block_hash(to).await?;
-        let filter = Filter::new().address(vec![self.market, self.registry]).from_block(from).to_block(to);
-        let logs = self.provider.get_logs(&filter).await.map_err(Error::rpc("eth_getLogs"))?;
+        let filter = Filter::new()
+            .address(vec![self.market, self.registry])
+            .from_block(from)
+            .to_block(to);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(Error::rpc("eth_getLogs"))?;
         if self.block_hash(to).await? != to_hash {
             return Ok(None);
         }
@@ -156,7 +187,9 @@ impl EventFollower {
             if log.removed {
                 continue;
             }
-            let (Some(n), Some(h)) = (log.block_number, log.block_hash) else { continue };
+            let (Some(n), Some(h)) = (log.block_number, log.block_hash) else {
+                continue;
+            };
             if (n == to && h != to_hash) || (n == from && h != from_hash) {
                 return Ok(None);
             }
@@ -176,14 +209,24 @@ impl EventFollower {
         recent.dedup_by_key(|(n, _)| *n);
         let excess = recent.len().saturating_sub(self.config.remember.max(1));
         recent.drain(..excess);
-        self.cursor = Cursor { next_block: to + 1, recent };
-        Ok(Some(FollowerUpdate::Events(EventBatch { from_block: from, to_block: to, events, cursor: self.cursor.clone() })))
+        self.cursor = Cursor {
+            next_block: to + 1,
+            recent,
+        };
+        Ok(Some(FollowerUpdate::Events(EventBatch {
+            from_block: from,
+            to_block: to,
+            events,
+            cursor: self.cursor.clone(),
+        })))
     }
 
     /// When the newest remembered block is no longer on the chain: the newest remembered block
     /// that still is (the fork point, or below it).
     async fn find_reorg(&self) -> Result<Option<u64>> {
-        let Some((n, h)) = self.cursor.recent.last().copied() else { return Ok(None) };
+        let Some((n, h)) = self.cursor.recent.last().copied() else {
+            return Ok(None);
+        };
         if self.try_block_hash(n).await? == Some(h) {
             return Ok(None);
         }
@@ -193,7 +236,10 @@ impl EventFollower {
             }
         }
         let oldest = self.cursor.recent.first().map(|(m, _)| *m).unwrap_or(n);
-        Err(Error::DeepReorg { oldest_known: oldest, remembered: self.cursor.recent.len() })
+        Err(Error::DeepReorg {
+            oldest_known: oldest,
+            remembered: self.cursor.recent.len(),
+        })
     }
 
     /// `(hash, parent hash)` of block `n`, if the endpoint has it.
@@ -239,7 +285,14 @@ impl EventFollower {
                 backoff = self.config.poll_interval;
                 let (ack_tx, ack_rx) = oneshot::channel();
                 let cursor = update.cursor().clone();
-                if tx.send(Delivery { update, ack: ack_tx }).await.is_err() {
+                if tx
+                    .send(Delivery {
+                        update,
+                        ack: ack_tx,
+                    })
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
                 match ack_rx.await {

@@ -54,7 +54,9 @@ impl FromStr for JobId {
         if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseJobIdError(s.to_string()));
         }
-        U256::from_str_radix(t, 10).map(JobId).map_err(|_| ParseJobIdError(s.to_string()))
+        U256::from_str_radix(t, 10)
+            .map(JobId)
+            .map_err(|_| ParseJobIdError(s.to_string()))
     }
 }
 
@@ -79,7 +81,10 @@ mod tests {
     fn job_id_round_trips_as_decimal() {
         let id: JobId = "12345678901234567890123".parse().unwrap_or_default();
         assert_eq!(id.to_string(), "12345678901234567890123");
-        assert_eq!(serde_json::to_string(&id).ok().as_deref(), Some("\"12345678901234567890123\""));
+        assert_eq!(
+            serde_json::to_string(&id).ok().as_deref(),
+            Some("\"12345678901234567890123\"")
+        );
         assert!("0x10".parse::<JobId>().is_err());
         assert!("".parse::<JobId>().is_err());
         assert!("-1".parse::<JobId>().is_err());

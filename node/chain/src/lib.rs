@@ -14,7 +14,8 @@ pub use alloy::primitives::{Address, B256, Bytes, U256, aliases::U96};
 pub use alloy::signers::local::PrivateKeySigner;
 pub use bindings::JobMarket::{FailReason, JobState, PaymentKind, SlashReason, Verifier};
 pub use client::{
-    Bid, Capabilities, ChainClient, ChainClientBuilder, Deal, Job, JobParams, Operator, OperatorStatus, commitment, u96,
+    Bid, Capabilities, ChainClient, ChainClientBuilder, Deal, Job, JobParams, Operator,
+    OperatorStatus, commitment, u96,
 };
 pub use cursor::{Cursor, CursorStore, JsonFileCursorStore, MemoryCursorStore};
 pub use deploy::{DeployParams, Deployment, deploy};

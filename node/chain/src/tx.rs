@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::consensus::TxEnvelope;
-use alloy::eips::eip2718::Encodable2718;
 use alloy::eips::BlockId;
+use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{Ethereum, EthereumWallet, NetworkWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
@@ -63,7 +63,9 @@ struct Inner {
 
 impl std::fmt::Debug for TxManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxManager").field("address", &self.inner.address).finish()
+        f.debug_struct("TxManager")
+            .field("address", &self.inner.address)
+            .finish()
     }
 }
 
@@ -77,10 +79,24 @@ struct InFlight {
 
 impl TxManager {
     /// A manager for `signer` on the chain behind `provider`.
-    pub fn new(provider: DynProvider, signer: PrivateKeySigner, chain_id: u64, config: TxConfig) -> Self {
+    pub fn new(
+        provider: DynProvider,
+        signer: PrivateKeySigner,
+        chain_id: u64,
+        config: TxConfig,
+    ) -> Self {
         let address = signer.address();
         let wallet = EthereumWallet::from(signer);
-        Self { inner: Arc::new(Inner { provider, wallet, address, chain_id, nonce: Mutex::new(None), config }) }
+        Self {
+            inner: Arc::new(Inner {
+                provider,
+                wallet,
+                address,
+                chain_id,
+                nonce: Mutex::new(None),
+                config,
+            }),
+        }
     }
 
     /// The sending address.
@@ -102,13 +118,27 @@ impl TxManager {
         let gas = match tx.gas {
             Some(gas) => gas,
             None => {
-                let estimate = inner.provider.estimate_gas(tx.clone()).await.map_err(Error::rpc("eth_estimateGas"))?;
+                let estimate = inner
+                    .provider
+                    .estimate_gas(tx.clone())
+                    .await
+                    .map_err(Error::rpc("eth_estimateGas"))?;
                 estimate.saturating_mul(100 + inner.config.gas_margin_percent) / 100
             }
         };
-        let fees = inner.provider.estimate_eip1559_fees().await.map_err(Error::rpc("eth_feeHistory"))?;
+        let fees = inner
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(Error::rpc("eth_feeHistory"))?;
         let tx = tx.with_gas_limit(gas);
-        let mut flight = self.submit(tx.clone(), fees.max_fee_per_gas, fees.max_priority_fee_per_gas).await?;
+        let mut flight = self
+            .submit(
+                tx.clone(),
+                fees.max_fee_per_gas,
+                fees.max_priority_fee_per_gas,
+            )
+            .await?;
         let receipt = self.wait(&tx, &mut flight).await?;
         if receipt.status() {
             return Ok(receipt);
@@ -136,16 +166,32 @@ impl TxManager {
                     n
                 }
             };
-            let signed = self.sign(tx.clone().with_nonce(nonce), max_fee, tip).await?;
-            match inner.provider.send_raw_transaction(&signed.encoded_2718()).await {
+            let signed = self
+                .sign(tx.clone().with_nonce(nonce), max_fee, tip)
+                .await?;
+            match inner
+                .provider
+                .send_raw_transaction(&signed.encoded_2718())
+                .await
+            {
                 Ok(pending) => {
                     *guard = Some(nonce + 1);
-                    return Ok(InFlight { nonce, hashes: vec![*pending.tx_hash()], max_fee, tip });
+                    return Ok(InFlight {
+                        nonce,
+                        hashes: vec![*pending.tx_hash()],
+                        max_fee,
+                        tip,
+                    });
                 }
                 // This very transaction is already in the node's pool: it was submitted.
                 Err(e) if is_already_known(&e) => {
                     *guard = Some(nonce + 1);
-                    return Ok(InFlight { nonce, hashes: vec![*signed.tx_hash()], max_fee, tip });
+                    return Ok(InFlight {
+                        nonce,
+                        hashes: vec![*signed.tx_hash()],
+                        max_fee,
+                        tip,
+                    });
                 }
                 Err(e) if !resynced && is_nonce_error(&e) => {
                     tracing::debug!(nonce, error = %e, "nonce out of sync, re-reading it from the chain");
@@ -165,13 +211,21 @@ impl TxManager {
     }
 
     async fn sign(&self, tx: TransactionRequest, max_fee: u128, tip: u128) -> Result<TxEnvelope> {
-        let tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip.min(max_fee));
-        NetworkWallet::<Ethereum>::sign_request(&self.inner.wallet, tx).await.map_err(|e| Error::Sign(e.to_string()))
+        let tx = tx
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(tip.min(max_fee));
+        NetworkWallet::<Ethereum>::sign_request(&self.inner.wallet, tx)
+            .await
+            .map_err(|e| Error::Sign(e.to_string()))
     }
 
     /// Polls for a receipt of any of the flight's hashes; replaces the transaction with higher
     /// fees when it is not mined within `bump_after`.
-    async fn wait(&self, tx: &TransactionRequest, flight: &mut InFlight) -> Result<TransactionReceipt> {
+    async fn wait(
+        &self,
+        tx: &TransactionRequest,
+        flight: &mut InFlight,
+    ) -> Result<TransactionReceipt> {
         let cfg = &self.inner.config;
         let started = Instant::now();
         let mut bumps = 0;
@@ -192,7 +246,12 @@ impl TxManager {
                 if bumps >= cfg.max_bumps {
                     self.resync_nonce().await;
                     let tx_hash = flight.hashes.last().copied().unwrap_or_default();
-                    return Err(Error::Timeout { tx_hash, nonce: flight.nonce, waited: started.elapsed(), bumps });
+                    return Err(Error::Timeout {
+                        tx_hash,
+                        nonce: flight.nonce,
+                        waited: started.elapsed(),
+                        bumps,
+                    });
                 }
                 bumps += 1;
                 self.bump(tx, flight).await?;
@@ -212,8 +271,15 @@ impl TxManager {
             max_fee = max_fee.max(now.max_fee_per_gas);
             tip = tip.max(now.max_priority_fee_per_gas);
         }
-        let signed = self.sign(tx.clone().with_nonce(flight.nonce), max_fee, tip).await?;
-        match self.inner.provider.send_raw_transaction(&signed.encoded_2718()).await {
+        let signed = self
+            .sign(tx.clone().with_nonce(flight.nonce), max_fee, tip)
+            .await?;
+        match self
+            .inner
+            .provider
+            .send_raw_transaction(&signed.encoded_2718())
+            .await
+        {
             Ok(pending) => {
                 tracing::info!(nonce = flight.nonce, max_fee, tip, hash = %pending.tx_hash(), "replaced a slow transaction with higher fees");
                 flight.hashes.push(*pending.tx_hash());
@@ -231,7 +297,10 @@ impl TxManager {
     async fn explain_failure(&self, tx: TransactionRequest, receipt: &TransactionReceipt) -> Error {
         let block = receipt.block_number.unwrap_or_default();
         let tx_hash = receipt.transaction_hash;
-        let mut reason = format!("status 0 after using {} gas (out of gas?)", receipt.gas_used);
+        let mut reason = format!(
+            "status 0 after using {} gas (out of gas?)",
+            receipt.gas_used
+        );
         for at in [BlockId::number(block.saturating_sub(1)), BlockId::latest()] {
             if let Err(e) = self.inner.provider.call(tx.clone()).block(at).await {
                 match revert_data(&e) {
@@ -240,7 +309,11 @@ impl TxManager {
                 }
             }
         }
-        Error::Failed { tx_hash, block, reason }
+        Error::Failed {
+            tx_hash,
+            block,
+            reason,
+        }
     }
 }
 
@@ -252,5 +325,6 @@ fn is_nonce_error(e: &TransportError) -> bool {
 }
 
 fn is_already_known(e: &TransportError) -> bool {
-    e.as_error_resp().is_some_and(|r| r.message.to_ascii_lowercase().contains("already known"))
+    e.as_error_resp()
+        .is_some_and(|r| r.message.to_ascii_lowercase().contains("already known"))
 }

@@ -8,15 +8,18 @@ use std::collections::BTreeMap;
 
 use alloy::primitives::keccak256;
 use shoal_chain::{
-    Address, B256, Bytes, Capabilities, ChainClient, EventFollower, FollowerConfig, FollowerUpdate, JobId, JobParams,
-    JobState, MarketEvent, MemoryCursorStore, PaymentKind, U256, Verifier, commitment, u96,
+    Address, B256, Bytes, Capabilities, ChainClient, EventFollower, FollowerConfig, FollowerUpdate,
+    JobId, JobParams, JobState, MarketEvent, MemoryCursorStore, PaymentKind, U256, Verifier,
+    commitment, u96,
 };
 
 use common::{Endpoint, dev_keys, eth};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_anvil() {
-    let Some(endpoint) = common::start_anvil() else { return };
+    let Some(endpoint) = common::start_anvil() else {
+        return;
+    };
     scenario(&endpoint).await;
 }
 
@@ -35,13 +38,22 @@ async fn scenario(endpoint: &Endpoint) {
     let name = endpoint.name();
     let keys = dev_keys(4);
     let (creator, deployment) = common::deployed(&url).await;
-    let operators: Vec<ChainClient> = keys[1..4].iter().map(|k| creator.with_signer(k.clone())).collect();
+    let operators: Vec<ChainClient> = keys[1..4]
+        .iter()
+        .map(|k| creator.with_signer(k.clone()))
+        .collect();
     let op_addr: Vec<Address> = keys[1..4].iter().map(|k| k.address()).collect();
     let mut gas: Vec<(String, u64)> = Vec::new();
 
     // Register with 2 ETH, then stake 1 ETH more each.
     for (i, op) in operators.iter().enumerate() {
-        let caps = Capabilities { engines: 1, cpuMillicores: 2000, memoryMiB: 4096, diskGiB: 10, gpus: 0 };
+        let caps = Capabilities {
+            engines: 1,
+            cpuMillicores: 2000,
+            memoryMiB: 4096,
+            diskGiB: 10,
+            gpus: 0,
+        };
         let peer = Bytes::from(format!("12D3KooWoperator{i}").into_bytes());
         ok("register", op.register(peer, caps, eth(2000)).await);
         ok("stake", op.stake(eth(1000)).await);
@@ -73,7 +85,10 @@ async fn scenario(endpoint: &Endpoint) {
     let (job, receipt) = ok("post_job", creator.post_job(params).await);
     gas.push(("postJob".into(), receipt.gas_used));
     assert_eq!(job, JobId::from(1u64));
-    assert_eq!(ok("get_job", creator.get_job(job).await).state, JobState::Posted);
+    assert_eq!(
+        ok("get_job", creator.get_job(job).await).state,
+        JobState::Posted
+    );
 
     // Three bids; the third selects the deals.
     let prices = [eth(50), eth(60), eth(70)];
@@ -100,14 +115,28 @@ async fn scenario(endpoint: &Endpoint) {
     let salts: Vec<B256> = (0..3u8).map(|i| keccak256([i, 42])).collect();
     for (i, op) in operators.iter().enumerate() {
         let c = commitment(job, op_addr[i], result_hash, salts[i]);
-        assert_eq!(c, ok("commitment_of", op.commitment_of(job, op_addr[i], result_hash, salts[i]).await));
+        assert_eq!(
+            c,
+            ok(
+                "commitment_of",
+                op.commitment_of(job, op_addr[i], result_hash, salts[i])
+                    .await
+            )
+        );
         let r = ok("commit_result", op.commit_result(job, c).await);
         gas.push((format!("commitResult #{}", i + 1), r.gas_used));
     }
-    assert_eq!(ok("get_job", creator.get_job(job).await).state, JobState::Revealing);
+    assert_eq!(
+        ok("get_job", creator.get_job(job).await).state,
+        JobState::Revealing
+    );
     let cid = Bytes::from_static(b"\x01\x55\x12\x20result-cid-bytes");
     for (i, op) in operators.iter().enumerate() {
-        let r = ok("reveal_result", op.reveal_result(job, result_hash, salts[i], cid.clone()).await);
+        let r = ok(
+            "reveal_result",
+            op.reveal_result(job, result_hash, salts[i], cid.clone())
+                .await,
+        );
         gas.push((format!("revealResult #{}", i + 1), r.gas_used));
     }
     let done = ok("get_job", creator.get_job(job).await);
@@ -119,27 +148,58 @@ async fn scenario(endpoint: &Endpoint) {
     let escrow = max_price * U256::from(3);
     let paid: U256 = prices.iter().copied().sum();
     for (i, a) in op_addr.iter().enumerate() {
-        assert_eq!(ok("withdrawable", creator.withdrawable(*a).await), prices[i], "operator {i} payout");
+        assert_eq!(
+            ok("withdrawable", creator.withdrawable(*a).await),
+            prices[i],
+            "operator {i} payout"
+        );
         let s = ok("operator_status", creator.operator_status(*a).await);
         assert_eq!(s.free, eth(3000), "operator {i}: collateral unlocked");
     }
-    assert_eq!(ok("withdrawable", creator.withdrawable(creator_addr).await), escrow - paid, "refund");
+    assert_eq!(
+        ok("withdrawable", creator.withdrawable(creator_addr).await),
+        escrow - paid,
+        "refund"
+    );
     let market_balance = ok("balance", creator.balance(deployment.job_market).await);
-    assert_eq!(market_balance, escrow, "the market holds exactly what it owes");
-    let registry_balance = ok("balance", creator.balance(deployment.operator_registry).await);
-    assert_eq!(registry_balance, eth(9000), "the registry holds exactly the stakes");
+    assert_eq!(
+        market_balance, escrow,
+        "the market holds exactly what it owes"
+    );
+    let registry_balance = ok(
+        "balance",
+        creator.balance(deployment.operator_registry).await,
+    );
+    assert_eq!(
+        registry_balance,
+        eth(9000),
+        "the registry holds exactly the stakes"
+    );
 
     // Claim one payout.
     let before = ok("balance", creator.balance(op_addr[0]).await);
     let r = ok("claim", operators[0].claim().await);
     let fee = U256::from(r.gas_used) * U256::from(r.effective_gas_price);
-    assert_eq!(ok("balance", creator.balance(op_addr[0]).await), before + prices[0] - fee);
-    assert_eq!(ok("withdrawable", creator.withdrawable(op_addr[0]).await), U256::ZERO);
+    assert_eq!(
+        ok("balance", creator.balance(op_addr[0]).await),
+        before + prices[0] - fee
+    );
+    assert_eq!(
+        ok("withdrawable", creator.withdrawable(op_addr[0]).await),
+        U256::ZERO
+    );
 
     // Every event, read back through the follower.
     let mut follower = ok(
         "follower",
-        EventFollower::new(&creator, MemoryCursorStore::default(), FollowerConfig { max_range: 7, ..Default::default() }),
+        EventFollower::new(
+            &creator,
+            MemoryCursorStore::default(),
+            FollowerConfig {
+                max_range: 7,
+                ..Default::default()
+            },
+        ),
     );
     let head = ok("block_number", creator.block_number().await);
     let mut events = Vec::new();
@@ -150,7 +210,9 @@ async fn scenario(endpoint: &Endpoint) {
                 events.extend(batch.events.clone());
                 ok("ack", follower.ack(&FollowerUpdate::Events(batch)));
             }
-            Some(FollowerUpdate::Reorg { to_block, .. }) => panic!("{name}: unexpected reorg to {to_block}"),
+            Some(FollowerUpdate::Reorg { to_block, .. }) => {
+                panic!("{name}: unexpected reorg to {to_block}")
+            }
             None => break,
         }
     }
@@ -161,13 +223,22 @@ async fn scenario(endpoint: &Endpoint) {
     want.extend(["JobPosted", "BidPlaced", "BidPlaced", "BidPlaced"]);
     want.extend(["StakeLocked"; 3]);
     want.extend(["DealAccepted"; 3]);
-    want.extend(["PhaseStarted", "ResultCommitted", "ResultCommitted", "ResultCommitted", "PhaseStarted"]);
+    want.extend([
+        "PhaseStarted",
+        "ResultCommitted",
+        "ResultCommitted",
+        "ResultCommitted",
+        "PhaseStarted",
+    ]);
     want.extend(["ResultRevealed"; 3]);
     want.extend(["StakeUnlocked", "Paid"].repeat(3));
     want.extend(["Refunded", "JobVerified", "Claimed"]);
     assert_eq!(names, want, "{name}: event sequence");
     for w in events.windows(2) {
-        assert!((w[0].block_number, w[0].log_index) < (w[1].block_number, w[1].log_index), "chain order");
+        assert!(
+            (w[0].block_number, w[0].log_index) < (w[1].block_number, w[1].log_index),
+            "chain order"
+        );
     }
     let mut payments = BTreeMap::new();
     let mut refund = U256::ZERO;
@@ -182,7 +253,9 @@ async fn scenario(endpoint: &Endpoint) {
                 refund = r.amount;
             }
             MarketEvent::StakeUnlocked(u) => assert_eq!(U256::from(u.amount), eth(1000)),
-            MarketEvent::PhaseStarted(p) => assert!(matches!(p.state, JobState::Running | JobState::Revealing)),
+            MarketEvent::PhaseStarted(p) => {
+                assert!(matches!(p.state, JobState::Running | JobState::Revealing))
+            }
             MarketEvent::JobVerified(v) => {
                 assert_eq!(v.resultHash, result_hash);
                 assert_eq!(v.winners, 3);
@@ -196,7 +269,11 @@ async fn scenario(endpoint: &Endpoint) {
         }
     }
     for (i, a) in op_addr.iter().enumerate() {
-        assert_eq!(payments.get(a), Some(&prices[i]), "payment to operator {i} = its bid");
+        assert_eq!(
+            payments.get(a),
+            Some(&prices[i]),
+            "payment to operator {i} = its bid"
+        );
     }
     assert_eq!(refund, escrow - paid, "refund = escrow − paid");
 

@@ -118,7 +118,9 @@ impl Rpc {
                 if Instant::now() > deadline {
                     let tx = self.call("eth_getTransactionByHash", json!([h])).await?;
                     let from = tx["from"].clone();
-                    let mined = self.call("eth_getTransactionCount", json!([from, "latest"])).await?;
+                    let mined = self
+                        .call("eth_getTransactionCount", json!([from, "latest"]))
+                        .await?;
                     bail!("no receipt for {h} after 120 s: tx {tx}, sender's mined nonce {mined}");
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use shoal_executor::{
-    CancellationToken, DockerConfig, DockerExecutor, DockerSpec, EngineSpec, ExecutionId, ExecutionRequest,
-    Executor, InputMount, OutputVolume, WasmConfig, WasmExecutor, WasmModule, WasmSpec,
+    CancellationToken, DockerConfig, DockerExecutor, DockerSpec, EngineSpec, ExecutionId,
+    ExecutionRequest, Executor, InputMount, OutputVolume, WasmConfig, WasmExecutor, WasmModule,
+    WasmSpec,
 };
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -25,7 +26,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 const IMAGE: &str = "shoal-test/busybox:latest";
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/wasm").join(format!("{name}.wasm"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/wasm")
+        .join(format!("{name}.wasm"))
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -55,10 +58,14 @@ struct Bare {
 impl Bare {
     fn new(module_path: &Path) -> Result<Self> {
         let engine = Engine::default();
-        let module = Module::from_file(&engine, module_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let module =
+            Module::from_file(&engine, module_path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok(Self { engine, pre })
     }
 
@@ -70,12 +77,20 @@ impl Bare {
             .arg("job.wasm")
             .args(args);
         if let Some((host, guest)) = preopen {
-            wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly)
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         }
         let mut store = Store::new(&self.engine, wasi.build_p1());
-        let instance = self.pre.instantiate(&mut store).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        start.call(&mut store, ()).map_err(|e| anyhow::anyhow!("{e:#}"))
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        start
+            .call(&mut store, ())
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 }
 
@@ -84,7 +99,11 @@ type Case<'a> = (&'a str, Vec<String>, Option<(&'a Path, &'a str)>);
 
 /// Alternates bare runs and executor jobs (both on a blocking thread, both
 /// timed from the async caller) and returns the medians (job, bare).
-async fn wasm_case(exec: &WasmExecutor, case: &Case<'_>, runs: usize) -> Result<(Duration, Duration)> {
+async fn wasm_case(
+    exec: &WasmExecutor,
+    case: &Case<'_>,
+    runs: usize,
+) -> Result<(Duration, Duration)> {
     let (program, args, input) = case;
     let bare = std::sync::Arc::new(Bare::new(&testdata(program))?);
     let preopen = input.map(|(h, g)| (h.to_owned(), g.to_owned()));
@@ -98,9 +117,15 @@ async fn wasm_case(exec: &WasmExecutor, case: &Case<'_>, runs: usize) -> Result<
 
         let mut spec = WasmSpec::new(WasmModule::Path(testdata(program)));
         spec.args = args.clone();
-        let mut req = ExecutionRequest::new(ExecutionId::new(format!("{program}-{i}"))?, EngineSpec::Wasm(spec));
+        let mut req = ExecutionRequest::new(
+            ExecutionId::new(format!("{program}-{i}"))?,
+            EngineSpec::Wasm(spec),
+        );
         if let Some((host, guest)) = input {
-            req.inputs = vec![InputMount { host_path: host.to_path_buf(), container_path: (*guest).into() }];
+            req.inputs = vec![InputMount {
+                host_path: host.to_path_buf(),
+                container_path: (*guest).into(),
+            }];
         }
         let started = Instant::now();
         let res = exec.run(req, CancellationToken::new()).await?;
@@ -113,18 +138,30 @@ async fn wasm_case(exec: &WasmExecutor, case: &Case<'_>, runs: usize) -> Result<
     Ok((median(jobs), median(bares)))
 }
 
-async fn bench_wasm(rows: &mut Vec<Row>, runs: usize, results_parent: &Path, fs_label: &str) -> Result<()> {
+async fn bench_wasm(
+    rows: &mut Vec<Row>,
+    runs: usize,
+    results_parent: &Path,
+    fs_label: &str,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs)?;
     for i in 0..200 {
-        std::fs::write(docs.join(format!("doc-{i:03}.txt")), "lorem ipsum dolor sit amet ".repeat(40))?;
+        std::fs::write(
+            docs.join(format!("doc-{i:03}.txt")),
+            "lorem ipsum dolor sit amet ".repeat(40),
+        )?;
     }
     let results = tempfile::tempdir_in(results_parent)?;
     let exec = WasmExecutor::new(WasmConfig::new(results.path()))?;
     let cases: [Case<'_>; 2] = [
         ("hello", vec![], None),
-        ("wordcount", vec!["/docs".into()], Some((docs.as_path(), "/docs"))),
+        (
+            "wordcount",
+            vec!["/docs".into()],
+            Some((docs.as_path(), "/docs")),
+        ),
     ];
     for case in &cases {
         eprintln!("bench: wasm {}, results on {fs_label}", case.0);
@@ -144,7 +181,9 @@ async fn bench_wasm(rows: &mut Vec<Row>, runs: usize, results_parent: &Path, fs_
 async fn bench_docker(rows: &mut Vec<Row>, runs: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("results");
-    let exec = DockerExecutor::connect(DockerConfig::new(&root)).await.context("Docker engine")?;
+    let exec = DockerExecutor::connect(DockerConfig::new(&root))
+        .await
+        .context("Docker engine")?;
     if !exec.image_present(IMAGE).await? {
         bail!("{IMAGE} is missing; run scripts/setup.d/executor.sh");
     }
@@ -163,13 +202,19 @@ async fn bench_docker(rows: &mut Vec<Row>, runs: usize) -> Result<()> {
             .context("running the docker CLI")?;
         let cli = started.elapsed();
         if !status.status.success() {
-            bail!("docker run failed: {}", String::from_utf8_lossy(&status.stderr));
+            bail!(
+                "docker run failed: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
         }
         let mut req = ExecutionRequest::new(
             ExecutionId::new(format!("docker-{i}"))?,
             EngineSpec::Docker(DockerSpec::shell(IMAGE, script)),
         );
-        req.outputs = vec![OutputVolume { name: "out".into(), container_path: "/out".into() }];
+        req.outputs = vec![OutputVolume {
+            name: "out".into(),
+            container_path: "/out".into(),
+        }];
         let started = Instant::now();
         let res = exec.run(req, CancellationToken::new()).await?;
         let job = started.elapsed();
@@ -193,18 +238,34 @@ async fn bench_docker(rows: &mut Vec<Row>, runs: usize) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let wasm_runs = std::env::var("WASM_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50).max(1);
-    let docker_runs = std::env::var("DOCKER_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10).max(1);
+    let wasm_runs = std::env::var("WASM_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+        .max(1);
+    let docker_runs = std::env::var("DOCKER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+        .max(1);
     let mut rows = Vec::new();
     // The results folder is written where the node keeps results; creating
     // files costs what the file system makes it cost, so both a disk and
     // (when present) a tmpfs are measured.
     bench_wasm(&mut rows, wasm_runs, &std::env::temp_dir(), "disk (TMPDIR)").await?;
     if Path::new("/dev/shm").is_dir() {
-        bench_wasm(&mut rows, wasm_runs, Path::new("/dev/shm"), "tmpfs (/dev/shm)").await?;
+        bench_wasm(
+            &mut rows,
+            wasm_runs,
+            Path::new("/dev/shm"),
+            "tmpfs (/dev/shm)",
+        )
+        .await?;
     }
     bench_docker(&mut rows, docker_runs).await?;
-    println!("Medians of {wasm_runs} warm WASM runs and {docker_runs} Docker runs, baseline and job interleaved.\n");
+    println!(
+        "Medians of {wasm_runs} warm WASM runs and {docker_runs} Docker runs, baseline and job interleaved.\n"
+    );
     println!("| case | executor job | baseline | ratio | target | met |");
     println!("|---|---|---|---|---|---|");
     let mut all_ok = true;

@@ -56,7 +56,11 @@ pub struct DockerConfig {
 impl DockerConfig {
     /// Defaults: node label `default`, containers run as the node's user.
     pub fn new(results_root: impl Into<PathBuf>) -> Self {
-        Self { results_root: results_root.into(), node_label: "default".into(), run_as_node_user: true }
+        Self {
+            results_root: results_root.into(),
+            node_label: "default".into(),
+            run_as_node_user: true,
+        }
     }
 }
 
@@ -69,7 +73,9 @@ pub struct DockerExecutor {
 
 impl std::fmt::Debug for DockerExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DockerExecutor").field("config", &self.config).finish()
+        f.debug_struct("DockerExecutor")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -77,14 +83,21 @@ impl DockerExecutor {
     /// Connects to the engine named by `DOCKER_HOST` (or the local socket),
     /// agrees on an API version and checks it answers.
     pub async fn connect(config: DockerConfig) -> Result<Self> {
-        let docker = Docker::connect_with_defaults().map_err(|source| Error::DockerUnavailable { source })?;
+        let docker = Docker::connect_with_defaults()
+            .map_err(|source| Error::DockerUnavailable { source })?;
         Self::with_client(docker, config).await
     }
 
     /// Uses an already configured bollard client.
     pub async fn with_client(docker: Docker, config: DockerConfig) -> Result<Self> {
-        let docker = docker.negotiate_version().await.map_err(|source| Error::DockerUnavailable { source })?;
-        docker.ping().await.map_err(|source| Error::DockerUnavailable { source })?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|source| Error::DockerUnavailable { source })?;
+        docker
+            .ping()
+            .await
+            .map_err(|source| Error::DockerUnavailable { source })?;
         Ok(Self { docker, config })
     }
 
@@ -97,8 +110,13 @@ impl DockerExecutor {
     pub async fn image_present(&self, image: &str) -> Result<bool> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
-            Err(source) => Err(Error::Docker { action: "inspecting an image", source }),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(source) => Err(Error::Docker {
+                action: "inspecting an image",
+                source,
+            }),
         }
     }
 
@@ -110,7 +128,9 @@ impl DockerExecutor {
     /// Force-removes every container this node made that is still around
     /// (after a crash or a kill). Returns how many were removed. Call at start.
     pub async fn remove_leftovers(&self) -> Result<usize> {
-        let ids = self.list_labelled(&format!("{NODE_LABEL}={}", self.config.node_label)).await?;
+        let ids = self
+            .list_labelled(&format!("{NODE_LABEL}={}", self.config.node_label))
+            .await?;
         for id in &ids {
             remove_container(&self.docker, id).await?;
         }
@@ -119,16 +139,28 @@ impl DockerExecutor {
 
     async fn list_labelled(&self, label: &str) -> Result<Vec<String>> {
         let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
         let containers = self
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|source| Error::Docker { action: "listing containers", source })?;
+            .map_err(|source| Error::Docker {
+                action: "listing containers",
+                source,
+            })?;
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 
-    fn container_body(&self, req: &ExecutionRequest, spec: &DockerSpec, staging: &Staging) -> Result<ContainerCreateBody> {
+    fn container_body(
+        &self,
+        req: &ExecutionRequest,
+        spec: &DockerSpec,
+        staging: &Staging,
+    ) -> Result<ContainerCreateBody> {
         let mut binds = Vec::new();
         for input in &req.inputs {
             let host = std::path::absolute(&input.host_path)
@@ -143,12 +175,18 @@ impl DockerExecutor {
             binds.push(format!("{}:{}:ro", host.display(), input.container_path));
         }
         for output in &req.outputs {
-            let host = std::path::absolute(staging.output_dir(&output.name))
-                .map_err(|e| Error::io("resolving the output folder", staging.output_dir(&output.name), e))?;
+            let host = std::path::absolute(staging.output_dir(&output.name)).map_err(|e| {
+                Error::io(
+                    "resolving the output folder",
+                    staging.output_dir(&output.name),
+                    e,
+                )
+            })?;
             binds.push(format!("{}:{}:rw", host.display(), output.container_path));
         }
         let user = if self.config.run_as_node_user {
-            let meta = std::fs::metadata(staging.dir()).map_err(|e| Error::io("reading", staging.dir(), e))?;
+            let meta = std::fs::metadata(staging.dir())
+                .map_err(|e| Error::io("reading", staging.dir(), e))?;
             Some(format!("{}:{}", meta.uid(), meta.gid()))
         } else {
             None
@@ -162,7 +200,10 @@ impl DockerExecutor {
             memory_swap: Some(memory),
             pids_limit: Some(i64::from(limits.pids)),
             network_mode: (!req.network).then(|| "none".to_owned()),
-            log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             ..Default::default()
@@ -203,27 +244,45 @@ impl DockerExecutor {
             .create_container(None::<CreateContainerOptions>, body)
             .await
             .map_err(|source| match source {
-                bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
-                    Error::ImageMissing { image: spec.image.clone() }
-                }
-                source => Error::Docker { action: "creating the container", source },
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => Error::ImageMissing {
+                    image: spec.image.clone(),
+                },
+                source => Error::Docker {
+                    action: "creating the container",
+                    source,
+                },
             })?;
-        let mut guard = ContainerGuard { docker: self.docker.clone(), id: Some(created.id.clone()) };
+        let mut guard = ContainerGuard {
+            docker: self.docker.clone(),
+            id: Some(created.id.clone()),
+        };
         let id = created.id;
 
-        let attach = AttachContainerOptions { stdout: true, stderr: true, stream: true, ..Default::default() };
+        let attach = AttachContainerOptions {
+            stdout: true,
+            stderr: true,
+            stream: true,
+            ..Default::default()
+        };
         let attached = self
             .docker
             .attach_container(&id, Some(attach))
             .await
-            .map_err(|source| Error::Docker { action: "attaching to the container", source })?;
+            .map_err(|source| Error::Docker {
+                action: "attaching to the container",
+                source,
+            })?;
         let (max_out, max_err) = (cap(limits.max_stdout_bytes), cap(limits.max_stderr_bytes));
         let mut output = attached.output;
         let reader = tokio::spawn(async move {
             let (mut out, mut err) = (Capped::new(max_out), Capped::new(max_err));
             while let Some(item) = output.next().await {
                 match item {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => out.push(&message),
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        out.push(&message)
+                    }
                     Ok(LogOutput::StdErr { message }) => err.push(&message),
                     Ok(LogOutput::StdIn { .. }) => {}
                     Err(_) => break,
@@ -235,13 +294,25 @@ impl DockerExecutor {
         self.docker
             .start_container(&id, None::<StartContainerOptions>)
             .await
-            .map_err(|source| Error::Docker { action: "starting the container", source })?;
+            .map_err(|source| Error::Docker {
+                action: "starting the container",
+                source,
+            })?;
         // Started, so "not-running" means "has exited" (even if it already has).
-        let wait = self.docker.wait_container(&id, Some(WaitContainerOptions { condition: "not-running".into() }));
+        let wait = self.docker.wait_container(
+            &id,
+            Some(WaitContainerOptions {
+                condition: "not-running".into(),
+            }),
+        );
         let mut wait = std::pin::pin!(wait);
 
         let deadline = tokio::time::Instant::from_std(started + limits.timeout);
-        let output_dirs: Vec<PathBuf> = req.outputs.iter().map(|o| staging.output_dir(&o.name)).collect();
+        let output_dirs: Vec<PathBuf> = req
+            .outputs
+            .iter()
+            .map(|o| staging.output_dir(&o.name))
+            .collect();
         let mut check = tokio::time::interval(OUTPUT_CHECK_INTERVAL);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waited = loop {
@@ -273,11 +344,16 @@ impl DockerExecutor {
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
             Some(Err(source)) => {
                 guard.remove().await?;
-                return Err(Error::Docker { action: "waiting for the container", source });
+                return Err(Error::Docker {
+                    action: "waiting for the container",
+                    source,
+                });
             }
             None => {
                 guard.remove().await?;
-                return Err(Error::DockerProtocol("the wait stream ended without an exit status".into()));
+                return Err(Error::DockerProtocol(
+                    "the wait stream ended without an exit status".into(),
+                ));
             }
         };
         let exit_code = i32::try_from(exit_code).unwrap_or(i32::MAX);
@@ -285,8 +361,15 @@ impl DockerExecutor {
             .docker
             .inspect_container(&id, None::<InspectContainerOptions>)
             .await
-            .map_err(|source| Error::Docker { action: "inspecting the container", source });
-        let oom_killed = inspected.as_ref().ok().and_then(|c| c.state.as_ref()).and_then(|s| s.oom_killed);
+            .map_err(|source| Error::Docker {
+                action: "inspecting the container",
+                source,
+            });
+        let oom_killed = inspected
+            .as_ref()
+            .ok()
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.oom_killed);
         let (out, err) = match tokio::time::timeout(LOG_DRAIN_TIMEOUT, reader).await {
             Ok(Ok(logs)) => logs,
             _ => (Capped::new(0), Capped::new(0)),
@@ -294,15 +377,23 @@ impl DockerExecutor {
         guard.remove().await?;
         inspected?;
         if oom_killed == Some(true) {
-            return Err(Error::MemoryLimit { limit_bytes: limits.memory_bytes });
+            return Err(Error::MemoryLimit {
+                limit_bytes: limits.memory_bytes,
+            });
         }
 
         let outputs = req.outputs.clone();
         let max_output = limits.max_output_bytes;
-        let collected = Collected { stdout: out.bytes, stderr: err.bytes, exit_code };
+        let collected = Collected {
+            stdout: out.bytes,
+            stderr: err.bytes,
+            exit_code,
+        };
         let (results_dir, result_hash) = tokio::task::spawn_blocking(move || {
             if staging.output_bytes(&outputs) > max_output {
-                return Err(Error::OutputTooLarge { limit_bytes: max_output });
+                return Err(Error::OutputTooLarge {
+                    limit_bytes: max_output,
+                });
             }
             staging.finish(&collected, &outputs)
         })
@@ -333,25 +424,44 @@ impl Executor for DockerExecutor {
 
     async fn can_run(&self, engine: &EngineSpec) -> Result<(), Unsupported> {
         let EngineSpec::Docker(spec) = engine else {
-            return Err(Unsupported::WrongEngine { executor: self.name(), engine: engine.kind() });
+            return Err(Unsupported::WrongEngine {
+                executor: self.name(),
+                engine: engine.kind(),
+            });
         };
         match self.image_present(&spec.image).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Unsupported::ImageMissing { image: spec.image.clone() }),
-            Err(e) => Err(Unsupported::NotAvailable { executor: self.name(), reason: e.to_string() }),
+            Ok(false) => Err(Unsupported::ImageMissing {
+                image: spec.image.clone(),
+            }),
+            Err(e) => Err(Unsupported::NotAvailable {
+                executor: self.name(),
+                reason: e.to_string(),
+            }),
         }
     }
 
-    async fn run(&self, req: ExecutionRequest, cancel: CancellationToken) -> Result<ExecutionResult> {
+    async fn run(
+        &self,
+        req: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult> {
         req.validate()?;
         let EngineSpec::Docker(spec) = &req.engine else {
-            return Err(Error::Unsupported(Unsupported::WrongEngine { executor: self.name(), engine: req.engine.kind() }));
+            return Err(Error::Unsupported(Unsupported::WrongEngine {
+                executor: self.name(),
+                engine: req.engine.kind(),
+            }));
         };
         if cancel.is_cancelled() {
-            return Err(Error::Cancelled { id: req.execution_id });
+            return Err(Error::Cancelled {
+                id: req.execution_id,
+            });
         }
         if !self.image_present(&spec.image).await? {
-            return Err(Error::ImageMissing { image: spec.image.clone() });
+            return Err(Error::ImageMissing {
+                image: spec.image.clone(),
+            });
         }
         self.run_container(&req, spec, &cancel).await
     }
@@ -384,19 +494,32 @@ impl Drop for ContainerGuard {
                     }
                 });
             }
-            Err(_) => tracing::warn!(container = %id, "container left behind; remove_leftovers() will clean it"),
+            Err(_) => {
+                tracing::warn!(container = %id, "container left behind; remove_leftovers() will clean it")
+            }
         }
     }
 }
 
 async fn remove_container(docker: &Docker, id: &str) -> Result<()> {
-    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
     match docker.remove_container(id, Some(options)).await {
         Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
         // 409: removal already in progress.
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
-        Err(source) => Err(Error::Docker { action: "removing the container", source }),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(source) => Err(Error::Docker {
+            action: "removing the container",
+            source,
+        }),
     }
 }
 
@@ -412,7 +535,11 @@ struct Capped {
 
 impl Capped {
     fn new(cap: usize) -> Self {
-        Self { bytes: Vec::new(), cap, truncated: false }
+        Self {
+            bytes: Vec::new(),
+            cap,
+            truncated: false,
+        }
     }
 
     fn push(&mut self, data: &[u8]) {

@@ -40,13 +40,20 @@ pub enum Error {
 
     /// The WASM module could not be compiled.
     #[error("the WASM module {module_hash} is not a valid module for this node: {message}")]
-    WasmCompile { module_hash: String, message: String },
+    WasmCompile {
+        module_hash: String,
+        message: String,
+    },
 
     /// The module could not be instantiated (missing imports, no `_start`, …).
     #[error(
         "the WASM module {module_hash} cannot start: {message} (a job must be a WASI preview1 command exporting `{entrypoint}`)"
     )]
-    WasmInstantiate { module_hash: String, entrypoint: String, message: String },
+    WasmInstantiate {
+        module_hash: String,
+        entrypoint: String,
+        message: String,
+    },
 
     /// The WASM job used up its fuel (instruction budget).
     #[error(
@@ -61,7 +68,9 @@ pub enum Error {
     MemoryLimit { limit_bytes: u64 },
 
     /// The job ran longer than its timeout.
-    #[error("the job ran longer than its timeout of {timeout:?} and was stopped; raise limits.timeout or shrink the job")]
+    #[error(
+        "the job ran longer than its timeout of {timeout:?} and was stopped; raise limits.timeout or shrink the job"
+    )]
     Timeout { timeout: Duration },
 
     /// The job wrote more output than allowed.
@@ -111,12 +120,22 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
-        Self::InvalidRequest { reason: reason.into() }
+        Self::InvalidRequest {
+            reason: reason.into(),
+        }
     }
 
     /// True when the error is a resource limit firing (fuel, memory, time, output size).

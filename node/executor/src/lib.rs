@@ -12,8 +12,8 @@ pub use error::{Error, Result};
 pub use registry::{Executor, ExecutorRegistry};
 pub use results::{hash_results, remove_stale_staging};
 pub use spec::{
-    DockerSpec, EngineKind, EngineSpec, ExecutionId, ExecutionRequest, ExecutionResult, InputMount, Limits,
-    ModuleHash, OutputVolume, RESERVED_RESULT_NAMES, Unsupported, WasmModule, WasmSpec,
+    DockerSpec, EngineKind, EngineSpec, ExecutionId, ExecutionRequest, ExecutionResult, InputMount,
+    Limits, ModuleHash, OutputVolume, RESERVED_RESULT_NAMES, Unsupported, WasmModule, WasmSpec,
 };
-pub use wasm::{CacheStats, WasmConfig, WasmExecutor};
 pub use tokio_util::sync::CancellationToken;
+pub use wasm::{CacheStats, WasmConfig, WasmExecutor};

@@ -25,7 +25,11 @@ pub trait Executor: Send + Sync {
     /// Runs one execution to completion, limit or cancellation. On success
     /// the results folder is in place and hashed; on error nothing of the
     /// execution is left on the node.
-    async fn run(&self, req: ExecutionRequest, cancel: CancellationToken) -> Result<ExecutionResult>;
+    async fn run(
+        &self,
+        req: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult>;
 }
 
 /// The executors of a node, keyed by name.
@@ -77,13 +81,19 @@ impl ExecutorRegistry {
     }
 
     /// Runs `req` on the executor its engine names.
-    pub async fn run(&self, req: ExecutionRequest, cancel: CancellationToken) -> Result<ExecutionResult> {
+    pub async fn run(
+        &self,
+        req: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult> {
         self.for_engine(&req.engine)?.run(req, cancel).await
     }
 }
 
 impl std::fmt::Debug for ExecutorRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecutorRegistry").field("executors", &self.names()).finish()
+        f.debug_struct("ExecutorRegistry")
+            .field("executors", &self.names())
+            .finish()
     }
 }

@@ -36,7 +36,10 @@ impl Staging {
         fs::create_dir_all(root).map_err(|e| Error::io("creating the results root", root, e))?;
         let final_dir = root.join(id.as_str());
         if final_dir.exists() {
-            return Err(Error::ResultsExist { id: id.clone(), path: final_dir });
+            return Err(Error::ResultsExist {
+                id: id.clone(),
+                path: final_dir,
+            });
         }
         let dir = root.join(format!(".{id}{STAGING_SUFFIX}"));
         if dir.exists() {
@@ -70,7 +73,9 @@ impl Staging {
 
     /// A scratch folder beside the results, removed with them.
     pub fn scratch_dir(&mut self, label: &str) -> Result<PathBuf> {
-        let path = self.root.join(format!(".{}.{label}{STAGING_SUFFIX}", self.id));
+        let path = self
+            .root
+            .join(format!(".{}.{label}{STAGING_SUFFIX}", self.id));
         if path.exists() {
             remove_tree(&path)?;
         }
@@ -81,12 +86,19 @@ impl Staging {
 
     /// Bytes written to the output volumes so far.
     pub fn output_bytes(&self, outputs: &[OutputVolume]) -> u64 {
-        outputs.iter().map(|o| tree_size(&self.output_dir(&o.name))).sum()
+        outputs
+            .iter()
+            .map(|o| tree_size(&self.output_dir(&o.name)))
+            .sum()
     }
 
     /// Writes `stdout`, `stderr` and `exitCode`, checks the outputs, hashes the
     /// folder and moves it to `<root>/<id>`. Blocking.
-    pub fn finish(mut self, collected: &Collected, outputs: &[OutputVolume]) -> Result<(PathBuf, Cid)> {
+    pub fn finish(
+        mut self,
+        collected: &Collected,
+        outputs: &[OutputVolume],
+    ) -> Result<(PathBuf, Cid)> {
         for output in outputs {
             check_plain_tree(&self.output_dir(&output.name), &output.name)?;
         }
@@ -95,7 +107,10 @@ impl Staging {
         }
         write_file(&self.dir.join("stdout"), &collected.stdout)?;
         write_file(&self.dir.join("stderr"), &collected.stderr)?;
-        write_file(&self.dir.join("exitCode"), collected.exit_code.to_string().as_bytes())?;
+        write_file(
+            &self.dir.join("exitCode"),
+            collected.exit_code.to_string().as_bytes(),
+        )?;
         let cid = hash_results(&self.dir)?;
         fs::rename(&self.dir, &self.final_dir)
             .map_err(|e| Error::io("moving the results folder into place", &self.final_dir, e))?;
@@ -120,8 +135,10 @@ impl Drop for Staging {
 /// The result hash of a results folder: its UnixFS root with the
 /// `unixfs-v1-2025` profile.
 pub fn hash_results(dir: &Path) -> Result<Cid> {
-    shoal_store::hash_path(dir, shoal_store::Profile::UnixfsV1_2025)
-        .map_err(|e| Error::Hash { path: dir.to_owned(), message: e.to_string() })
+    shoal_store::hash_path(dir, shoal_store::Profile::UnixfsV1_2025).map_err(|e| Error::Hash {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Removes staging folders a previous run of the node left behind (after a
@@ -151,7 +168,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Total size of the regular files under `path` (symlinks not followed).
 pub(crate) fn tree_size(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
     if meta.is_dir() {
         fs::read_dir(path)
             .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
@@ -210,9 +229,14 @@ pub(crate) fn remove_tree(path: &Path) -> Result<()> {
 }
 
 fn make_writable(path: &Path) {
-    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
     if meta.is_dir() {
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
+        let _ = fs::set_permissions(
+            path,
+            fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+        );
         if let Ok(entries) = fs::read_dir(path) {
             for entry in entries.flatten() {
                 make_writable(&entry.path());

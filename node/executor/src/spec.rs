@@ -28,7 +28,9 @@ impl ExecutionId {
         let ok = !id.is_empty()
             && id.len() <= 128
             && !id.starts_with(['.', '-'])
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(Self(id))
         } else {
@@ -107,7 +109,13 @@ pub struct WasmSpec {
 impl WasmSpec {
     /// A spec running `_start` of `module` with no args or env and seed 0.
     pub fn new(module: WasmModule) -> Self {
-        Self { module, entrypoint: "_start".into(), args: Vec::new(), env: Vec::new(), random_seed: 0 }
+        Self {
+            module,
+            entrypoint: "_start".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            random_seed: 0,
+        }
     }
 }
 
@@ -262,18 +270,27 @@ impl ExecutionRequest {
         for input in &self.inputs {
             check_container_path(&input.container_path)?;
             if !paths.insert(input.container_path.as_str()) {
-                return Err(Error::invalid(format!("two mounts use the path {}", input.container_path)));
+                return Err(Error::invalid(format!(
+                    "two mounts use the path {}",
+                    input.container_path
+                )));
             }
         }
         let mut names = BTreeSet::new();
         for output in &self.outputs {
             check_output_name(&output.name)?;
             if !names.insert(output.name.as_str()) {
-                return Err(Error::invalid(format!("two outputs are named {}", output.name)));
+                return Err(Error::invalid(format!(
+                    "two outputs are named {}",
+                    output.name
+                )));
             }
             check_container_path(&output.container_path)?;
             if !paths.insert(output.container_path.as_str()) {
-                return Err(Error::invalid(format!("two mounts use the path {}", output.container_path)));
+                return Err(Error::invalid(format!(
+                    "two mounts use the path {}",
+                    output.container_path
+                )));
             }
         }
         if let EngineSpec::Wasm(spec) = &self.engine
@@ -297,7 +314,9 @@ fn check_output_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         && !RESERVED_RESULT_NAMES.contains(&name);
     if ok {
         Ok(())
@@ -310,7 +329,9 @@ fn check_output_name(name: &str) -> Result<()> {
 
 fn check_container_path(path: &str) -> Result<()> {
     let p = Path::new(path);
-    let normal = p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let normal = p
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
     if p.is_absolute() && normal && p.components().count() > 1 && !path.contains(':') {
         Ok(())
     } else {
@@ -342,11 +363,17 @@ pub struct ExecutionResult {
 #[non_exhaustive]
 pub enum Unsupported {
     #[error("the {executor} executor does not run {engine} jobs")]
-    WrongEngine { executor: &'static str, engine: EngineKind },
+    WrongEngine {
+        executor: &'static str,
+        engine: EngineKind,
+    },
     #[error("image {image} is not present on this node")]
     ImageMissing { image: String },
     #[error("the {executor} executor is not available on this node: {reason}")]
-    NotAvailable { executor: &'static str, reason: String },
+    NotAvailable {
+        executor: &'static str,
+        reason: String,
+    },
 }
 
 #[cfg(test)]
@@ -364,19 +391,32 @@ mod tests {
     #[test]
     fn requests_are_validated() {
         let id = ExecutionId::new("v").expect("valid id");
-        let mut req = ExecutionRequest::new(id, EngineSpec::Docker(DockerSpec::shell("img", "true")));
+        let mut req =
+            ExecutionRequest::new(id, EngineSpec::Docker(DockerSpec::shell("img", "true")));
         assert!(req.validate().is_ok());
         for bad in ["stdout", "exitCode", ".x", "a/b", ""] {
-            req.outputs = vec![OutputVolume { name: bad.into(), container_path: "/out".into() }];
+            req.outputs = vec![OutputVolume {
+                name: bad.into(),
+                container_path: "/out".into(),
+            }];
             assert!(req.validate().is_err(), "output name {bad:?} accepted");
         }
         for bad in ["relative", "/", "/a/../b", "/a:ro"] {
-            req.outputs = vec![OutputVolume { name: "out".into(), container_path: bad.into() }];
+            req.outputs = vec![OutputVolume {
+                name: "out".into(),
+                container_path: bad.into(),
+            }];
             assert!(req.validate().is_err(), "path {bad:?} accepted");
         }
         req.outputs = vec![
-            OutputVolume { name: "a".into(), container_path: "/out".into() },
-            OutputVolume { name: "b".into(), container_path: "/out".into() },
+            OutputVolume {
+                name: "a".into(),
+                container_path: "/out".into(),
+            },
+            OutputVolume {
+                name: "b".into(),
+                container_path: "/out".into(),
+            },
         ];
         assert!(req.validate().is_err(), "duplicate path accepted");
     }

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline, WasmFeatures};
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline,
+    WasmFeatures,
+};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -59,7 +62,11 @@ pub struct WasmConfig {
 impl WasmConfig {
     /// Defaults: 64 cached modules, a 10 ms tick.
     pub fn new(results_root: impl Into<PathBuf>) -> Self {
-        Self { results_root: results_root.into(), module_cache_capacity: 64, epoch_tick: Duration::from_millis(10) }
+        Self {
+            results_root: results_root.into(),
+            module_cache_capacity: 64,
+            epoch_tick: Duration::from_millis(10),
+        }
     }
 }
 
@@ -120,7 +127,10 @@ impl Ticker {
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot start the WASM epoch thread: {e}")))?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -142,9 +152,12 @@ impl WasmExecutor {
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
             .wasm_relaxed_simd(false)
-            .wasm_features(WasmFeatures::THREADS | WasmFeatures::SHARED_EVERYTHING_THREADS, false);
-        let engine =
-            Engine::new(&wasm).map_err(|e| Error::Internal(format!("cannot configure wasmtime: {e:#}")))?;
+            .wasm_features(
+                WasmFeatures::THREADS | WasmFeatures::SHARED_EVERYTHING_THREADS,
+                false,
+            );
+        let engine = Engine::new(&wasm)
+            .map_err(|e| Error::Internal(format!("cannot configure wasmtime: {e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut JobState| &mut s.wasi)
             .map_err(|e| Error::Internal(format!("cannot link WASI: {e:#}")))?;
@@ -163,7 +176,11 @@ impl WasmExecutor {
     /// Compiled-module cache counters.
     pub fn cache_stats(&self) -> CacheStats {
         let cache = self.inner.cache();
-        CacheStats { hits: cache.hits, compiles: cache.compiles, entries: cache.modules.len() }
+        CacheStats {
+            hits: cache.hits,
+            compiles: cache.compiles,
+            entries: cache.modules.len(),
+        }
     }
 
     /// Compiles a module into the cache ahead of its first run (blocking).
@@ -177,10 +194,17 @@ impl WasmExecutor {
 
 impl Inner {
     fn cache(&self) -> MutexGuard<'_, ModuleCache> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn instance_pre(&self, hash: ModuleHash, bytes: &[u8], entrypoint: &str) -> Result<InstancePre<JobState>> {
+    fn instance_pre(
+        &self,
+        hash: ModuleHash,
+        bytes: &[u8],
+        entrypoint: &str,
+    ) -> Result<InstancePre<JobState>> {
         {
             let mut cache = self.cache();
             cache.clock += 1;
@@ -192,19 +216,34 @@ impl Inner {
                 return Ok(pre);
             }
         }
-        let module = Module::new(&self.engine, bytes)
-            .map_err(|e| Error::WasmCompile { module_hash: hash.to_string(), message: format!("{e:#}") })?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| Error::WasmInstantiate {
+        let module = Module::new(&self.engine, bytes).map_err(|e| Error::WasmCompile {
             module_hash: hash.to_string(),
-            entrypoint: entrypoint.to_owned(),
             message: format!("{e:#}"),
         })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| Error::WasmInstantiate {
+                module_hash: hash.to_string(),
+                entrypoint: entrypoint.to_owned(),
+                message: format!("{e:#}"),
+            })?;
         let mut cache = self.cache();
         cache.compiles += 1;
         let now = cache.clock;
-        cache.modules.insert(hash, CachedModule { pre: pre.clone(), last_used: now });
+        cache.modules.insert(
+            hash,
+            CachedModule {
+                pre: pre.clone(),
+                last_used: now,
+            },
+        );
         while cache.modules.len() > self.config.module_cache_capacity.max(1) {
-            let oldest = cache.modules.iter().min_by_key(|(_, m)| m.last_used).map(|(h, _)| *h);
+            let oldest = cache
+                .modules
+                .iter()
+                .min_by_key(|(_, m)| m.last_used)
+                .map(|(h, _)| *h);
             match oldest {
                 Some(h) => cache.modules.remove(&h),
                 None => break,
@@ -214,10 +253,16 @@ impl Inner {
     }
 
     /// Runs one job on the current (blocking) thread.
-    fn run_blocking(&self, req: &ExecutionRequest, spec: &WasmSpec, cancel: CancellationToken) -> Result<ExecutionResult> {
+    fn run_blocking(
+        &self,
+        req: &ExecutionRequest,
+        spec: &WasmSpec,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult> {
         let started = Instant::now();
         let limits = &req.limits;
-        let mut staging = Staging::create(&self.config.results_root, &req.execution_id, &req.outputs)?;
+        let mut staging =
+            Staging::create(&self.config.results_root, &req.execution_id, &req.outputs)?;
 
         let bytes = load_module(&spec.module)?;
         let hash = ModuleHash::of(&bytes);
@@ -237,7 +282,8 @@ impl Inner {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let time = Arc::new(AtomicU64::new(0));
-        wasi.wall_clock(LogicalClock(time.clone())).monotonic_clock(LogicalClock(time));
+        wasi.wall_clock(LogicalClock(time.clone()))
+            .monotonic_clock(LogicalClock(time));
         wasi.secure_random(SeededRng::new(spec.random_seed, 1))
             .insecure_random(SeededRng::new(spec.random_seed, 2))
             .insecure_random_seed(u128::from(SeededRng::new(spec.random_seed, 3).next()));
@@ -256,7 +302,11 @@ impl Inner {
             deadline: started + limits.timeout,
             cancel,
             ticks: 0,
-            output_dirs: req.outputs.iter().map(|o| staging.output_dir(&o.name)).collect(),
+            output_dirs: req
+                .outputs
+                .iter()
+                .map(|o| staging.output_dir(&o.name))
+                .collect(),
             max_output_bytes: limits.max_output_bytes,
         };
         let mut store = Store::new(&self.engine, state);
@@ -291,7 +341,9 @@ impl Inner {
                     return Err(stop.into_error(req, limits));
                 }
                 if state.memory_exceeded {
-                    return Err(Error::MemoryLimit { limit_bytes: limits.memory_bytes });
+                    return Err(Error::MemoryLimit {
+                        limit_bytes: limits.memory_bytes,
+                    });
                 }
                 if let Some(exit) = e.downcast_ref::<I32Exit>() {
                     exit.0
@@ -307,7 +359,9 @@ impl Inner {
                     trap_note = Some(format!("\nwasm trap: {trap}\n"));
                     TRAP_EXIT_CODE
                 } else {
-                    return Err(Error::Internal(format!("the WASM job failed in a host call: {e:#}")));
+                    return Err(Error::Internal(format!(
+                        "the WASM job failed in a host call: {e:#}"
+                    )));
                 }
             }
         };
@@ -315,16 +369,24 @@ impl Inner {
         drop(store);
 
         if staging.output_bytes(&req.outputs) > limits.max_output_bytes {
-            return Err(Error::OutputTooLarge { limit_bytes: limits.max_output_bytes });
+            return Err(Error::OutputTooLarge {
+                limit_bytes: limits.max_output_bytes,
+            });
         }
         let (stdout, stdout_truncated) = stdout.take();
         let (mut stderr, mut stderr_truncated) = stderr.take();
         if let Some(note) = trap_note {
-            let room = usize::try_from(limits.max_stderr_bytes).unwrap_or(usize::MAX).saturating_sub(stderr.len());
+            let room = usize::try_from(limits.max_stderr_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(stderr.len());
             stderr_truncated |= note.len() > room;
             stderr.extend_from_slice(&note.as_bytes()[..note.len().min(room)]);
         }
-        let collected = Collected { stdout, stderr, exit_code };
+        let collected = Collected {
+            stdout,
+            stderr,
+            exit_code,
+        };
         let (results_dir, result_hash) = staging.finish(&collected, &req.outputs)?;
         Ok(ExecutionResult {
             execution_id: req.execution_id.clone(),
@@ -352,17 +414,29 @@ impl Executor for WasmExecutor {
     async fn can_run(&self, engine: &EngineSpec) -> Result<(), Unsupported> {
         match engine {
             EngineSpec::Wasm(_) => Ok(()),
-            other => Err(Unsupported::WrongEngine { executor: self.name(), engine: other.kind() }),
+            other => Err(Unsupported::WrongEngine {
+                executor: self.name(),
+                engine: other.kind(),
+            }),
         }
     }
 
-    async fn run(&self, req: ExecutionRequest, cancel: CancellationToken) -> Result<ExecutionResult> {
+    async fn run(
+        &self,
+        req: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult> {
         req.validate()?;
         let EngineSpec::Wasm(spec) = req.engine.clone() else {
-            return Err(Error::Unsupported(Unsupported::WrongEngine { executor: self.name(), engine: req.engine.kind() }));
+            return Err(Error::Unsupported(Unsupported::WrongEngine {
+                executor: self.name(),
+                engine: req.engine.kind(),
+            }));
         };
         if cancel.is_cancelled() {
-            return Err(Error::Cancelled { id: req.execution_id });
+            return Err(Error::Cancelled {
+                id: req.execution_id,
+            });
         }
         // Dropping this future (node shutdown) cancels the job too, so the
         // blocking task stops within a tick and removes its staging folder.
@@ -388,7 +462,11 @@ fn load_module(module: &WasmModule) -> Result<Arc<[u8]>> {
 /// Folders are preopened read-only where the spec says. Single files are
 /// hard-linked (or copied) into a scratch folder per guest parent folder,
 /// which is preopened in their place, so the guest sees only its inputs.
-fn preopen_inputs(wasi: &mut WasiCtxBuilder, staging: &mut Staging, inputs: &[InputMount]) -> Result<()> {
+fn preopen_inputs(
+    wasi: &mut WasiCtxBuilder,
+    staging: &mut Staging,
+    inputs: &[InputMount],
+) -> Result<()> {
     let mut file_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     for input in inputs {
         let meta = std::fs::metadata(&input.host_path)
@@ -400,7 +478,10 @@ fn preopen_inputs(wasi: &mut WasiCtxBuilder, staging: &mut Staging, inputs: &[In
         }
         let guest = Path::new(&input.container_path);
         let (Some(parent), Some(name)) = (guest.parent(), guest.file_name()) else {
-            return Err(Error::invalid(format!("input path {} has no folder", input.container_path)));
+            return Err(Error::invalid(format!(
+                "input path {} has no folder",
+                input.container_path
+            )));
         };
         let parent = parent.to_string_lossy().into_owned();
         let dir = match file_dirs.get(&parent) {
@@ -413,12 +494,15 @@ fn preopen_inputs(wasi: &mut WasiCtxBuilder, staging: &mut Staging, inputs: &[In
         };
         let target = dir.join(name);
         if std::fs::hard_link(&input.host_path, &target).is_err() {
-            std::fs::copy(&input.host_path, &target).map_err(|e| Error::io("staging the input", &input.host_path, e))?;
+            std::fs::copy(&input.host_path, &target)
+                .map_err(|e| Error::io("staging the input", &input.host_path, e))?;
         }
     }
     for (guest, dir) in &file_dirs {
         if inputs.iter().any(|i| i.container_path == *guest) {
-            return Err(Error::invalid(format!("{guest} is mounted as a folder and also holds input files")));
+            return Err(Error::invalid(format!(
+                "{guest} is mounted as a folder and also holds input files"
+            )));
         }
         wasi.preopened_dir(dir, guest, FsPerms::ReadOnly)
             .map_err(|e| Error::io("opening the input folder", dir, to_io(e)))?;
@@ -453,9 +537,15 @@ enum Stop {
 impl Stop {
     fn into_error(self, req: &ExecutionRequest, limits: &crate::spec::Limits) -> Error {
         match self {
-            Self::Cancelled => Error::Cancelled { id: req.execution_id.clone() },
-            Self::Timeout => Error::Timeout { timeout: limits.timeout },
-            Self::OutputTooLarge => Error::OutputTooLarge { limit_bytes: limits.max_output_bytes },
+            Self::Cancelled => Error::Cancelled {
+                id: req.execution_id.clone(),
+            },
+            Self::Timeout => Error::Timeout {
+                timeout: limits.timeout,
+            },
+            Self::OutputTooLarge => Error::OutputTooLarge {
+                limit_bytes: limits.max_output_bytes,
+            },
         }
     }
 }
@@ -471,7 +561,11 @@ impl JobState {
         }
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks.is_multiple_of(OUTPUT_CHECK_TICKS) {
-            let written: u64 = self.output_dirs.iter().map(|d| crate::results::tree_size(d)).sum();
+            let written: u64 = self
+                .output_dirs
+                .iter()
+                .map(|d| crate::results::tree_size(d))
+                .sum();
             if written > self.max_output_bytes {
                 return Some(Stop::OutputTooLarge);
             }
@@ -481,7 +575,12 @@ impl JobState {
 }
 
 impl ResourceLimiter for JobState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_exceeded = true;
             return Err(wasmtime::Error::msg("memory limit reached"));
@@ -489,7 +588,12 @@ impl ResourceLimiter for JobState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }
@@ -594,7 +698,9 @@ impl CappedPipe {
     }
 
     fn lock(&self) -> MutexGuard<'_, CappedBuf> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, data: &[u8]) {
@@ -650,7 +756,11 @@ impl Pollable for CappedPipe {
 }
 
 impl tokio::io::AsyncWrite for CappedPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

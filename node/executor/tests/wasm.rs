@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, corpus, id, pgm, wasm};
 use shoal_executor::{
-    CancellationToken, EngineSpec, Error, ExecutionRequest, Executor, ExecutorRegistry, InputMount, Limits,
-    OutputVolume, WasmConfig, WasmExecutor, WasmModule, WasmSpec,
+    CancellationToken, EngineSpec, Error, ExecutionRequest, Executor, ExecutorRegistry, InputMount,
+    Limits, OutputVolume, WasmConfig, WasmExecutor, WasmModule, WasmSpec,
 };
 use std::sync::Arc;
 
@@ -33,18 +33,31 @@ async fn hello_writes_the_results_folder() {
     let exec = executor(dir.path());
     let mut req = request("hello", "hello");
     spec(&mut req).args = vec!["one".into(), "two words".into()];
-    let res = exec.run(req, CancellationToken::new()).await.expect("hello runs");
+    let res = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect("hello runs");
     assert_eq!(res.exit_code, 0);
     assert_eq!(res.results_dir, dir.path().join("hello"));
     let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
     assert_eq!(stdout, "hello from wasm\narg 1: one\narg 2: two words\n");
     let stderr = std::fs::read_to_string(res.results_dir.join("stderr")).expect("stderr");
     assert_eq!(stderr, "hello on stderr\n");
-    assert_eq!(std::fs::read(res.results_dir.join("exitCode")).expect("exitCode"), b"0");
+    assert_eq!(
+        std::fs::read(res.results_dir.join("exitCode")).expect("exitCode"),
+        b"0"
+    );
     assert!(!res.stdout_truncated && !res.stderr_truncated);
     assert!(res.fuel_consumed.is_some_and(|f| f > 0));
-    assert_eq!(res.result_hash, shoal_executor::hash_results(&res.results_dir).expect("hash"));
-    assert_eq!(res.result_hash.codec(), 0x70, "the result hash is a dag-pb UnixFS folder");
+    assert_eq!(
+        res.result_hash,
+        shoal_executor::hash_results(&res.results_dir).expect("hash")
+    );
+    assert_eq!(
+        res.result_hash.codec(),
+        0x70,
+        "the result hash is a dag-pb UnixFS folder"
+    );
 }
 
 #[tokio::test]
@@ -55,7 +68,10 @@ async fn exit_code_comes_from_env() {
     spec(&mut req).env = vec![("EXIT_CODE".into(), "7".into())];
     let res = exec.run(req, CancellationToken::new()).await.expect("runs");
     assert_eq!(res.exit_code, 7);
-    assert_eq!(std::fs::read(res.results_dir.join("exitCode")).expect("exitCode"), b"7");
+    assert_eq!(
+        std::fs::read(res.results_dir.join("exitCode")).expect("exitCode"),
+        b"7"
+    );
 }
 
 #[tokio::test]
@@ -70,24 +86,61 @@ async fn copies_an_input_file_to_an_output() {
     let exec = executor(&dir.path().join("results"));
     let mut req = request("copy", "copy");
     spec(&mut req).args = vec!["/inputs/scene.bin".into(), "/outputs/copy.bin".into()];
-    req.inputs = vec![InputMount { host_path: input, container_path: "/inputs/scene.bin".into() }];
-    req.outputs = vec![OutputVolume { name: "out".into(), container_path: "/outputs".into() }];
-    let res = exec.run(req, CancellationToken::new()).await.expect("copy runs");
-    assert_eq!(res.exit_code, 0, "stderr: {:?}", std::fs::read_to_string(res.results_dir.join("stderr")));
-    assert_eq!(std::fs::read(res.results_dir.join("out/copy.bin")).expect("output"), bytes);
+    req.inputs = vec![InputMount {
+        host_path: input,
+        container_path: "/inputs/scene.bin".into(),
+    }];
+    req.outputs = vec![OutputVolume {
+        name: "out".into(),
+        container_path: "/outputs".into(),
+    }];
+    let res = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect("copy runs");
+    assert_eq!(
+        res.exit_code,
+        0,
+        "stderr: {:?}",
+        std::fs::read_to_string(res.results_dir.join("stderr"))
+    );
+    assert_eq!(
+        std::fs::read(res.results_dir.join("out/copy.bin")).expect("output"),
+        bytes
+    );
     let names: BTreeSet<String> = std::fs::read_dir(&res.results_dir)
         .expect("results")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, BTreeSet::from(["exitCode".into(), "out".into(), "stderr".into(), "stdout".into()]));
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "exitCode".into(),
+            "out".into(),
+            "stderr".into(),
+            "stdout".into()
+        ])
+    );
 
     // Only the named file is visible, not its siblings on the host.
     let mut req = request("peek", "copy");
     spec(&mut req).args = vec!["/inputs/secret.txt".into(), "/outputs/x".into()];
-    req.inputs = vec![InputMount { host_path: data.path().join("scene.bin"), container_path: "/inputs/scene.bin".into() }];
-    req.outputs = vec![OutputVolume { name: "out".into(), container_path: "/outputs".into() }];
-    let res = exec.run(req, CancellationToken::new()).await.expect("peek runs");
-    assert_eq!(res.exit_code, 1, "a sibling of an input file must not be readable");
+    req.inputs = vec![InputMount {
+        host_path: data.path().join("scene.bin"),
+        container_path: "/inputs/scene.bin".into(),
+    }];
+    req.outputs = vec![OutputVolume {
+        name: "out".into(),
+        container_path: "/outputs".into(),
+    }];
+    let res = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect("peek runs");
+    assert_eq!(
+        res.exit_code, 1,
+        "a sibling of an input file must not be readable"
+    );
 }
 
 #[tokio::test]
@@ -98,10 +151,16 @@ async fn inputs_are_read_only() {
     let exec = executor(&dir.path().join("results"));
     let mut req = request("ro2", "writer");
     spec(&mut req).args = vec!["0".into(), "/data/a.txt".into(), "5".into()];
-    req.inputs = vec![InputMount { host_path: data.path().to_owned(), container_path: "/data".into() }];
+    req.inputs = vec![InputMount {
+        host_path: data.path().to_owned(),
+        container_path: "/data".into(),
+    }];
     let res = exec.run(req, CancellationToken::new()).await.expect("runs");
     assert_ne!(res.exit_code, 0, "writing into an input folder must fail");
-    assert_eq!(std::fs::read_to_string(data.path().join("a.txt")).expect("read"), "original");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("a.txt")).expect("read"),
+        "original"
+    );
 }
 
 #[tokio::test]
@@ -112,10 +171,23 @@ async fn cloud_mask_thresholds_a_pgm() {
     std::fs::write(data.path().join("scene.pgm"), pgm(w, h)).expect("write scene");
     let exec = executor(&dir.path().join("results"));
     let mut req = request("mask", "cloudmask");
-    spec(&mut req).args = vec!["/scenes/scene.pgm".into(), "/masks/mask.pgm".into(), "200".into()];
-    req.inputs = vec![InputMount { host_path: data.path().to_owned(), container_path: "/scenes".into() }];
-    req.outputs = vec![OutputVolume { name: "masks".into(), container_path: "/masks".into() }];
-    let res = exec.run(req, CancellationToken::new()).await.expect("mask runs");
+    spec(&mut req).args = vec![
+        "/scenes/scene.pgm".into(),
+        "/masks/mask.pgm".into(),
+        "200".into(),
+    ];
+    req.inputs = vec![InputMount {
+        host_path: data.path().to_owned(),
+        container_path: "/scenes".into(),
+    }];
+    req.outputs = vec![OutputVolume {
+        name: "masks".into(),
+        container_path: "/masks".into(),
+    }];
+    let res = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect("mask runs");
     assert_eq!(res.exit_code, 0);
     let mask = std::fs::read(res.results_dir.join("masks/mask.pgm")).expect("mask");
     let header = format!("P5\n{w} {h}\n255\n");
@@ -129,7 +201,10 @@ async fn cloud_mask_thresholds_a_pgm() {
     }
     let cloudy = pixels.iter().filter(|p| **p == 255).count();
     let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
-    assert!(stdout.starts_with(&format!("pixels {} cloudy {cloudy} ", w * h)), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("pixels {} cloudy {cloudy} ", w * h)),
+        "{stdout}"
+    );
 }
 
 /// The same job, 20 runs alternating between two executor instances, gives one
@@ -140,44 +215,80 @@ async fn twenty_runs_on_two_executors_give_one_hash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let docs = dir.path().join("docs");
     let words = corpus(&docs, 300);
-    let execs = [executor(&dir.path().join("a")), executor(&dir.path().join("b"))];
+    let execs = [
+        executor(&dir.path().join("a")),
+        executor(&dir.path().join("b")),
+    ];
 
     let mut hashes = BTreeSet::new();
     for i in 0..20 {
         let mut req = request(&format!("wc-{i}"), "wordcount");
         spec(&mut req).args = vec!["/docs".into(), "/report/words.txt".into()];
-        req.inputs = vec![InputMount { host_path: docs.clone(), container_path: "/docs".into() }];
-        req.outputs = vec![OutputVolume { name: "report".into(), container_path: "/report".into() }];
-        let res = execs[i % 2].run(req, CancellationToken::new()).await.expect("wordcount runs");
+        req.inputs = vec![InputMount {
+            host_path: docs.clone(),
+            container_path: "/docs".into(),
+        }];
+        req.outputs = vec![OutputVolume {
+            name: "report".into(),
+            container_path: "/report".into(),
+        }];
+        let res = execs[i % 2]
+            .run(req, CancellationToken::new())
+            .await
+            .expect("wordcount runs");
         assert_eq!(res.exit_code, 0);
         let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
         assert_eq!(stdout, format!("files 300 words {words}\n"));
         hashes.insert(res.result_hash);
     }
-    assert_eq!(hashes.len(), 1, "word count gave different result hashes: {hashes:?}");
+    assert_eq!(
+        hashes.len(),
+        1,
+        "word count gave different result hashes: {hashes:?}"
+    );
 
     let mut hashes = BTreeSet::new();
     let mut first_stdout = None;
     for i in 0..20 {
         let mut req = request(&format!("clock-{i}"), "clockrand");
         spec(&mut req).random_seed = 42;
-        let res = execs[i % 2].run(req, CancellationToken::new()).await.expect("clockrand runs");
+        let res = execs[i % 2]
+            .run(req, CancellationToken::new())
+            .await
+            .expect("clockrand runs");
         assert_eq!(res.exit_code, 0);
         let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
         first_stdout.get_or_insert(stdout);
         hashes.insert(res.result_hash);
     }
-    assert_eq!(hashes.len(), 1, "clock/random gave different result hashes: {hashes:?}");
+    assert_eq!(
+        hashes.len(),
+        1,
+        "clock/random gave different result hashes: {hashes:?}"
+    );
     let stdout = first_stdout.expect("ran");
-    assert!(stdout.starts_with("realtime 946684800."), "the wall clock is logical: {stdout}");
-    assert!(stdout.contains("nan bits 7ff8000000000000 7fc00000"), "NaNs are canonical: {stdout}");
+    assert!(
+        stdout.starts_with("realtime 946684800."),
+        "the wall clock is logical: {stdout}"
+    );
+    assert!(
+        stdout.contains("nan bits 7ff8000000000000 7fc00000"),
+        "NaNs are canonical: {stdout}"
+    );
 
     // A different seed gives different random numbers (the seed is used).
     let mut req = request("clock-other-seed", "clockrand");
     spec(&mut req).random_seed = 43;
-    let res = execs[0].run(req, CancellationToken::new()).await.expect("clockrand runs");
+    let res = execs[0]
+        .run(req, CancellationToken::new())
+        .await
+        .expect("clockrand runs");
     let other = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
-    let entropy = |s: &str| s.lines().find(|l| l.starts_with("entropy")).map(str::to_owned);
+    let entropy = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("entropy"))
+            .map(str::to_owned)
+    };
     assert_ne!(entropy(&stdout), entropy(&other));
     assert!(!hashes.contains(&res.result_hash));
 }
@@ -187,7 +298,9 @@ async fn a_second_run_does_not_recompile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
     for i in 0..3 {
-        exec.run(request(&format!("c{i}"), "hello"), CancellationToken::new()).await.expect("runs");
+        exec.run(request(&format!("c{i}"), "hello"), CancellationToken::new())
+            .await
+            .expect("runs");
     }
     let stats = exec.cache_stats();
     assert_eq!(stats.compiles, 1, "{stats:?}");
@@ -212,9 +325,18 @@ async fn fuel_limit_stops_an_infinite_loop() {
     let exec = executor(dir.path());
     let mut req = request("fuel", "loop");
     req.limits.fuel = 20_000_000;
-    req.outputs = vec![OutputVolume { name: "out".into(), container_path: "/out".into() }];
-    let err = exec.run(req, CancellationToken::new()).await.expect_err("must stop");
-    assert!(matches!(err, Error::FuelExhausted { fuel: 20_000_000 }), "{err}");
+    req.outputs = vec![OutputVolume {
+        name: "out".into(),
+        container_path: "/out".into(),
+    }];
+    let err = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect_err("must stop");
+    assert!(
+        matches!(err, Error::FuelExhausted { fuel: 20_000_000 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("limits.fuel"), "{err}");
     assert_nothing_left(dir.path());
 }
@@ -224,11 +346,22 @@ async fn timeout_stops_an_infinite_loop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
     let mut req = request("slow", "loop");
-    req.limits = Limits { fuel: u64::MAX, timeout: Duration::from_millis(300), ..Limits::default() };
+    req.limits = Limits {
+        fuel: u64::MAX,
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
     let started = Instant::now();
-    let err = exec.run(req, CancellationToken::new()).await.expect_err("must stop");
+    let err = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect_err("must stop");
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_nothing_left(dir.path());
 }
 
@@ -238,8 +371,14 @@ async fn memory_limit_stops_a_memory_hog() {
     let exec = executor(dir.path());
     let mut req = request("hog", "memhog");
     req.limits.memory_bytes = 32 << 20;
-    let err = exec.run(req, CancellationToken::new()).await.expect_err("must stop");
-    assert!(matches!(err, Error::MemoryLimit { limit_bytes } if limit_bytes == 32 << 20), "{err}");
+    let err = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect_err("must stop");
+    assert!(
+        matches!(err, Error::MemoryLimit { limit_bytes } if limit_bytes == 32 << 20),
+        "{err}"
+    );
     assert!(err.to_string().contains("limits.memory_bytes"), "{err}");
     assert_nothing_left(dir.path());
 }
@@ -250,10 +389,24 @@ async fn output_limit_stops_a_big_writer() {
     let exec = executor(dir.path());
     let mut req = request("big", "writer");
     spec(&mut req).args = vec!["0".into(), "/out/big".into(), "3000000".into()];
-    req.outputs = vec![OutputVolume { name: "out".into(), container_path: "/out".into() }];
+    req.outputs = vec![OutputVolume {
+        name: "out".into(),
+        container_path: "/out".into(),
+    }];
     req.limits.max_output_bytes = 1_000_000;
-    let err = exec.run(req, CancellationToken::new()).await.expect_err("must stop");
-    assert!(matches!(err, Error::OutputTooLarge { limit_bytes: 1_000_000 }), "{err}");
+    let err = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect_err("must stop");
+    assert!(
+        matches!(
+            err,
+            Error::OutputTooLarge {
+                limit_bytes: 1_000_000
+            }
+        ),
+        "{err}"
+    );
     assert_nothing_left(dir.path());
 }
 
@@ -267,7 +420,12 @@ async fn stdout_is_capped_and_marked_truncated() {
     let res = exec.run(req, CancellationToken::new()).await.expect("runs");
     assert_eq!(res.exit_code, 0);
     assert!(res.stdout_truncated);
-    assert_eq!(std::fs::read(res.results_dir.join("stdout")).expect("stdout").len(), 1000);
+    assert_eq!(
+        std::fs::read(res.results_dir.join("stdout"))
+            .expect("stdout")
+            .len(),
+        1000
+    );
 }
 
 #[tokio::test]
@@ -296,7 +454,11 @@ async fn dropping_the_run_future_stops_the_job() {
     let mut req = request("dropped", "loop");
     req.limits.fuel = u64::MAX;
     let run = exec.run(req, CancellationToken::new());
-    assert!(tokio::time::timeout(Duration::from_millis(200), run).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), run)
+            .await
+            .is_err()
+    );
     // The guest notices within a tick and its blocking task cleans up.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !common::leftovers(dir.path()).is_empty() && Instant::now() < deadline {
@@ -311,9 +473,14 @@ async fn a_broken_module_is_a_clear_error() {
     let exec = executor(dir.path());
     let req = ExecutionRequest::new(
         id("broken"),
-        EngineSpec::Wasm(WasmSpec::new(WasmModule::Bytes(Arc::from(&b"\0asm not really"[..])))),
+        EngineSpec::Wasm(WasmSpec::new(WasmModule::Bytes(Arc::from(
+            &b"\0asm not really"[..],
+        )))),
     );
-    let err = exec.run(req, CancellationToken::new()).await.expect_err("must fail");
+    let err = exec
+        .run(req, CancellationToken::new())
+        .await
+        .expect_err("must fail");
     assert!(matches!(err, Error::WasmCompile { .. }), "{err}");
     assert_nothing_left(dir.path());
 }
@@ -322,8 +489,13 @@ async fn a_broken_module_is_a_clear_error() {
 async fn results_are_not_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
-    exec.run(request("twice", "hello"), CancellationToken::new()).await.expect("first run");
-    let err = exec.run(request("twice", "hello"), CancellationToken::new()).await.expect_err("second run");
+    exec.run(request("twice", "hello"), CancellationToken::new())
+        .await
+        .expect("first run");
+    let err = exec
+        .run(request("twice", "hello"), CancellationToken::new())
+        .await
+        .expect_err("second run");
     assert!(matches!(err, Error::ResultsExist { .. }), "{err}");
 }
 
@@ -333,12 +505,18 @@ async fn the_registry_picks_the_executor_by_engine() {
     let mut registry = ExecutorRegistry::new();
     registry.register(Arc::new(executor(dir.path())));
     assert_eq!(registry.names(), vec!["wasm"]);
-    let res = registry.run(request("reg", "hello"), CancellationToken::new()).await.expect("runs");
+    let res = registry
+        .run(request("reg", "hello"), CancellationToken::new())
+        .await
+        .expect("runs");
     assert_eq!(res.exit_code, 0);
     let docker = EngineSpec::Docker(shoal_executor::DockerSpec::shell("busybox", "true"));
     assert!(registry.can_run(&docker).await.is_err());
     let err = registry
-        .run(ExecutionRequest::new(id("nodocker"), docker), CancellationToken::new())
+        .run(
+            ExecutionRequest::new(id("nodocker"), docker),
+            CancellationToken::new(),
+        )
         .await
         .expect_err("no docker executor");
     assert!(matches!(err, Error::UnknownExecutor { .. }), "{err}");
@@ -348,14 +526,23 @@ async fn the_registry_picks_the_executor_by_engine() {
 async fn a_guest_trap_is_a_result_with_exit_code_134() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
-    let res = exec.run(request("trap", "trap"), CancellationToken::new()).await.expect("a trap is a result");
+    let res = exec
+        .run(request("trap", "trap"), CancellationToken::new())
+        .await
+        .expect("a trap is a result");
     assert_eq!(res.exit_code, 134);
-    assert_eq!(std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout"), "about to abort\n");
+    assert_eq!(
+        std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout"),
+        "about to abort\n"
+    );
     let stderr = std::fs::read_to_string(res.results_dir.join("stderr")).expect("stderr");
     assert!(stderr.contains("wasm trap: "), "{stderr}");
     // The same trap gives the same result hash on another executor.
     let other = tempfile::tempdir().expect("tempdir");
-    let res2 = executor(other.path()).run(request("trap", "trap"), CancellationToken::new()).await.expect("runs");
+    let res2 = executor(other.path())
+        .run(request("trap", "trap"), CancellationToken::new())
+        .await
+        .expect("runs");
     assert_eq!(res.result_hash, res2.result_hash);
 }
 
@@ -364,7 +551,13 @@ async fn stale_staging_folders_are_removed_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join(".crashed-job.running/out")).expect("mkdir");
     std::fs::create_dir_all(dir.path().join("finished-job")).expect("mkdir");
-    assert_eq!(shoal_executor::remove_stale_staging(dir.path()).expect("cleanup"), 1);
-    assert!(dir.path().join("finished-job").exists(), "finished results are kept");
+    assert_eq!(
+        shoal_executor::remove_stale_staging(dir.path()).expect("cleanup"),
+        1
+    );
+    assert!(
+        dir.path().join("finished-job").exists(),
+        "finished results are kept"
+    );
     assert!(!dir.path().join(".crashed-job.running").exists());
 }

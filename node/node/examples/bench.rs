@@ -12,8 +12,13 @@ use shoal_node::model::{JobId, JobState};
 use shoal_types::JobSpec;
 
 async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
-    let v: serde_json::Value =
-        reqwest::Client::new().post(format!("{api}/api/v1/content")).body(bytes).send().await?.json().await?;
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{api}/api/v1/content"))
+        .body(bytes)
+        .send()
+        .await?
+        .json()
+        .await?;
     Ok(v["cid"].as_str().context("no cid")?.to_owned())
 }
 
@@ -24,7 +29,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let nodes = args.first().copied().unwrap_or(3);
     let jobs = args.get(1).copied().unwrap_or(20);
     let dir = tempfile::tempdir()?;
@@ -40,7 +48,14 @@ async fn main() -> Result<()> {
     })
     .await?;
     let api = stack.nodes[0].api_url();
-    let module = upload(&api, std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../executor/testdata/wasm/hello.wasm"))?).await?;
+    let module = upload(
+        &api,
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../executor/testdata/wasm/hello.wasm"
+        ))?,
+    )
+    .await?;
     let yaml = format!(
         "name: hello\nengine:\n  wasm:\n    module: ipfs://{module}\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: 60s, exec: 60s, reveal: 60s}}\n"
     );
@@ -48,8 +63,22 @@ async fn main() -> Result<()> {
     let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
     let creator: PrivateKeySigner = stack.creator_key.parse()?;
     let state = stack.nodes[0].state().clone();
-    let post = || shoal_node::chain::post_job(&stack.rpc_url, stack.deployment.job_market, creator.clone(), &spec, &spec_cid);
-    let verified = |id: JobId| state.job(id).ok().flatten().is_some_and(|j| j.state == JobState::Verified);
+    let post = || {
+        shoal_node::chain::post_job(
+            &stack.rpc_url,
+            stack.deployment.job_market,
+            creator.clone(),
+            &spec,
+            &spec_cid,
+        )
+    };
+    let verified = |id: JobId| {
+        state
+            .job(id)
+            .ok()
+            .flatten()
+            .is_some_and(|j| j.state == JobState::Verified)
+    };
 
     // Latency: one job at a time.
     let mut lat = Vec::new();
@@ -71,7 +100,11 @@ async fn main() -> Result<()> {
     let mut rounds = Vec::new();
     for id in &ids {
         let events = state.events(*id)?;
-        let mut blocks: Vec<u64> = events.iter().take_while(|e| e.event != "Paid").map(|e| e.block).collect();
+        let mut blocks: Vec<u64> = events
+            .iter()
+            .take_while(|e| e.event != "Paid")
+            .map(|e| e.block)
+            .collect();
         blocks.dedup();
         rounds.push(blocks.len());
     }
@@ -89,9 +122,19 @@ async fn main() -> Result<()> {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("nodes {nodes}, jobs {jobs}");
-    println!("submit-to-verified p50 {:?}, p95 {:?}", percentile(&lat, 0.5), percentile(&lat, 0.95));
-    println!("verified jobs/s {:.1} ({jobs} jobs in {secs:.2} s)", jobs as f64 / secs);
-    println!("blocks per job up to verification (instant mining: one transaction per block): max {:?}", rounds.iter().max());
+    println!(
+        "submit-to-verified p50 {:?}, p95 {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95)
+    );
+    println!(
+        "verified jobs/s {:.1} ({jobs} jobs in {secs:.2} s)",
+        jobs as f64 / secs
+    );
+    println!(
+        "blocks per job up to verification (instant mining: one transaction per block): max {:?}",
+        rounds.iter().max()
+    );
     stack.shutdown().await;
     Ok(())
 }

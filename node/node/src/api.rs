@@ -35,7 +35,11 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self { status, error: error.into(), hint: hint.into() }
+        Self {
+            status,
+            error: error.into(),
+            hint: hint.into(),
+        }
     }
     fn not_found(error: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, error, hint)
@@ -44,7 +48,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, error, hint)
     }
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "see the node's log; retry later")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+            "see the node's log; retry later",
+        )
     }
 }
 
@@ -58,7 +66,10 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Builds the router.
 pub fn router(inner: Shared) -> Router {
-    let limiter = Arc::new(RateLimiter::new(inner.cfg.api.rate_limit_per_sec, inner.cfg.api.rate_limit_burst));
+    let limiter = Arc::new(RateLimiter::new(
+        inner.cfg.api.rate_limit_per_sec,
+        inner.cfg.api.rate_limit_burst,
+    ));
     let max_body = inner.cfg.api.max_body_bytes;
     Router::new()
         .route("/api/v1/content", axum::routing::post(post_content))
@@ -79,7 +90,10 @@ pub fn router(inner: Shared) -> Router {
             ApiError::not_found("no such endpoint", "see /openapi.json for the API")
         })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state((inner.clone(), limiter), rate_limit))
+        .layer(middleware::from_fn_with_state(
+            (inner.clone(), limiter),
+            rate_limit,
+        ))
         .with_state(inner)
 }
 
@@ -92,7 +106,11 @@ struct RateLimiter {
 
 impl RateLimiter {
     fn new(per_sec: u32, burst: u32) -> Self {
-        Self { rate: f64::from(per_sec), burst: f64::from(burst.max(1)), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            rate: f64::from(per_sec),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     fn allow(&self, ip: IpAddr) -> bool {
@@ -128,10 +146,14 @@ async fn rate_limit(
         let mut resp = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many requests from this address",
-            format!("slow down to at most {} requests per second", inner.cfg.api.rate_limit_per_sec),
+            format!(
+                "slow down to at most {} requests per second",
+                inner.cfg.api.rate_limit_per_sec
+            ),
         )
         .into_response();
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return resp;
     }
     next.run(req).await
@@ -143,9 +165,16 @@ pub struct CidResponse {
     pub cid: String,
 }
 
-async fn post_content(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<CidResponse>> {
+async fn post_content(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<CidResponse>> {
     if body.is_empty() {
-        return Err(ApiError::bad_request("empty body", "send the file's bytes, or a CAR with Content-Type application/vnd.ipld.car"));
+        return Err(ApiError::bad_request(
+            "empty body",
+            "send the file's bytes, or a CAR with Content-Type application/vnd.ipld.car",
+        ));
     }
     let is_car = headers
         .get(header::CONTENT_TYPE)
@@ -155,17 +184,25 @@ async fn post_content(State(inner): State<Shared>, headers: HeaderMap, body: Byt
     let cid = tokio::task::spawn_blocking(move || -> crate::Result<String> {
         if is_car {
             let roots = content.add_car(&body)?;
-            roots.first().map(|c| c.to_string()).ok_or_else(|| crate::Error::Content {
-                cid: String::new(),
-                reason: "the CAR has no root".into(),
-            })
+            roots
+                .first()
+                .map(|c| c.to_string())
+                .ok_or_else(|| crate::Error::Content {
+                    cid: String::new(),
+                    reason: "the CAR has no root".into(),
+                })
         } else {
             Ok(content.add_bytes(&body)?.to_string())
         }
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::bad_request(e.to_string(), "check the upload is a complete file or a valid CAR v1"))?;
+    .map_err(|e| {
+        ApiError::bad_request(
+            e.to_string(),
+            "check the upload is a complete file or a valid CAR v1",
+        )
+    })?;
     Ok(Json(CidResponse { cid }))
 }
 
@@ -179,7 +216,8 @@ async fn get_content(
     Path(cid): Path<String>,
     Query(q): Query<ContentQuery>,
 ) -> ApiResult<Response> {
-    let cid = shoal_store::parse_cid(&cid).map_err(|e| ApiError::bad_request(e.to_string(), "pass a CID such as bafy…"))?;
+    let cid = shoal_store::parse_cid(&cid)
+        .map_err(|e| ApiError::bad_request(e.to_string(), "pass a CID such as bafy…"))?;
     if !inner.content.has_dag(&cid) {
         return Err(ApiError::not_found(
             format!("{cid} is not on this node"),
@@ -189,13 +227,31 @@ async fn get_content(
     let content = inner.content.clone();
     let car = q.format.as_deref() == Some("car");
     if let Some(f) = q.format.as_deref().filter(|f| *f != "car" && *f != "raw") {
-        return Err(ApiError::bad_request(format!("unknown format `{f}`"), "use format=car or leave it out"));
+        return Err(ApiError::bad_request(
+            format!("unknown format `{f}`"),
+            "use format=car or leave it out",
+        ));
     }
-    let bytes = tokio::task::spawn_blocking(move || if car { content.car(&cid) } else { content.read_file(&cid) })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::bad_request(e.to_string(), "a folder can only be fetched with ?format=car"))?;
-    let mime = if car { CAR_MIME } else { "application/octet-stream" };
+    let bytes = tokio::task::spawn_blocking(move || {
+        if car {
+            content.car(&cid)
+        } else {
+            content.read_file(&cid)
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::bad_request(
+            e.to_string(),
+            "a folder can only be fetched with ?format=car",
+        )
+    })?;
+    let mime = if car {
+        CAR_MIME
+    } else {
+        "application/octet-stream"
+    };
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
@@ -215,13 +271,18 @@ pub struct JobList {
     pub jobs: Vec<JobRecord>,
 }
 
-async fn list_jobs(State(inner): State<Shared>, Query(q): Query<JobsQuery>) -> ApiResult<Json<JobList>> {
+async fn list_jobs(
+    State(inner): State<Shared>,
+    Query(q): Query<JobsQuery>,
+) -> ApiResult<Json<JobList>> {
     let state = q
         .state
         .as_deref()
         .map(str::parse::<JobState>)
         .transpose()
-        .map_err(|e| ApiError::bad_request(e, "filter with ?state=Posted (or Running, Verified, …)"))?;
+        .map_err(|e| {
+            ApiError::bad_request(e, "filter with ?state=Posted (or Running, Verified, …)")
+        })?;
     let creator = q
         .creator
         .as_deref()
@@ -240,7 +301,11 @@ async fn list_jobs(State(inner): State<Shared>, Query(q): Query<JobsQuery>) -> A
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(50).min(500);
     let jobs = jobs.into_iter().skip(offset).take(limit).collect();
-    Ok(Json(JobList { total, offset, jobs }))
+    Ok(Json(JobList {
+        total,
+        offset,
+        jobs,
+    }))
 }
 
 /// This node's execution of a job, without its secret salt.
@@ -269,9 +334,12 @@ pub struct JobDetail {
 }
 
 fn parse_id(id: &str) -> ApiResult<JobId> {
-    id.parse::<u64>()
-        .map(JobId)
-        .map_err(|_| ApiError::bad_request(format!("`{id}` is not a job id"), "job ids are decimal numbers from 1"))
+    id.parse::<u64>().map(JobId).map_err(|_| {
+        ApiError::bad_request(
+            format!("`{id}` is not a job id"),
+            "job ids are decimal numbers from 1",
+        )
+    })
 }
 
 fn load_job(inner: &NodeInner, id: JobId) -> ApiResult<JobRecord> {
@@ -283,7 +351,10 @@ fn load_job(inner: &NodeInner, id: JobId) -> ApiResult<JobRecord> {
     })
 }
 
-async fn get_job(State(inner): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<JobDetail>> {
+async fn get_job(
+    State(inner): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobDetail>> {
     let id = parse_id(&id)?;
     let job = load_job(&inner, id)?;
     let spec = match shoal_store::parse_cid(&job.params.spec_cid) {
@@ -294,18 +365,39 @@ async fn get_job(State(inner): State<Shared>, Path(id): Path<String>) -> ApiResu
         _ => None,
     };
     let decision = inner.db.decision(id).map_err(ApiError::internal)?;
-    let execution = inner.db.execution(id).map_err(ApiError::internal)?.map(|e| {
-        let (result_cid, reason) = match &e.step {
-            Step::Revealed { result_cid, .. } | Step::Published { result_cid } => (Some(result_cid.clone()), None),
-            Step::Failed { reason } | Step::Done { reason } => (None, Some(reason.clone())),
-            _ => (None, None),
-        };
-        ExecutionView { role: e.role, step: e.step.name().to_owned(), result_cid, exit_code: e.exit_code, reason }
-    });
-    Ok(Json(JobDetail { job, spec, decision, execution, node: inner.chain.operator }))
+    let execution = inner
+        .db
+        .execution(id)
+        .map_err(ApiError::internal)?
+        .map(|e| {
+            let (result_cid, reason) = match &e.step {
+                Step::Revealed { result_cid, .. } | Step::Published { result_cid } => {
+                    (Some(result_cid.clone()), None)
+                }
+                Step::Failed { reason } | Step::Done { reason } => (None, Some(reason.clone())),
+                _ => (None, None),
+            };
+            ExecutionView {
+                role: e.role,
+                step: e.step.name().to_owned(),
+                result_cid,
+                exit_code: e.exit_code,
+                reason,
+            }
+        });
+    Ok(Json(JobDetail {
+        job,
+        spec,
+        decision,
+        execution,
+        node: inner.chain.operator,
+    }))
 }
 
-async fn job_events(State(inner): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Vec<EventRecord>>> {
+async fn job_events(
+    State(inner): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<EventRecord>>> {
     let id = parse_id(&id)?;
     load_job(&inner, id)?;
     Ok(Json(inner.db.events(id).map_err(ApiError::internal)?))
@@ -329,27 +421,39 @@ async fn job_results(
         _ => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!("job {id} is {} and has no verified results", job.state.name()),
+                format!(
+                    "job {id} is {} and has no verified results",
+                    job.state.name()
+                ),
                 "results are published only once the job is Verified; poll GET /api/v1/jobs/{id}",
             ));
         }
     };
     inner.content.ensure(&cid).await.map_err(|e| {
-        ApiError::not_found(e.to_string(), "the operators publish results right after verification; retry shortly")
+        ApiError::not_found(
+            e.to_string(),
+            "the operators publish results right after verification; retry shortly",
+        )
     })?;
     let content = inner.content.clone();
-    let (bytes, mime) = tokio::task::spawn_blocking(move || -> crate::Result<(Vec<u8>, &'static str)> {
-        match q.file {
-            Some(path) => {
-                let target = shoal_store::export::resolve(&content.store, &cid, &path)?;
-                Ok((content.read_file(&target)?, "application/octet-stream"))
+    let (bytes, mime) =
+        tokio::task::spawn_blocking(move || -> crate::Result<(Vec<u8>, &'static str)> {
+            match q.file {
+                Some(path) => {
+                    let target = shoal_store::export::resolve(&content.store, &cid, &path)?;
+                    Ok((content.read_file(&target)?, "application/octet-stream"))
+                }
+                None => Ok((content.car(&cid)?, CAR_MIME)),
             }
-            None => Ok((content.car(&cid)?, CAR_MIME)),
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::not_found(e.to_string(), "the results folder has stdout, stderr, exitCode and one folder per output"))?;
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            ApiError::not_found(
+                e.to_string(),
+                "the results folder has stdout, stderr, exitCode and one folder per output",
+            )
+        })?;
     let mut resp = ([(header::CONTENT_TYPE, mime)], bytes).into_response();
     if let Ok(v) = HeaderValue::from_str(&cid.to_string()) {
         resp.headers_mut().insert("x-shoal-result-cid", v);
@@ -388,7 +492,11 @@ async fn job_logs(State(inner): State<Shared>, Path(id): Path<String>) -> ApiRes
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    Ok(Json(Logs { stdout: read("stdout"), stderr: read("stderr"), exit_code: exec.and_then(|e| e.exit_code) }))
+    Ok(Json(Logs {
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+        exit_code: exec.and_then(|e| e.exit_code),
+    }))
 }
 
 /// What `GET /api/v1/status` answers.
@@ -407,8 +515,18 @@ async fn status(State(inner): State<Shared>) -> Json<NodeStatus> {
         operator: inner.chain.operator,
         api_url: inner.api_url.get().cloned().unwrap_or_default(),
         chain_id: inner.chain.chain_id,
-        executors: inner.executors.names().into_iter().map(String::from).collect(),
-        synced_block: inner.db.cursor().ok().flatten().map(|c| c.saturating_sub(1)),
+        executors: inner
+            .executors
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        synced_block: inner
+            .db
+            .cursor()
+            .ok()
+            .flatten()
+            .map(|c| c.saturating_sub(1)),
     })
 }
 
@@ -428,7 +546,11 @@ pub struct NodeView {
 
 async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>>> {
     let reg = &inner.chain.registry;
-    let count = reg.operatorCount().call().await.map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
+    let count = reg
+        .operatorCount()
+        .call()
+        .await
+        .map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
     let count = u64::try_from(count).unwrap_or(0).min(1000);
     let mut urls: HashMap<Address, String> = HashMap::new();
     if let (Some(me), Some(url)) = (inner.chain.operator, inner.api_url.get()) {
@@ -438,7 +560,12 @@ async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>
         let http = inner.http.clone();
         let url = format!("{}/api/v1/status", p.trim_end_matches('/'));
         async move {
-            let r = http.get(url).timeout(std::time::Duration::from_secs(2)).send().await.ok()?;
+            let r = http
+                .get(url)
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
             r.json::<NodeStatus>().await.ok()
         }
     });
@@ -449,8 +576,16 @@ async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>
     }
     let mut out = Vec::new();
     for i in 0..count {
-        let addr = reg.operatorAt(U256::from(i)).call().await.map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
-        let op = reg.getOperator(addr).call().await.map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
+        let addr = reg
+            .operatorAt(U256::from(i))
+            .call()
+            .await
+            .map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
+        let op = reg
+            .getOperator(addr)
+            .call()
+            .await
+            .map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
         let bits = op.capabilities.engines;
         let mut engines = Vec::new();
         if bits & 1 != 0 {
@@ -461,7 +596,8 @@ async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>
         }
         out.push(NodeView {
             operator: addr,
-            peer_id: String::from_utf8(op.peerId.to_vec()).unwrap_or_else(|_| format!("0x{}", hex::encode(&op.peerId))),
+            peer_id: String::from_utf8(op.peerId.to_vec())
+                .unwrap_or_else(|_| format!("0x{}", hex::encode(&op.peerId))),
             engines,
             cpu_millicores: op.capabilities.cpuMillicores,
             memory_mib: op.capabilities.memoryMiB,
@@ -497,17 +633,31 @@ async fn deployment(State(inner): State<Shared>) -> Json<DeploymentView> {
 
 async fn healthz(State(inner): State<Shared>) -> Response {
     match inner.db.cursor() {
-        Ok(c) => Json(serde_json::json!({"ok": true, "syncedBlock": c.map(|c| c.saturating_sub(1))})).into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), "check the data dir").into_response(),
+        Ok(c) => {
+            Json(serde_json::json!({"ok": true, "syncedBlock": c.map(|c| c.saturating_sub(1))}))
+                .into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+            "check the data dir",
+        )
+        .into_response(),
     }
 }
 
 async fn metrics(State(inner): State<Shared>) -> Response {
     let jobs = inner.db.jobs().unwrap_or_default();
-    let by_state: Vec<(&str, usize)> =
-        JobState::ALL.iter().map(|s| (s.name(), jobs.iter().filter(|j| j.state == *s).count())).collect();
+    let by_state: Vec<(&str, usize)> = JobState::ALL
+        .iter()
+        .map(|s| (s.name(), jobs.iter().filter(|j| j.state == *s).count()))
+        .collect();
     let body = inner.metrics.render(&by_state);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], Body::from(body)).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 async fn openapi() -> Json<serde_json::Value> {

@@ -2,6 +2,7 @@
 //! bindings, one serialized transaction sender per key, and revert reasons
 //! decoded from the market's custom errors.
 
+use crate::bindings::{IJobMarket, JobMarket, OperatorRegistry};
 use alloy::contract::{CallBuilder, CallDecoder};
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -9,7 +10,6 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
-use crate::bindings::{IJobMarket, JobMarket, OperatorRegistry};
 
 use crate::config::DeploymentConfig;
 use crate::error::{Error, Result};
@@ -34,7 +34,10 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain").field("rpc_url", &self.rpc_url).field("operator", &self.operator).finish()
+        f.debug_struct("Chain")
+            .field("rpc_url", &self.rpc_url)
+            .field("operator", &self.operator)
+            .finish()
     }
 }
 
@@ -45,10 +48,14 @@ pub fn commitment(job: JobId, operator: Address, result_hash: B256, salt: B256) 
 
 /// Connects a provider, with a wallet when a signer is given.
 pub fn provider(rpc_url: &str, signer: Option<PrivateKeySigner>) -> Result<DynProvider> {
-    let url: reqwest::Url =
-        rpc_url.parse().map_err(|e| Error::Config(format!("chain.rpc_url `{rpc_url}` is not a URL: {e}")))?;
+    let url: reqwest::Url = rpc_url
+        .parse()
+        .map_err(|e| Error::Config(format!("chain.rpc_url `{rpc_url}` is not a URL: {e}")))?;
     Ok(match signer {
-        Some(s) => ProviderBuilder::new().wallet(EthereumWallet::from(s)).connect_http(url).erased(),
+        Some(s) => ProviderBuilder::new()
+            .wallet(EthereumWallet::from(s))
+            .connect_http(url)
+            .erased(),
         None => ProviderBuilder::new().connect_http(url).erased(),
     })
 }
@@ -72,7 +79,10 @@ impl Chain {
                 "the deployment is for chain {expected} but {rpc_url} is chain {chain_id}"
             )));
         }
-        let code = provider.get_code_at(deployment.job_market).await.map_err(Error::chain)?;
+        let code = provider
+            .get_code_at(deployment.job_market)
+            .await
+            .map_err(Error::chain)?;
         if code.is_empty() {
             return Err(Error::Config(format!(
                 "no JobMarket contract at {} on chain {chain_id}; check the deployment addresses",
@@ -95,7 +105,9 @@ impl Chain {
 
     /// The operator address, or an error for a node without a key.
     pub fn operator(&self) -> Result<Address> {
-        self.operator.ok_or_else(|| Error::Config("this node has no operator key (operator.private_key)".into()))
+        self.operator.ok_or_else(|| {
+            Error::Config("this node has no operator key (operator.private_key)".into())
+        })
     }
 
     /// Sends one transaction and waits for its receipt. Transactions of one
@@ -108,16 +120,30 @@ impl Chain {
         let _guard = self.tx_lock.lock().await;
         // The gas a call needs depends on the state when it is mined: the m-th
         // bid selects deals, the last reveal settles the job. Leave room.
-        let estimate = call.estimate_gas().await.map_err(|e| Error::Chain(format!("{what}: {}", describe(&e))))?;
-        let call = call.gas(estimate.saturating_mul(2).saturating_add(GAS_HEADROOM).min(MAX_GAS));
-        let pending = call.send().await.map_err(|e| Error::Chain(format!("{what}: {}", describe(&e))))?;
+        let estimate = call
+            .estimate_gas()
+            .await
+            .map_err(|e| Error::Chain(format!("{what}: {}", describe(&e))))?;
+        let call = call.gas(
+            estimate
+                .saturating_mul(2)
+                .saturating_add(GAS_HEADROOM)
+                .min(MAX_GAS),
+        );
+        let pending = call
+            .send()
+            .await
+            .map_err(|e| Error::Chain(format!("{what}: {}", describe(&e))))?;
         let receipt = pending
             .with_timeout(Some(std::time::Duration::from_secs(60)))
             .get_receipt()
             .await
             .map_err(|e| Error::Chain(format!("{what}: no receipt: {e}")))?;
         if !receipt.status() {
-            return Err(Error::Chain(format!("{what}: transaction {} reverted", receipt.transaction_hash)));
+            return Err(Error::Chain(format!(
+                "{what}: transaction {} reverted",
+                receipt.transaction_hash
+            )));
         }
         Ok(receipt)
     }
@@ -125,36 +151,62 @@ impl Chain {
     /// `bid(jobId, price)`.
     pub async fn bid(&self, job: JobId, price: u128) -> Result<B256> {
         let price = alloy::primitives::Uint::<96, 2>::saturating_from(price);
-        let r = self.send("bid", self.market.bid(U256::from(job.0), price)).await?;
+        let r = self
+            .send("bid", self.market.bid(U256::from(job.0), price))
+            .await?;
         Ok(r.transaction_hash)
     }
 
     /// `commitResult(jobId, commitment)`.
     pub async fn commit(&self, job: JobId, commitment: B256) -> Result<B256> {
-        let r = self.send("commitResult", self.market.commitResult(U256::from(job.0), commitment)).await?;
+        let r = self
+            .send(
+                "commitResult",
+                self.market.commitResult(U256::from(job.0), commitment),
+            )
+            .await?;
         Ok(r.transaction_hash)
     }
 
     /// `revealResult(jobId, resultHash, salt, resultCid)`.
-    pub async fn reveal(&self, job: JobId, result_hash: B256, salt: B256, result_cid: Vec<u8>) -> Result<B256> {
-        let call = self.market.revealResult(U256::from(job.0), result_hash, salt, result_cid.into());
+    pub async fn reveal(
+        &self,
+        job: JobId,
+        result_hash: B256,
+        salt: B256,
+        result_cid: Vec<u8>,
+    ) -> Result<B256> {
+        let call =
+            self.market
+                .revealResult(U256::from(job.0), result_hash, salt, result_cid.into());
         Ok(self.send("revealResult", call).await?.transaction_hash)
     }
 
     /// `closeBidding(jobId)`.
     pub async fn close_bidding(&self, job: JobId) -> Result<B256> {
-        Ok(self.send("closeBidding", self.market.closeBidding(U256::from(job.0))).await?.transaction_hash)
+        Ok(self
+            .send("closeBidding", self.market.closeBidding(U256::from(job.0)))
+            .await?
+            .transaction_hash)
     }
 
     /// `finalize(jobId)`.
     pub async fn finalize(&self, job: JobId) -> Result<B256> {
-        Ok(self.send("finalize", self.market.finalize(U256::from(job.0))).await?.transaction_hash)
+        Ok(self
+            .send("finalize", self.market.finalize(U256::from(job.0)))
+            .await?
+            .transaction_hash)
     }
 
     /// `claim()` when something is withdrawable; returns the amount claimed.
     pub async fn claim_if_any(&self) -> Result<U256> {
         let me = self.operator()?;
-        let amount = self.market.withdrawable(me).call().await.map_err(|e| Error::Chain(describe(&e)))?;
+        let amount = self
+            .market
+            .withdrawable(me)
+            .call()
+            .await
+            .map_err(|e| Error::Chain(describe(&e)))?;
         if amount.is_zero() {
             return Ok(amount);
         }
@@ -168,7 +220,9 @@ pub fn describe(e: &alloy::contract::Error) -> String {
     if let Some(decoded) = e.as_decoded_interface_error::<JobMarket::JobMarketErrors>() {
         return format!("reverted with {decoded:?}");
     }
-    if let Some(decoded) = e.as_decoded_interface_error::<OperatorRegistry::OperatorRegistryErrors>() {
+    if let Some(decoded) =
+        e.as_decoded_interface_error::<OperatorRegistry::OperatorRegistryErrors>()
+    {
         return format!("reverted with {decoded:?}");
     }
     e.to_string()
@@ -193,7 +247,11 @@ pub fn job_params(spec: &shoal_types::JobSpec, spec_cid: &cid::Cid) -> IJobMarke
         bidWindow: secs(d.windows.bid),
         execWindow: secs(d.windows.exec),
         revealWindow: secs(d.windows.reveal),
-        challengeWindow: if optimistic { secs(d.windows.reveal) } else { 0 },
+        challengeWindow: if optimistic {
+            secs(d.windows.reveal)
+        } else {
+            0
+        },
         verifier: u8::from(optimistic),
         escalate: d.mediation,
     }
@@ -224,7 +282,10 @@ pub async fn post_job(
             return Ok(JobId(u64::try_from(ev.data.jobId).unwrap_or(u64::MAX)));
         }
     }
-    Err(Error::Chain(format!("postJob: transaction {} emitted no JobPosted", receipt.transaction_hash)))
+    Err(Error::Chain(format!(
+        "postJob: transaction {} emitted no JobPosted",
+        receipt.transaction_hash
+    )))
 }
 
 #[cfg(test)]
@@ -233,7 +294,12 @@ mod tests {
 
     #[test]
     fn commitment_binds_every_field() {
-        let (job, op, h, s) = (JobId(1), Address::repeat_byte(7), B256::repeat_byte(1), B256::repeat_byte(2));
+        let (job, op, h, s) = (
+            JobId(1),
+            Address::repeat_byte(7),
+            B256::repeat_byte(1),
+            B256::repeat_byte(2),
+        );
         let c = commitment(job, op, h, s);
         assert_ne!(c, commitment(JobId(2), op, h, s));
         assert_ne!(c, commitment(job, Address::repeat_byte(8), h, s));

@@ -67,7 +67,11 @@ pub struct ChainConfig {
 
 impl Default for ChainConfig {
     fn default() -> Self {
-        Self { rpc_url: "http://127.0.0.1:8545".into(), poll_interval_ms: 500, confirmations: 0 }
+        Self {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            poll_interval_ms: 500,
+            confirmations: 0,
+        }
     }
 }
 
@@ -106,7 +110,8 @@ impl DeploymentConfig {
             #[serde(default)]
             deploy_block: u64,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading the deployment file", path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("reading the deployment file", path, e))?;
         let f: File = serde_json::from_str(&text).map_err(|e| {
             Error::Config(format!(
                 "{} is not a deployment file ({e}); it needs operatorRegistry, jobMarket and deployBlock",
@@ -137,7 +142,10 @@ pub struct OperatorConfig {
 impl std::fmt::Debug for OperatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OperatorConfig")
-            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("keystore", &self.keystore)
             .field("password_env", &self.password_env)
             .finish()
@@ -149,17 +157,27 @@ impl OperatorConfig {
     pub fn signer(&self) -> Result<Option<PrivateKeySigner>> {
         if let Some(key) = &self.private_key {
             let signer = key.trim().parse::<PrivateKeySigner>().map_err(|e| {
-                Error::Config(format!("operator.private_key is not a hex secp256k1 key: {e}"))
+                Error::Config(format!(
+                    "operator.private_key is not a hex secp256k1 key: {e}"
+                ))
             })?;
             return Ok(Some(signer));
         }
         if let Some(path) = &self.keystore {
-            let var = self.password_env.as_deref().unwrap_or("SHOAL_KEYSTORE_PASSWORD");
+            let var = self
+                .password_env
+                .as_deref()
+                .unwrap_or("SHOAL_KEYSTORE_PASSWORD");
             let password = std::env::var(var).map_err(|_| {
-                Error::Config(format!("operator.keystore is set but the password variable {var} is not"))
+                Error::Config(format!(
+                    "operator.keystore is set but the password variable {var} is not"
+                ))
             })?;
             let signer = PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| {
-                Error::Config(format!("cannot decrypt keystore {}: {e}; check the password", path.display()))
+                Error::Config(format!(
+                    "cannot decrypt keystore {}: {e}; check the password",
+                    path.display()
+                ))
             })?;
             return Ok(Some(signer));
         }
@@ -213,7 +231,13 @@ pub struct ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        Self { wasm: true, docker: false, max_parallel: 2, file_allow: Vec::new(), max_download_bytes: 1 << 30 }
+        Self {
+            wasm: true,
+            docker: false,
+            max_parallel: 2,
+            file_allow: Vec::new(),
+            max_download_bytes: 1 << 30,
+        }
     }
 }
 
@@ -282,7 +306,8 @@ impl NodeConfig {
 
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading the config file", path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("reading the config file", path, e))?;
         Self::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
@@ -305,11 +330,15 @@ impl NodeConfig {
     /// Checks values that would only fail later.
     pub fn validate(&self) -> Result<()> {
         if self.executor.max_parallel == 0 {
-            return Err(Error::Config("executor.max_parallel must be at least 1".into()));
+            return Err(Error::Config(
+                "executor.max_parallel must be at least 1".into(),
+            ));
         }
         for e in &self.bid.engines {
             if e != "wasm" && e != "docker" {
-                return Err(Error::Config(format!("bid.engines: `{e}` is not an engine; use wasm or docker")));
+                return Err(Error::Config(format!(
+                    "bid.engines: `{e}` is not an engine; use wasm or docker"
+                )));
             }
         }
         for p in &self.peers {

@@ -23,7 +23,10 @@ pub struct Content {
 
 impl std::fmt::Debug for Content {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Content").field("root", &self.store.root()).field("peers", &self.peers).finish()
+        f.debug_struct("Content")
+            .field("root", &self.store.root())
+            .field("peers", &self.peers)
+            .finish()
     }
 }
 
@@ -35,7 +38,11 @@ impl Content {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
-        Ok(Self { store: Arc::new(store), peers: Arc::new(peers), http })
+        Ok(Self {
+            store: Arc::new(store),
+            peers: Arc::new(peers),
+            http,
+        })
     }
 
     /// Imports bytes as one UnixFS file (`unixfs-v1-2025`) and pins it.
@@ -85,15 +92,29 @@ impl Content {
             reason: if reasons.is_empty() {
                 "not in this node's store and no peers are configured (set `peers` or upload it here)".into()
             } else {
-                format!("not in this node's store and no peer had it ({})", reasons.join("; "))
+                format!(
+                    "not in this node's store and no peer had it ({})",
+                    reasons.join("; ")
+                )
             },
         })
     }
 
     async fn fetch_from(&self, peer: &str, root: &Cid) -> Result<()> {
-        let url = format!("{}/api/v1/content/{root}?format=car", peer.trim_end_matches('/'));
-        let err = |reason: String| Error::Content { cid: root.to_string(), reason };
-        let resp = self.http.get(&url).send().await.map_err(|e| err(e.to_string()))?;
+        let url = format!(
+            "{}/api/v1/content/{root}?format=car",
+            peer.trim_end_matches('/')
+        );
+        let err = |reason: String| Error::Content {
+            cid: root.to_string(),
+            reason,
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(err(format!("HTTP {}", resp.status())));
         }
@@ -127,7 +148,11 @@ impl Content {
         let (cid_text, path) = cid_path.split_once('/').unwrap_or((cid_path, ""));
         let root = shoal_store::parse_cid(cid_text)?;
         self.ensure(&root).await?;
-        let target = if path.is_empty() { root } else { shoal_store::export::resolve(&self.store, &root, path)? };
+        let target = if path.is_empty() {
+            root
+        } else {
+            shoal_store::export::resolve(&self.store, &root, path)?
+        };
         shoal_store::export::export(&self.store, &target, dest)?;
         Ok(dest.to_path_buf())
     }

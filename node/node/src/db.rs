@@ -29,7 +29,9 @@ pub struct StateStore {
 
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateStore").field("path", &self.path).finish()
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -44,8 +46,14 @@ impl StateStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
         }
-        let db = Database::create(path).map_err(|e| Error::Db { path: path.into(), reason: e.to_string() })?;
-        let store = Self { db: Arc::new(db), path: path.into() };
+        let db = Database::create(path).map_err(|e| Error::Db {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let store = Self {
+            db: Arc::new(db),
+            path: path.into(),
+        };
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
         {
             txn.open_table(META).map_err(|e| store.err(e))?;
@@ -59,7 +67,10 @@ impl StateStore {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Db { path: self.path.clone(), reason: e.to_string() }
+        Error::Db {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
     }
 
     fn encode<T: Serialize>(&self, v: &T) -> Result<Vec<u8>> {
@@ -78,18 +89,25 @@ impl StateStore {
     }
 
     /// Stores updated jobs, new events and the new cursor atomically.
-    pub fn apply(&self, jobs: &[JobRecord], events: &[(JobId, EventRecord)], next_block: u64) -> Result<()> {
+    pub fn apply(
+        &self,
+        jobs: &[JobRecord],
+        events: &[(JobId, EventRecord)],
+        next_block: u64,
+    ) -> Result<()> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
             for j in jobs {
                 let bytes = self.encode(j)?;
-                jt.insert(j.id.0, bytes.as_slice()).map_err(|e| self.err(e))?;
+                jt.insert(j.id.0, bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
             let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             for (id, e) in events {
                 let bytes = self.encode(e)?;
-                et.insert((id.0, event_key(e)), bytes.as_slice()).map_err(|e| self.err(e))?;
+                et.insert((id.0, event_key(e)), bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
             let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
             mt.insert(CURSOR, next_block).map_err(|e| self.err(e))?;
@@ -97,7 +115,11 @@ impl StateStore {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    fn get<T: DeserializeOwned>(&self, table: TableDefinition<u64, &[u8]>, key: u64) -> Result<Option<T>> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        key: u64,
+    ) -> Result<Option<T>> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table).map_err(|e| self.err(e))?;
         match t.get(key).map_err(|e| self.err(e))? {
@@ -142,7 +164,10 @@ impl StateStore {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for item in t.range((id.0, 0)..=(id.0, u64::MAX)).map_err(|e| self.err(e))? {
+        for item in t
+            .range((id.0, 0)..=(id.0, u64::MAX))
+            .map_err(|e| self.err(e))?
+        {
             let (_, v) = item.map_err(|e| self.err(e))?;
             out.push(self.decode(v.value())?);
         }

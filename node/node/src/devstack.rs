@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::bindings::{IOperatorRegistry, JobMarket, OperatorRegistry};
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
-use crate::bindings::{IOperatorRegistry, JobMarket, OperatorRegistry};
-use shoal_devchain::{DevChain, DevAccount, ServerHandle};
+use shoal_devchain::{DevAccount, DevChain, ServerHandle};
 
 use crate::chain::{describe, provider};
 use crate::config::{DeploymentConfig, Fault, NodeConfig};
@@ -92,18 +92,34 @@ pub struct Devstack {
 
 impl std::fmt::Debug for Devstack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Devstack").field("rpc_url", &self.rpc_url).field("nodes", &self.api_urls()).finish()
+        f.debug_struct("Devstack")
+            .field("rpc_url", &self.rpc_url)
+            .field("nodes", &self.api_urls())
+            .finish()
     }
 }
 
 fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Devstack(format!("no free port: {e}")))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| Error::Devstack(e.to_string()))
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Devstack(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Devstack(e.to_string()))
 }
 
-async fn send_tx(p: &DynProvider, what: &str, tx: TransactionRequest) -> Result<alloy::rpc::types::TransactionReceipt> {
-    let pending = p.send_transaction(tx).await.map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
-    let r = pending.get_receipt().await.map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
+async fn send_tx(
+    p: &DynProvider,
+    what: &str,
+    tx: TransactionRequest,
+) -> Result<alloy::rpc::types::TransactionReceipt> {
+    let pending = p
+        .send_transaction(tx)
+        .await
+        .map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
+    let r = pending
+        .get_receipt()
+        .await
+        .map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
     if !r.status() {
         return Err(Error::Devstack(format!("{what}: reverted")));
     }
@@ -120,18 +136,34 @@ pub async fn deploy(
     challenge_bond: u128,
 ) -> Result<DeploymentConfig> {
     let p = provider(rpc_url, Some(deployer))?;
-    let chain_id = p.get_chain_id().await.map_err(|e| Error::Devstack(format!("cannot reach {rpc_url}: {e}")))?;
+    let chain_id = p
+        .get_chain_id()
+        .await
+        .map_err(|e| Error::Devstack(format!("cannot reach {rpc_url}: {e}")))?;
     let deploy_block = p.get_block_number().await.map_err(Error::chain)?;
     let u96 = |v: u128| alloy::primitives::Uint::<96, 2>::saturating_from(v);
     let mut code = OperatorRegistry::BYTECODE.to_vec();
     code.extend((unbonding, u96(min_stake)).abi_encode_params());
-    let r = send_tx(&p, "deploying OperatorRegistry", TransactionRequest::default().with_deploy_code(Bytes::from(code)))
-        .await?;
-    let registry = r.contract_address.ok_or_else(|| Error::Devstack("OperatorRegistry: no address".into()))?;
+    let r = send_tx(
+        &p,
+        "deploying OperatorRegistry",
+        TransactionRequest::default().with_deploy_code(Bytes::from(code)),
+    )
+    .await?;
+    let registry = r
+        .contract_address
+        .ok_or_else(|| Error::Devstack("OperatorRegistry: no address".into()))?;
     let mut code = JobMarket::BYTECODE.to_vec();
     code.extend((registry, U256::from(mediators), u96(challenge_bond)).abi_encode_params());
-    let r = send_tx(&p, "deploying JobMarket", TransactionRequest::default().with_deploy_code(Bytes::from(code))).await?;
-    let market = r.contract_address.ok_or_else(|| Error::Devstack("JobMarket: no address".into()))?;
+    let r = send_tx(
+        &p,
+        "deploying JobMarket",
+        TransactionRequest::default().with_deploy_code(Bytes::from(code)),
+    )
+    .await?;
+    let market = r
+        .contract_address
+        .ok_or_else(|| Error::Devstack("JobMarket: no address".into()))?;
     let reg = OperatorRegistry::new(registry, p.clone());
     reg.setMarket(market)
         .send()
@@ -140,7 +172,12 @@ pub async fn deploy(
         .get_receipt()
         .await
         .map_err(|e| Error::Devstack(format!("setMarket: {e}")))?;
-    Ok(DeploymentConfig { chain_id: Some(chain_id), operator_registry: registry, job_market: market, deploy_block })
+    Ok(DeploymentConfig {
+        chain_id: Some(chain_id),
+        operator_registry: registry,
+        job_market: market,
+        deploy_block,
+    })
 }
 
 /// Registers `signer` as an operator with `stake` and the given engines bit set.
@@ -154,7 +191,13 @@ pub async fn register_operator(
 ) -> Result<()> {
     let p = provider(rpc_url, Some(signer))?;
     let reg = OperatorRegistry::new(deployment.operator_registry, p);
-    let caps = IOperatorRegistry::Capabilities { engines, cpuMillicores: 4000, memoryMiB: 4096, diskGiB: 10, gpus: 0 };
+    let caps = IOperatorRegistry::Capabilities {
+        engines,
+        cpuMillicores: 4000,
+        memoryMiB: 4096,
+        diskGiB: 10,
+        gpus: 0,
+    };
     reg.register(Bytes::from(peer_id.as_bytes().to_vec()), caps)
         .value(U256::from(stake))
         .send()
@@ -172,15 +215,22 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         return Err(Error::Devstack("--nodes must be at least 1".into()));
     }
     if cfg.bad_nodes > cfg.nodes {
-        return Err(Error::Devstack(format!("--bad-nodes {} is more than --nodes {}", cfg.bad_nodes, cfg.nodes)));
+        return Err(Error::Devstack(format!(
+            "--bad-nodes {} is more than --nodes {}",
+            cfg.bad_nodes, cfg.nodes
+        )));
     }
-    let n_accounts = u32::try_from(cfg.nodes + 2).map_err(|_| Error::Devstack("too many nodes".into()))?;
-    let accounts: Vec<DevAccount> =
-        shoal_devchain::derive_dev_accounts(n_accounts).map_err(|e| Error::Devstack(e.to_string()))?;
+    let n_accounts =
+        u32::try_from(cfg.nodes + 2).map_err(|_| Error::Devstack("too many nodes".into()))?;
+    let accounts: Vec<DevAccount> = shoal_devchain::derive_dev_accounts(n_accounts)
+        .map_err(|e| Error::Devstack(e.to_string()))?;
     let (rpc_url, devchain, server) = match &cfg.chain_rpc {
         Some(url) => (url.clone(), None, None),
         None => {
-            let dc = DevChain::builder().accounts(n_accounts).build().map_err(|e| Error::Devstack(e.to_string()))?;
+            let dc = DevChain::builder()
+                .accounts(n_accounts)
+                .build()
+                .map_err(|e| Error::Devstack(e.to_string()))?;
             let server = dc
                 .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
@@ -190,29 +240,55 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
     };
     std::fs::create_dir_all(&cfg.base_dir).map_err(|e| Error::io("creating", &cfg.base_dir, e))?;
     let deployer = accounts[0].signer.clone();
-    let deployment = deploy(&rpc_url, deployer.clone(), ETHER, 7 * 24 * 3600, cfg.mediators, ETHER / 10).await?;
+    let deployment = deploy(
+        &rpc_url,
+        deployer.clone(),
+        ETHER,
+        7 * 24 * 3600,
+        cfg.mediators,
+        ETHER / 10,
+    )
+    .await?;
     let chain_id = deployment.chain_id.unwrap_or(0);
 
     // Accounts beyond the chain's prefunded ones get funds from the deployer.
     let funder = provider(&rpc_url, Some(deployer))?;
     let need = U256::from(cfg.stake + 10 * ETHER);
     for acct in accounts.iter().skip(1) {
-        let balance = funder.get_balance(acct.address).await.map_err(Error::chain)?;
+        let balance = funder
+            .get_balance(acct.address)
+            .await
+            .map_err(Error::chain)?;
         if balance < need {
-            let tx = TransactionRequest::default().with_to(acct.address).with_value(need - balance);
+            let tx = TransactionRequest::default()
+                .with_to(acct.address)
+                .with_value(need - balance);
             send_tx(&funder, "funding an account", tx).await?;
         }
     }
 
     let engines = 1 | if cfg.docker { 2 } else { 0 };
     let ports: Vec<u16> = (0..cfg.nodes).map(|_| free_port()).collect::<Result<_>>()?;
-    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
     let mut configs = Vec::new();
     for i in 0..cfg.nodes {
         let acct = &accounts[i + 1];
-        register_operator(&rpc_url, &deployment, acct.signer.clone(), &format!("devstack-node-{i}"), engines, cfg.stake)
-            .await?;
-        let mut c = NodeConfig { data_dir: cfg.base_dir.join(format!("node-{i}")), ..NodeConfig::default() };
+        register_operator(
+            &rpc_url,
+            &deployment,
+            acct.signer.clone(),
+            &format!("devstack-node-{i}"),
+            engines,
+            cfg.stake,
+        )
+        .await?;
+        let mut c = NodeConfig {
+            data_dir: cfg.base_dir.join(format!("node-{i}")),
+            ..NodeConfig::default()
+        };
         c.chain.rpc_url = rpc_url.clone();
         c.chain.poll_interval_ms = u64::try_from(cfg.poll_interval.as_millis()).unwrap_or(100);
         c.deployment = Some(deployment);
@@ -220,7 +296,12 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         c.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], ports[i]));
         c.api.rate_limit_per_sec = 1000;
         c.api.rate_limit_burst = 5000;
-        c.peers = urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()).collect();
+        c.peers = urls
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, u)| u.clone())
+            .collect();
         c.executor.docker = cfg.docker;
         if i >= cfg.nodes - cfg.bad_nodes {
             c.fault = Some(Fault::WrongResult);
@@ -243,8 +324,11 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         "deployBlock": deployment.deploy_block,
         "rpcUrl": rpc_url,
     });
-    std::fs::write(&deployment_file, serde_json::to_vec_pretty(&doc).unwrap_or_default())
-        .map_err(|e| Error::io("writing", &deployment_file, e))?;
+    std::fs::write(
+        &deployment_file,
+        serde_json::to_vec_pretty(&doc).unwrap_or_default(),
+    )
+    .map_err(|e| Error::io("writing", &deployment_file, e))?;
     Ok(Devstack {
         rpc_url,
         chain_id,
@@ -273,7 +357,11 @@ impl Devstack {
 
     /// Starts node `i` again from its data dir, optionally with a changed config. If that
     /// fails the node is no longer in the devstack.
-    pub async fn restart_node(&mut self, i: usize, change: impl FnOnce(&mut NodeConfig)) -> Result<()> {
+    pub async fn restart_node(
+        &mut self,
+        i: usize,
+        change: impl FnOnce(&mut NodeConfig),
+    ) -> Result<()> {
         if i >= self.nodes.len() {
             return Err(Error::Devstack(format!("no node {i}")));
         }
@@ -314,7 +402,10 @@ impl Devstack {
             self.creator_key
         );
         for (i, n) in self.nodes.iter().enumerate() {
-            let fault = self.configs[i].fault.map(|f| format!(" (fault: {f:?})")).unwrap_or_default();
+            let fault = self.configs[i]
+                .fault
+                .map(|f| format!(" (fault: {f:?})"))
+                .unwrap_or_default();
             s.push_str(&format!(
                 "node {i}        {}  operator {}{fault}\n",
                 n.api_url(),

@@ -10,7 +10,9 @@ pub enum Error {
     #[error("invalid node configuration: {0}")]
     Config(String),
     /// The embedded state database failed.
-    #[error("state store {path}: {reason}; check the data dir is writable and not used by another node")]
+    #[error(
+        "state store {path}: {reason}; check the data dir is writable and not used by another node"
+    )]
     Db { path: PathBuf, reason: String },
     /// A chain call or transaction failed.
     #[error("chain: {0}")]
@@ -50,8 +52,16 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn chain(e: impl std::fmt::Display) -> Self {

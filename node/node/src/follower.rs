@@ -5,20 +5,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::bindings::JobMarket::JobMarketEvents;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEventInterface;
 use serde_json::json;
-use crate::bindings::JobMarket::JobMarketEvents;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::Chain;
 use crate::db::StateStore;
 use crate::error::{Error, Result};
 use crate::model::{
-    BidView, DealView, EventRecord, FAIL_REASON, JobId, JobParamsView, JobRecord, JobState, PAYMENT_KIND,
-    SLASH_REASON, Transfer, VERIFIER, enum_name,
+    BidView, DealView, EventRecord, FAIL_REASON, JobId, JobParamsView, JobRecord, JobState,
+    PAYMENT_KIND, SLASH_REASON, Transfer, VERIFIER, enum_name,
 };
 use crate::results::{cid_from_chain_bytes, results_cid_of};
 
@@ -56,15 +56,28 @@ pub async fn run(
 
 /// Reads one range of blocks; returns whether anything was stored.
 pub async fn poll_once(chain: &Chain, db: &StateStore, confirmations: u64) -> Result<bool> {
-    let head = chain.provider.get_block_number().await.map_err(Error::chain)?;
-    let Some(safe) = head.checked_sub(confirmations) else { return Ok(false) };
+    let head = chain
+        .provider
+        .get_block_number()
+        .await
+        .map_err(Error::chain)?;
+    let Some(safe) = head.checked_sub(confirmations) else {
+        return Ok(false);
+    };
     let from = db.cursor()?.unwrap_or(chain.deployment.deploy_block);
     if from > safe {
         return Ok(false);
     }
     let to = safe.min(from + MAX_RANGE - 1);
-    let filter = Filter::new().address(chain.deployment.job_market).from_block(from).to_block(to);
-    let logs = chain.provider.get_logs(&filter).await.map_err(Error::chain)?;
+    let filter = Filter::new()
+        .address(chain.deployment.job_market)
+        .from_block(from)
+        .to_block(to);
+    let logs = chain
+        .provider
+        .get_logs(&filter)
+        .await
+        .map_err(Error::chain)?;
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
     let mut events = Vec::new();
     for log in &logs {
@@ -72,7 +85,9 @@ pub async fn poll_once(chain: &Chain, db: &StateStore, confirmations: u64) -> Re
             tracing::debug!(?log, "skipping an undecodable log");
             continue;
         };
-        let Some((id, record)) = describe_event(log, &decoded.data) else { continue };
+        let Some((id, record)) = describe_event(log, &decoded.data) else {
+            continue;
+        };
         if let std::collections::btree_map::Entry::Vacant(slot) = jobs.entry(id)
             && let Some(existing) = db.job(id)?
         {
@@ -150,7 +165,11 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
         return;
     };
     match ev {
-        E::BidPlaced(e) => job.bids.push(BidView { operator: e.operator, price: wei(e.price), dropped: false }),
+        E::BidPlaced(e) => job.bids.push(BidView {
+            operator: e.operator,
+            price: wei(e.price),
+            dropped: false,
+        }),
         E::BidDropped(e) => {
             for b in job.bids.iter_mut().filter(|b| b.operator == e.operator) {
                 b.dropped = true;
@@ -182,12 +201,22 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
         }
         E::ResultCommitted(e) => {
             // A mediator's deal is the one most recently added for that operator.
-            if let Some(d) = job.deals.iter_mut().rev().find(|d| d.operator == e.operator) {
+            if let Some(d) = job
+                .deals
+                .iter_mut()
+                .rev()
+                .find(|d| d.operator == e.operator)
+            {
                 d.commitment = Some(e.commitment);
             }
         }
         E::ResultRevealed(e) => {
-            if let Some(d) = job.deals.iter_mut().rev().find(|d| d.operator == e.operator) {
+            if let Some(d) = job
+                .deals
+                .iter_mut()
+                .rev()
+                .find(|d| d.operator == e.operator)
+            {
                 d.result_hash = Some(e.resultHash);
                 d.result_cid = Some(
                     cid_from_chain_bytes(&e.resultCid)
@@ -210,12 +239,16 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
             job.fail_reason = Some(enum_name(FAIL_REASON, e.reason));
         }
         E::JobExpired(_) => job.state = JobState::Expired,
-        E::Paid(e) => {
-            job.payments.push(Transfer { account: e.to, amount: wei(e.amount), kind: enum_name(PAYMENT_KIND, e.kind) })
-        }
-        E::Refunded(e) => {
-            job.refunds.push(Transfer { account: e.creator, amount: wei(e.amount), kind: "Refund".into() })
-        }
+        E::Paid(e) => job.payments.push(Transfer {
+            account: e.to,
+            amount: wei(e.amount),
+            kind: enum_name(PAYMENT_KIND, e.kind),
+        }),
+        E::Refunded(e) => job.refunds.push(Transfer {
+            account: e.creator,
+            amount: wei(e.amount),
+            kind: "Refund".into(),
+        }),
         E::Slashed(e) => job.slashes.push(Transfer {
             account: e.operator,
             amount: wei(e.amount),
@@ -245,7 +278,11 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
                 "bidDeadline": e.bidDeadline,
             }),
         ),
-        E::BidPlaced(e) => (e.jobId, "BidPlaced", json!({"operator": e.operator, "price": wei(e.price)})),
+        E::BidPlaced(e) => (
+            e.jobId,
+            "BidPlaced",
+            json!({"operator": e.operator, "price": wei(e.price)}),
+        ),
         E::BidDropped(e) => (e.jobId, "BidDropped", json!({"operator": e.operator})),
         E::DealAccepted(e) => (
             e.jobId,
@@ -257,9 +294,11 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
             "PhaseStarted",
             json!({"state": JobState::from_index(e.state).map(|s| s.name()), "deadline": e.deadline}),
         ),
-        E::ResultCommitted(e) => {
-            (e.jobId, "ResultCommitted", json!({"operator": e.operator, "commitment": e.commitment}))
-        }
+        E::ResultCommitted(e) => (
+            e.jobId,
+            "ResultCommitted",
+            json!({"operator": e.operator, "commitment": e.commitment}),
+        ),
         E::ResultRevealed(e) => (
             e.jobId,
             "ResultRevealed",
@@ -278,11 +317,17 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
                 "winners": e.winners,
             }),
         ),
-        E::JobFailed(e) => (e.jobId, "JobFailed", json!({"reason": enum_name(FAIL_REASON, e.reason)})),
+        E::JobFailed(e) => (
+            e.jobId,
+            "JobFailed",
+            json!({"reason": enum_name(FAIL_REASON, e.reason)}),
+        ),
         E::JobExpired(e) => (e.jobId, "JobExpired", json!({"bids": e.bids})),
-        E::DisputeOpened(e) => {
-            (e.jobId, "DisputeOpened", json!({"challenger": e.challenger, "bond": wei(e.bond)}))
-        }
+        E::DisputeOpened(e) => (
+            e.jobId,
+            "DisputeOpened",
+            json!({"challenger": e.challenger, "bond": wei(e.bond)}),
+        ),
         E::MediatorSelected(e) => (
             e.jobId,
             "MediatorSelected",
@@ -298,7 +343,11 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
             "Paid",
             json!({"to": e.to, "amount": wei(e.amount), "kind": enum_name(PAYMENT_KIND, e.kind)}),
         ),
-        E::Refunded(e) => (e.jobId, "Refunded", json!({"creator": e.creator, "amount": wei(e.amount)})),
+        E::Refunded(e) => (
+            e.jobId,
+            "Refunded",
+            json!({"creator": e.creator, "amount": wei(e.amount)}),
+        ),
         E::Slashed(e) => (
             e.jobId,
             "Slashed",

@@ -30,23 +30,78 @@ impl Metrics {
     pub fn render(&self, jobs_by_state: &[(&str, usize)]) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 12] = [
-            ("shoal_http_requests_total", "HTTP requests served", &self.http_requests),
-            ("shoal_http_rate_limited_total", "HTTP requests refused by the rate limit", &self.http_rate_limited),
-            ("shoal_chain_events_total", "market events stored", &self.chain_events),
-            ("shoal_bid_decisions_bid_total", "posted jobs this node decided to bid on", &self.decisions_bid),
-            ("shoal_bid_decisions_declined_total", "posted jobs this node declined", &self.decisions_declined),
-            ("shoal_bids_sent_total", "bid transactions confirmed", &self.bids_sent),
-            ("shoal_executions_started_total", "executions started", &self.executions_started),
-            ("shoal_executions_failed_total", "executions that failed", &self.executions_failed),
-            ("shoal_commits_total", "commit transactions confirmed", &self.commits),
-            ("shoal_reveals_total", "reveal transactions confirmed", &self.reveals),
-            ("shoal_results_published_total", "verified results published", &self.published),
-            ("shoal_tx_errors_total", "transactions that failed", &self.tx_errors),
+            (
+                "shoal_http_requests_total",
+                "HTTP requests served",
+                &self.http_requests,
+            ),
+            (
+                "shoal_http_rate_limited_total",
+                "HTTP requests refused by the rate limit",
+                &self.http_rate_limited,
+            ),
+            (
+                "shoal_chain_events_total",
+                "market events stored",
+                &self.chain_events,
+            ),
+            (
+                "shoal_bid_decisions_bid_total",
+                "posted jobs this node decided to bid on",
+                &self.decisions_bid,
+            ),
+            (
+                "shoal_bid_decisions_declined_total",
+                "posted jobs this node declined",
+                &self.decisions_declined,
+            ),
+            (
+                "shoal_bids_sent_total",
+                "bid transactions confirmed",
+                &self.bids_sent,
+            ),
+            (
+                "shoal_executions_started_total",
+                "executions started",
+                &self.executions_started,
+            ),
+            (
+                "shoal_executions_failed_total",
+                "executions that failed",
+                &self.executions_failed,
+            ),
+            (
+                "shoal_commits_total",
+                "commit transactions confirmed",
+                &self.commits,
+            ),
+            (
+                "shoal_reveals_total",
+                "reveal transactions confirmed",
+                &self.reveals,
+            ),
+            (
+                "shoal_results_published_total",
+                "verified results published",
+                &self.published,
+            ),
+            (
+                "shoal_tx_errors_total",
+                "transactions that failed",
+                &self.tx_errors,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP shoal_jobs jobs known to this node by state\n# TYPE shoal_jobs gauge");
+        let _ = writeln!(
+            out,
+            "# HELP shoal_jobs jobs known to this node by state\n# TYPE shoal_jobs gauge"
+        );
         for (state, n) in jobs_by_state {
             let _ = writeln!(out, "shoal_jobs{{state=\"{state}\"}} {n}");
         }

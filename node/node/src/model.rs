@@ -54,7 +54,10 @@ impl JobState {
 
     /// Verified, Failed and Expired are final.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Verified | JobState::Failed | JobState::Expired)
+        matches!(
+            self,
+            JobState::Verified | JobState::Failed | JobState::Expired
+        )
     }
 
     /// The name as in the contract (`Posted`, `Running`, …).
@@ -77,12 +80,20 @@ impl JobState {
 impl std::str::FromStr for JobState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.iter().copied().find(|st| st.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
-            format!(
-                "`{s}` is not a job state; use one of {}",
-                Self::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
-            )
-        })
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|st| st.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a job state; use one of {}",
+                    Self::ALL
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
     }
 }
 
@@ -213,9 +224,17 @@ pub enum Step {
     /// The executor runs the job.
     Running,
     /// The result is known and its salt persisted; the commit is (about to be) sent.
-    Committed { result_hash: B256, result_cid: String, salt: B256, commit_confirmed: bool },
+    Committed {
+        result_hash: B256,
+        result_cid: String,
+        salt: B256,
+        commit_confirmed: bool,
+    },
     /// The reveal is confirmed.
-    Revealed { result_hash: B256, result_cid: String },
+    Revealed {
+        result_hash: B256,
+        result_cid: String,
+    },
     /// The job verified with our result and the results are pinned and served.
     Published { result_cid: String },
     /// Nothing more to do.
@@ -242,7 +261,10 @@ impl Step {
 
     /// Whether nothing more happens.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Step::Published { .. } | Step::Failed { .. } | Step::Done { .. })
+        matches!(
+            self,
+            Step::Published { .. } | Step::Failed { .. } | Step::Done { .. }
+        )
     }
 }
 
@@ -263,7 +285,10 @@ pub struct Execution {
 
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Variant names of `IJobMarket.Verifier`, in ABI order.
@@ -271,14 +296,21 @@ pub const VERIFIER: &[&str] = &["Deterministic", "Optimistic"];
 /// Variant names of `IJobMarket.SlashReason`, in ABI order.
 pub const SLASH_REASON: &[&str] = &["NoCommit", "NoReveal", "WrongResult"];
 /// Variant names of `IJobMarket.FailReason`, in ABI order.
-pub const FAIL_REASON: &[&str] =
-    &["TooFewCommits", "TooFewReveals", "NoQuorum", "NoMediatorMajority", "NoCorrectResult"];
+pub const FAIL_REASON: &[&str] = &[
+    "TooFewCommits",
+    "TooFewReveals",
+    "NoQuorum",
+    "NoMediatorMajority",
+    "NoCorrectResult",
+];
 /// Variant names of `IJobMarket.PaymentKind`, in ABI order.
 pub const PAYMENT_KIND: &[&str] = &["Execution", "Mediation", "Compensation", "BondReturned"];
 
 /// The name of an ABI enum value, or `Unknown(n)`.
 pub fn enum_name(names: &[&str], v: u8) -> String {
-    names.get(usize::from(v)).map_or_else(|| format!("Unknown({v})"), |s| (*s).to_owned())
+    names
+        .get(usize::from(v))
+        .map_or_else(|| format!("Unknown({v})"), |s| (*s).to_owned())
 }
 
 #[cfg(test)]
@@ -287,7 +319,9 @@ mod tests {
 
     /// `enum Name { A, B }` variants from the contract interface source.
     fn variants(source: &str, name: &str) -> Vec<String> {
-        let start = source.find(&format!("enum {name} {{")).unwrap_or_else(|| panic!("enum {name} not found"));
+        let start = source
+            .find(&format!("enum {name} {{"))
+            .unwrap_or_else(|| panic!("enum {name} not found"));
         let body = &source[start..];
         let body = &body[body.find('{').unwrap_or(0) + 1..body.find('}').unwrap_or(0)];
         body.lines()
@@ -302,7 +336,10 @@ mod tests {
     /// The copies of the contract's enums must match the interface, in order.
     #[test]
     fn enum_names_match_the_contract_interface() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/src/interfaces/IJobMarket.sol");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../contracts/src/interfaces/IJobMarket.sol"
+        );
         let source = std::fs::read_to_string(path).expect("IJobMarket.sol");
         let states: Vec<&str> = JobState::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(variants(&source, "JobState"), states);

@@ -14,8 +14,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 use alloy::primitives::{Address, B256, keccak256};
 use cid::Cid;
 use shoal_executor::{
-    DockerConfig, DockerExecutor, DockerSpec, EngineSpec, ExecutionId, ExecutionRequest, ExecutorRegistry,
-    InputMount, Limits, OutputVolume, WasmConfig, WasmExecutor, WasmModule, WasmSpec,
+    DockerConfig, DockerExecutor, DockerSpec, EngineSpec, ExecutionId, ExecutionRequest,
+    ExecutorRegistry, InputMount, Limits, OutputVolume, WasmConfig, WasmExecutor, WasmModule,
+    WasmSpec,
 };
 use shoal_types::{InputSource, JobSpec};
 use tokio::sync::{Notify, Semaphore};
@@ -70,7 +71,10 @@ pub struct NodeInner {
 
 impl std::fmt::Debug for NodeInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeInner").field("operator", &self.chain.operator).field("api_url", &self.api_url).finish()
+        f.debug_struct("NodeInner")
+            .field("operator", &self.chain.operator)
+            .field("api_url", &self.api_url)
+            .finish()
     }
 }
 
@@ -84,7 +88,11 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// The API base URL, e.g. `http://127.0.0.1:7474`.
     pub fn api_url(&self) -> String {
-        self.inner.api_url.get().cloned().unwrap_or_else(|| format!("http://{}", self.addr))
+        self.inner
+            .api_url
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("http://{}", self.addr))
     }
 
     /// The address the API listens on.
@@ -134,7 +142,8 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     cfg.validate()?;
     let deployment = cfg.resolve_deployment()?;
     let signer = cfg.operator.signer()?;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io("creating the data dir", &cfg.data_dir, e))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Error::io("creating the data dir", &cfg.data_dir, e))?;
     let results_root = cfg.data_dir.join("results");
     let work_root = cfg.data_dir.join("work");
     for dir in [&results_root, &work_root] {
@@ -153,7 +162,9 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
             Ok(d) => {
                 executors.register(Arc::new(d));
             }
-            Err(e) => tracing::warn!(error = %e, "the docker executor is configured but unavailable"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the docker executor is configured but unavailable")
+            }
         }
     }
     let chain = Arc::new(Chain::connect(&cfg.chain.rpc_url, deployment, signer).await?);
@@ -169,7 +180,9 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .map_err(|e| Error::Http(format!("cannot listen on {}: {e}", cfg.api.listen)))?;
-    let addr = listener.local_addr().map_err(|e| Error::Http(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Http(e.to_string()))?;
 
     let inner = Arc::new(NodeInner {
         exec_slots: Semaphore::new(cfg.executor.max_parallel),
@@ -190,14 +203,22 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         results_root,
         work_root,
     });
-    let url = inner.cfg.api.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let url = inner
+        .cfg
+        .api
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let _ = inner.api_url.set(url.trim_end_matches('/').to_owned());
 
     let api = crate::api::router(inner.clone());
     let cancel = inner.cancel.clone();
     inner.tracker.spawn(async move {
-        let serve = axum::serve(listener, api.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { cancel.cancelled().await });
+        let serve = axum::serve(
+            listener,
+            api.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { cancel.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP API stopped");
         }
@@ -244,7 +265,10 @@ where
 {
     {
         let backoff = inner.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        if backoff.get(&(job, action)).is_some_and(|t| Instant::now() < *t) {
+        if backoff
+            .get(&(job, action))
+            .is_some_and(|t| Instant::now() < *t)
+        {
             return;
         }
     }
@@ -283,7 +307,11 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
     let now = now_secs();
     for job in inner.db.jobs()? {
         let exec = inner.db.execution(job.id)?;
-        if job.state.is_final() && exec.as_ref().is_none_or(|e| e.step.is_terminal() && e.claimed) {
+        if job.state.is_final()
+            && exec
+                .as_ref()
+                .is_none_or(|e| e.step.is_terminal() && e.claimed)
+        {
             continue;
         }
         let Some(me) = me else { continue };
@@ -296,12 +324,18 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
                     if decided.is_none() && inner.cfg.bid.enabled {
                         let (i, j) = (inner.clone(), job.clone());
                         spawn_action(inner, id, Action::Bid, async move { decide(i, j).await });
-                    } else if exec.as_ref().is_some_and(|e| e.step == Step::Bidding && now > e.updated_at + 2)
+                    } else if exec
+                        .as_ref()
+                        .is_some_and(|e| e.step == Step::Bidding && now > e.updated_at + 2)
                         && !job.bids.iter().any(|b| b.operator == me)
-                        && let Some(price) = decided.and_then(|d| d.price).and_then(|p| p.parse::<u128>().ok())
+                        && let Some(price) = decided
+                            .and_then(|d| d.price)
+                            .and_then(|p| p.parse::<u128>().ok())
                     {
                         let i = inner.clone();
-                        spawn_action(inner, id, Action::Bid, async move { send_bid(i, id, price).await });
+                        spawn_action(inner, id, Action::Bid, async move {
+                            send_bid(i, id, price).await
+                        });
                     }
                 } else {
                     let i = inner.clone();
@@ -311,14 +345,19 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
                 }
             }
             JobState::Running | JobState::Disputed => {
-                let mine = deal.as_ref().is_some_and(|d| d.mediator == (job.state == JobState::Disputed));
+                let mine = deal
+                    .as_ref()
+                    .is_some_and(|d| d.mediator == (job.state == JobState::Disputed));
                 if mine {
                     drive_execution(inner, &job, exec.as_ref(), me);
                 }
                 due_finalize(inner, &job, now);
             }
             JobState::Revealing | JobState::DisputeRevealing => {
-                if let Some(Execution { step: Step::Committed { .. }, .. }) = &exec
+                if let Some(Execution {
+                    step: Step::Committed { .. },
+                    ..
+                }) = &exec
                     && deal.as_ref().is_some_and(|d| d.result_hash.is_none())
                 {
                     let (i, e) = (inner.clone(), exec.clone());
@@ -346,15 +385,24 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
 fn due_finalize(inner: &Arc<NodeInner>, job: &JobRecord, now: u64) {
     if job.phase_deadline > 0 && now > job.phase_deadline {
         let (i, id) = (inner.clone(), job.id);
-        spawn_action(inner, id, Action::Finalize, async move { i.chain.finalize(id).await.map(|_| ()) });
+        spawn_action(inner, id, Action::Finalize, async move {
+            i.chain.finalize(id).await.map(|_| ())
+        });
     }
 }
 
 fn drive_execution(inner: &Arc<NodeInner>, job: &JobRecord, exec: Option<&Execution>, me: Address) {
-    let role = if job.state == JobState::Disputed { Role::Mediator } else { Role::Worker };
+    let role = if job.state == JobState::Disputed {
+        Role::Mediator
+    } else {
+        Role::Worker
+    };
     let id = job.id;
     match exec.map(|e| &e.step) {
-        Some(Step::Committed { commit_confirmed: false, .. }) => {
+        Some(Step::Committed {
+            commit_confirmed: false,
+            ..
+        }) => {
             let (i, e, j) = (inner.clone(), exec.cloned(), job.clone());
             spawn_action(inner, id, Action::Commit, async move {
                 match e {
@@ -363,11 +411,18 @@ fn drive_execution(inner: &Arc<NodeInner>, job: &JobRecord, exec: Option<&Execut
                 }
             });
         }
-        Some(Step::Committed { .. } | Step::Revealed { .. } | Step::Published { .. } | Step::Failed { .. }) => {}
+        Some(
+            Step::Committed { .. }
+            | Step::Revealed { .. }
+            | Step::Published { .. }
+            | Step::Failed { .. },
+        ) => {}
         Some(Step::Done { .. }) if role == Role::Worker => {}
         _ => {
             let (i, j) = (inner.clone(), job.clone());
-            spawn_action(inner, id, Action::Execute, async move { execute(i, j, role).await });
+            spawn_action(inner, id, Action::Execute, async move {
+                execute(i, j, role).await
+            });
         }
     }
 }
@@ -381,20 +436,31 @@ fn settle(inner: &Arc<NodeInner>, job: &JobRecord, exec: Execution) {
         {
             let ours = *result_hash;
             let (i, j, e) = (inner.clone(), job.clone(), exec.clone());
-            spawn_action(inner, id, Action::Publish, async move { publish(i, j, e, ours).await });
+            spawn_action(inner, id, Action::Publish, async move {
+                publish(i, j, e, ours).await
+            });
         }
         step if !step.is_terminal() => {
             let reason = match job.state {
                 JobState::Verified => "the job verified without this node's result".to_string(),
                 JobState::Expired => "the job expired (too few bids)".to_string(),
-                _ => format!("the job failed ({})", job.fail_reason.as_deref().unwrap_or("unknown reason")),
+                _ => format!(
+                    "the job failed ({})",
+                    job.fail_reason.as_deref().unwrap_or("unknown reason")
+                ),
             };
             let step = if matches!(step, Step::Bidding) {
-                Step::Done { reason: format!("not selected; {reason}") }
+                Step::Done {
+                    reason: format!("not selected; {reason}"),
+                }
             } else {
                 Step::Done { reason }
             };
-            let e = Execution { step, updated_at: now_secs(), ..exec };
+            let e = Execution {
+                step,
+                updated_at: now_secs(),
+                ..exec
+            };
             if let Err(err) = inner.db.put_execution(&e) {
                 tracing::warn!(job = %id, error = %err, "cannot record the end of an execution");
             }
@@ -408,7 +474,11 @@ fn settle(inner: &Arc<NodeInner>, job: &JobRecord, exec: Execution) {
                     Err(e) if e.to_string().contains("NothingToClaim") => {}
                     Err(e) => return Err(e),
                 }
-                let e = Execution { claimed: true, updated_at: now_secs(), ..exec };
+                let e = Execution {
+                    claimed: true,
+                    updated_at: now_secs(),
+                    ..exec
+                };
                 i.db.put_execution(&e)
             });
         }
@@ -417,7 +487,11 @@ fn settle(inner: &Arc<NodeInner>, job: &JobRecord, exec: Execution) {
 }
 
 fn active_jobs(inner: &NodeInner) -> usize {
-    inner.db.executions().map(|v| v.iter().filter(|e| !e.step.is_terminal()).count()).unwrap_or(0)
+    inner
+        .db
+        .executions()
+        .map(|v| v.iter().filter(|e| !e.step.is_terminal()).count())
+        .unwrap_or(0)
 }
 
 /// Fetches the spec by CID and checks it against the on-chain spec hash.
@@ -442,7 +516,11 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
     let verdict = match load_spec(&inner.content, &job).await {
         Err(e) => Verdict::decline(format!("cannot use the job's spec: {e}")),
         Ok(spec) => {
-            let ctx = BidContext { job: &job, spec: &spec, active_jobs: active_jobs(&inner) };
+            let ctx = BidContext {
+                job: &job,
+                spec: &spec,
+                active_jobs: active_jobs(&inner),
+            };
             inner.strategy.decide(&ctx).await
         }
     };
@@ -495,7 +573,9 @@ async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {
             inner.db.put_decision(id, &decision)?;
             if let Some(exec) = inner.db.execution(id)? {
                 inner.db.put_execution(&Execution {
-                    step: Step::Failed { reason: decision.reason.clone() },
+                    step: Step::Failed {
+                        reason: decision.reason.clone(),
+                    },
                     updated_at: now_secs(),
                     ..exec
                 })?;
@@ -508,7 +588,12 @@ async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {
 fn set_step(inner: &NodeInner, job: JobId, role: Role, step: Step) -> Result<Execution> {
     let prev = inner.db.execution(job)?;
     let e = match prev {
-        Some(p) => Execution { role, step, updated_at: now_secs(), ..p },
+        Some(p) => Execution {
+            role,
+            step,
+            updated_at: now_secs(),
+            ..p
+        },
         None => Execution {
             job_id: job,
             role,
@@ -540,7 +625,14 @@ async fn execute(inner: Arc<NodeInner>, job: JobRecord, role: Role) -> Result<()
         }
         Err(e) => {
             Metrics::inc(&inner.metrics.executions_failed);
-            set_step(&inner, id, role, Step::Failed { reason: e.to_string() })?;
+            set_step(
+                &inner,
+                id,
+                role,
+                Step::Failed {
+                    reason: e.to_string(),
+                },
+            )?;
             return Err(e);
         }
     };
@@ -551,7 +643,12 @@ async fn execute(inner: Arc<NodeInner>, job: JobRecord, role: Role) -> Result<()
     let exec = Execution {
         job_id: id,
         role,
-        step: Step::Committed { result_hash, result_cid: cid.to_string(), salt, commit_confirmed: false },
+        step: Step::Committed {
+            result_hash,
+            result_cid: cid.to_string(),
+            salt,
+            commit_confirmed: false,
+        },
         results_dir: Some(results_dir.display().to_string()),
         exit_code: Some(exit_code),
         claimed: prev.is_some_and(|p| p.claimed),
@@ -563,8 +660,21 @@ async fn execute(inner: Arc<NodeInner>, job: JobRecord, role: Role) -> Result<()
     send_commit(inner, &job, exec, me).await
 }
 
-async fn send_commit(inner: Arc<NodeInner>, job: &JobRecord, exec: Execution, me: Address) -> Result<()> {
-    let Step::Committed { result_hash, result_cid, salt, .. } = exec.step.clone() else { return Ok(()) };
+async fn send_commit(
+    inner: Arc<NodeInner>,
+    job: &JobRecord,
+    exec: Execution,
+    me: Address,
+) -> Result<()> {
+    let Step::Committed {
+        result_hash,
+        result_cid,
+        salt,
+        ..
+    } = exec.step.clone()
+    else {
+        return Ok(());
+    };
     let c = commitment(job.id, me, result_hash, salt);
     let already = job.deal_of(me).is_some_and(|d| d.commitment == Some(c));
     if !already {
@@ -579,7 +689,12 @@ async fn send_commit(inner: Arc<NodeInner>, job: &JobRecord, exec: Execution, me
         Metrics::inc(&inner.metrics.commits);
     }
     let done = Execution {
-        step: Step::Committed { result_hash, result_cid, salt, commit_confirmed: true },
+        step: Step::Committed {
+            result_hash,
+            result_cid,
+            salt,
+            commit_confirmed: true,
+        },
         updated_at: now_secs(),
         ..exec
     };
@@ -592,9 +707,21 @@ async fn send_commit(inner: Arc<NodeInner>, job: &JobRecord, exec: Execution, me
 }
 
 async fn reveal(inner: Arc<NodeInner>, exec: Execution) -> Result<()> {
-    let Step::Committed { result_hash, result_cid, salt, .. } = exec.step.clone() else { return Ok(()) };
+    let Step::Committed {
+        result_hash,
+        result_cid,
+        salt,
+        ..
+    } = exec.step.clone()
+    else {
+        return Ok(());
+    };
     let cid: Cid = shoal_store::parse_cid(&result_cid)?;
-    match inner.chain.reveal(exec.job_id, result_hash, salt, cid.to_bytes()).await {
+    match inner
+        .chain
+        .reveal(exec.job_id, result_hash, salt, cid.to_bytes())
+        .await
+    {
         Ok(tx) => {
             Metrics::inc(&inner.metrics.reveals);
             tracing::info!(job = %exec.job_id, %tx, "result revealed");
@@ -606,7 +733,10 @@ async fn reveal(inner: Arc<NodeInner>, exec: Execution) -> Result<()> {
         }
     }
     inner.db.put_execution(&Execution {
-        step: Step::Revealed { result_hash, result_cid },
+        step: Step::Revealed {
+            result_hash,
+            result_cid,
+        },
         updated_at: now_secs(),
         ..exec
     })
@@ -615,23 +745,42 @@ async fn reveal(inner: Arc<NodeInner>, exec: Execution) -> Result<()> {
 /// Pins the verified results in the store (making them public) when they are ours.
 async fn publish(inner: Arc<NodeInner>, job: JobRecord, exec: Execution, ours: B256) -> Result<()> {
     let Some(verified) = job.result_hash else {
-        return Err(Error::Chain(format!("job {} is verified but its JobVerified event is not read yet", job.id)));
+        return Err(Error::Chain(format!(
+            "job {} is verified but its JobVerified event is not read yet",
+            job.id
+        )));
     };
     let step = if verified == ours {
-        let dir = exec.results_dir.clone().map(PathBuf::from).ok_or_else(|| Error::Content {
-            cid: job.result_cid.clone().unwrap_or_default(),
-            reason: "this node has no results folder for the job".into(),
-        })?;
+        let dir = exec
+            .results_dir
+            .clone()
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Content {
+                cid: job.result_cid.clone().unwrap_or_default(),
+                reason: "this node has no results folder for the job".into(),
+            })?;
         let store = inner.content.store.clone();
-        let imported = tokio::task::spawn_blocking(move || store.add_path(&dir, shoal_store::Profile::UnixfsV1_2025))
-            .await
-            .map_err(|e| Error::Content { cid: String::new(), reason: e.to_string() })??;
+        let imported = tokio::task::spawn_blocking(move || {
+            store.add_path(&dir, shoal_store::Profile::UnixfsV1_2025)
+        })
+        .await
+        .map_err(|e| Error::Content {
+            cid: String::new(),
+            reason: e.to_string(),
+        })??;
         if result_hash_of(&imported.cid)? != ours {
-            Step::Failed { reason: format!("the results folder changed since the commit (now {})", imported.cid) }
+            Step::Failed {
+                reason: format!(
+                    "the results folder changed since the commit (now {})",
+                    imported.cid
+                ),
+            }
         } else {
             Metrics::inc(&inner.metrics.published);
             tracing::info!(job = %job.id, cid = %imported.cid, "verified results published");
-            Step::Published { result_cid: imported.cid.to_string() }
+            Step::Published {
+                result_cid: imported.cid.to_string(),
+            }
         }
     } else {
         Step::Failed {
@@ -641,11 +790,19 @@ async fn publish(inner: Arc<NodeInner>, job: JobRecord, exec: Execution, ours: B
             ),
         }
     };
-    inner.db.put_execution(&Execution { step, updated_at: now_secs(), ..exec })
+    inner.db.put_execution(&Execution {
+        step,
+        updated_at: now_secs(),
+        ..exec
+    })
 }
 
 /// Fetches the module and inputs, runs the executor, returns (result CID, results folder, exit code).
-async fn run_job(inner: &Arc<NodeInner>, job: &JobRecord, role: Role) -> Result<(Cid, PathBuf, i32)> {
+async fn run_job(
+    inner: &Arc<NodeInner>,
+    job: &JobRecord,
+    role: Role,
+) -> Result<(Cid, PathBuf, i32)> {
     let spec = load_spec(&inner.content, job).await?;
     let work = inner.work_root.join(format!("job-{}", job.id));
     if work.exists() {
@@ -666,7 +823,11 @@ async fn run_job(inner: &Arc<NodeInner>, job: &JobRecord, role: Role) -> Result<
         shoal_types::EngineSpec::Docker(d) => EngineSpec::Docker(DockerSpec {
             image: d.image.clone(),
             entrypoint: d.entrypoint.clone(),
-            cmd: if d.cmd.is_empty() { None } else { Some(d.cmd.clone()) },
+            cmd: if d.cmd.is_empty() {
+                None
+            } else {
+                Some(d.cmd.clone())
+            },
             env: d.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             working_dir: d.working_dir.clone(),
         }),
@@ -674,18 +835,32 @@ async fn run_job(inner: &Arc<NodeInner>, job: &JobRecord, role: Role) -> Result<
     let exec_id = ExecutionId::new(format!("job-{}", job.id))?;
     let mut req = ExecutionRequest::new(exec_id.clone(), engine);
     for (i, input) in spec.inputs.iter().enumerate() {
-        let host_path = fetch_input(inner, &input.source, input.checksum.as_deref(), &work.join(format!("input-{i}"))).await?;
-        req.inputs.push(InputMount { host_path, container_path: input.path.clone() });
+        let host_path = fetch_input(
+            inner,
+            &input.source,
+            input.checksum.as_deref(),
+            &work.join(format!("input-{i}")),
+        )
+        .await?;
+        req.inputs.push(InputMount {
+            host_path,
+            container_path: input.path.clone(),
+        });
     }
     req.outputs = spec
         .outputs
         .iter()
-        .map(|o| OutputVolume { name: o.name.clone(), container_path: o.path.clone() })
+        .map(|o| OutputVolume {
+            name: o.name.clone(),
+            container_path: o.path.clone(),
+        })
         .collect();
     req.limits = Limits {
         memory_bytes: spec.resources.memory,
         timeout: spec.resources.timeout,
-        cpu_millis: (spec.resources.cpu * 1000.0).round().clamp(1.0, f64::from(u32::MAX)) as u32,
+        cpu_millis: (spec.resources.cpu * 1000.0)
+            .round()
+            .clamp(1.0, f64::from(u32::MAX)) as u32,
         ..Limits::default()
     };
     req.network = spec.network;
@@ -724,7 +899,12 @@ fn allowed_file(inner: &NodeInner, path: &str) -> Result<PathBuf> {
         source_uri: format!("file://{path}"),
         reason: format!("cannot open it: {e}"),
     })?;
-    let ok = inner.cfg.executor.file_allow.iter().any(|a| a.canonicalize().is_ok_and(|a| canon.starts_with(a)));
+    let ok = inner
+        .cfg
+        .executor
+        .file_allow
+        .iter()
+        .any(|a| a.canonicalize().is_ok_and(|a| canon.starts_with(a)));
     if ok {
         Ok(canon)
     } else {
@@ -736,12 +916,23 @@ fn allowed_file(inner: &NodeInner, path: &str) -> Result<PathBuf> {
 }
 
 async fn download(inner: &NodeInner, url: &str, checksum: Option<&str>) -> Result<Vec<u8>> {
-    let err = |reason: String| Error::Input { source_uri: url.to_owned(), reason };
-    let resp = inner.http.get(url).send().await.map_err(|e| err(e.to_string()))?;
+    let err = |reason: String| Error::Input {
+        source_uri: url.to_owned(),
+        reason,
+    };
+    let resp = inner
+        .http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(err(format!("HTTP {}", resp.status())));
     }
-    if resp.content_length().is_some_and(|l| l > inner.cfg.executor.max_download_bytes) {
+    if resp
+        .content_length()
+        .is_some_and(|l| l > inner.cfg.executor.max_download_bytes)
+    {
         return Err(err("larger than executor.max_download_bytes".into()));
     }
     let bytes = resp.bytes().await.map_err(|e| err(e.to_string()))?;
@@ -773,7 +964,12 @@ async fn fetch_bytes(inner: &NodeInner, source: &InputSource, scratch: &Path) ->
     }
 }
 
-async fn fetch_input(inner: &NodeInner, source: &InputSource, checksum: Option<&str>, dest: &Path) -> Result<PathBuf> {
+async fn fetch_input(
+    inner: &NodeInner,
+    source: &InputSource,
+    checksum: Option<&str>,
+    dest: &Path,
+) -> Result<PathBuf> {
     match source {
         InputSource::Inline(b) => {
             std::fs::write(dest, b).map_err(|e| Error::io("writing", dest, e))?;

@@ -32,8 +32,12 @@ pub fn result_hash_of(cid: &Cid) -> Result<B256> {
 
 /// The results folder CID a result hash stands for: CIDv1, dag-pb, sha2-256.
 pub fn results_cid_of(hash: B256) -> Result<Cid> {
-    let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, hash.as_slice())
-        .map_err(|e| Error::Content { cid: hash.to_string(), reason: e.to_string() })?;
+    let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, hash.as_slice()).map_err(|e| {
+        Error::Content {
+            cid: hash.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
     Ok(Cid::new_v1(DAG_PB, mh))
 }
 
@@ -59,12 +63,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("stdout"), b"hello\n").expect("write");
         std::fs::write(dir.path().join("exitCode"), b"0").expect("write");
-        let cid = shoal_store::hash_path(dir.path(), shoal_store::Profile::UnixfsV1_2025).expect("hash");
+        let cid =
+            shoal_store::hash_path(dir.path(), shoal_store::Profile::UnixfsV1_2025).expect("hash");
         assert_eq!(cid.codec(), DAG_PB);
         let hash = result_hash_of(&cid).expect("sha2-256");
         assert_eq!(results_cid_of(hash).expect("cid"), cid);
         assert_eq!(cid_from_chain_bytes(&cid.to_bytes()).expect("bytes"), cid);
-        assert_eq!(cid_from_chain_bytes(cid.to_string().as_bytes()).expect("text"), cid);
+        assert_eq!(
+            cid_from_chain_bytes(cid.to_string().as_bytes()).expect("text"),
+            cid
+        );
         assert!(cid_from_chain_bytes(b"\xff\x00nonsense").is_err());
     }
 }

@@ -32,7 +32,11 @@ pub struct Verdict {
 impl Verdict {
     /// A refusal.
     pub fn decline(reason: impl Into<String>) -> Self {
-        Self { bid: false, reason: reason.into(), price: None }
+        Self {
+            bid: false,
+            reason: reason.into(),
+            price: None,
+        }
     }
 }
 
@@ -52,20 +56,24 @@ pub struct PolicyStrategy {
 
 impl std::fmt::Debug for PolicyStrategy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyStrategy").field("policy", &self.policy).finish()
+        f.debug_struct("PolicyStrategy")
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
 /// The executor-side engine spec used to ask an executor whether it can run a job.
 pub fn probe_engine(spec: &JobSpec) -> shoal_executor::EngineSpec {
     match &spec.engine {
-        shoal_types::EngineSpec::Wasm(_) => shoal_executor::EngineSpec::Wasm(shoal_executor::WasmSpec::new(
-            shoal_executor::WasmModule::Bytes(Arc::from(Vec::new())),
-        )),
-        shoal_types::EngineSpec::Docker(d) => shoal_executor::EngineSpec::Docker(shoal_executor::DockerSpec {
-            image: d.image.clone(),
-            ..Default::default()
-        }),
+        shoal_types::EngineSpec::Wasm(_) => shoal_executor::EngineSpec::Wasm(
+            shoal_executor::WasmSpec::new(shoal_executor::WasmModule::Bytes(Arc::from(Vec::new()))),
+        ),
+        shoal_types::EngineSpec::Docker(d) => {
+            shoal_executor::EngineSpec::Docker(shoal_executor::DockerSpec {
+                image: d.image.clone(),
+                ..Default::default()
+            })
+        }
     }
 }
 
@@ -110,12 +118,18 @@ impl BidStrategy for PolicyStrategy {
         }
         if let Some(hook) = &self.policy.hook {
             match ask_hook(hook, &self.http, ctx).await {
-                Ok(v) if !v.bid => return Verdict::decline(format!("operator hook declined: {}", v.reason)),
+                Ok(v) if !v.bid => {
+                    return Verdict::decline(format!("operator hook declined: {}", v.reason));
+                }
                 Ok(_) => {}
                 Err(e) => return Verdict::decline(format!("operator hook failed: {e}")),
             }
         }
-        Verdict { bid: true, reason: format!("{engine} job accepted at the max price"), price: Some(max_price) }
+        Verdict {
+            bid: true,
+            reason: format!("{engine} job accepted at the max price"),
+            price: Some(max_price),
+        }
     }
 }
 
@@ -126,7 +140,11 @@ struct HookAnswer {
     reason: String,
 }
 
-async fn ask_hook(hook: &BidHook, http: &reqwest::Client, ctx: &BidContext<'_>) -> Result<HookAnswer, String> {
+async fn ask_hook(
+    hook: &BidHook,
+    http: &reqwest::Client,
+    ctx: &BidContext<'_>,
+) -> Result<HookAnswer, String> {
     let body = serde_json::json!({ "job": ctx.job, "spec": ctx.spec });
     let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
     let answer = match hook {
@@ -154,12 +172,14 @@ async fn ask_hook(hook: &BidHook, http: &reqwest::Client, ctx: &BidContext<'_>) 
             if let Some(mut stdin) = child.stdin.take() {
                 stdin.write_all(&body).await.map_err(|e| e.to_string())?;
             }
-            let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
-                .await
-                .map_err(|_| "timed out after 10 s".to_string())?
-                .map_err(|e| e.to_string())?;
+            let out =
+                tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+                    .await
+                    .map_err(|_| "timed out after 10 s".to_string())?
+                    .map_err(|e| e.to_string())?;
             out.stdout
         }
     };
-    serde_json::from_slice(&answer).map_err(|e| format!("answer is not {{\"bid\": bool, \"reason\": ...}}: {e}"))
+    serde_json::from_slice(&answer)
+        .map_err(|e| format!("answer is not {{\"bid\": bool, \"reason\": ...}}: {e}"))
 }

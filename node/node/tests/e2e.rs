@@ -23,13 +23,23 @@ fn init_tracing() {
 }
 
 fn wasm(name: &str) -> Result<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../executor/testdata/wasm").join(format!("{name}.wasm"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../executor/testdata/wasm")
+        .join(format!("{name}.wasm"));
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
-    let resp = reqwest::Client::new().post(format!("{api}/api/v1/content")).body(bytes).send().await?;
-    ensure!(resp.status().is_success(), "upload failed: {}", resp.text().await?);
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/api/v1/content"))
+        .body(bytes)
+        .send()
+        .await?;
+    ensure!(
+        resp.status().is_success(),
+        "upload failed: {}",
+        resp.text().await?
+    );
     let v: Value = resp.json().await?;
     Ok(v["cid"].as_str().context("no cid")?.to_owned())
 }
@@ -49,7 +59,11 @@ struct Job {
 }
 
 /// Uploads the wordcount module, an input and the spec to node 0, then posts the job.
-async fn post_wordcount(stack: &Devstack, deal_yaml: &str, engine_override: Option<&str>) -> Result<Job> {
+async fn post_wordcount(
+    stack: &Devstack,
+    deal_yaml: &str,
+    engine_override: Option<&str>,
+) -> Result<Job> {
     let api = &stack.nodes[0].api_url();
     let module = upload(api, wasm("wordcount")?).await?;
     let input = upload(api, FOX.to_vec()).await?;
@@ -63,11 +77,24 @@ async fn post_wordcount(stack: &Devstack, deal_yaml: &str, engine_override: Opti
     let spec_cid = upload(api, spec.to_canonical_json()).await?;
     let spec_cid = shoal_store::parse_cid(&spec_cid)?;
     let creator: PrivateKeySigner = stack.creator_key.parse()?;
-    let id = shoal_node::chain::post_job(&stack.rpc_url, stack.deployment.job_market, creator, &spec, &spec_cid).await?;
+    let id = shoal_node::chain::post_job(
+        &stack.rpc_url,
+        stack.deployment.job_market,
+        creator,
+        &spec,
+        &spec_cid,
+    )
+    .await?;
     Ok(Job { id })
 }
 
-async fn wait_job(api: &str, id: JobId, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+async fn wait_job(
+    api: &str,
+    id: JobId,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value> {
     let deadline = Instant::now() + timeout;
     let mut last = Value::Null;
     while Instant::now() < deadline {
@@ -86,7 +113,12 @@ fn state_is(s: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["state"] == s
 }
 
-async fn stack(dir: &tempfile::TempDir, nodes: usize, bad: usize, chain_rpc: Option<String>) -> Result<Devstack> {
+async fn stack(
+    dir: &tempfile::TempDir,
+    nodes: usize,
+    bad: usize,
+    chain_rpc: Option<String>,
+) -> Result<Devstack> {
     Ok(devstack::start(DevstackConfig {
         nodes,
         bad_nodes: bad,
@@ -103,47 +135,99 @@ const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids:
 /// block verified) and checks the root is the verified result CID.
 async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Result<String> {
     // Each node follows the chain on its own; this one may be a block behind.
-    wait_job(api, id, Duration::from_secs(20), "Verified on this node", state_is("Verified")).await?;
-    let resp = reqwest::Client::new().get(format!("{api}/api/v1/jobs/{id}/results")).send().await?;
-    ensure!(resp.status().is_success(), "results from {api}: {}", resp.text().await?);
+    wait_job(
+        api,
+        id,
+        Duration::from_secs(20),
+        "Verified on this node",
+        state_is("Verified"),
+    )
+    .await?;
+    let resp = reqwest::Client::new()
+        .get(format!("{api}/api/v1/jobs/{id}/results"))
+        .send()
+        .await?;
+    ensure!(
+        resp.status().is_success(),
+        "results from {api}: {}",
+        resp.text().await?
+    );
     let car = resp.bytes().await?;
     let tmp = tempfile::tempdir()?;
     let store = shoal_store::Blockstore::open(tmp.path())?;
     let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
-    ensure!(roots.len() == 1 && roots[0].to_string() == result_cid, "CAR roots {roots:?} are not {result_cid}");
+    ensure!(
+        roots.len() == 1 && roots[0].to_string() == result_cid,
+        "CAR roots {roots:?} are not {result_cid}"
+    );
     store.dag(&roots[0])?;
     let out = tmp.path().join("out");
     shoal_store::export::export(&store, &roots[0], &out)?;
     let rehashed = shoal_store::hash_path(&out, shoal_store::Profile::UnixfsV1_2025)?;
-    ensure!(rehashed.to_string() == result_cid, "re-hashed results {rehashed} differ from {result_cid}");
+    ensure!(
+        rehashed.to_string() == result_cid,
+        "re-hashed results {rehashed} differ from {result_cid}"
+    );
     Ok(std::fs::read_to_string(out.join("stdout"))?)
 }
 
 async fn honest_flow(stack: &Devstack) -> Result<()> {
     let job = post_wordcount(stack, HONEST_DEAL, None).await?;
     let api0 = stack.nodes[0].api_url();
-    let v = wait_job(&api0, job.id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+    let v = wait_job(
+        &api0,
+        job.id,
+        Duration::from_secs(60),
+        "Verified",
+        state_is("Verified"),
+    )
+    .await?;
     let result_cid = v["resultCid"].as_str().context("no result cid")?.to_owned();
-    let winners: Vec<String> = v["deals"].as_array().context("deals")?.iter().map(|d| d["operator"].to_string()).collect();
+    let winners: Vec<String> = v["deals"]
+        .as_array()
+        .context("deals")?
+        .iter()
+        .map(|d| d["operator"].to_string())
+        .collect();
     ensure!(winners.len() == 3, "3 deals expected: {v:#}");
     // Every operator is paid, nobody slashed, and the creator gets what was not spent.
     let v = wait_job(&api0, job.id, Duration::from_secs(10), "paid", |v| {
         v["payments"].as_array().is_some_and(|p| p.len() == 3)
     })
     .await?;
-    ensure!(v["slashes"].as_array().is_some_and(|s| s.is_empty()), "slashed: {v:#}");
+    ensure!(
+        v["slashes"].as_array().is_some_and(|s| s.is_empty()),
+        "slashed: {v:#}"
+    );
     // The node that ran it published; the requester-only node fetches it from peers and checks it.
     for n in &stack.nodes[..3] {
-        wait_job(&n.api_url(), job.id, Duration::from_secs(20), "published", |v| {
-            v["execution"]["step"] == "published"
-        })
+        wait_job(
+            &n.api_url(),
+            job.id,
+            Duration::from_secs(20),
+            "published",
+            |v| v["execution"]["step"] == "published",
+        )
         .await?;
     }
     let stdout = check_results_from(&stack.nodes[3].api_url(), job.id, &result_cid).await?;
     ensure!(stdout.contains("words 9"), "unexpected stdout {stdout:?}");
     let events = get_json(&format!("{api0}/api/v1/jobs/{}/events", job.id)).await?;
-    let names: Vec<&str> = events.as_array().context("events")?.iter().filter_map(|e| e["event"].as_str()).collect();
-    for want in ["JobPosted", "BidPlaced", "DealAccepted", "ResultCommitted", "ResultRevealed", "JobVerified", "Paid"] {
+    let names: Vec<&str> = events
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    for want in [
+        "JobPosted",
+        "BidPlaced",
+        "DealAccepted",
+        "ResultCommitted",
+        "ResultRevealed",
+        "JobVerified",
+        "Paid",
+    ] {
         ensure!(names.contains(&want), "{want} missing from {names:?}");
     }
     let logs = get_json(&format!("{api0}/api/v1/jobs/{}/logs", job.id)).await?;
@@ -152,11 +236,13 @@ async fn honest_flow(stack: &Devstack) -> Result<()> {
 }
 
 fn requester_last(n: usize) -> Option<devstack::Customize> {
-    Some(std::sync::Arc::new(move |i, c: &mut shoal_node::NodeConfig| {
-        if i == n - 1 {
-            c.bid.enabled = false;
-        }
-    }))
+    Some(std::sync::Arc::new(
+        move |i, c: &mut shoal_node::NodeConfig| {
+            if i == n - 1 {
+                c.bid.enabled = false;
+            }
+        },
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,12 +267,20 @@ async fn honest_job_on_anvil() -> Result<()> {
     let anvil_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/.bin/anvil");
     if !anvil_bin.exists() {
         if std::env::var_os("CI").is_some() {
-            bail!("anvil is missing at {}; run `npm ci` at the repository root", anvil_bin.display());
+            bail!(
+                "anvil is missing at {}; run `npm ci` at the repository root",
+                anvil_bin.display()
+            );
         }
-        eprintln!("skipping: anvil not installed at {} (run npm ci)", anvil_bin.display());
+        eprintln!(
+            "skipping: anvil not installed at {} (run npm ci)",
+            anvil_bin.display()
+        );
         return Ok(());
     }
-    let anvil = alloy::node_bindings::Anvil::new().path(&anvil_bin).try_spawn()?;
+    let anvil = alloy::node_bindings::Anvil::new()
+        .path(&anvil_bin)
+        .try_spawn()?;
     let dir = tempfile::tempdir()?;
     let stack = devstack::start(DevstackConfig {
         nodes: 4,
@@ -210,7 +304,14 @@ async fn one_bad_node_of_three_is_slashed() -> Result<()> {
     let r = async {
         let job = post_wordcount(&stack, HONEST_DEAL, None).await?;
         let api = stack.nodes[0].api_url();
-        let v = wait_job(&api, job.id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
+        let v = wait_job(
+            &api,
+            job.id,
+            Duration::from_secs(60),
+            "Verified",
+            state_is("Verified"),
+        )
+        .await?;
         let bad = format!("{:?}", stack.nodes[2].operator().context("operator")?).to_lowercase();
         let v = wait_job(&api, job.id, Duration::from_secs(10), "slashed", |v| {
             v["slashes"].as_array().is_some_and(|s| !s.is_empty())
@@ -219,13 +320,24 @@ async fn one_bad_node_of_three_is_slashed() -> Result<()> {
         .with_context(|| format!("after verification: {v:#}"))?;
         let slashes = v["slashes"].as_array().context("slashes")?;
         ensure!(slashes.len() == 1, "one slash expected: {v:#}");
-        ensure!(slashes[0]["account"].as_str().map(str::to_lowercase) == Some(bad.clone()), "wrong node slashed: {v:#}");
+        ensure!(
+            slashes[0]["account"].as_str().map(str::to_lowercase) == Some(bad.clone()),
+            "wrong node slashed: {v:#}"
+        );
         ensure!(slashes[0]["kind"] == "WrongResult", "slash reason: {v:#}");
-        let bad_view = wait_job(&stack.nodes[2].api_url(), job.id, Duration::from_secs(10), "failed on the bad node", |v| {
-            v["execution"]["step"] == "failed"
-        })
+        let bad_view = wait_job(
+            &stack.nodes[2].api_url(),
+            job.id,
+            Duration::from_secs(10),
+            "failed on the bad node",
+            |v| v["execution"]["step"] == "failed",
+        )
         .await?;
-        ensure!(bad_view["execution"]["reason"].as_str().is_some_and(|r| r.contains("not the verified result")));
+        ensure!(
+            bad_view["execution"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("not the verified result"))
+        );
         Ok(())
     }
     .await;
@@ -302,21 +414,45 @@ async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
             .context("node 0 never committed and stopped")?;
         let api1 = stack.nodes[1].api_url();
         // The others committed and revealed; the job waits for node 0's reveal.
-        wait_job(&api1, job.id, Duration::from_secs(30), "waiting in Revealing", |v| {
-            v["state"] == "Revealing" && v["deals"].as_array().is_some_and(|d| d.iter().filter(|d| !d["resultHash"].is_null()).count() == 2)
-        })
+        wait_job(
+            &api1,
+            job.id,
+            Duration::from_secs(30),
+            "waiting in Revealing",
+            |v| {
+                v["state"] == "Revealing"
+                    && v["deals"].as_array().is_some_and(|d| {
+                        d.iter().filter(|d| !d["resultHash"].is_null()).count() == 2
+                    })
+            },
+        )
         .await?;
         stack.restart_node(0, |c| c.fault = None).await?;
-        let v = wait_job(&api1, job.id, Duration::from_secs(30), "Verified", state_is("Verified")).await?;
+        let v = wait_job(
+            &api1,
+            job.id,
+            Duration::from_secs(30),
+            "Verified",
+            state_is("Verified"),
+        )
+        .await?;
         let op0 = format!("{:?}", stack.nodes[0].operator().context("operator")?).to_lowercase();
         let revealed = v["deals"].as_array().context("deals")?.iter().any(|d| {
-            d["operator"].as_str().map(str::to_lowercase) == Some(op0.clone()) && !d["resultHash"].is_null()
+            d["operator"].as_str().map(str::to_lowercase) == Some(op0.clone())
+                && !d["resultHash"].is_null()
         });
         ensure!(revealed, "node 0 did not reveal: {v:#}");
-        ensure!(v["slashes"].as_array().is_some_and(|s| s.is_empty()), "someone was slashed: {v:#}");
-        wait_job(&stack.nodes[0].api_url(), job.id, Duration::from_secs(20), "published by node 0", |v| {
-            v["execution"]["step"] == "published"
-        })
+        ensure!(
+            v["slashes"].as_array().is_some_and(|s| s.is_empty()),
+            "someone was slashed: {v:#}"
+        );
+        wait_job(
+            &stack.nodes[0].api_url(),
+            job.id,
+            Duration::from_secs(20),
+            "published by node 0",
+            |v| v["execution"]["step"] == "published",
+        )
         .await?;
         Ok(())
     }
@@ -390,7 +526,10 @@ async fn url_input_is_downloaded_and_checked() -> Result<()> {
     let data = b"one two three four five\n".to_vec();
     let checksum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
     let served = data.clone();
-    let app = axum::Router::new().route("/words.txt", axum::routing::get(move || async move { served.clone() }));
+    let app = axum::Router::new().route(
+        "/words.txt",
+        axum::routing::get(move || async move { served.clone() }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/words.txt", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -440,26 +579,65 @@ async fn api_answers_errors_metrics_openapi_and_rate_limits() -> Result<()> {
         let health = get_json(&format!("{api}/healthz")).await?;
         ensure!(health["ok"] == true, "{health}");
         let doc = get_json(&format!("{api}/openapi.json")).await?;
-        for p in ["/api/v1/content", "/api/v1/jobs/{id}/results", "/api/v1/nodes", "/api/v1/deployment"] {
-            ensure!(doc["paths"][p].is_object(), "{p} missing from the OpenAPI document");
+        for p in [
+            "/api/v1/content",
+            "/api/v1/jobs/{id}/results",
+            "/api/v1/nodes",
+            "/api/v1/deployment",
+        ] {
+            ensure!(
+                doc["paths"][p].is_object(),
+                "{p} missing from the OpenAPI document"
+            );
         }
         let dep = get_json(&format!("{api}/api/v1/deployment")).await?;
-        ensure!(dep["jobMarket"].as_str().is_some_and(|a| a.eq_ignore_ascii_case(&stack.deployment.job_market.to_string())));
+        ensure!(
+            dep["jobMarket"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(&stack.deployment.job_market.to_string()))
+        );
         let nodes = get_json(&format!("{api}/api/v1/nodes")).await?;
-        ensure!(nodes.as_array().is_some_and(|n| n.len() == 1 && n[0]["apiUrl"] == api.as_str()), "{nodes}");
+        ensure!(
+            nodes
+                .as_array()
+                .is_some_and(|n| n.len() == 1 && n[0]["apiUrl"] == api.as_str()),
+            "{nodes}"
+        );
         let resp = http.get(format!("{api}/api/v1/jobs/99")).send().await?;
         ensure!(resp.status() == 404);
         let err: Value = resp.json().await?;
         ensure!(err["error"].is_string() && err["hint"].is_string(), "{err}");
-        let resp = http.get(format!("{api}/api/v1/jobs?state=Bogus")).send().await?;
+        let resp = http
+            .get(format!("{api}/api/v1/jobs?state=Bogus"))
+            .send()
+            .await?;
         ensure!(resp.status() == 400, "bad state filter accepted");
-        let resp = http.post(format!("{api}/api/v1/content")).body(vec![0u8; 4096]).send().await?;
+        let resp = http
+            .post(format!("{api}/api/v1/content"))
+            .body(vec![0u8; 4096])
+            .send()
+            .await?;
         ensure!(resp.status() == 413, "oversized body: {}", resp.status());
         let cid = upload(&api, b"hello".to_vec()).await?;
-        let bytes = http.get(format!("{api}/api/v1/content/{cid}")).send().await?.bytes().await?;
+        let bytes = http
+            .get(format!("{api}/api/v1/content/{cid}"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
         ensure!(&bytes[..] == b"hello");
-        let car = http.get(format!("{api}/api/v1/content/{cid}?format=car")).send().await?.bytes().await?;
-        let other = devstack::start(DevstackConfig { nodes: 1, base_dir: dir.path().join("other"), ..Default::default() }).await?;
+        let car = http
+            .get(format!("{api}/api/v1/content/{cid}?format=car"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        let other = devstack::start(DevstackConfig {
+            nodes: 1,
+            base_dir: dir.path().join("other"),
+            ..Default::default()
+        })
+        .await?;
         let resp = http
             .post(format!("{}/api/v1/content", other.nodes[0].api_url()))
             .header("content-type", shoal_node::api::CAR_MIME)
@@ -469,7 +647,12 @@ async fn api_answers_errors_metrics_openapi_and_rate_limits() -> Result<()> {
         let v: Value = resp.json().await?;
         other.shutdown().await;
         ensure!(v["cid"] == cid.as_str(), "CAR import: {v}");
-        let metrics = http.get(format!("{api}/metrics")).send().await?.text().await?;
+        let metrics = http
+            .get(format!("{api}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
         ensure!(metrics.contains("shoal_http_requests_total"), "{metrics}");
         let mut limited = false;
         for _ in 0..60 {
@@ -491,7 +674,11 @@ async fn docker_ready() -> Result<bool> {
     const IMAGE: &str = "shoal-test/busybox:latest";
     let in_ci = std::env::var_os("CI").is_some();
     let root = tempfile::tempdir()?;
-    let exec = match shoal_executor::DockerExecutor::connect(shoal_executor::DockerConfig::new(root.path())).await {
+    let exec = match shoal_executor::DockerExecutor::connect(shoal_executor::DockerConfig::new(
+        root.path(),
+    ))
+    .await
+    {
         Ok(e) => e,
         Err(e) if in_ci => bail!("CI is set but the Docker engine is unreachable: {e}"),
         Err(e) => {
@@ -501,7 +688,9 @@ async fn docker_ready() -> Result<bool> {
     };
     match exec.image_present(IMAGE).await {
         Ok(true) => Ok(true),
-        Ok(false) if in_ci => bail!("CI is set but {IMAGE} is missing; run scripts/setup.d/executor.sh"),
+        Ok(false) if in_ci => {
+            bail!("CI is set but {IMAGE} is missing; run scripts/setup.d/executor.sh")
+        }
         Ok(false) => {
             eprintln!("skipping: {IMAGE} is missing; run scripts/setup.d/executor.sh");
             Ok(false)
@@ -567,15 +756,36 @@ async fn node_killed_mid_execution_reruns_after_restart() -> Result<()> {
             .context("node 0 never started the execution")?;
         let api1 = stack.nodes[1].api_url();
         // Two commits are in; the job waits in Running for node 0's.
-        wait_job(&api1, job.id, Duration::from_secs(30), "two commits in", |v| {
-            v["state"] == "Running"
-                && v["deals"].as_array().is_some_and(|d| d.iter().filter(|d| !d["commitment"].is_null()).count() == 2)
-        })
+        wait_job(
+            &api1,
+            job.id,
+            Duration::from_secs(30),
+            "two commits in",
+            |v| {
+                v["state"] == "Running"
+                    && v["deals"].as_array().is_some_and(|d| {
+                        d.iter().filter(|d| !d["commitment"].is_null()).count() == 2
+                    })
+            },
+        )
         .await?;
         stack.restart_node(0, |c| c.fault = None).await?;
-        let v = wait_job(&api1, job.id, Duration::from_secs(30), "Verified", state_is("Verified")).await?;
-        ensure!(v["slashes"].as_array().is_some_and(|s| s.is_empty()), "someone was slashed: {v:#}");
-        ensure!(v["payments"].as_array().is_some_and(|p| p.len() == 3), "all three paid: {v:#}");
+        let v = wait_job(
+            &api1,
+            job.id,
+            Duration::from_secs(30),
+            "Verified",
+            state_is("Verified"),
+        )
+        .await?;
+        ensure!(
+            v["slashes"].as_array().is_some_and(|s| s.is_empty()),
+            "someone was slashed: {v:#}"
+        );
+        ensure!(
+            v["payments"].as_array().is_some_and(|p| p.len() == 3),
+            "all three paid: {v:#}"
+        );
         Ok(())
     }
     .await;

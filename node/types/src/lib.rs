@@ -5,6 +5,6 @@ pub mod spec;
 
 pub use error::{Error, Result};
 pub use spec::{
-    DealParams, DockerEngine, EngineSpec, InputSpec, InputSource, JobSpec, OutputSpec, Resources,
+    DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, Resources,
     Verifier, WasmEngine, Windows,
 };

@@ -228,7 +228,11 @@ fn default_timeout() -> Duration {
 
 impl Default for Resources {
     fn default() -> Self {
-        Self { cpu: default_cpu(), memory: default_memory(), timeout: default_timeout() }
+        Self {
+            cpu: default_cpu(),
+            memory: default_memory(),
+            timeout: default_timeout(),
+        }
     }
 }
 
@@ -284,7 +288,11 @@ fn default_reveal_window() -> Duration {
 
 impl Default for Windows {
     fn default() -> Self {
-        Self { bid: default_bid_window(), exec: default_exec_window(), reveal: default_reveal_window() }
+        Self {
+            bid: default_bid_window(),
+            exec: default_exec_window(),
+            reveal: default_reveal_window(),
+        }
     }
 }
 
@@ -388,7 +396,10 @@ impl JobSpec {
         if d.concurrency == 0 || d.concurrency > MAX_CONCURRENCY {
             return Err(Error::invalid(
                 "deal.concurrency",
-                format!("must be between 1 and {MAX_CONCURRENCY}, got {}", d.concurrency),
+                format!(
+                    "must be between 1 and {MAX_CONCURRENCY}, got {}",
+                    d.concurrency
+                ),
             ));
         }
         if d.confidence == 0 || d.confidence > d.concurrency {
@@ -412,8 +423,11 @@ impl JobSpec {
         if d.max_price == 0 {
             return Err(Error::invalid("deal.max_price", "must be more than 0 wei"));
         }
-        for (name, w) in [("bid", d.windows.bid), ("exec", d.windows.exec), ("reveal", d.windows.reveal)]
-        {
+        for (name, w) in [
+            ("bid", d.windows.bid),
+            ("exec", d.windows.exec),
+            ("reveal", d.windows.reveal),
+        ] {
             if w < Duration::from_secs(1) {
                 return Err(Error::invalid(
                     format!("deal.windows.{name}"),
@@ -422,7 +436,10 @@ impl JobSpec {
             }
         }
         if !(self.resources.cpu > 0.0 && self.resources.cpu <= 1024.0) {
-            return Err(Error::invalid("resources.cpu", "must be more than 0 and at most 1024"));
+            return Err(Error::invalid(
+                "resources.cpu",
+                "must be more than 0 and at most 1024",
+            ));
         }
         if self.resources.memory < 1024 * 1024 {
             return Err(Error::invalid("resources.memory", "must be at least 1MiB"));
@@ -433,7 +450,10 @@ impl JobSpec {
         match &self.engine {
             EngineSpec::Wasm(w) => {
                 if w.entrypoint.is_empty() {
-                    return Err(Error::invalid("engine.wasm.entrypoint", "must not be empty"));
+                    return Err(Error::invalid(
+                        "engine.wasm.entrypoint",
+                        "must not be empty",
+                    ));
                 }
                 if self.network {
                     return Err(Error::invalid(
@@ -469,7 +489,10 @@ impl JobSpec {
         for (i, output) in self.outputs.iter().enumerate() {
             let name_ok = !output.name.is_empty()
                 && output.name.len() <= 64
-                && output.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && output
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 && !matches!(output.name.as_str(), "stdout" | "stderr" | "exitCode");
             if !name_ok {
                 return Err(Error::invalid(
@@ -506,13 +529,19 @@ impl JobSpec {
 
 fn nested(parent: &str, child: &str) -> bool {
     let p = parent.trim_end_matches('/');
-    child == p || child.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+    child == p
+        || child
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// A path inside the job: absolute, normalised, no `..`, not the root.
 fn check_job_path(field: &str, path: &str) -> Result<()> {
     if !path.starts_with('/') || path == "/" {
-        return Err(Error::invalid(field, format!("`{path}` must be an absolute path below /")));
+        return Err(Error::invalid(
+            field,
+            format!("`{path}` must be an absolute path below /"),
+        ));
     }
     if path.split('/').any(|c| c == ".." || c == ".") || path.contains("//") || path.contains('\0')
     {
@@ -529,7 +558,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn encode_base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -593,9 +626,12 @@ mod byte_size {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         match Raw::deserialize(d)? {
             Raw::Num(n) => Ok(n),
-            Raw::Text(t) => t.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| {
-                serde::de::Error::custom(format!("`{t}` is not a size like 256MiB: {e}"))
-            }),
+            Raw::Text(t) => t
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| {
+                    serde::de::Error::custom(format!("`{t}` is not a size like 256MiB: {e}"))
+                }),
         }
     }
 }
@@ -730,8 +766,18 @@ deal:
             let src: InputSource = s.parse().expect(s);
             assert_eq!(src.to_string(), s);
         }
-        assert_eq!("inline:hi".parse::<InputSource>().ok(), Some(InputSource::Inline(b"hi".to_vec())));
-        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0u8, 255, 128, 7, 9]] {
+        assert_eq!(
+            "inline:hi".parse::<InputSource>().ok(),
+            Some(InputSource::Inline(b"hi".to_vec()))
+        );
+        for data in [
+            &b""[..],
+            b"a",
+            b"ab",
+            b"abc",
+            b"abcd",
+            &[0u8, 255, 128, 7, 9],
+        ] {
             assert_eq!(decode_base64(&encode_base64(data)).as_deref(), Some(data));
         }
         assert!("file://relative".parse::<InputSource>().is_err());

@@ -11,7 +11,10 @@ use shoal_devchain::{DevChain, ServerHandle};
 /// A running chain the test talks to over JSON-RPC.
 pub enum Endpoint {
     Anvil(AnvilInstance),
-    DevChain { _chain: DevChain, server: ServerHandle },
+    DevChain {
+        _chain: DevChain,
+        server: ServerHandle,
+    },
 }
 
 impl Endpoint {
@@ -81,7 +84,10 @@ pub async fn start_devchain() -> Endpoint {
         .serve("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")))
         .await
         .unwrap_or_else(|e| panic!("cannot serve the devchain: {e}"));
-    Endpoint::DevChain { _chain: chain, server }
+    Endpoint::DevChain {
+        _chain: chain,
+        server,
+    }
 }
 
 /// The well-known dev keys (anvil's mnemonic), the same on both endpoints.
@@ -100,14 +106,24 @@ pub fn eth(milli: u64) -> U256 {
 /// A client with key 0 and freshly deployed contracts.
 pub async fn deployed(url: &str) -> (ChainClient, Deployment) {
     let keys = dev_keys(1);
-    let client = ChainClient::connect(url, Some(keys[0].clone())).await.unwrap_or_else(|e| panic!("{e}"));
-    let d = deploy(&client, DeployParams::default()).await.unwrap_or_else(|e| panic!("deploy: {e}"));
-    let client = client.with_deployment(d.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let client = ChainClient::connect(url, Some(keys[0].clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = deploy(&client, DeployParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("deploy: {e}"));
+    let client = client
+        .with_deployment(d.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
     (client, d)
 }
 
 /// Raw JSON-RPC call (time and mining controls).
-pub async fn rpc(client: &ChainClient, method: &'static str, params: serde_json::Value) -> serde_json::Value {
+pub async fn rpc(
+    client: &ChainClient,
+    method: &'static str,
+    params: serde_json::Value,
+) -> serde_json::Value {
     client
         .provider()
         .raw_request::<_, serde_json::Value>(method.into(), params)

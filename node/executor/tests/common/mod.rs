@@ -7,7 +7,11 @@ use shoal_executor::{ExecutionId, WasmModule};
 
 /// A built test program from `testdata/wasm`.
 pub fn wasm(name: &str) -> WasmModule {
-    WasmModule::Path(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/wasm").join(format!("{name}.wasm")))
+    WasmModule::Path(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/wasm")
+            .join(format!("{name}.wasm")),
+    )
 }
 
 pub fn id(s: &str) -> ExecutionId {
@@ -24,7 +28,10 @@ pub fn leftovers(root: &Path) -> Vec<PathBuf> {
 
 pub fn assert_nothing_left(root: &Path) {
     let left = leftovers(root);
-    assert!(left.is_empty(), "the failed execution left files behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the failed execution left files behind: {left:?}"
+    );
 }
 
 /// A folder of `n` text files with a known total word count.
@@ -34,8 +41,11 @@ pub fn corpus(dir: &Path, n: usize) -> u64 {
     for i in 0..n {
         let words = 1 + (i * 7) % 23;
         let text: Vec<String> = (0..words).map(|w| format!("w{i}x{w}")).collect();
-        std::fs::write(dir.join(format!("doc-{i:04}.txt")), text.join(if i % 2 == 0 { " " } else { "\n" }))
-            .expect("write corpus file");
+        std::fs::write(
+            dir.join(format!("doc-{i:04}.txt")),
+            text.join(if i % 2 == 0 { " " } else { "\n" }),
+        )
+        .expect("write corpus file");
         total += words as u64;
     }
     total

@@ -417,28 +417,20 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
             job.bidDeadline - now,
             job.concurrency
         ),
-        S::Posted => {
-            let r = client
-                .chain()
-                .close_bidding(id)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            actions.push(format!("closeBidding {}", r.transaction_hash));
-        }
+        S::Posted => match client.chain().close_bidding(id).await {
+            Ok(r) => actions.push(format!("closeBidding {}", r.transaction_hash)),
+            Err(e) => settled_by_someone_else(&client, n, e).await?,
+        },
         s if now < job.phaseDeadline => anyhow::bail!(
             "job {n} is {s:?} until {} (in {}s): selected operators are working on it and the market has no cancel; \
              after the deadline, run this again to finalize it (unfinished work is slashed and refunded to you)",
             job.phaseDeadline,
             job.phaseDeadline - now
         ),
-        _ => {
-            let r = client
-                .chain()
-                .finalize(id)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            actions.push(format!("finalize {}", r.transaction_hash));
-        }
+        _ => match client.chain().finalize(id).await {
+            Ok(r) => actions.push(format!("finalize {}", r.transaction_hash)),
+            Err(e) => settled_by_someone_else(&client, n, e).await?,
+        },
     }
     let me = client.address()?;
     let owed = client
@@ -464,6 +456,19 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `closeBidding`/`finalize` may be sent by anyone, and the nodes send them too: when ours
+/// fails because the job already reached a final state, that is the outcome we wanted.
+async fn settled_by_someone_else(
+    client: &shoal_sdk::Client,
+    n: u64,
+    err: shoal_chain::Error,
+) -> anyhow::Result<()> {
+    match client.job(n).await {
+        Ok(job) if job.state.is_final() => Ok(()),
+        _ => Err(anyhow::anyhow!("{err}")),
+    }
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<JobSpec> {

@@ -17,8 +17,11 @@ if ((${#missing[@]})); then
 fi
 
 echo "setup: npm tooling (foundry, solcjs, openzeppelin, helia, viem)" >&2
+# `npm install` (not `npm ci`): the lock file pins every package this registry
+# serves, but the Foundry packages' optional binaries for other platforms are
+# not served here, and `npm ci` refuses a lock without them.
 if [ ! -x node_modules/.bin/forge ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
+    npm install --no-audit --no-fund --loglevel=error
 fi
 
 scripts/start-dockerd.sh

@@ -391,43 +391,28 @@ impl NodeApi {
 
     /// `POST /api/v1/content` with raw bytes: stored as one UnixFS file; returns its CID.
     pub async fn upload_bytes(&self, data: Vec<u8>) -> Result<String> {
-        let resp = self
-            .send(
-                self.http
-                    .post(format!("{}/api/v1/content", self.base))
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(data),
-            )
-            .await?;
-        Ok(resp
-            .json::<CidReply>()
-            .await
-            .map_err(|e| Error::Api {
-                status: 200,
-                message: e.to_string(),
-                hint: None,
-            })?
-            .cid)
+        self.upload(data, "application/octet-stream").await
     }
 
     /// `POST /api/v1/content` with a CAR: every block imported; returns the first root.
     pub async fn upload_car(&self, car: Vec<u8>) -> Result<String> {
+        self.upload(car, "application/vnd.ipld.car").await
+    }
+
+    async fn upload(&self, body: Vec<u8>, content_type: &'static str) -> Result<String> {
         let resp = self
             .send(
                 self.http
                     .post(format!("{}/api/v1/content", self.base))
-                    .header(reqwest::header::CONTENT_TYPE, "application/vnd.ipld.car")
-                    .body(car),
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body),
             )
             .await?;
-        Ok(resp
-            .json::<CidReply>()
-            .await
-            .map_err(|e| Error::Api {
-                status: 200,
-                message: e.to_string(),
-                hint: None,
-            })?
-            .cid)
+        let reply = resp.json::<CidReply>().await.map_err(|e| Error::Api {
+            status: 200,
+            message: format!("the node's reply to an upload is not {{\"cid\": ...}}: {e}"),
+            hint: None,
+        })?;
+        Ok(reply.cid)
     }
 }

@@ -50,7 +50,7 @@ const wallet0 = createWalletClient({ account: op0, chain: foundry, transport })
 const wallet1 = createWalletClient({ account: op1, chain: foundry, transport })
 
 check((await pub.getChainId()) === 31337, 'chain id')
-const startBlock = await pub.getBlockNumber()
+const startBlock = await pub.getBlockNumber({ cacheTime: 0 })
 
 // Plain transfer.
 const to = '0x90F79bf6EB2c4f870365E785982E1f101E93b906'
@@ -106,7 +106,7 @@ check(block.transactions.length === 1 && typeof block.baseFeePerGas === 'bigint'
 
 console.log(JSON.stringify({
   registry: address,
-  blocks: Number(await pub.getBlockNumber()),
+  blocks: Number(await pub.getBlockNumber({ cacheTime: 0 })),
   staked: staked.length,
   error: errorName,
 }))

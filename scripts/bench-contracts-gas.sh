@@ -13,7 +13,7 @@ ROOT="$PWD"
 ANVIL="$ROOT/node_modules/.bin/anvil"
 CAST="$ROOT/node_modules/.bin/cast"
 for t in "$ANVIL" "$CAST"; do
-    [ -x "$t" ] || { echo "bench: $t is missing; run 'npm ci' at the repository root" >&2; exit 1; }
+    [ -x "$t" ] || { echo "bench: $t is missing; run 'scripts/setup.sh'" >&2; exit 1; }
 done
 
 PORT="${SHOAL_BENCH_PORT:-$((20000 + RANDOM % 20000))}"

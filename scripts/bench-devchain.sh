@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x node_modules/.bin/anvil ]; then
-    echo "bench-devchain: node_modules/.bin/anvil is missing; run 'npm ci' at the repository root" >&2
+    echo "bench-devchain: node_modules/.bin/anvil is missing; run 'scripts/setup.sh'" >&2
     exit 1
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"

@@ -19,7 +19,7 @@ WRAPPER="$ROOT/contracts/solc-wrapper.cjs"
 CONTRACTS=(OperatorRegistry JobMarket)
 
 if [ ! -x "$FORGE" ] || [ ! -d "$ROOT/node_modules/solc" ]; then
-    echo "contracts: node_modules/.bin/forge or node_modules/solc is missing; run 'npm ci' at the repository root (scripts/setup.sh does it)" >&2
+    echo "contracts: node_modules/.bin/forge or node_modules/solc is missing; run 'scripts/setup.sh'" >&2
     exit 1
 fi
 
@@ -36,7 +36,7 @@ for (const [name, version] of Object.entries(want)) {
 }
 if (bad.length) {
   console.error("contracts: tool versions differ from contracts/package.json:\n  " + bad.join("\n  ") +
-    "\nalign the root package.json with contracts/package.json and run npm ci at the repository root");
+    "\nalign the root package.json with contracts/package.json and run scripts/setup.sh");
   process.exit(1);
 }' "$ROOT"
 

@@ -330,12 +330,7 @@ fn start_anvil(port: u16) -> anyhow::Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (run `npm ci` at the repository root)",
-                bin.display()
-            )
-        })
+        .with_context(|| format!("cannot start {} (run `scripts/setup.sh`)", bin.display()))
 }
 
 async fn wait_ready(url: &str) -> anyhow::Result<()> {

@@ -12,9 +12,9 @@ async fn viem_script_against_the_devchain() -> anyhow::Result<()> {
     let root = common::repo_root();
     if !root.join("node_modules/viem").exists() {
         if std::env::var_os("CI").is_some() {
-            panic!("node_modules/viem is missing: run `npm ci` at the repository root");
+            panic!("node_modules/viem is missing: run `scripts/setup.sh`");
         }
-        eprintln!("SKIPPED: node_modules/viem missing (run `npm ci`)");
+        eprintln!("SKIPPED: node_modules/viem missing (run `scripts/setup.sh`)");
         return Ok(());
     }
     let (dc, server) = common::start().await?;

@@ -268,12 +268,12 @@ async fn honest_job_on_anvil() -> Result<()> {
     if !anvil_bin.exists() {
         if std::env::var_os("CI").is_some() {
             bail!(
-                "anvil is missing at {}; run `npm ci` at the repository root",
+                "anvil is missing at {}; run `scripts/setup.sh`",
                 anvil_bin.display()
             );
         }
         eprintln!(
-            "skipping: anvil not installed at {} (run npm ci)",
+            "skipping: anvil not installed at {} (run scripts/setup.sh)",
             anvil_bin.display()
         );
         return Ok(());

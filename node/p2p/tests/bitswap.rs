@@ -1,6 +1,6 @@
 //! Bitswap between Shoal nodes and with a helia node (TCP + noise + yamux on
 //! loopback), and Kademlia provider records. The helia side needs `node` and
-//! the repo's `npm ci`.
+//! the npm tooling `scripts/setup.sh` installs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -50,11 +50,11 @@ fn require_node() {
         .unwrap_or(false);
     assert!(
         ok,
-        "this test needs `node` (Node 20) on PATH and `npm ci` at the repo root"
+        "this test needs `node` (Node 20) on PATH and `scripts/setup.sh`"
     );
     assert!(
         repo_root().join("node_modules/helia").is_dir(),
-        "node_modules is missing: run `npm ci` at the repo root"
+        "node_modules is missing: run `scripts/setup.sh`"
     );
 }
 

@@ -1,5 +1,5 @@
 //! CID equality with helia's importer for both IPIP-499 profiles. Needs
-//! `node` and the repo's `npm ci` (helia, ipfs-unixfs-importer).
+//! `node` and the npm tooling `scripts/setup.sh` installs (helia, ipfs-unixfs-importer).
 
 #![allow(clippy::unwrap_used)]
 

@@ -79,7 +79,7 @@ pub fn npm_tool(name: &str) -> Option<PathBuf> {
     }
     if std::env::var_os("CI").is_some() {
         panic!(
-            "{} is missing; run scripts/setup.sh (npm ci at the repo root)",
+            "{} is missing; run scripts/setup.sh (it installs the npm tooling)",
             p.display()
         );
     }

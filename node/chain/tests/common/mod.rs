@@ -37,7 +37,7 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The anvil binary from `npm ci` (the platform binary, so that killing it stops the node), or
+/// The anvil binary installed by `scripts/setup.sh` (the platform binary, so that killing it stops the node), or
 /// `SHOAL_ANVIL`.
 pub fn anvil_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SHOAL_ANVIL") {
@@ -58,7 +58,7 @@ pub fn anvil_path() -> Option<PathBuf> {
 /// returns `None` so the caller skips with a message.
 pub fn start_anvil() -> Option<Endpoint> {
     let Some(path) = anvil_path() else {
-        let msg = "anvil not found: run `npm ci` at the repository root (or set SHOAL_ANVIL)";
+        let msg = "anvil not found: run `scripts/setup.sh` (or set SHOAL_ANVIL)";
         if std::env::var_os("CI").is_some() {
             panic!("{msg}");
         }

@@ -29,12 +29,10 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     if std::env::var_os("CI").is_some() {
         panic!(
-            "{name} is required for this test: run `npm ci` at the repository root (scripts/setup.sh does)"
+            "{name} is required for this test: run `scripts/setup.sh` (it installs the npm tooling)"
         );
     }
-    eprintln!(
-        "SKIPPED: {name} not found (run `npm ci` at the repository root); with CI set this fails"
-    );
+    eprintln!("SKIPPED: {name} not found (run `scripts/setup.sh`); with CI set this fails");
     None
 }
 

@@ -25,13 +25,13 @@ pub fn require_node() {
         .unwrap_or(false);
     assert!(
         ok,
-        "these tests need `node` (Node 20) on PATH; install it and run `npm ci` at the repo root"
+        "these tests need `node` (Node 20) on PATH; install it and run `scripts/setup.sh`"
     );
     assert!(
         repo_root()
             .join("node_modules/ipfs-unixfs-importer")
             .is_dir(),
-        "node_modules is missing: run `npm ci` at the repo root"
+        "node_modules is missing: run `scripts/setup.sh`"
     );
 }
 

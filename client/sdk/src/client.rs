@@ -479,34 +479,7 @@ fn fail_reason(reason: &str) -> String {
     format!("{reason}: {what}; the escrow is refunded")
 }
 
-/// The on-chain parameters of a spec stored at `spec_cid`.
+/// The on-chain parameters of a spec stored at `spec_cid` (see [`shoal_chain::job_params`]).
 pub fn job_params(spec: &JobSpec, spec_cid: &Cid) -> shoal_chain::JobParams {
-    let d = &spec.deal;
-    let secs = |t: Duration| u32::try_from(t.as_secs()).unwrap_or(u32::MAX);
-    let u8c = |v: u32| u8::try_from(v).unwrap_or(u8::MAX);
-    let u96 = |v: u128| alloy::primitives::Uint::<96, 2>::saturating_from(v);
-    let optimistic = d.verifier == shoal_types::Verifier::Optimistic;
-    shoal_chain::JobParams {
-        specCid: spec_cid.to_bytes().into(),
-        specHash: keccak256(spec.to_canonical_json()),
-        concurrency: u8c(d.concurrency),
-        confidence: u8c(d.confidence),
-        minBids: u8c(d.min_bids),
-        maxPrice: u96(d.max_price),
-        collateral: u96(d.collateral),
-        bidWindow: secs(d.windows.bid),
-        execWindow: secs(d.windows.exec),
-        revealWindow: secs(d.windows.reveal),
-        challengeWindow: if optimistic {
-            secs(d.windows.reveal)
-        } else {
-            0
-        },
-        verifier: if optimistic {
-            shoal_chain::Verifier::Optimistic
-        } else {
-            shoal_chain::Verifier::Deterministic
-        },
-        escalate: d.mediation,
-    }
+    shoal_chain::job_params(spec, spec_cid.to_bytes())
 }

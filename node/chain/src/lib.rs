@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod follower;
 mod ids;
+mod params;
 mod tx;
 
 pub use alloy::primitives::{Address, B256, Bytes, U256, aliases::U96};
@@ -23,4 +24,5 @@ pub use error::{ContractError, Error, Result};
 pub use events::{ChainEvent, MarketEvent};
 pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, FollowerUpdate};
 pub use ids::{JobId, ParseJobIdError};
+pub use params::job_params;
 pub use tx::{TxConfig, TxManager};

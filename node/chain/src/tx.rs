@@ -27,8 +27,13 @@ pub struct TxConfig {
     pub max_bumps: u32,
     /// Fee increase per bump, in percent (nodes require at least 10 to replace).
     pub bump_percent: u64,
-    /// Gas limit = estimate × (100 + this) / 100.
+    /// Gas limit = estimate × (100 + this) / 100 + `gas_headroom`, at most `max_gas`.
     pub gas_margin_percent: u64,
+    /// Gas added to every estimate: a call whose cost depends on the state it is mined on
+    /// (the bid that selects the deals, the reveal that settles a job) needs room.
+    pub gas_headroom: u64,
+    /// Largest gas limit the manager sets on an estimated transaction.
+    pub max_gas: u64,
 }
 
 impl Default for TxConfig {
@@ -39,6 +44,8 @@ impl Default for TxConfig {
             max_bumps: 5,
             bump_percent: 25,
             gas_margin_percent: 25,
+            gas_headroom: 0,
+            max_gas: 30_000_000,
         }
     }
 }
@@ -123,7 +130,10 @@ impl TxManager {
                     .estimate_gas(tx.clone())
                     .await
                     .map_err(Error::rpc("eth_estimateGas"))?;
-                estimate.saturating_mul(100 + inner.config.gas_margin_percent) / 100
+                let cfg = &inner.config;
+                (estimate.saturating_mul(100 + cfg.gas_margin_percent) / 100)
+                    .saturating_add(cfg.gas_headroom)
+                    .min(cfg.max_gas.max(estimate))
             }
         };
         let fees = inner

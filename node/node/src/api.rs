@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -545,13 +545,11 @@ pub struct NodeView {
 }
 
 async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>>> {
-    let reg = &inner.chain.registry;
-    let count = reg
-        .operatorCount()
-        .call()
+    let client = inner.chain.client();
+    let operators = client
+        .operators()
         .await
-        .map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
-    let count = u64::try_from(count).unwrap_or(0).min(1000);
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut urls: HashMap<Address, String> = HashMap::new();
     if let (Some(me), Some(url)) = (inner.chain.operator, inner.api_url.get()) {
         urls.insert(me, url.clone());
@@ -575,17 +573,11 @@ async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>
         }
     }
     let mut out = Vec::new();
-    for i in 0..count {
-        let addr = reg
-            .operatorAt(U256::from(i))
-            .call()
+    for addr in operators.into_iter().take(1000) {
+        let op = client
+            .get_operator(addr)
             .await
-            .map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
-        let op = reg
-            .getOperator(addr)
-            .call()
-            .await
-            .map_err(|e| ApiError::internal(crate::chain::describe(&e)))?;
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let bits = op.capabilities.engines;
         let mut engines = Vec::new();
         if bits & 1 != 0 {

@@ -11,14 +11,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::model::{BidDecision, EventRecord, Execution, JobId, JobRecord};
+use shoal_chain::Cursor;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("follower");
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
 const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("executions");
 
-const CURSOR: &str = "next_block";
+/// The chain follower's position (a `shoal_chain::Cursor` as JSON).
+const CURSOR: &str = "follower_cursor";
 
 /// The node's persistent state. Cheap to clone.
 #[derive(Clone)]
@@ -81,19 +83,32 @@ impl StateStore {
         serde_json::from_slice(b).map_err(|e| self.err(format!("corrupt record: {e}")))
     }
 
-    /// The next block the follower reads, if it ever ran.
-    pub fn cursor(&self) -> Result<Option<u64>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(META).map_err(|e| self.err(e))?;
-        Ok(t.get(CURSOR).map_err(|e| self.err(e))?.map(|g| g.value()))
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Stores updated jobs, new events and the new cursor atomically.
+    /// The follower's saved position, if it ever ran.
+    pub fn follower_cursor(&self) -> Result<Option<Cursor>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(META).map_err(|e| self.err(e))?;
+        match t.get(CURSOR).map_err(|e| self.err(e))? {
+            Some(g) => Ok(Some(self.decode(g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The next block the follower reads, if it ever ran.
+    pub fn cursor(&self) -> Result<Option<u64>> {
+        Ok(self.follower_cursor()?.map(|c| c.next_block))
+    }
+
+    /// Stores updated jobs, new events and the follower's new position atomically.
     pub fn apply(
         &self,
         jobs: &[JobRecord],
         events: &[(JobId, EventRecord)],
-        next_block: u64,
+        cursor: &Cursor,
     ) -> Result<()> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -110,7 +125,62 @@ impl StateStore {
                     .map_err(|e| self.err(e))?;
             }
             let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
-            mt.insert(CURSOR, next_block).map_err(|e| self.err(e))?;
+            let bytes = self.encode(cursor)?;
+            mt.insert(CURSOR, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Jobs with an event in a block above `block` (what a reorg to `block` voids).
+    pub fn jobs_with_events_after(&self, block: u64) -> Result<Vec<JobId>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let mut out: Vec<JobId> = Vec::new();
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let (job, key) = k.value();
+            if key >> 24 > block && out.last() != Some(&JobId(job)) {
+                out.push(JobId(job));
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a reorg: replaces the rebuilt jobs and their whole event history, deletes the
+    /// forgotten jobs, and stores the follower's rewound position, in one transaction.
+    pub fn roll_back(
+        &self,
+        rebuilt: &[(JobRecord, Vec<EventRecord>)],
+        forgotten: &[JobId],
+        cursor: &Cursor,
+    ) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
+            let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let all = rebuilt.iter().map(|(j, _)| j.id).chain(forgotten.iter().copied());
+            for id in all {
+                et.retain_in((id.0, 0)..=(id.0, u64::MAX), |_, _| false)
+                    .map_err(|e| self.err(e))?;
+            }
+            for id in forgotten {
+                jt.remove(id.0).map_err(|e| self.err(e))?;
+            }
+            for (job, events) in rebuilt {
+                let bytes = self.encode(job)?;
+                jt.insert(job.id.0, bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
+                for e in events {
+                    let bytes = self.encode(e)?;
+                    et.insert((job.id.0, event_key(e)), bytes.as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
+            let bytes = self.encode(cursor)?;
+            mt.insert(CURSOR, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }

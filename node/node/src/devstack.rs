@@ -5,16 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bindings::{IOperatorRegistry, JobMarket, OperatorRegistry};
-use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, Bytes, U256};
-use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolValue;
+use shoal_chain::{Capabilities, ChainClient, DeployParams, Deployment};
 use shoal_devchain::{DevAccount, DevChain, ServerHandle};
 
-use crate::chain::{describe, provider};
 use crate::config::{DeploymentConfig, Fault, NodeConfig};
 use crate::error::{Error, Result};
 use crate::node::{NodeHandle, start as start_node};
@@ -107,23 +102,8 @@ fn free_port() -> Result<u16> {
         .map_err(|e| Error::Devstack(e.to_string()))
 }
 
-async fn send_tx(
-    p: &DynProvider,
-    what: &str,
-    tx: TransactionRequest,
-) -> Result<alloy::rpc::types::TransactionReceipt> {
-    let pending = p
-        .send_transaction(tx)
-        .await
-        .map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
-    let r = pending
-        .get_receipt()
-        .await
-        .map_err(|e| Error::Devstack(format!("{what}: {e}")))?;
-    if !r.status() {
-        return Err(Error::Devstack(format!("{what}: reverted")));
-    }
-    Ok(r)
+fn devstack_err(what: &str) -> impl FnOnce(shoal_chain::Error) -> Error {
+    move |e| Error::Devstack(format!("{what}: {e}"))
 }
 
 /// Deploys `OperatorRegistry` and `JobMarket` from the artifacts with `deployer` and links them.
@@ -135,49 +115,45 @@ pub async fn deploy(
     mediators: u8,
     challenge_bond: u128,
 ) -> Result<DeploymentConfig> {
-    let p = provider(rpc_url, Some(deployer))?;
-    let chain_id = p
-        .get_chain_id()
+    let client = ChainClient::connect(rpc_url, Some(deployer))
         .await
-        .map_err(|e| Error::Devstack(format!("cannot reach {rpc_url}: {e}")))?;
-    let deploy_block = p.get_block_number().await.map_err(Error::chain)?;
-    let u96 = |v: u128| alloy::primitives::Uint::<96, 2>::saturating_from(v);
-    let mut code = OperatorRegistry::BYTECODE.to_vec();
-    code.extend((unbonding, u96(min_stake)).abi_encode_params());
-    let r = send_tx(
-        &p,
-        "deploying OperatorRegistry",
-        TransactionRequest::default().with_deploy_code(Bytes::from(code)),
-    )
-    .await?;
-    let registry = r
-        .contract_address
-        .ok_or_else(|| Error::Devstack("OperatorRegistry: no address".into()))?;
-    let mut code = JobMarket::BYTECODE.to_vec();
-    code.extend((registry, U256::from(mediators), u96(challenge_bond)).abi_encode_params());
-    let r = send_tx(
-        &p,
-        "deploying JobMarket",
-        TransactionRequest::default().with_deploy_code(Bytes::from(code)),
-    )
-    .await?;
-    let market = r
-        .contract_address
-        .ok_or_else(|| Error::Devstack("JobMarket: no address".into()))?;
-    let reg = OperatorRegistry::new(registry, p.clone());
-    reg.setMarket(market)
-        .send()
+        .map_err(devstack_err("connecting"))?;
+    let params = DeployParams {
+        unbonding_period: unbonding,
+        min_stake: U256::from(min_stake),
+        mediator_count: mediators,
+        challenge_bond: U256::from(challenge_bond),
+    };
+    let d = shoal_chain::deploy(&client, params)
         .await
-        .map_err(|e| Error::Devstack(format!("setMarket: {}", describe(&e))))?
-        .get_receipt()
-        .await
-        .map_err(|e| Error::Devstack(format!("setMarket: {e}")))?;
+        .map_err(devstack_err("deploying the contracts"))?;
     Ok(DeploymentConfig {
-        chain_id: Some(chain_id),
-        operator_registry: registry,
-        job_market: market,
-        deploy_block,
+        chain_id: Some(d.chain_id),
+        operator_registry: d.operator_registry,
+        job_market: d.job_market,
+        deploy_block: d.deploy_block,
     })
+}
+
+/// A client of `deployment` signing with `signer`.
+async fn client(
+    rpc_url: &str,
+    deployment: &DeploymentConfig,
+    signer: PrivateKeySigner,
+) -> Result<ChainClient> {
+    let client = ChainClient::connect(rpc_url, Some(signer))
+        .await
+        .map_err(devstack_err("connecting"))?;
+    let chain_id = client.chain_id();
+    client
+        .with_deployment(Deployment {
+            chain_id,
+            operator_registry: deployment.operator_registry,
+            job_market: deployment.job_market,
+            deploy_block: deployment.deploy_block,
+            params: None,
+        })
+        .map_err(devstack_err("connecting"))
 }
 
 /// Registers `signer` as an operator with `stake` and the given engines bit set.
@@ -189,23 +165,22 @@ pub async fn register_operator(
     engines: u32,
     stake: u128,
 ) -> Result<()> {
-    let p = provider(rpc_url, Some(signer))?;
-    let reg = OperatorRegistry::new(deployment.operator_registry, p);
-    let caps = IOperatorRegistry::Capabilities {
+    let caps = Capabilities {
         engines,
         cpuMillicores: 4000,
         memoryMiB: 4096,
         diskGiB: 10,
         gpus: 0,
     };
-    reg.register(Bytes::from(peer_id.as_bytes().to_vec()), caps)
-        .value(U256::from(stake))
-        .send()
+    client(rpc_url, deployment, signer)
+        .await?
+        .register(
+            Bytes::from(peer_id.as_bytes().to_vec()),
+            caps,
+            U256::from(stake),
+        )
         .await
-        .map_err(|e| Error::Devstack(format!("registering {peer_id}: {}", describe(&e))))?
-        .get_receipt()
-        .await
-        .map_err(|e| Error::Devstack(format!("registering {peer_id}: {e}")))?;
+        .map_err(devstack_err(&format!("registering {peer_id}")))?;
     Ok(())
 }
 
@@ -252,18 +227,18 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
     let chain_id = deployment.chain_id.unwrap_or(0);
 
     // Accounts beyond the chain's prefunded ones get funds from the deployer.
-    let funder = provider(&rpc_url, Some(deployer))?;
+    let funder = client(&rpc_url, &deployment, deployer).await?;
     let need = U256::from(cfg.stake + 10 * ETHER);
     for acct in accounts.iter().skip(1) {
         let balance = funder
-            .get_balance(acct.address)
+            .balance(acct.address)
             .await
-            .map_err(Error::chain)?;
+            .map_err(devstack_err("reading a balance"))?;
         if balance < need {
-            let tx = TransactionRequest::default()
-                .with_to(acct.address)
-                .with_value(need - balance);
-            send_tx(&funder, "funding an account", tx).await?;
+            funder
+                .transfer(acct.address, need - balance)
+                .await
+                .map_err(devstack_err("funding an account"))?;
         }
     }
 

@@ -17,6 +17,14 @@ pub enum Error {
     /// A chain call or transaction failed.
     #[error("chain: {0}")]
     Chain(String),
+    /// A contract call reverted with the named custom error.
+    #[error("{what}: {reason}")]
+    Reverted {
+        what: &'static str,
+        /// The custom error's name, e.g. `JobMarket__AlreadyBid`.
+        name: String,
+        reason: String,
+    },
     /// The content store failed.
     #[error(transparent)]
     Store(#[from] shoal_store::Error),
@@ -62,6 +70,11 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether this is a revert whose custom error name ends with `suffix` (e.g. `AlreadyBid`).
+    pub fn reverted_with(&self, suffix: &str) -> bool {
+        matches!(self, Self::Reverted { name, .. } if name.ends_with(suffix))
     }
 
     pub(crate) fn chain(e: impl std::fmt::Display) -> Self {

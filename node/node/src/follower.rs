@@ -1,19 +1,22 @@
-//! The chain follower: reads the market's events from a persisted block
-//! cursor, folds them into job records and the per-job event history, and
-//! wakes the compute side.
+//! The chain follower: reads the market's events through `shoal-chain`'s
+//! [`EventFollower`] from a cursor persisted with the state store, folds them
+//! into job records and the per-job event history, rolls back what a reorg
+//! voided, and wakes the compute side.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::bindings::JobMarket::JobMarketEvents;
-use alloy::primitives::U256;
+use alloy::eips::BlockId;
+use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::{Filter, Log};
-use alloy::sol_types::SolEventInterface;
+use alloy::rpc::types::Filter;
 use serde_json::json;
+use shoal_chain::bindings::JobMarket as M;
+use shoal_chain::{ChainEvent, Cursor, CursorStore, EventFollower, FollowerConfig, FollowerUpdate, MarketEvent};
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::Chain;
+use crate::chain::{Chain, job_id};
 use crate::db::StateStore;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -24,68 +27,107 @@ use crate::results::{cid_from_chain_bytes, results_cid_of};
 
 /// Most blocks asked for in one `eth_getLogs`.
 const MAX_RANGE: u64 = 2_000;
+/// Recent block hashes remembered to find where a reorg forked.
+const REMEMBER: usize = 256;
 
-fn job_id(v: U256) -> JobId {
-    JobId(u64::try_from(v).unwrap_or(u64::MAX))
+/// The follower's cursor lives in the state store, written in the same transaction as the
+/// records it produced; `save` is only used by the follower's own `ack`, which the node does
+/// not call.
+struct DbCursor(StateStore);
+
+impl CursorStore for DbCursor {
+    fn load(&self) -> shoal_chain::Result<Option<Cursor>> {
+        self.0.follower_cursor().map_err(|e| shoal_chain::Error::File {
+            path: self.0.path().to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn save(&self, _cursor: &Cursor) -> shoal_chain::Result<()> {
+        Ok(())
+    }
 }
 
 /// Follows the chain until cancelled. Calls `on_change` after every batch that changed something.
 pub async fn run(
     chain: Arc<Chain>,
     db: StateStore,
-    poll: std::time::Duration,
+    poll: Duration,
     confirmations: u64,
     cancel: CancellationToken,
     on_change: impl Fn() + Send + Sync,
 ) {
+    let config = FollowerConfig {
+        confirmations,
+        max_range: MAX_RANGE,
+        poll_interval: poll,
+        remember: REMEMBER,
+    };
+    let mut follower = match EventFollower::new(chain.client(), DbCursor(db.clone()), config) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "chain follower cannot start");
+            return;
+        }
+    };
+    let mut backoff = poll;
     loop {
-        match poll_once(&chain, &db, confirmations).await {
-            Ok(true) => {
-                on_change();
+        let wait = match poll_once(&chain, &db, &mut follower).await {
+            Ok(Some(changed)) => {
+                backoff = poll;
+                if changed {
+                    on_change();
+                }
                 continue;
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "chain follower: poll failed, retrying"),
-        }
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "chain follower: poll failed, retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Reads one range of blocks; returns whether anything was stored.
-pub async fn poll_once(chain: &Chain, db: &StateStore, confirmations: u64) -> Result<bool> {
-    let head = chain
-        .provider
-        .get_block_number()
-        .await
-        .map_err(Error::chain)?;
-    let Some(safe) = head.checked_sub(confirmations) else {
-        return Ok(false);
+/// One step of the follower: `None` when there was no new block, else whether anything was stored.
+pub(crate) async fn poll_once(
+    chain: &Chain,
+    db: &StateStore,
+    follower: &mut EventFollower,
+) -> Result<Option<bool>> {
+    let Some(update) = follower.poll().await.map_err(Error::chain)? else {
+        return Ok(None);
     };
-    let from = db.cursor()?.unwrap_or(chain.deployment.deploy_block);
-    if from > safe {
-        return Ok(false);
+    let cursor = update.cursor().clone();
+    match update {
+        FollowerUpdate::Events(batch) => {
+            let changed = store_events(chain, db, &batch.events, batch.to_block, &cursor).await?;
+            Ok(Some(changed))
+        }
+        FollowerUpdate::Reorg { to_block, .. } => {
+            roll_back(chain, db, to_block, &cursor).await?;
+            Ok(Some(true))
+        }
     }
-    let to = safe.min(from + MAX_RANGE - 1);
-    let filter = Filter::new()
-        .address(chain.deployment.job_market)
-        .from_block(from)
-        .to_block(to);
-    let logs = chain
-        .provider
-        .get_logs(&filter)
-        .await
-        .map_err(Error::chain)?;
+}
+
+/// Folds a batch of events into the jobs they belong to and stores both with the new cursor.
+async fn store_events(
+    chain: &Chain,
+    db: &StateStore,
+    events: &[ChainEvent],
+    to_block: u64,
+    cursor: &Cursor,
+) -> Result<bool> {
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
-    let mut events = Vec::new();
-    for log in &logs {
-        let Ok(decoded) = JobMarketEvents::decode_log(&log.inner) else {
-            tracing::debug!(?log, "skipping an undecodable log");
-            continue;
-        };
-        let Some((id, record)) = describe_event(log, &decoded.data) else {
+    let mut records = Vec::new();
+    for ev in events {
+        let Some((id, record)) = describe_event(ev) else {
             continue;
         };
         if let std::collections::btree_map::Entry::Vacant(slot) = jobs.entry(id)
@@ -93,24 +135,84 @@ pub async fn poll_once(chain: &Chain, db: &StateStore, confirmations: u64) -> Re
         {
             slot.insert(existing);
         }
-        apply(&mut jobs, id, &decoded.data, log);
-        events.push((id, record));
+        apply(&mut jobs, id, ev);
+        records.push((id, record));
     }
-    // The contract's view at the last block read is authoritative for the
-    // state and the phase deadline (at a later block it could run ahead of the events).
+    refresh_from_contract(chain, &mut jobs, to_block).await;
+    let jobs: Vec<JobRecord> = jobs.into_values().collect();
+    db.apply(&jobs, &records, cursor)?;
+    Ok(!records.is_empty())
+}
+
+/// The contract's view at the last block read is authoritative for the state and the phase
+/// deadline (at a later block it could run ahead of the events).
+async fn refresh_from_contract(chain: &Chain, jobs: &mut BTreeMap<JobId, JobRecord>, at: u64) {
+    let market = M::new(chain.deployment.job_market, chain.client().provider().clone());
     for (id, job) in jobs.iter_mut() {
-        let at = alloy::eips::BlockId::number(to);
-        if let Ok(onchain) = chain.market.getJob(U256::from(id.0)).call().block(at).await {
-            if let Some(st) = JobState::from_index(onchain.state) {
+        let call = market.getJob(U256::from(id.0));
+        if let Ok(onchain) = call.call().block(BlockId::number(at)).await {
+            if let Some(st) = JobState::from_index(onchain.state as u8) {
                 job.state = st;
             }
             job.phase_deadline = onchain.phaseDeadline;
             job.bid_deadline = onchain.bidDeadline;
         }
     }
-    let jobs: Vec<JobRecord> = jobs.into_values().collect();
-    db.apply(&jobs, &events, to + 1)?;
-    Ok(!events.is_empty())
+}
+
+/// Voids what the follower delivered above `to_block`: every job with an event up there is
+/// rebuilt from the chain's logs up to `to_block` (or forgotten when it was posted above it).
+async fn roll_back(chain: &Chain, db: &StateStore, to_block: u64, cursor: &Cursor) -> Result<()> {
+    let touched = db.jobs_with_events_after(to_block)?;
+    let mut rebuilt = Vec::new();
+    let mut forgotten = Vec::new();
+    for id in touched {
+        let posted = db.job(id)?.map(|j| j.posted_block).unwrap_or(u64::MAX);
+        if posted > to_block {
+            forgotten.push(id);
+            continue;
+        }
+        let filter = Filter::new()
+            .address(chain.deployment.job_market)
+            .topic1(B256::from(U256::from(id.0)))
+            .from_block(posted)
+            .to_block(to_block);
+        let logs = chain
+            .client()
+            .provider()
+            .get_logs(&filter)
+            .await
+            .map_err(Error::chain)?;
+        let mut jobs = BTreeMap::new();
+        let mut records = Vec::new();
+        for log in &logs {
+            let Some(Ok(ev)) = ChainEvent::from_rpc_log(
+                log,
+                chain.deployment.job_market,
+                chain.deployment.operator_registry,
+            ) else {
+                continue;
+            };
+            if let Some((eid, record)) = describe_event(&ev)
+                && eid == id
+            {
+                apply(&mut jobs, id, &ev);
+                records.push(record);
+            }
+        }
+        refresh_from_contract(chain, &mut jobs, to_block).await;
+        match jobs.remove(&id) {
+            Some(job) => rebuilt.push((job, records)),
+            None => forgotten.push(id),
+        }
+    }
+    tracing::warn!(
+        to_block,
+        rebuilt = rebuilt.len(),
+        forgotten = forgotten.len(),
+        "chain reorganised: job records rolled back"
+    );
+    db.roll_back(&rebuilt, &forgotten, cursor)
 }
 
 fn wei(v: impl ToString) -> String {
@@ -118,9 +220,9 @@ fn wei(v: impl ToString) -> String {
 }
 
 /// Updates (or creates) the job record an event belongs to.
-fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents, log: &Log) {
-    use JobMarketEvents as E;
-    if let E::JobPosted(e) = ev {
+fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &ChainEvent) {
+    use MarketEvent as E;
+    if let E::JobPosted(e) = &ev.event {
         let p = &e.params;
         let spec_cid = cid_from_chain_bytes(&p.specCid)
             .map(|c| c.to_string())
@@ -141,13 +243,13 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
                 exec_window: p.execWindow,
                 reveal_window: p.revealWindow,
                 challenge_window: p.challengeWindow,
-                verifier: enum_name(VERIFIER, p.verifier),
+                verifier: enum_name(VERIFIER, p.verifier as u8),
                 escalate: p.escalate,
             },
             escrow: wei(e.escrow),
             bid_deadline: e.bidDeadline,
             phase_deadline: e.bidDeadline,
-            posted_block: log.block_number.unwrap_or(0),
+            posted_block: ev.block_number,
             bids: Vec::new(),
             deals: Vec::new(),
             result_hash: None,
@@ -164,7 +266,7 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
         tracing::warn!(job = %id, "event for a job posted before the follower's start block");
         return;
     };
-    match ev {
+    match &ev.event {
         E::BidPlaced(e) => job.bids.push(BidView {
             operator: e.operator,
             price: wei(e.price),
@@ -194,7 +296,7 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
             result_cid: None,
         }),
         E::PhaseStarted(e) => {
-            if let Some(st) = JobState::from_index(e.state) {
+            if let Some(st) = JobState::from_index(e.state as u8) {
                 job.state = st;
             }
             job.phase_deadline = e.deadline;
@@ -236,13 +338,13 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
         }
         E::JobFailed(e) => {
             job.state = JobState::Failed;
-            job.fail_reason = Some(enum_name(FAIL_REASON, e.reason));
+            job.fail_reason = Some(enum_name(FAIL_REASON, e.reason as u8));
         }
         E::JobExpired(_) => job.state = JobState::Expired,
         E::Paid(e) => job.payments.push(Transfer {
             account: e.to,
             amount: wei(e.amount),
-            kind: enum_name(PAYMENT_KIND, e.kind),
+            kind: enum_name(PAYMENT_KIND, e.kind as u8),
         }),
         E::Refunded(e) => job.refunds.push(Transfer {
             account: e.creator,
@@ -252,16 +354,16 @@ fn apply(jobs: &mut BTreeMap<JobId, JobRecord>, id: JobId, ev: &JobMarketEvents,
         E::Slashed(e) => job.slashes.push(Transfer {
             account: e.operator,
             amount: wei(e.amount),
-            kind: enum_name(SLASH_REASON, e.reason),
+            kind: enum_name(SLASH_REASON, e.reason as u8),
         }),
         _ => {}
     }
 }
 
 /// The event as stored in a job's history; `None` for events that are not about one job.
-fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord)> {
-    use JobMarketEvents as E;
-    let (id, name, fields) = match ev {
+fn describe_event(ev: &ChainEvent) -> Option<(JobId, EventRecord)> {
+    use MarketEvent as E;
+    let (id, name, fields) = match &ev.event {
         E::JobPosted(e) => (
             e.jobId,
             "JobPosted",
@@ -292,7 +394,7 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
         E::PhaseStarted(e) => (
             e.jobId,
             "PhaseStarted",
-            json!({"state": JobState::from_index(e.state).map(|s| s.name()), "deadline": e.deadline}),
+            json!({"state": JobState::from_index(e.state as u8).map(|s| s.name()), "deadline": e.deadline}),
         ),
         E::ResultCommitted(e) => (
             e.jobId,
@@ -320,7 +422,7 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
         E::JobFailed(e) => (
             e.jobId,
             "JobFailed",
-            json!({"reason": enum_name(FAIL_REASON, e.reason)}),
+            json!({"reason": enum_name(FAIL_REASON, e.reason as u8)}),
         ),
         E::JobExpired(e) => (e.jobId, "JobExpired", json!({"bids": e.bids})),
         E::DisputeOpened(e) => (
@@ -341,7 +443,7 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
         E::Paid(e) => (
             e.jobId,
             "Paid",
-            json!({"to": e.to, "amount": wei(e.amount), "kind": enum_name(PAYMENT_KIND, e.kind)}),
+            json!({"to": e.to, "amount": wei(e.amount), "kind": enum_name(PAYMENT_KIND, e.kind as u8)}),
         ),
         E::Refunded(e) => (
             e.jobId,
@@ -351,16 +453,16 @@ fn describe_event(log: &Log, ev: &JobMarketEvents) -> Option<(JobId, EventRecord
         E::Slashed(e) => (
             e.jobId,
             "Slashed",
-            json!({"operator": e.operator, "amount": wei(e.amount), "reason": enum_name(SLASH_REASON, e.reason)}),
+            json!({"operator": e.operator, "amount": wei(e.amount), "reason": enum_name(SLASH_REASON, e.reason as u8)}),
         ),
         _ => return None,
     };
     Some((
         job_id(id),
         EventRecord {
-            block: log.block_number.unwrap_or(0),
-            log_index: log.log_index.unwrap_or(0),
-            tx: log.transaction_hash,
+            block: ev.block_number,
+            log_index: ev.log_index,
+            tx: Some(ev.tx_hash),
             event: name.to_owned(),
             fields,
         },

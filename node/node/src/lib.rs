@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api;
-pub mod bindings;
 pub mod chain;
 pub mod config;
 pub mod content;

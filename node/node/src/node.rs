@@ -167,7 +167,15 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
             }
         }
     }
-    let chain = Arc::new(Chain::connect(&cfg.chain.rpc_url, deployment, signer).await?);
+    let chain = Arc::new(
+        Chain::connect(
+            &cfg.chain.rpc_url,
+            deployment,
+            signer,
+            cfg.chain.poll_interval(),
+        )
+        .await?,
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -471,7 +479,7 @@ fn settle(inner: &Arc<NodeInner>, job: &JobRecord, exec: Execution) {
             spawn_action(inner, id, Action::Claim, async move {
                 match i.chain.claim_if_any().await {
                     Ok(amount) => tracing::info!(job = %id, %amount, "claimed payouts"),
-                    Err(e) if e.to_string().contains("NothingToClaim") => {}
+                    Err(e) if e.reverted_with("NothingToClaim") => {}
                     Err(e) => return Err(e),
                 }
                 let e = Execution {
@@ -552,8 +560,8 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
 async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {
     match inner.chain.bid(id, price).await {
         // Already on chain (a resend after a restart), or too late: nothing to record.
-        Err(e) if e.to_string().contains("AlreadyBid") => Ok(()),
-        Err(e) if e.to_string().contains("WrongState") || e.to_string().contains("BiddingOver") => {
+        Err(e) if e.reverted_with("AlreadyBid") => Ok(()),
+        Err(e) if e.reverted_with("WrongState") || e.reverted_with("BiddingOver") => {
             tracing::info!(job = %id, error = %e, "bidding is over");
             Ok(())
         }
@@ -680,7 +688,7 @@ async fn send_commit(
     if !already {
         match inner.chain.commit(job.id, c).await {
             Ok(tx) => tracing::info!(job = %job.id, %tx, %result_cid, "result committed"),
-            Err(e) if e.to_string().contains("AlreadyCommitted") => {}
+            Err(e) if e.reverted_with("AlreadyCommitted") => {}
             Err(e) => {
                 Metrics::inc(&inner.metrics.tx_errors);
                 return Err(e);
@@ -726,7 +734,7 @@ async fn reveal(inner: Arc<NodeInner>, exec: Execution) -> Result<()> {
             Metrics::inc(&inner.metrics.reveals);
             tracing::info!(job = %exec.job_id, %tx, "result revealed");
         }
-        Err(e) if e.to_string().contains("AlreadyRevealed") => {}
+        Err(e) if e.reverted_with("AlreadyRevealed") => {}
         Err(e) => {
             Metrics::inc(&inner.metrics.tx_errors);
             return Err(e);

@@ -1,4 +1,5 @@
 use cid::Cid;
+use libp2p::PeerId;
 
 /// What can go wrong in the peer-to-peer layer.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +10,20 @@ pub enum Error {
     Dial { addr: String, reason: String },
     #[error("transport setup failed: {0}")]
     Transport(String),
+    #[error("invalid p2p configuration: {0}")]
+    Config(String),
+    #[error(
+        "{addr} is a QUIC address but a private-network key (psk) is set: QUIC cannot carry the \
+         pre-shared-key handshake; use a /tcp/ address or remove the psk"
+    )]
+    QuicWithPsk { addr: String },
+    #[error(
+        "invalid pre-shared key: {0}; expected a go-ipfs swarm.key \
+         (\"/key/swarm/psk/1.0.0/\\n/base16/\\n<64 hex digits>\") or 64 hex digits"
+    )]
+    Psk(String),
+    #[error("node key {path}: {reason}")]
+    Key { path: String, reason: String },
     #[error("the p2p event loop has stopped; restart the node")]
     Stopped,
     #[error(
@@ -19,6 +34,14 @@ pub enum Error {
     Bitswap { cid: Box<Cid>, reason: String },
     #[error("Kademlia: {0}")]
     Kad(String),
+    #[error("job announcements need a network: set Config.network (chain id and market address)")]
+    NoNetwork,
+    #[error("invalid job announcement: {0}")]
+    Announcement(String),
+    #[error("gossipsub: {0}")]
+    Gossip(String),
+    #[error("status request to {peer} failed: {reason}")]
+    Status { peer: Box<PeerId>, reason: String },
     #[error(transparent)]
     Store(#[from] shoal_store::Error),
 }

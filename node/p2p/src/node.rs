@@ -242,7 +242,7 @@ fn pnet_tcp(
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
-            .timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(10))
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
     )

@@ -252,6 +252,7 @@ fn behaviour(
     key: &Keypair,
     adapter: Arc<StoreAdapter>,
     topic: Option<&IdentTopic>,
+    request_timeout: Duration,
 ) -> Result<Behaviour> {
     let peer_id = key.public().to_peer_id();
     let mut kad = kad::Behaviour::with_config(
@@ -278,7 +279,7 @@ fn behaviour(
     let status = request_response::Behaviour::with_codec(
         codec,
         [(StreamProtocol::new(STATUS_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default(),
+        request_response::Config::default().with_request_timeout(request_timeout),
     );
     Ok(Behaviour {
         identify: identify::Behaviour::new(
@@ -321,8 +322,8 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
         .clone()
         .unwrap_or_else(Keypair::generate_ed25519);
     let adapter = Arc::new(StoreAdapter(store.clone()));
-    let behaviour = behaviour(&keypair, adapter, topic.as_ref())?;
     let request_timeout = config.request_timeout;
+    let behaviour = behaviour(&keypair, adapter, topic.as_ref(), request_timeout)?;
     let swarm_config =
         move |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
     let transport_err = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
 use shoal_e2e::{
     FOX, HONEST_DEAL, check_results_from, get_json, init_tracing, post_wordcount, repo_root,
     requester_last, stack, state_is, upload, wait_job, wasm,
 };
 use shoal_node::devstack::{self, Devstack, DevstackConfig};
-use serde_json::Value;
 use shoal_types::JobSpec;
 
 async fn honest_flow(stack: &Devstack) -> Result<()> {

@@ -104,7 +104,9 @@ pub struct Devstack {
     pub rpc_url: String,
     pub chain_id: u64,
     pub deployment: DeploymentConfig,
+    /// The in-process nodes in index order ([`DevstackConfig::external`] ones left out).
     pub nodes: Vec<NodeHandle>,
+    /// Their configs, in the same order.
     pub configs: Vec<NodeConfig>,
     /// A funded key for posting jobs (hex), and its address.
     pub creator_key: String,
@@ -351,8 +353,8 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
             started.push(c);
             continue;
         }
-        c.data_dir = std::path::absolute(&c.data_dir)
-            .map_err(|e| Error::io("resolving", &c.data_dir, e))?;
+        c.data_dir =
+            std::path::absolute(&c.data_dir).map_err(|e| Error::io("resolving", &c.data_dir, e))?;
         std::fs::create_dir_all(&c.data_dir).map_err(|e| Error::io("creating", &c.data_dir, e))?;
         let config_file = c.data_dir.join("node.toml");
         std::fs::write(&config_file, c.to_toml()?)

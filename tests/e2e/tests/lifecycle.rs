@@ -7,11 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use shoal_e2e::{
-    FOX, HONEST_DEAL, check_results_from, get_json, init_tracing, post_wordcount, repo_root,
-    requester_last, stack, state_is, upload, wait_job, wasm,
+    FOX, HONEST_DEAL, check_results_from, fault_on, get_json, init_tracing, post_spec,
+    post_wordcount, repo_root, requester_last, stack, state_is, upload, wait_job, wasm,
 };
 use shoal_node::devstack::{self, Devstack, DevstackConfig};
-use shoal_types::JobSpec;
 
 async fn honest_flow(stack: &Devstack) -> Result<()> {
     let job = post_wordcount(stack, HONEST_DEAL, None).await?;
@@ -231,11 +230,7 @@ async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
     let mut stack = devstack::start(DevstackConfig {
         nodes: 3,
         base_dir: dir.path().to_path_buf(),
-        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
-            if i == 0 {
-                c.fault = Some(shoal_node::Fault::CrashAfterCommit);
-            }
-        })),
+        customize: fault_on(0, shoal_node::Fault::CrashAfterCommit),
         ..Default::default()
     })
     .await?;
@@ -373,10 +368,7 @@ async fn url_input_is_downloaded_and_checked() -> Result<()> {
         let yaml = format!(
             "name: url-input\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/data\"]\ninputs:\n  - source: {url}\n    path: /data/words.txt\n    checksum: {checksum}\n{HONEST_DEAL}"
         );
-        let spec = JobSpec::from_yaml(&yaml)?;
-        let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
-        let creator: alloy::signers::local::PrivateKeySigner = stack.creator_key.parse()?;
-        let id = shoal_node::chain::post_job(&stack.rpc_url, stack.deployment.job_market, creator, &spec, &spec_cid).await?;
+        let id = post_spec(&stack, &api, &yaml).await?.id;
         let v = wait_job(&api, id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
         let cid = v["resultCid"].as_str().context("result cid")?.to_owned();
         wait_job(&api, id, Duration::from_secs(20), "published", |v| v["execution"]["step"] == "published").await?;
@@ -568,11 +560,7 @@ async fn node_killed_mid_execution_reruns_after_restart() -> Result<()> {
     let mut stack = devstack::start(DevstackConfig {
         nodes: 3,
         base_dir: dir.path().to_path_buf(),
-        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
-            if i == 0 {
-                c.fault = Some(shoal_node::Fault::CrashWhileRunning);
-            }
-        })),
+        customize: fault_on(0, shoal_node::Fault::CrashWhileRunning),
         ..Default::default()
     })
     .await?;

@@ -2,7 +2,7 @@
 //! devchain, or a given endpoint such as anvil), the contracts, and N staked
 //! operator nodes on loopback, some optionally faulty.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
@@ -41,6 +41,10 @@ pub struct DevstackConfig {
     pub docker: bool,
     /// Called for each node's config before it starts (index from 0).
     pub customize: Option<Customize>,
+    /// Nodes (indices from 0) that are registered and configured but not started here: their
+    /// config is written to `<base_dir>/node-<i>/node.toml` for another process to run (the
+    /// way `shoal serve --config` does). [`Devstack::nodes`] holds the others, in index order.
+    pub external: Vec<usize>,
 }
 
 impl std::fmt::Debug for DevstackConfig {
@@ -50,6 +54,7 @@ impl std::fmt::Debug for DevstackConfig {
             .field("bad_nodes", &self.bad_nodes)
             .field("chain_rpc", &self.chain_rpc)
             .field("base_dir", &self.base_dir)
+            .field("external", &self.external)
             .finish()
     }
 }
@@ -66,7 +71,26 @@ impl Default for DevstackConfig {
             mediators: 1,
             docker: false,
             customize: None,
+            external: Vec::new(),
         }
+    }
+}
+
+/// A devstack node that runs outside the devstack's process (see [`DevstackConfig::external`]).
+#[derive(Debug, Clone)]
+pub struct ExternalNode {
+    /// The node's index in the devstack.
+    pub index: usize,
+    /// `<base_dir>/node-<i>/node.toml`: the config to start it with.
+    pub config_file: PathBuf,
+    /// The same config (its `data_dir` absolute).
+    pub config: NodeConfig,
+}
+
+impl ExternalNode {
+    /// The API URL the node will serve at.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.config.api.listen)
     }
 }
 
@@ -75,7 +99,9 @@ pub struct Devstack {
     pub rpc_url: String,
     pub chain_id: u64,
     pub deployment: DeploymentConfig,
+    /// The in-process nodes in index order ([`DevstackConfig::external`] ones left out).
     pub nodes: Vec<NodeHandle>,
+    /// Their configs, in the same order.
     pub configs: Vec<NodeConfig>,
     /// A funded key for posting jobs (hex), and its address.
     pub creator_key: String,
@@ -83,6 +109,7 @@ pub struct Devstack {
     /// The embedded devchain, when one was started.
     pub devchain: Option<DevChain>,
     server: Option<ServerHandle>,
+    external: Vec<ExternalNode>,
 }
 
 impl std::fmt::Debug for Devstack {
@@ -195,6 +222,12 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
             cfg.bad_nodes, cfg.nodes
         )));
     }
+    if let Some(i) = cfg.external.iter().find(|i| **i >= cfg.nodes) {
+        return Err(Error::Devstack(format!(
+            "external node {i} is not one of the {} nodes",
+            cfg.nodes
+        )));
+    }
     let n_accounts =
         u32::try_from(cfg.nodes + 2).map_err(|_| Error::Devstack("too many nodes".into()))?;
     let accounts: Vec<DevAccount> = shoal_devchain::derive_dev_accounts(n_accounts)
@@ -287,9 +320,27 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         configs.push(c);
     }
     let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(start_node(c.clone()).await?);
+    let mut external = Vec::new();
+    let mut started = Vec::new();
+    for (i, mut c) in configs.into_iter().enumerate() {
+        if !cfg.external.contains(&i) {
+            nodes.push(start_node(c.clone()).await?);
+            started.push(c);
+            continue;
+        }
+        c.data_dir =
+            std::path::absolute(&c.data_dir).map_err(|e| Error::io("resolving", &c.data_dir, e))?;
+        std::fs::create_dir_all(&c.data_dir).map_err(|e| Error::io("creating", &c.data_dir, e))?;
+        let config_file = c.data_dir.join("node.toml");
+        std::fs::write(&config_file, c.to_toml()?)
+            .map_err(|e| Error::io("writing", &config_file, e))?;
+        external.push(ExternalNode {
+            index: i,
+            config_file,
+            config: c,
+        });
     }
+    let configs = started;
     let creator = &accounts[cfg.nodes + 1];
     let deployment_file = cfg.base_dir.join("deployment.json");
     let doc = serde_json::json!({
@@ -314,11 +365,25 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         creator: creator.address,
         devchain,
         server,
+        external,
     })
 }
 
 impl Devstack {
-    /// Every node's API URL.
+    /// The nodes prepared but not started (see [`DevstackConfig::external`]).
+    pub fn external(&self) -> &[ExternalNode] {
+        &self.external
+    }
+
+    /// The config file of external node `i` (its devstack index), if `i` is external.
+    pub fn external_config_file(&self, i: usize) -> Option<&Path> {
+        self.external
+            .iter()
+            .find(|e| e.index == i)
+            .map(|e| e.config_file.as_path())
+    }
+
+    /// Every in-process node's API URL.
     pub fn api_urls(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.api_url()).collect()
     }
@@ -385,6 +450,14 @@ impl Devstack {
                 "node {i}        {}  operator {}{fault}\n",
                 n.api_url(),
                 n.operator().map(|a| a.to_string()).unwrap_or_default()
+            ));
+        }
+        for e in &self.external {
+            s.push_str(&format!(
+                "node {}        {}  not started; config {}\n",
+                e.index,
+                e.api_url(),
+                e.config_file.display()
             ));
         }
         s

@@ -2,174 +2,15 @@
 //! anvil) posting, bidding, executing, committing, revealing, verifying,
 //! paying and publishing real WASM jobs.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
+use shoal_e2e::{
+    FOX, HONEST_DEAL, check_results_from, fault_on, get_json, init_tracing, post_spec,
+    post_wordcount, repo_root, requester_last, stack, state_is, upload, wait_job, wasm,
+};
 use shoal_node::devstack::{self, Devstack, DevstackConfig};
-use shoal_node::model::JobId;
-use shoal_types::JobSpec;
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "shoal_node=info,warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-fn wasm(name: &str) -> Result<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../executor/testdata/wasm")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-}
-
-async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
-    let resp = reqwest::Client::new()
-        .post(format!("{api}/api/v1/content"))
-        .body(bytes)
-        .send()
-        .await?;
-    ensure!(
-        resp.status().is_success(),
-        "upload failed: {}",
-        resp.text().await?
-    );
-    let v: Value = resp.json().await?;
-    Ok(v["cid"].as_str().context("no cid")?.to_owned())
-}
-
-async fn get_json(url: &str) -> Result<Value> {
-    let resp = reqwest::Client::new().get(url).send().await?;
-    let status = resp.status();
-    let v: Value = resp.json().await?;
-    ensure!(status.is_success(), "GET {url}: {status} {v}");
-    Ok(v)
-}
-
-const FOX: &[u8] = b"the quick brown fox\njumps over the lazy dog\n";
-
-struct Job {
-    id: JobId,
-}
-
-/// Uploads the wordcount module, an input and the spec to node 0, then posts the job.
-async fn post_wordcount(
-    stack: &Devstack,
-    deal_yaml: &str,
-    engine_override: Option<&str>,
-) -> Result<Job> {
-    let api = &stack.nodes[0].api_url();
-    let module = upload(api, wasm("wordcount")?).await?;
-    let input = upload(api, FOX.to_vec()).await?;
-    let engine = engine_override.map(str::to_owned).unwrap_or_else(|| {
-        format!("  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\n")
-    });
-    let yaml = format!(
-        "name: wordcount\nengine:\n{engine}inputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{deal_yaml}"
-    );
-    let spec = JobSpec::from_yaml(&yaml).with_context(|| format!("spec:\n{yaml}"))?;
-    let spec_cid = upload(api, spec.to_canonical_json()).await?;
-    let spec_cid = shoal_store::parse_cid(&spec_cid)?;
-    let creator: PrivateKeySigner = stack.creator_key.parse()?;
-    let id = shoal_node::chain::post_job(
-        &stack.rpc_url,
-        stack.deployment.job_market,
-        creator,
-        &spec,
-        &spec_cid,
-    )
-    .await?;
-    Ok(Job { id })
-}
-
-async fn wait_job(
-    api: &str,
-    id: JobId,
-    timeout: Duration,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    let deadline = Instant::now() + timeout;
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Ok(v) = get_json(&format!("{api}/api/v1/jobs/{id}")).await {
-            if pred(&v) {
-                return Ok(v);
-            }
-            last = v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("timed out waiting for job {id} to be {what}; last seen: {last:#}")
-}
-
-fn state_is(s: &'static str) -> impl Fn(&Value) -> bool {
-    move |v| v["state"] == s
-}
-
-async fn stack(
-    dir: &tempfile::TempDir,
-    nodes: usize,
-    bad: usize,
-    chain_rpc: Option<String>,
-) -> Result<Devstack> {
-    Ok(devstack::start(DevstackConfig {
-        nodes,
-        bad_nodes: bad,
-        chain_rpc,
-        base_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    })
-    .await?)
-}
-
-const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
-
-/// Fetches the results CAR from `api`, imports it into a fresh store (every
-/// block verified) and checks the root is the verified result CID.
-async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Result<String> {
-    // Each node follows the chain on its own; this one may be a block behind.
-    wait_job(
-        api,
-        id,
-        Duration::from_secs(20),
-        "Verified on this node",
-        state_is("Verified"),
-    )
-    .await?;
-    let resp = reqwest::Client::new()
-        .get(format!("{api}/api/v1/jobs/{id}/results"))
-        .send()
-        .await?;
-    ensure!(
-        resp.status().is_success(),
-        "results from {api}: {}",
-        resp.text().await?
-    );
-    let car = resp.bytes().await?;
-    let tmp = tempfile::tempdir()?;
-    let store = shoal_store::Blockstore::open(tmp.path())?;
-    let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
-    ensure!(
-        roots.len() == 1 && roots[0].to_string() == result_cid,
-        "CAR roots {roots:?} are not {result_cid}"
-    );
-    store.dag(&roots[0])?;
-    let out = tmp.path().join("out");
-    shoal_store::export::export(&store, &roots[0], &out)?;
-    let rehashed = shoal_store::hash_path(&out, shoal_store::Profile::UnixfsV1_2025)?;
-    ensure!(
-        rehashed.to_string() == result_cid,
-        "re-hashed results {rehashed} differ from {result_cid}"
-    );
-    Ok(std::fs::read_to_string(out.join("stdout"))?)
-}
 
 async fn honest_flow(stack: &Devstack) -> Result<()> {
     let job = post_wordcount(stack, HONEST_DEAL, None).await?;
@@ -235,16 +76,6 @@ async fn honest_flow(stack: &Devstack) -> Result<()> {
     Ok(())
 }
 
-fn requester_last(n: usize) -> Option<devstack::Customize> {
-    Some(std::sync::Arc::new(
-        move |i, c: &mut shoal_node::NodeConfig| {
-            if i == n - 1 {
-                c.bid.enabled = false;
-            }
-        },
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn honest_three_nodes_verify_pay_and_publish() -> Result<()> {
     init_tracing();
@@ -264,7 +95,7 @@ async fn honest_three_nodes_verify_pay_and_publish() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn honest_job_on_anvil() -> Result<()> {
     init_tracing();
-    let anvil_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/.bin/anvil");
+    let anvil_bin = repo_root().join("node_modules/.bin/anvil");
     if !anvil_bin.exists() {
         if std::env::var_os("CI").is_some() {
             bail!(
@@ -399,11 +230,7 @@ async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
     let mut stack = devstack::start(DevstackConfig {
         nodes: 3,
         base_dir: dir.path().to_path_buf(),
-        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
-            if i == 0 {
-                c.fault = Some(shoal_node::Fault::CrashAfterCommit);
-            }
-        })),
+        customize: fault_on(0, shoal_node::Fault::CrashAfterCommit),
         ..Default::default()
     })
     .await?;
@@ -541,10 +368,7 @@ async fn url_input_is_downloaded_and_checked() -> Result<()> {
         let yaml = format!(
             "name: url-input\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/data\"]\ninputs:\n  - source: {url}\n    path: /data/words.txt\n    checksum: {checksum}\n{HONEST_DEAL}"
         );
-        let spec = JobSpec::from_yaml(&yaml)?;
-        let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
-        let creator: PrivateKeySigner = stack.creator_key.parse()?;
-        let id = shoal_node::chain::post_job(&stack.rpc_url, stack.deployment.job_market, creator, &spec, &spec_cid).await?;
+        let id = post_spec(&stack, &api, &yaml).await?.id;
         let v = wait_job(&api, id, Duration::from_secs(60), "Verified", state_is("Verified")).await?;
         let cid = v["resultCid"].as_str().context("result cid")?.to_owned();
         wait_job(&api, id, Duration::from_secs(20), "published", |v| v["execution"]["step"] == "published").await?;
@@ -736,11 +560,7 @@ async fn node_killed_mid_execution_reruns_after_restart() -> Result<()> {
     let mut stack = devstack::start(DevstackConfig {
         nodes: 3,
         base_dir: dir.path().to_path_buf(),
-        customize: Some(std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
-            if i == 0 {
-                c.fault = Some(shoal_node::Fault::CrashWhileRunning);
-            }
-        })),
+        customize: fault_on(0, shoal_node::Fault::CrashWhileRunning),
         ..Default::default()
     })
     .await?;

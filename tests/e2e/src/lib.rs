@@ -1,0 +1,375 @@
+#![doc = include_str!("../README.md")]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use shoal_node::devstack::{self, Devstack, DevstackConfig};
+use shoal_node::model::JobId;
+use shoal_types::JobSpec;
+
+/// Logs to the test's output; `RUST_LOG` overrides the filter.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "shoal_node=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A WASM test program from `node/executor/testdata/wasm` (built by `scripts/build-wasm-tests.sh`).
+pub fn wasm(name: &str) -> Result<Vec<u8>> {
+    let path = repo_root()
+        .join("node/executor/testdata/wasm")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Adds `bytes` to `api`'s store and returns the CID.
+pub async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/api/v1/content"))
+        .body(bytes)
+        .send()
+        .await?;
+    ensure!(
+        resp.status().is_success(),
+        "upload failed: {}",
+        resp.text().await?
+    );
+    let v: Value = resp.json().await?;
+    Ok(v["cid"].as_str().context("no cid")?.to_owned())
+}
+
+/// GETs `url` and fails unless it answers 2xx with JSON.
+pub async fn get_json(url: &str) -> Result<Value> {
+    let resp = reqwest::Client::new().get(url).send().await?;
+    let status = resp.status();
+    let v: Value = resp.json().await?;
+    ensure!(status.is_success(), "GET {url}: {status} {v}");
+    Ok(v)
+}
+
+/// The wordcount job's input.
+pub const FOX: &[u8] = b"the quick brown fox\njumps over the lazy dog\n";
+
+/// Three deals, two must agree, no mediation, roomy windows.
+pub const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+
+/// A posted job.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub id: JobId,
+}
+
+/// Uploads the spec in `yaml` to `api` and posts it with the devstack's creator key.
+pub async fn post_spec(stack: &Devstack, api: &str, yaml: &str) -> Result<Job> {
+    let spec = JobSpec::from_yaml(yaml).with_context(|| format!("spec:\n{yaml}"))?;
+    let spec_cid = upload(api, spec.to_canonical_json()).await?;
+    let spec_cid = shoal_store::parse_cid(&spec_cid)?;
+    let creator: PrivateKeySigner = stack.creator_key.parse()?;
+    let id = shoal_node::chain::post_job(
+        &stack.rpc_url,
+        stack.deployment.job_market,
+        creator,
+        &spec,
+        &spec_cid,
+    )
+    .await?;
+    Ok(Job { id })
+}
+
+/// Uploads the wordcount module, an input and the spec to node 0, then posts the job.
+pub async fn post_wordcount(
+    stack: &Devstack,
+    deal_yaml: &str,
+    engine_override: Option<&str>,
+) -> Result<Job> {
+    let api = &stack.nodes[0].api_url();
+    let module = upload(api, wasm("wordcount")?).await?;
+    let input = upload(api, FOX.to_vec()).await?;
+    let engine = engine_override.map(str::to_owned).unwrap_or_else(|| {
+        format!("  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\n")
+    });
+    let yaml = format!(
+        "name: wordcount\nengine:\n{engine}inputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{deal_yaml}"
+    );
+    post_spec(stack, api, &yaml).await
+}
+
+/// Uploads the `spin` module to node 0 and posts a job that computes for `millions` million
+/// steps (a few seconds for a few hundred) with a `timeout`.
+pub async fn post_spin(
+    stack: &Devstack,
+    millions: u32,
+    timeout: Duration,
+    deal_yaml: &str,
+) -> Result<Job> {
+    let api = &stack.nodes[0].api_url();
+    let module = upload(api, wasm("spin")?).await?;
+    let yaml = format!(
+        "name: spin\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"{millions}\"]\nresources:\n  timeout: {}s\n{deal_yaml}",
+        timeout.as_secs().max(1)
+    );
+    post_spec(stack, api, &yaml).await
+}
+
+/// Polls `api`'s view of job `id` until `pred` holds.
+pub async fn wait_job(
+    api: &str,
+    id: JobId,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(v) = get_json(&format!("{api}/api/v1/jobs/{id}")).await {
+            if pred(&v) {
+                return Ok(v);
+            }
+            last = v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("timed out waiting for job {id} to be {what}; last seen: {last:#}")
+}
+
+/// A `wait_job` predicate: the job's on-chain state is `s`.
+pub fn state_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["state"] == s
+}
+
+/// A `wait_job` predicate: the node's own execution is at step `s`.
+pub fn step_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["execution"]["step"] == s
+}
+
+/// An address as the API prints it, for comparisons.
+pub fn addr(a: alloy::primitives::Address) -> String {
+    format!("{a:?}").to_lowercase()
+}
+
+/// The deal of `operator` in a job JSON.
+pub fn deal_of<'a>(job: &'a Value, operator: &str) -> Option<&'a Value> {
+    job["deals"]
+        .as_array()?
+        .iter()
+        .find(|d| d["operator"].as_str().map(str::to_lowercase).as_deref() == Some(operator))
+}
+
+/// How many deals of a job JSON have `field` set (`commitment`, `resultHash`).
+pub fn deals_with(job: &Value, field: &str) -> usize {
+    job["deals"]
+        .as_array()
+        .map_or(0, |d| d.iter().filter(|d| !d[field].is_null()).count())
+}
+
+/// Whether `operator` appears in the job's `payments` / `slashes` list.
+pub fn listed(job: &Value, list: &str, operator: &str) -> bool {
+    job[list].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|e| e["account"].as_str().map(str::to_lowercase).as_deref() == Some(operator))
+    })
+}
+
+/// A devstack of `nodes` nodes, the last `bad` of them lying, in `dir`.
+pub async fn stack(
+    dir: &tempfile::TempDir,
+    nodes: usize,
+    bad: usize,
+    chain_rpc: Option<String>,
+) -> Result<Devstack> {
+    Ok(devstack::start(DevstackConfig {
+        nodes,
+        bad_nodes: bad,
+        chain_rpc,
+        base_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .await?)
+}
+
+/// A devstack customization: node `n - 1` never bids.
+pub fn requester_last(n: usize) -> Option<devstack::Customize> {
+    Some(std::sync::Arc::new(
+        move |i, c: &mut shoal_node::NodeConfig| {
+            if i == n - 1 {
+                c.bid.enabled = false;
+            }
+        },
+    ))
+}
+
+/// A devstack customization: node `n` gets `fault`.
+pub fn fault_on(n: usize, fault: shoal_node::Fault) -> Option<devstack::Customize> {
+    Some(std::sync::Arc::new(
+        move |i, c: &mut shoal_node::NodeConfig| {
+            if i == n {
+                c.fault = Some(fault);
+            }
+        },
+    ))
+}
+
+/// Fetches the results CAR from `api`, imports it into a fresh store (every
+/// block verified) and checks the root is the verified result CID; returns the job's stdout.
+pub async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Result<String> {
+    // Each node follows the chain on its own; this one may be a block behind.
+    wait_job(
+        api,
+        id,
+        Duration::from_secs(20),
+        "Verified on this node",
+        state_is("Verified"),
+    )
+    .await?;
+    let resp = reqwest::Client::new()
+        .get(format!("{api}/api/v1/jobs/{id}/results"))
+        .send()
+        .await?;
+    ensure!(
+        resp.status().is_success(),
+        "results from {api}: {}",
+        resp.text().await?
+    );
+    let car = resp.bytes().await?;
+    let tmp = tempfile::tempdir()?;
+    let store = shoal_store::Blockstore::open(tmp.path())?;
+    let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
+    ensure!(
+        roots.len() == 1 && roots[0].to_string() == result_cid,
+        "CAR roots {roots:?} are not {result_cid}"
+    );
+    store.dag(&roots[0])?;
+    let out = tmp.path().join("out");
+    shoal_store::export::export(&store, &roots[0], &out)?;
+    let rehashed = shoal_store::hash_path(&out, shoal_store::Profile::UnixfsV1_2025)?;
+    ensure!(
+        rehashed.to_string() == result_cid,
+        "re-hashed results {rehashed} differ from {result_cid}"
+    );
+    Ok(std::fs::read_to_string(out.join("stdout"))?)
+}
+
+/// One node running as its own OS process (`shoal-e2e-node --config FILE`), so a test can
+/// kill it with SIGKILL and start it again on the same data dir. Killed when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    bin: PathBuf,
+    config_file: PathBuf,
+    api: String,
+    log: PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl NodeProcess {
+    /// Starts `bin --config config_file` and waits until its API answers. Output goes to
+    /// `node.log` next to the config file.
+    pub async fn start(bin: &Path, node: &devstack::ExternalNode) -> Result<Self> {
+        let log = node.config_file.with_file_name("node.log");
+        let mut p = Self {
+            bin: bin.to_path_buf(),
+            config_file: node.config_file.clone(),
+            api: node.api_url(),
+            log,
+            child: None,
+        };
+        p.restart().await?;
+        Ok(p)
+    }
+
+    /// The node's API base URL.
+    pub fn api_url(&self) -> &str {
+        &self.api
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILLs the process and reaps it: no shutdown code runs.
+    pub async fn kill(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("the node is not running")?;
+        child.start_kill().context("cannot kill the node")?;
+        let status = child.wait().await?;
+        ensure!(
+            std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
+            "the node was not killed by SIGKILL: {status}"
+        );
+        Ok(())
+    }
+
+    /// Starts the process (again) with the same config and data dir; waits for its API. Retries
+    /// while the API port is still held by the previous process.
+    pub async fn restart(&mut self) -> Result<()> {
+        ensure!(self.child.is_none(), "the node is already running");
+        let mut last = String::new();
+        for _ in 0..20 {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .with_context(|| format!("opening {}", self.log.display()))?;
+            let mut child = tokio::process::Command::new(&self.bin)
+                .arg("--config")
+                .arg(&self.config_file)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", self.bin.display()))?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    last = format!("it exited with {status}");
+                    break;
+                }
+                if get_json(&format!("{}/healthz", self.api)).await.is_ok() {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    child.kill().await?;
+                    bail!(
+                        "the node at {} did not answer within 30s; log:\n{}",
+                        self.api,
+                        self.log_tail()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!(
+            "the node at {} did not start: {last}; log:\n{}",
+            self.api,
+            self.log_tail()
+        )
+    }
+
+    /// Everything the process (and its earlier runs) logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of the node's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = self.log();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}

@@ -80,6 +80,8 @@ pub fn router(inner: Shared) -> Router {
         .route("/api/v1/jobs/{id}/results", get(job_results))
         .route("/api/v1/jobs/{id}/logs", get(job_logs))
         .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/peers", get(list_peers))
+        .route("/api/v1/peers/{peer}/jobs/{id}", get(peer_job_status))
         .route("/api/v1/status", get(status))
         .route("/api/v1/deployment", get(deployment))
         .route("/healthz", get(healthz))
@@ -203,6 +205,9 @@ async fn post_content(
             "check the upload is a complete file or a valid CAR v1",
         )
     })?;
+    if let Ok(c) = shoal_store::parse_cid(&cid) {
+        inner.content.announce(&c).await;
+    }
     Ok(Json(CidResponse { cid }))
 }
 
@@ -599,6 +604,93 @@ async fn list_nodes(State(inner): State<Shared>) -> ApiResult<Json<Vec<NodeView>
         });
     }
     Ok(Json(out))
+}
+
+/// A peer on the libp2p swarm.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerView {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+    pub agent_version: Option<String>,
+    pub rtt_ms: Option<f64>,
+    /// Gossipsub score (negative: misbehaving).
+    pub score: Option<f64>,
+    /// Subscribed to this market's job announcements.
+    pub jobs_topic: bool,
+}
+
+/// What `GET /api/v1/peers` answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeersView {
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub peers: Vec<PeerView>,
+}
+
+fn swarm(inner: &Shared) -> ApiResult<&shoal_p2p::P2p> {
+    inner.p2p.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node runs without the libp2p swarm",
+            "set [p2p] enabled = true in the node's config",
+        )
+    })
+}
+
+async fn list_peers(State(inner): State<Shared>) -> ApiResult<Json<PeersView>> {
+    let p2p = swarm(&inner)?;
+    let listen = p2p.local_addrs().await.map_err(ApiError::internal)?;
+    let peers = p2p.peers().await.map_err(ApiError::internal)?;
+    Ok(Json(PeersView {
+        peer_id: p2p.peer_id().to_string(),
+        listen: listen.iter().map(ToString::to_string).collect(),
+        peers: peers
+            .into_iter()
+            .map(|p| PeerView {
+                peer_id: p.peer_id.to_string(),
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                agent_version: p.agent_version,
+                rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                score: p.score,
+                jobs_topic: p.jobs_topic,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PeerStatusQuery {
+    logs: Option<bool>,
+}
+
+/// A job's live status (and, once it ended, logs) asked of a peer over `/shoal/status/1.0.0`.
+async fn peer_job_status(
+    State(inner): State<Shared>,
+    Path((peer, id)): Path<(String, String)>,
+    Query(q): Query<PeerStatusQuery>,
+) -> ApiResult<Json<shoal_p2p::StatusResponse>> {
+    let p2p = swarm(&inner)?;
+    let peer: shoal_p2p::PeerId = peer.parse().map_err(|e| {
+        ApiError::bad_request(
+            format!("`{peer}` is not a peer id: {e}"),
+            "use a peer id from GET /api/v1/peers",
+        )
+    })?;
+    let id = parse_id(&id)?;
+    let req = shoal_p2p::StatusRequest {
+        job_id: id.to_string(),
+        logs: q.logs.unwrap_or(false),
+    };
+    let r = p2p.job_status(peer, req).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            e.to_string(),
+            "check the peer is connected (GET /api/v1/peers) and try again",
+        )
+    })?;
+    Ok(Json(r))
 }
 
 /// Where the contracts are.

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub api: ApiConfig,
     /// Other nodes' API base URLs (`http://host:port`), asked for content this node lacks.
     pub peers: Vec<String>,
+    /// The libp2p swarm: job announcements, Bitswap, status requests.
+    pub p2p: P2pConfig,
     /// Execution settings.
     pub executor: ExecutorConfig,
     /// When to bid.
@@ -46,10 +48,65 @@ impl Default for NodeConfig {
             operator: OperatorConfig::default(),
             api: ApiConfig::default(),
             peers: Vec::new(),
+            p2p: P2pConfig::default(),
             executor: ExecutorConfig::default(),
             bid: BidPolicy::default(),
             fault: None,
         }
+    }
+}
+
+/// The libp2p swarm (docs/p2p.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Start the swarm. Without it the node still works, moving content over `peers`' HTTP APIs.
+    pub enabled: bool,
+    /// Multiaddrs to listen on (TCP and QUIC).
+    pub listen: Vec<String>,
+    /// Peers to dial at start and re-dial when the connection drops (`…/p2p/<peer id>`).
+    pub bootstrap: Vec<String>,
+    /// The node's libp2p key (created on first start); relative paths are under `data_dir`.
+    pub key_file: PathBuf,
+    /// A private network's pre-shared key (`swarm.key` format or 64 hex digits): only nodes
+    /// with the same key can connect. Disables QUIC.
+    pub psk_file: Option<PathBuf>,
+    /// How long to look for content on the swarm before asking `peers` over HTTP, in seconds.
+    pub fetch_timeout_secs: u64,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+            ],
+            bootstrap: Vec::new(),
+            key_file: PathBuf::from("p2p.key"),
+            psk_file: None,
+            fetch_timeout_secs: 10,
+        }
+    }
+}
+
+impl P2pConfig {
+    /// The listen and bootstrap addresses, parsed.
+    pub fn addrs(&self) -> Result<(Vec<shoal_p2p::Multiaddr>, Vec<shoal_p2p::Multiaddr>)> {
+        let parse = |key: &str, list: &[String]| {
+            list.iter()
+                .map(|a| {
+                    a.parse().map_err(|e| {
+                        Error::Config(format!("p2p.{key}: `{a}` is not a multiaddr: {e}"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok((
+            parse("listen", &self.listen)?,
+            parse("bootstrap", &self.bootstrap)?,
+        ))
     }
 }
 
@@ -345,6 +402,9 @@ impl NodeConfig {
             if !(p.starts_with("http://") || p.starts_with("https://")) {
                 return Err(Error::Config(format!("peers: `{p}` is not an http(s) URL")));
             }
+        }
+        if self.p2p.enabled {
+            self.p2p.addrs()?;
         }
         self.resolve_deployment()?;
         self.operator.signer()?;

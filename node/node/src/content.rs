@@ -1,6 +1,6 @@
 //! Content on this node: the verified blockstore, and fetching DAGs this node
-//! lacks from peers' trustless-gateway-style CAR endpoint, checking every
-//! block against its CID before it is stored.
+//! lacks: first over Bitswap from the swarm, then from peers' trustless-gateway
+//! style CAR endpoint; every block is checked against its CID before it is stored.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub struct Content {
     pub store: Arc<Blockstore>,
     peers: Arc<Vec<String>>,
     http: reqwest::Client,
+    p2p: Option<(shoal_p2p::P2p, std::time::Duration)>,
 }
 
 impl std::fmt::Debug for Content {
@@ -42,7 +43,25 @@ impl Content {
             store: Arc::new(store),
             peers: Arc::new(peers),
             http,
+            p2p: None,
         })
+    }
+
+    /// Also fetches over Bitswap (for at most `timeout` per DAG) and announces content as
+    /// provided on the swarm.
+    pub fn with_p2p(mut self, p2p: shoal_p2p::P2p, timeout: std::time::Duration) -> Self {
+        self.p2p = Some((p2p, timeout));
+        self
+    }
+
+    /// Tells the swarm this node provides `cid` (a Kademlia provider record); a no-op
+    /// without a swarm.
+    pub async fn announce(&self, cid: &Cid) {
+        if let Some((p2p, _)) = &self.p2p
+            && let Err(e) = p2p.provide(*cid).await
+        {
+            tracing::debug!(%cid, error = %e, "cannot announce content on the swarm");
+        }
     }
 
     /// Imports bytes as one UnixFS file (`unixfs-v1-2025`) and pins it.
@@ -81,6 +100,22 @@ impl Content {
             return Ok(());
         }
         let mut reasons = Vec::new();
+        if let Some((p2p, timeout)) = &self.p2p {
+            match tokio::time::timeout(*timeout, p2p.fetch_dag(*root)).await {
+                Ok(Ok(blocks)) => match self.store.dag(root).and_then(|_| self.store.pin(root)) {
+                    Ok(()) => {
+                        tracing::debug!(%root, blocks, "fetched over bitswap");
+                        return Ok(());
+                    }
+                    Err(e) => reasons.push(format!("bitswap: {e}")),
+                },
+                Ok(Err(e)) => reasons.push(format!("bitswap: {e}")),
+                Err(_) => reasons.push(format!(
+                    "bitswap: no peer sent it within {} s",
+                    timeout.as_secs()
+                )),
+            }
+        }
         for peer in self.peers.iter() {
             match self.fetch_from(peer, root).await {
                 Ok(()) => return Ok(()),
@@ -90,7 +125,7 @@ impl Content {
         Err(Error::Content {
             cid: root.to_string(),
             reason: if reasons.is_empty() {
-                "not in this node's store and no peers are configured (set `peers` or upload it here)".into()
+                "not in this node's store, the swarm is off and no peers are configured (set `peers`, enable `p2p`, or upload it here)".into()
             } else {
                 format!(
                     "not in this node's store and no peer had it ({})",

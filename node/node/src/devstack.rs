@@ -39,6 +39,8 @@ pub struct DevstackConfig {
     pub mediators: u8,
     /// Offer the Docker executor too.
     pub docker: bool,
+    /// Run the libp2p swarm on each node (TCP and QUIC on loopback).
+    pub p2p: bool,
     /// Called for each node's config before it starts (index from 0).
     pub customize: Option<Customize>,
     /// Nodes (indices from 0) that are registered and configured but not started here: their
@@ -70,6 +72,7 @@ impl Default for DevstackConfig {
             stake: 10 * ETHER,
             mediators: 1,
             docker: false,
+            p2p: true,
             customize: None,
             external: Vec::new(),
         }
@@ -119,6 +122,14 @@ impl std::fmt::Debug for Devstack {
             .field("nodes", &self.api_urls())
             .finish()
     }
+}
+
+fn free_udp_port() -> Result<u16> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")
+        .map_err(|e| Error::Devstack(format!("no free UDP port: {e}")))?;
+    s.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Devstack(e.to_string()))
 }
 
 fn free_port() -> Result<u16> {
@@ -281,14 +292,26 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
+    // Each node's libp2p identity is made here so that its peer id goes on chain and into
+    // the others' bootstrap lists: node i dials every node before it.
+    let mut swarm = Vec::new();
+    for i in 0..cfg.nodes {
+        let dir = cfg.base_dir.join(format!("node-{i}"));
+        let key = shoal_p2p::load_or_create_keypair(&dir.join("p2p.key"))
+            .map_err(|e| Error::Devstack(format!("node {i}'s p2p key: {e}")))?;
+        let tcp = free_port()?;
+        let quic = free_udp_port()?;
+        swarm.push((key.public().to_peer_id(), tcp, quic));
+    }
     let mut configs = Vec::new();
     for i in 0..cfg.nodes {
         let acct = &accounts[i + 1];
+        let (peer_id, tcp, quic) = swarm[i];
         register_operator(
             &rpc_url,
             &deployment,
             acct.signer.clone(),
-            &format!("devstack-node-{i}"),
+            &peer_id.to_string(),
             engines,
             cfg.stake,
         )
@@ -297,6 +320,15 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
             data_dir: cfg.base_dir.join(format!("node-{i}")),
             ..NodeConfig::default()
         };
+        c.p2p.enabled = cfg.p2p;
+        c.p2p.listen = vec![
+            format!("/ip4/127.0.0.1/tcp/{tcp}"),
+            format!("/ip4/127.0.0.1/udp/{quic}/quic-v1"),
+        ];
+        c.p2p.bootstrap = swarm[..i]
+            .iter()
+            .map(|(id, tcp, _)| format!("/ip4/127.0.0.1/tcp/{tcp}/p2p/{id}"))
+            .collect();
         c.chain.rpc_url = rpc_url.clone();
         c.chain.poll_interval_ms = u64::try_from(cfg.poll_interval.as_millis()).unwrap_or(100);
         c.deployment = Some(deployment);

@@ -51,6 +51,9 @@ pub enum Error {
     /// The HTTP server could not start.
     #[error("HTTP API: {0}")]
     Http(String),
+    /// The libp2p swarm could not start or failed.
+    #[error("p2p: {0}")]
+    P2p(String),
     /// The devstack could not start.
     #[error("devstack: {0}")]
     Devstack(String),

@@ -55,6 +55,7 @@ pub async fn run(
     poll: Duration,
     confirmations: u64,
     cancel: CancellationToken,
+    poke: Arc<tokio::sync::Notify>,
     on_change: impl Fn() + Send + Sync,
 ) {
     let config = FollowerConfig {
@@ -89,6 +90,7 @@ pub async fn run(
         };
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = poke.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }

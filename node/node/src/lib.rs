@@ -10,6 +10,7 @@ mod error;
 pub mod follower;
 pub mod metrics;
 pub mod model;
+mod network;
 pub mod node;
 mod openapi;
 pub mod results;

@@ -58,7 +58,12 @@ pub struct NodeInner {
     pub metrics: Metrics,
     pub api_url: OnceLock<String>,
     pub http: reqwest::Client,
+    /// The libp2p swarm, when `p2p.enabled`.
+    pub p2p: Option<shoal_p2p::P2p>,
+    announcer: crate::network::Announcer,
     wake: Notify,
+    /// Makes the chain follower read now (a job announcement arrived).
+    poke: Arc<Notify>,
     inflight: Mutex<HashSet<(JobId, Action)>>,
     /// Actions that failed are not retried before this instant.
     backoff: Mutex<HashMap<(JobId, Action), Instant>>,
@@ -151,7 +156,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     }
     shoal_executor::remove_stale_staging(&results_root)?;
     let db = StateStore::open(&cfg.data_dir.join("state.redb"))?;
-    let content = Content::open(&cfg.data_dir.join("blocks"), cfg.peers.clone())?;
+    let mut content = Content::open(&cfg.data_dir.join("blocks"), cfg.peers.clone())?;
 
     let mut executors = ExecutorRegistry::new();
     if cfg.executor.wasm {
@@ -176,6 +181,17 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         )
         .await?,
     );
+    let p2p = crate::network::start(
+        &cfg,
+        chain.chain_id,
+        chain.deployment.job_market,
+        db.clone(),
+        content.store.clone(),
+    )
+    .await?;
+    if let Some(p) = &p2p {
+        content = content.with_p2p(p.clone(), Duration::from_secs(cfg.p2p.fetch_timeout_secs));
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -203,7 +219,10 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         metrics: Metrics::default(),
         api_url: OnceLock::new(),
         http,
+        p2p,
+        announcer: crate::network::Announcer::default(),
         wake: Notify::new(),
+        poke: Arc::new(Notify::new()),
         inflight: Mutex::new(HashSet::new()),
         backoff: Mutex::new(HashMap::new()),
         cancel: CancellationToken::new(),
@@ -241,10 +260,35 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
             f.cfg.chain.poll_interval(),
             f.cfg.chain.confirmations,
             f.cancel.clone(),
+            f.poke.clone(),
             move || wake.wake.notify_one(),
         )
         .await;
     });
+
+    if let Some(p2p) = inner.p2p.clone() {
+        let i = inner.clone();
+        inner.tracker.spawn(async move {
+            let mut rx = p2p.job_announcements();
+            loop {
+                tokio::select! {
+                    _ = i.cancel.cancelled() => break,
+                    got = rx.recv() => match got {
+                        Ok((peer, a)) => {
+                            tracing::debug!(%peer, job = %a.job_id, "job announced on the swarm");
+                            i.poke.notify_one();
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(missed = n, "job announcements lagged");
+                            i.poke.notify_one();
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            p2p.shutdown().await;
+        });
+    }
 
     let r = inner.clone();
     inner.tracker.spawn(async move { compute_loop(r).await });
@@ -327,6 +371,7 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
         let deal = job.deal_of(me).cloned();
         match job.state {
             JobState::Posted => {
+                announce(inner, &job);
                 if now <= job.bid_deadline {
                     let decided = inner.db.decision(id)?;
                     if decided.is_none() && inner.cfg.bid.enabled {
@@ -388,6 +433,27 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Announces a newly posted job on the swarm when this node holds its spec (it was uploaded
+/// here), once per job.
+fn announce(inner: &Arc<NodeInner>, job: &JobRecord) {
+    let Some(p2p) = inner.p2p.clone() else {
+        return;
+    };
+    if !inner.announcer.first_time(job.id) {
+        return;
+    }
+    let held = shoal_store::parse_cid(&job.params.spec_cid)
+        .is_ok_and(|cid| inner.content.has_dag(&cid));
+    if !held {
+        return;
+    }
+    let network = (inner.chain.chain_id, inner.chain.deployment.job_market.to_string());
+    let job = job.clone();
+    inner.tracker.spawn(async move {
+        crate::network::announce(&p2p, network, &job).await;
+    });
 }
 
 fn due_finalize(inner: &Arc<NodeInner>, job: &JobRecord, now: u64) {
@@ -786,6 +852,7 @@ async fn publish(inner: Arc<NodeInner>, job: JobRecord, exec: Execution, ours: B
         } else {
             Metrics::inc(&inner.metrics.published);
             tracing::info!(job = %job.id, cid = %imported.cid, "verified results published");
+            inner.content.announce(&imported.cid).await;
             Step::Published {
                 result_cid: imported.cid.to_string(),
             }

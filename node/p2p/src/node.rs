@@ -152,6 +152,9 @@ pub struct PeerInfo {
 }
 
 enum Command {
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId>>,
@@ -426,6 +429,12 @@ impl P2p {
         rx.await.map_err(|_| Error::Stopped)
     }
 
+    /// Stops the swarm: connections close and listeners are released. Every handle then
+    /// answers with an error.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+
     /// Addresses the node listens on, each ending in `/p2p/PEER_ID`.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
         self.call(|reply| Command::ListenAddrs { reply }).await
@@ -672,6 +681,10 @@ impl EventLoop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_event(ev),
                 cmd = self.rx.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
                     Some(c) => self.on_command(c),
                     None => break,
                 },
@@ -808,6 +821,10 @@ impl EventLoop {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
+            // Handled by the event loop, which stops.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
             Command::Dial { addr, reply } => {
                 let opts = DialOpts::from(addr.clone());
                 let id = opts.connection_id();

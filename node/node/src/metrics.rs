@@ -18,6 +18,8 @@ pub struct Metrics {
     pub reveals: AtomicU64,
     pub published: AtomicU64,
     pub tx_errors: AtomicU64,
+    pub announcements_sent: AtomicU64,
+    pub announcements_received: AtomicU64,
 }
 
 impl Metrics {
@@ -29,7 +31,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, jobs_by_state: &[(&str, usize)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "shoal_http_requests_total",
                 "HTTP requests served",
@@ -89,6 +91,16 @@ impl Metrics {
                 "shoal_tx_errors_total",
                 "transactions that failed",
                 &self.tx_errors,
+            ),
+            (
+                "shoal_job_announcements_sent_total",
+                "jobs announced on the swarm by this node",
+                &self.announcements_sent,
+            ),
+            (
+                "shoal_job_announcements_received_total",
+                "valid job announcements received from the swarm",
+                &self.announcements_received,
             ),
         ];
         for (name, help, c) in counters {

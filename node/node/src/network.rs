@@ -81,8 +81,8 @@ impl Announcer {
 }
 
 /// Announces a posted job on the market's topic, so operators hear of it before their next
-/// chain poll.
-pub(crate) async fn announce(p2p: &P2p, network: (u64, String), job: &JobRecord) {
+/// chain poll; whether it went out.
+pub(crate) async fn announce(p2p: &P2p, network: (u64, String), job: &JobRecord) -> bool {
     let a = JobAnnouncement {
         chain_id: network.0,
         market: network.1,
@@ -91,8 +91,14 @@ pub(crate) async fn announce(p2p: &P2p, network: (u64, String), job: &JobRecord)
         block: job.posted_block,
     };
     match p2p.announce_job(a).await {
-        Ok(()) => tracing::debug!(job = %job.id, "job announced on the swarm"),
-        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot announce the job on the swarm"),
+        Ok(()) => {
+            tracing::debug!(job = %job.id, "job announced on the swarm");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "cannot announce the job on the swarm");
+            false
+        }
     }
 }
 

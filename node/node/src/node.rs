@@ -275,6 +275,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
                     _ = i.cancel.cancelled() => break,
                     got = rx.recv() => match got {
                         Ok((peer, a)) => {
+                            Metrics::inc(&i.metrics.announcements_received);
                             tracing::debug!(%peer, job = %a.job_id, "job announced on the swarm");
                             i.poke.notify_one();
                         }
@@ -366,12 +367,14 @@ fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
         {
             continue;
         }
+        if !job.state.is_final() {
+            announce(inner, &job);
+        }
         let Some(me) = me else { continue };
         let id = job.id;
         let deal = job.deal_of(me).cloned();
         match job.state {
             JobState::Posted => {
-                announce(inner, &job);
                 if now <= job.bid_deadline {
                     let decided = inner.db.decision(id)?;
                     if decided.is_none() && inner.cfg.bid.enabled {
@@ -449,10 +452,15 @@ fn announce(inner: &Arc<NodeInner>, job: &JobRecord) {
     if !held {
         return;
     }
-    let network = (inner.chain.chain_id, inner.chain.deployment.job_market.to_string());
-    let job = job.clone();
+    let network = (
+        inner.chain.chain_id,
+        inner.chain.deployment.job_market.to_string().to_lowercase(),
+    );
+    let (job, i) = (job.clone(), inner.clone());
     inner.tracker.spawn(async move {
-        crate::network::announce(&p2p, network, &job).await;
+        if crate::network::announce(&p2p, network, &job).await {
+            Metrics::inc(&i.metrics.announcements_sent);
+        }
     });
 }
 

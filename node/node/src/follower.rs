@@ -56,7 +56,7 @@ pub async fn run(
     confirmations: u64,
     cancel: CancellationToken,
     poke: Arc<tokio::sync::Notify>,
-    on_change: impl Fn() + Send + Sync,
+    on_change: impl Fn(&[JobId]) + Send + Sync,
 ) {
     let config = FollowerConfig {
         confirmations,
@@ -76,8 +76,8 @@ pub async fn run(
         let wait = match poll_once(&chain, &db, &mut follower).await {
             Ok(Some(changed)) => {
                 backoff = poll;
-                if changed {
-                    on_change();
+                if !changed.is_empty() {
+                    on_change(&changed);
                 }
                 continue;
             }
@@ -96,12 +96,12 @@ pub async fn run(
     }
 }
 
-/// One step of the follower: `None` when there was no new block, else whether anything was stored.
+/// One step of the follower: `None` when there was no new block, else the jobs that changed.
 pub(crate) async fn poll_once(
     chain: &Chain,
     db: &StateStore,
     follower: &mut EventFollower,
-) -> Result<Option<bool>> {
+) -> Result<Option<Vec<JobId>>> {
     let Some(update) = follower.poll().await.map_err(Error::chain)? else {
         return Ok(None);
     };
@@ -111,21 +111,19 @@ pub(crate) async fn poll_once(
             let changed = store_events(chain, db, &batch.events, batch.to_block, &cursor).await?;
             Ok(Some(changed))
         }
-        FollowerUpdate::Reorg { to_block, .. } => {
-            roll_back(chain, db, to_block, &cursor).await?;
-            Ok(Some(true))
-        }
+        FollowerUpdate::Reorg { to_block, .. } => Ok(Some(roll_back(chain, db, to_block, &cursor).await?)),
     }
 }
 
-/// Folds a batch of events into the jobs they belong to and stores both with the new cursor.
+/// Folds a batch of events into the jobs they belong to and stores both with the new cursor;
+/// the jobs that changed.
 async fn store_events(
     chain: &Chain,
     db: &StateStore,
     events: &[ChainEvent],
     to_block: u64,
     cursor: &Cursor,
-) -> Result<bool> {
+) -> Result<Vec<JobId>> {
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
     let mut records = Vec::new();
     for ev in events {
@@ -143,7 +141,7 @@ async fn store_events(
     refresh_from_contract(chain, &mut jobs, to_block).await;
     let jobs: Vec<JobRecord> = jobs.into_values().collect();
     db.apply(&jobs, &records, cursor)?;
-    Ok(!records.is_empty())
+    Ok(jobs.iter().map(|j| j.id).collect())
 }
 
 /// The contract's view at the last block read is authoritative for the state and the phase
@@ -164,7 +162,13 @@ async fn refresh_from_contract(chain: &Chain, jobs: &mut BTreeMap<JobId, JobReco
 
 /// Voids what the follower delivered above `to_block`: every job with an event up there is
 /// rebuilt from the chain's logs up to `to_block` (or forgotten when it was posted above it).
-async fn roll_back(chain: &Chain, db: &StateStore, to_block: u64, cursor: &Cursor) -> Result<()> {
+/// Returns the rebuilt jobs.
+async fn roll_back(
+    chain: &Chain,
+    db: &StateStore,
+    to_block: u64,
+    cursor: &Cursor,
+) -> Result<Vec<JobId>> {
     let touched = db.jobs_with_events_after(to_block)?;
     let mut rebuilt = Vec::new();
     let mut forgotten = Vec::new();
@@ -214,7 +218,8 @@ async fn roll_back(chain: &Chain, db: &StateStore, to_block: u64, cursor: &Curso
         forgotten = forgotten.len(),
         "chain reorganised: job records rolled back"
     );
-    db.roll_back(&rebuilt, &forgotten, cursor)
+    db.roll_back(&rebuilt, &forgotten, cursor)?;
+    Ok(rebuilt.iter().map(|(j, _)| j.id).collect())
 }
 
 fn wei(v: impl ToString) -> String {

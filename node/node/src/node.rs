@@ -2,7 +2,7 @@
 //! content and HTTP API together, and drives every job this node touches
 //! from its persisted state (so a restart picks up where it stopped).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// How long a failed action waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Least time between two payout claims of one node.
+const CLAIM_EVERY: Duration = Duration::from_secs(2);
 
 use alloy::primitives::{Address, B256, keccak256};
 use cid::Cid;
@@ -62,6 +64,10 @@ pub struct NodeInner {
     pub p2p: Option<shoal_p2p::P2p>,
     announcer: crate::network::Announcer,
     wake: Notify,
+    /// Jobs the compute loop still looks at: not final, or with this node's execution not
+    /// yet closed and claimed.
+    active: Mutex<BTreeSet<JobId>>,
+    last_claim: Mutex<Option<Instant>>,
     /// Makes the chain follower read now (a job announcement arrived).
     poke: Arc<Notify>,
     inflight: Mutex<HashSet<(JobId, Action)>>,
@@ -72,6 +78,16 @@ pub struct NodeInner {
     tracker: TaskTracker,
     results_root: PathBuf,
     work_root: PathBuf,
+}
+
+impl NodeInner {
+    /// Drops a job from the compute loop's view.
+    fn forget(&self, id: JobId) {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
 }
 
 impl std::fmt::Debug for NodeInner {
@@ -222,6 +238,8 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         p2p,
         announcer: crate::network::Announcer::default(),
         wake: Notify::new(),
+        active: Mutex::new(BTreeSet::new()),
+        last_claim: Mutex::new(None),
         poke: Arc::new(Notify::new()),
         inflight: Mutex::new(HashSet::new()),
         backoff: Mutex::new(HashMap::new()),
@@ -230,6 +248,12 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         results_root,
         work_root,
     });
+    // Every known job is looked at once; the first pass forgets the ones that are done.
+    inner
+        .active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(inner.db.jobs()?.iter().map(|j| j.id));
     let url = inner
         .cfg
         .api
@@ -261,7 +285,13 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
             f.cfg.chain.confirmations,
             f.cancel.clone(),
             f.poke.clone(),
-            move || wake.wake.notify_one(),
+            move |changed: &[JobId]| {
+                wake.active
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(changed.iter().copied());
+                wake.wake.notify_one();
+            },
         )
         .await;
     });
@@ -354,17 +384,29 @@ where
     });
 }
 
-/// Looks at every job this node knows and starts what is due.
+/// Looks at every active job and starts what is due; forgets the ones that are done.
 fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
     let me = inner.chain.operator;
     let now = now_secs();
-    for job in inner.db.jobs()? {
+    let ids: Vec<JobId> = inner
+        .active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    for id in ids {
+        let Some(job) = inner.db.job(id)? else {
+            inner.forget(id);
+            continue;
+        };
         let exec = inner.db.execution(job.id)?;
         if job.state.is_final()
             && exec
                 .as_ref()
                 .is_none_or(|e| e.step.is_terminal() && e.claimed)
         {
+            inner.forget(id);
             continue;
         }
         if !job.state.is_final() {
@@ -549,31 +591,86 @@ fn settle(inner: &Arc<NodeInner>, job: &JobRecord, exec: Execution) {
             inner.wake.notify_one();
         }
         _ if !exec.claimed => {
-            let i = inner.clone();
-            spawn_action(inner, id, Action::Claim, async move {
-                match i.chain.claim_if_any().await {
-                    Ok(amount) => tracing::info!(job = %id, %amount, "claimed payouts"),
-                    Err(e) if e.reverted_with("NothingToClaim") => {}
-                    Err(e) => return Err(e),
-                }
+            let paid = inner
+                .chain
+                .operator
+                .is_some_and(|me| job.payments.iter().any(|p| p.account == me));
+            if !paid {
+                // Nothing of this job to withdraw: done with it.
                 let e = Execution {
                     claimed: true,
                     updated_at: now_secs(),
                     ..exec
                 };
-                i.db.put_execution(&e)
-            });
+                if let Err(err) = inner.db.put_execution(&e) {
+                    tracing::warn!(job = %id, error = %err, "cannot record the end of an execution");
+                }
+                return;
+            }
+            claim(inner);
         }
         _ => {}
     }
 }
 
+/// One `claim()` withdraws every payout credited so far, so one claim (at most one in flight,
+/// at most one per [`CLAIM_EVERY`]) settles every ended job waiting for it.
+fn claim(inner: &Arc<NodeInner>) {
+    {
+        let last = inner.last_claim.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < CLAIM_EVERY) {
+            return;
+        }
+    }
+    let i = inner.clone();
+    spawn_action(inner, JobId(0), Action::Claim, async move {
+        // Jobs whose payout is credited before the claim is sent.
+        let waiting: Vec<Execution> = i
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .into_iter()
+            .filter_map(|id| i.db.execution(id).ok().flatten())
+            .filter(|e| e.step.is_terminal() && !e.claimed)
+            .filter(|e| {
+                i.db.job(e.job_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|j| j.state.is_final())
+            })
+            .collect();
+        match i.chain.claim_if_any().await {
+            Ok(amount) => tracing::info!(%amount, jobs = waiting.len(), "claimed payouts"),
+            Err(e) if e.reverted_with("NothingToClaim") => {}
+            Err(e) => return Err(e),
+        }
+        *i.last_claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        for exec in waiting {
+            i.db.put_execution(&Execution {
+                claimed: true,
+                updated_at: now_secs(),
+                ..exec
+            })?;
+        }
+        i.wake.notify_one();
+        Ok(())
+    });
+}
+
+/// This node's executions still under way (they are all on active jobs).
 fn active_jobs(inner: &NodeInner) -> usize {
-    inner
-        .db
-        .executions()
-        .map(|v| v.iter().filter(|e| !e.step.is_terminal()).count())
-        .unwrap_or(0)
+    let ids: Vec<JobId> = inner
+        .active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    ids.into_iter()
+        .filter_map(|id| inner.db.execution(id).ok().flatten())
+        .filter(|e| !e.step.is_terminal())
+        .count()
 }
 
 /// Fetches the spec by CID and checks it against the on-chain spec hash.

@@ -73,7 +73,10 @@ pub fn router(inner: Shared) -> Router {
     let max_body = inner.cfg.api.max_body_bytes;
     Router::new()
         .route("/api/v1/content", axum::routing::post(post_content))
-        .route("/api/v1/content/{cid}", get(get_content))
+        .route(
+            "/api/v1/content/{cid}",
+            get(get_content).head(head_content),
+        )
         .route("/api/v1/jobs", get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/events", get(job_events))
@@ -214,6 +217,15 @@ async fn post_content(
 #[derive(Debug, Deserialize)]
 struct ContentQuery {
     format: Option<String>,
+}
+
+/// Whether the whole DAG is here: 200 or 404, no body (how peers check before bidding).
+async fn head_content(State(inner): State<Shared>, Path(cid): Path<String>) -> StatusCode {
+    match shoal_store::parse_cid(&cid) {
+        Ok(c) if inner.content.has_dag(&c) => StatusCode::OK,
+        Ok(_) => StatusCode::NOT_FOUND,
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
 }
 
 async fn get_content(

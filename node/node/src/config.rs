@@ -316,6 +316,9 @@ pub struct BidPolicy {
     pub max_cpu: f64,
     /// An operator hook asked last: `{"bid": bool, "reason": "..."}`.
     pub hook: Option<BidHook>,
+    /// Decline jobs whose `ipfs://` module or inputs are neither here nor with a peer
+    /// (a swarm provider record or a `peers` node that has them).
+    pub require_reachable_data: bool,
 }
 
 impl Default for BidPolicy {
@@ -328,6 +331,7 @@ impl Default for BidPolicy {
             max_memory: 4 << 30,
             max_cpu: 4.0,
             hook: None,
+            require_reachable_data: true,
         }
     }
 }

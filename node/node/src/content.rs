@@ -10,6 +10,9 @@ use shoal_store::{Blockstore, Profile};
 
 use crate::error::{Error, Result};
 
+/// Longest wait for one peer or the swarm when locating content.
+const LOCATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Largest CAR accepted from a peer.
 const MAX_PEER_CAR: usize = 1 << 30;
 
@@ -92,6 +95,34 @@ impl Content {
         let mut out = Vec::new();
         shoal_store::export::write_file(&self.store, cid, &mut out)?;
         Ok(out)
+    }
+
+    /// Where the DAG under `root` can be had: `here`, `swarm` (a provider record), or a
+    /// peer's API URL that holds it; `None` when nowhere. Each remote check is bounded by
+    /// `LOCATE_TIMEOUT`.
+    pub async fn locate(&self, root: &Cid) -> Option<String> {
+        if self.has_dag(root) {
+            return Some("here".into());
+        }
+        if let Some((p2p, _)) = &self.p2p
+            && let Ok(Ok(providers)) =
+                tokio::time::timeout(LOCATE_TIMEOUT, p2p.find_providers(*root)).await
+            && !providers.is_empty()
+        {
+            return Some("swarm".into());
+        }
+        let asks = self.peers.iter().map(|peer| async move {
+            let url = format!("{}/api/v1/content/{root}", peer.trim_end_matches('/'));
+            let ok = self
+                .http
+                .head(url)
+                .timeout(LOCATE_TIMEOUT)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            ok.then(|| peer.clone())
+        });
+        futures::future::join_all(asks).await.into_iter().flatten().next()
     }
 
     /// Makes sure the DAG under `root` is here: local, else fetched from a peer.

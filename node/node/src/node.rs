@@ -68,6 +68,8 @@ pub struct NodeInner {
     /// yet closed and claimed.
     active: Mutex<BTreeSet<JobId>>,
     last_claim: Mutex<Option<Instant>>,
+    /// CIDs seen reachable (here, on the swarm or at a peer) when deciding on bids.
+    located: Mutex<HashSet<Cid>>,
     /// Makes the chain follower read now (a job announcement arrived).
     poke: Arc<Notify>,
     inflight: Mutex<HashSet<(JobId, Action)>>,
@@ -240,6 +242,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         wake: Notify::new(),
         active: Mutex::new(BTreeSet::new()),
         last_claim: Mutex::new(None),
+        located: Mutex::new(HashSet::new()),
         poke: Arc::new(Notify::new()),
         inflight: Mutex::new(HashSet::new()),
         backoff: Mutex::new(HashMap::new()),
@@ -695,10 +698,16 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
     let verdict = match load_spec(&inner.content, &job).await {
         Err(e) => Verdict::decline(format!("cannot use the job's spec: {e}")),
         Ok(spec) => {
+            let unreachable = if inner.cfg.bid.require_reachable_data {
+                unreachable_data(&inner, &spec).await
+            } else {
+                None
+            };
             let ctx = BidContext {
                 job: &job,
                 spec: &spec,
                 active_jobs: active_jobs(&inner),
+                unreachable,
             };
             inner.strategy.decide(&ctx).await
         }
@@ -726,6 +735,46 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
         updated_at: now_secs(),
     })?;
     send_bid(inner, job.id, verdict.price.unwrap_or(0)).await
+}
+
+/// The first `ipfs://` module or input of `spec` that no one this node knows holds. Content
+/// found once stays known (it is immutable), so each CID is located once.
+async fn unreachable_data(inner: &NodeInner, spec: &JobSpec) -> Option<String> {
+    let module = match &spec.engine {
+        shoal_types::EngineSpec::Wasm(w) => Some(&w.module),
+        shoal_types::EngineSpec::Docker(_) => None,
+    };
+    let sources = module
+        .into_iter()
+        .chain(spec.inputs.iter().map(|i| &i.source));
+    for source in sources {
+        let InputSource::Ipfs(path) = source else {
+            continue;
+        };
+        let root = path.split('/').next().unwrap_or_default();
+        let Ok(cid) = shoal_store::parse_cid(root) else {
+            return Some(format!("ipfs://{path} (not a CID)"));
+        };
+        let known = inner
+            .located
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&cid);
+        if known {
+            continue;
+        }
+        match inner.content.locate(&cid).await {
+            Some(_) => {
+                let mut located = inner.located.lock().unwrap_or_else(|p| p.into_inner());
+                if located.len() >= 10_000 {
+                    located.clear();
+                }
+                located.insert(cid);
+            }
+            None => return Some(format!("ipfs://{path}")),
+        }
+    }
+    None
 }
 
 async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {

@@ -39,7 +39,7 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "the root CID", "content": {"application/json": {"schema": {"type": "object", "properties": {"cid": {"type": "string"}}}}}},
                               "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}
             }},
-            "/api/v1/content/{cid}": {"get": op("A file's bytes, or with format=car the whole DAG as a CAR v1",
+            "/api/v1/content/{cid}": {"head": op("200 when the whole DAG is on this node, 404 when not (no body)", json!([path_param("cid", "CID")]), json!({"description": "held"})), "get": op("A file's bytes, or with format=car the whole DAG as a CAR v1",
                 json!([path_param("cid", "CID"), query_param("format", "car for a CAR of the DAG")]),
                 json!({"description": "bytes", "content": {"application/octet-stream": {}, "application/vnd.ipld.car": {}}}))},
             "/api/v1/jobs": {"get": op("Jobs, newest first",
@@ -57,7 +57,7 @@ pub fn document() -> Value {
             "/api/v1/nodes": {"get": op("Registered operators with on-chain data and API URLs where known", json!([]), json_ok("operators"))},
             "/api/v1/peers": {"get": op("This node's libp2p peer id and listen addresses, and its connected peers with agent, ping RTT and gossipsub score (503 without the swarm)", json!([]), json_ok("{peerId, listen, peers}"))},
             "/api/v1/peers/{peer}/jobs/{id}": {"get": op("A job's live status as a peer knows it, asked over the /shoal/status/1.0.0 protocol; logs=true adds its logs once the job ended",
-                json!([path_param("peer", "libp2p peer id"), id.clone(), query_param("logs", "true to include logs")]), json_ok("{jobId, found, state, executions, logs}"))},
+                json!([path_param("peer", "libp2p peer id"), id.clone(), query_param("logs", "true to include logs")]), json_ok("{job_id, found, state, executions, logs} (the wire format of /shoal/status/1.0.0, snake_case)"))},
             "/api/v1/status": {"get": op("This node: operator address, API URL, chain id, executors, synced block", json!([]), json_ok("status"))},
             "/api/v1/deployment": {"get": op("Chain id, RPC URL, contract addresses and deploy block", json!([]), json_ok("deployment"))},
             "/healthz": {"get": op("Liveness", json!([]), json_ok("ok"))},

@@ -17,6 +17,9 @@ pub struct BidContext<'a> {
     pub spec: &'a JobSpec,
     /// Jobs this node holds bids or deals on right now.
     pub active_jobs: usize,
+    /// The first `ipfs://` module or input that is neither here nor with a known peer, when
+    /// `bid.require_reachable_data` is on.
+    pub unreachable: Option<String>,
 }
 
 /// A decision and why.
@@ -89,6 +92,11 @@ impl BidStrategy for PolicyStrategy {
         }
         if let Err(why) = self.executors.can_run(&probe_engine(ctx.spec)).await {
             return Verdict::decline(format!("cannot run {engine} jobs here: {why}"));
+        }
+        if let Some(what) = &ctx.unreachable {
+            return Verdict::decline(format!(
+                "{what} is neither on this node nor with any peer it knows"
+            ));
         }
         let r = &ctx.spec.resources;
         if r.memory > self.policy.max_memory {

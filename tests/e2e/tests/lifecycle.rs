@@ -224,6 +224,34 @@ async fn unsupported_engine_is_declined_with_a_reason() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn input_no_one_holds_is_declined_with_a_reason() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = stack(&dir, 3, 0, None).await?;
+    let r = async {
+        // A CID computed here and never uploaded anywhere.
+        let missing = shoal_store::hash_reader(&b"nobody has these bytes"[..], shoal_store::Profile::UnixfsV1_2025)?;
+        let api = stack.nodes[0].api_url();
+        let module = upload(&api, wasm("wordcount")?).await?;
+        let yaml = format!(
+            "name: missing\nengine:\n  wasm:\n    module: ipfs://{module}\ninputs:\n  - source: ipfs://{missing}\n    path: /inputs/x\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: 2s, exec: 10s, reveal: 10s}}\n"
+        );
+        let job = post_spec(&stack, &api, &yaml).await?;
+        for n in &stack.nodes {
+            let v = wait_job(&n.api_url(), job.id, Duration::from_secs(20), "decided", |v| v["decision"].is_object()).await?;
+            ensure!(v["decision"]["bid"] == false, "node bid on a job with unreachable input: {v:#}");
+            let reason = v["decision"]["reason"].as_str().unwrap_or_default();
+            ensure!(reason.contains(&missing.to_string()), "the reason does not name the input: {reason}");
+        }
+        wait_job(&api, job.id, Duration::from_secs(30), "Expired", state_is("Expired")).await?;
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;

@@ -26,10 +26,24 @@ fn serve_from_config_file_with_env_overrides() {
         .local_addr()
         .expect("addr")
         .port();
+    // The devstack's node 0 on the swarm: the new node dials it.
+    let (_, peers) = common::http(&format!("{}/api/v1/peers", stack.var("SHOAL_NODE")), None);
+    let peers: serde_json::Value = serde_json::from_str(&peers).expect("peers JSON");
+    let bootstrap = peers["listen"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .find(|a| a.contains("/tcp/"))
+        })
+        .expect("node 0 listens on TCP")
+        .to_owned();
     let env = |c: &mut std::process::Command| {
         c.env("SHOAL_CHAIN_RPC", stack.var("SHOAL_RPC_URL"))
             .env("SHOAL_DEPLOYMENT_FILE", stack.var("SHOAL_DEPLOYMENT"))
-            .env("SHOAL_LISTEN", format!("127.0.0.1:{port}"));
+            .env("SHOAL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHOAL_P2P_LISTEN", "/ip4/127.0.0.1/tcp/0")
+            .env("SHOAL_BOOTSTRAP", &bootstrap);
     };
     let mut print = shoal();
     print
@@ -45,6 +59,7 @@ fn serve_from_config_file_with_env_overrides() {
         effective.contains(&stack.var("SHOAL_RPC_URL")),
         "{effective}"
     );
+    assert!(effective.contains(&bootstrap), "{effective}");
 
     let mut serve = shoal();
     serve
@@ -81,6 +96,20 @@ fn serve_from_config_file_with_env_overrides() {
         &url,
     ]));
     assert!(stdout(&d).contains("\"wei\""));
+    // It joined the swarm through its bootstrap peer.
+    let start = Instant::now();
+    loop {
+        let (status, body) = common::http(&format!("{url}/api/v1/peers"), None);
+        assert_eq!(status, 200, "{body}");
+        if body.contains(bootstrap.rsplit('/').next().unwrap_or_default()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node did not connect to its bootstrap peer: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let _ = std::process::Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

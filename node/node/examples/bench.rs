@@ -138,6 +138,24 @@ async fn main() -> Result<()> {
     while !batch.iter().all(|id| verified(*id)) {
         if t0.elapsed() > Duration::from_secs(300) {
             let done = batch.iter().filter(|id| verified(**id)).count();
+            for id in batch.iter().filter(|id| !verified(**id)) {
+                let job = state.job(*id)?.context("job")?;
+                eprintln!(
+                    "job {id}: {:?}, {} bids, {} deals",
+                    job.state,
+                    job.bids.len(),
+                    job.deals.len()
+                );
+                for (i, n) in stack.nodes.iter().enumerate() {
+                    let e = n.state().execution(*id)?;
+                    let d = n.state().decision(*id)?;
+                    eprintln!(
+                        "  node {i}: {:?} / {:?}",
+                        e.map(|e| e.step),
+                        d.map(|d| d.reason)
+                    );
+                }
+            }
             bail!("batch not verified after 300 s ({done} of {jobs} verified)");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

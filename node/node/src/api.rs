@@ -73,10 +73,7 @@ pub fn router(inner: Shared) -> Router {
     let max_body = inner.cfg.api.max_body_bytes;
     Router::new()
         .route("/api/v1/content", axum::routing::post(post_content))
-        .route(
-            "/api/v1/content/{cid}",
-            get(get_content).head(head_content),
-        )
+        .route("/api/v1/content/{cid}", get(get_content).head(head_content))
         .route("/api/v1/jobs", get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/events", get(job_events))

@@ -122,7 +122,11 @@ impl Content {
                 .is_ok_and(|r| r.status().is_success());
             ok.then(|| peer.clone())
         });
-        futures::future::join_all(asks).await.into_iter().flatten().next()
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .next()
     }
 
     /// Makes sure the DAG under `root` is here: local, else fetched from a peer.

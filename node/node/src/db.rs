@@ -159,7 +159,10 @@ impl StateStore {
         {
             let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
             let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-            let all = rebuilt.iter().map(|(j, _)| j.id).chain(forgotten.iter().copied());
+            let all = rebuilt
+                .iter()
+                .map(|(j, _)| j.id)
+                .chain(forgotten.iter().copied());
             for id in all {
                 et.retain_in((id.0, 0)..=(id.0, u64::MAX), |_, _| false)
                     .map_err(|e| self.err(e))?;

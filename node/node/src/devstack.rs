@@ -473,16 +473,24 @@ impl Devstack {
             self.creator,
             self.creator_key
         );
-        for (i, n) in self.nodes.iter().enumerate() {
-            let fault = self.configs[i]
+        for (n, c) in self.nodes.iter().zip(&self.configs) {
+            let name = c
+                .data_dir
+                .file_name()
+                .map(|f| f.to_string_lossy().replace('-', " "))
+                .unwrap_or_default();
+            let fault = c
                 .fault
                 .map(|f| format!(" (fault: {f:?})"))
                 .unwrap_or_default();
             s.push_str(&format!(
-                "node {i}        {}  operator {}{fault}\n",
+                "{name:<14}{}  operator {}{fault}\n",
                 n.api_url(),
                 n.operator().map(|a| a.to_string()).unwrap_or_default()
             ));
+            if let (Some(p2p), Some(listen)) = (&n.inner().p2p, c.p2p.listen.first()) {
+                s.push_str(&format!("{:<14}{listen}/p2p/{}\n", "", p2p.peer_id()));
+            }
         }
         for e in &self.external {
             s.push_str(&format!(

@@ -13,7 +13,9 @@ use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use serde_json::json;
 use shoal_chain::bindings::JobMarket as M;
-use shoal_chain::{ChainEvent, Cursor, CursorStore, EventFollower, FollowerConfig, FollowerUpdate, MarketEvent};
+use shoal_chain::{
+    ChainEvent, Cursor, CursorStore, EventFollower, FollowerConfig, FollowerUpdate, MarketEvent,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, job_id};
@@ -37,10 +39,12 @@ struct DbCursor(StateStore);
 
 impl CursorStore for DbCursor {
     fn load(&self) -> shoal_chain::Result<Option<Cursor>> {
-        self.0.follower_cursor().map_err(|e| shoal_chain::Error::File {
-            path: self.0.path().to_path_buf(),
-            reason: e.to_string(),
-        })
+        self.0
+            .follower_cursor()
+            .map_err(|e| shoal_chain::Error::File {
+                path: self.0.path().to_path_buf(),
+                reason: e.to_string(),
+            })
     }
 
     fn save(&self, _cursor: &Cursor) -> shoal_chain::Result<()> {
@@ -111,7 +115,9 @@ pub(crate) async fn poll_once(
             let changed = store_events(chain, db, &batch.events, batch.to_block, &cursor).await?;
             Ok(Some(changed))
         }
-        FollowerUpdate::Reorg { to_block, .. } => Ok(Some(roll_back(chain, db, to_block, &cursor).await?)),
+        FollowerUpdate::Reorg { to_block, .. } => {
+            Ok(Some(roll_back(chain, db, to_block, &cursor).await?))
+        }
     }
 }
 
@@ -147,7 +153,10 @@ async fn store_events(
 /// The contract's view at the last block read is authoritative for the state and the phase
 /// deadline (at a later block it could run ahead of the events).
 async fn refresh_from_contract(chain: &Chain, jobs: &mut BTreeMap<JobId, JobRecord>, at: u64) {
-    let market = M::new(chain.deployment.job_market, chain.client().provider().clone());
+    let market = M::new(
+        chain.deployment.job_market,
+        chain.client().provider().clone(),
+    );
     for (id, job) in jobs.iter_mut() {
         let call = market.getJob(U256::from(id.0));
         if let Ok(onchain) = call.call().block(BlockId::number(at)).await {

@@ -492,8 +492,8 @@ fn announce(inner: &Arc<NodeInner>, job: &JobRecord) {
     if !inner.announcer.first_time(job.id) {
         return;
     }
-    let held = shoal_store::parse_cid(&job.params.spec_cid)
-        .is_ok_and(|cid| inner.content.has_dag(&cid));
+    let held =
+        shoal_store::parse_cid(&job.params.spec_cid).is_ok_and(|cid| inner.content.has_dag(&cid));
     if !held {
         return;
     }

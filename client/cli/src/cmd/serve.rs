@@ -47,6 +47,28 @@ pub struct Args {
     /// Overrides `executor.docker`.
     #[arg(long, env = "SHOAL_DOCKER")]
     docker: Option<bool>,
+    /// Overrides `p2p.listen` (a multiaddr; repeat or separate with commas).
+    #[arg(
+        long = "p2p-listen",
+        env = "SHOAL_P2P_LISTEN",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
+    p2p_listen: Vec<String>,
+    /// Overrides `p2p.bootstrap`: peers to dial, `…/p2p/<peer id>` (repeat or separate with commas).
+    #[arg(
+        long,
+        env = "SHOAL_BOOTSTRAP",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
+    bootstrap: Vec<String>,
+    /// Overrides `p2p.psk_file`: join the private network of this swarm.key.
+    #[arg(long = "swarm-key", env = "SHOAL_SWARM_KEY", value_name = "FILE")]
+    swarm_key: Option<PathBuf>,
+    /// Runs without the libp2p swarm (content then moves only over `peers`' HTTP APIs).
+    #[arg(long = "no-p2p")]
+    no_p2p: bool,
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -82,6 +104,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(v) = args.docker {
         cfg.executor.docker = v;
     }
+    if !args.p2p_listen.is_empty() {
+        cfg.p2p.listen = args.p2p_listen;
+    }
+    if !args.bootstrap.is_empty() {
+        cfg.p2p.bootstrap = args.bootstrap;
+    }
+    if let Some(v) = args.swarm_key {
+        cfg.p2p.psk_file = Some(v);
+    }
+    if args.no_p2p {
+        cfg.p2p.enabled = false;
+    }
     if args.print_config {
         print!("{}", cfg.to_toml()?);
         return Ok(());
@@ -90,6 +124,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("the node did not start")?;
     println!("{}", node.api_url());
+    if let Some(p2p) = &node.inner().p2p {
+        for a in p2p.local_addrs().await.unwrap_or_default() {
+            eprintln!("libp2p listening on {a}");
+        }
+    }
     match node.operator() {
         Some(a) => eprintln!(
             "shoal node serving {} as operator {a}; Ctrl-C stops it",

@@ -47,9 +47,9 @@ async fn flow(stack: &Devstack) -> Result<()> {
             &format!("{}/api/v1/peers", n.api_url()),
             "3 peers on the jobs topic",
             |v| {
-                v["peers"].as_array().is_some_and(|p| {
-                    p.iter().filter(|p| p["jobsTopic"] == true).count() == 3
-                })
+                v["peers"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().filter(|p| p["jobsTopic"] == true).count() == 3)
             },
         )
         .await?;
@@ -93,7 +93,10 @@ async fn flow(stack: &Devstack) -> Result<()> {
         |v| v["executions"][0]["step"] == "published",
     )
     .await?;
-    ensure!(status["found"] == true && status["state"] == "Verified", "{status:#}");
+    ensure!(
+        status["found"] == true && status["state"] == "Verified",
+        "{status:#}"
+    );
     let logs = status["logs"]["stdout"].as_str().unwrap_or_default();
     ensure!(logs.contains("words 9"), "logs over the swarm: {status:#}");
     let unknown = get_json(&format!("{req}/api/v1/peers/{peer0}/jobs/999999")).await?;

@@ -157,9 +157,13 @@ async fn refresh_from_contract(chain: &Chain, jobs: &mut BTreeMap<JobId, JobReco
         chain.deployment.job_market,
         chain.client().provider().clone(),
     );
-    for (id, job) in jobs.iter_mut() {
+    let reads = jobs.keys().map(|id| {
         let call = market.getJob(U256::from(id.0));
-        if let Ok(onchain) = call.call().block(BlockId::number(at)).await {
+        async move { call.call().block(BlockId::number(at)).await.ok() }
+    });
+    let onchain = futures::future::join_all(reads).await;
+    for (job, onchain) in jobs.values_mut().zip(onchain) {
+        if let Some(onchain) = onchain {
             if let Some(st) = JobState::from_index(onchain.state as u8) {
                 job.state = st;
             }

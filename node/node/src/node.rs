@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// How long a failed action waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often the compute loop looks at every active job (deadlines, retries after backoff).
+const FULL_PASS: Duration = Duration::from_secs(1);
 /// Least time between two payout claims of one node.
 const CLAIM_EVERY: Duration = Duration::from_secs(2);
 
@@ -67,6 +69,8 @@ pub struct NodeInner {
     /// Jobs the compute loop still looks at: not final, or with this node's execution not
     /// yet closed and claimed.
     active: Mutex<BTreeSet<JobId>>,
+    /// Active jobs that changed since the compute loop last looked.
+    dirty: Mutex<BTreeSet<JobId>>,
     last_claim: Mutex<Option<Instant>>,
     /// CIDs seen reachable (here, on the swarm or at a peer) when deciding on bids.
     located: Mutex<HashSet<Cid>>,
@@ -83,6 +87,15 @@ pub struct NodeInner {
 }
 
 impl NodeInner {
+    /// Marks a job for the compute loop's next look and wakes it.
+    fn touch(&self, id: JobId) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        self.wake.notify_one();
+    }
+
     /// Drops a job from the compute loop's view.
     fn forget(&self, id: JobId) {
         self.active
@@ -241,6 +254,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         announcer: crate::network::Announcer::default(),
         wake: Notify::new(),
         active: Mutex::new(BTreeSet::new()),
+        dirty: Mutex::new(BTreeSet::new()),
         last_claim: Mutex::new(None),
         located: Mutex::new(HashSet::new()),
         poke: Arc::new(Notify::new()),
@@ -293,7 +307,9 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .extend(changed.iter().copied());
-                wake.wake.notify_one();
+                for id in changed {
+                    wake.touch(*id);
+                }
             },
         )
         .await;
@@ -310,6 +326,10 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
                         Ok((peer, a)) => {
                             Metrics::inc(&i.metrics.announcements_received);
                             tracing::debug!(%peer, job = %a.job_id, "job announced on the swarm");
+                            // Announced already: this node need not announce it too.
+                            if let Ok(id) = a.job_id.parse::<u64>() {
+                                i.announcer.first_time(JobId(id));
+                            }
                             i.poke.notify_one();
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -330,16 +350,34 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     Ok(NodeHandle { inner, addr })
 }
 
+/// Looks at the jobs that changed (new events, a finished action) as soon as they change, and
+/// at every active job once per [`FULL_PASS`] (deadlines pass without an event).
 async fn compute_loop(inner: Arc<NodeInner>) {
-    let tick = inner.cfg.chain.poll_interval();
+    let full_every = FULL_PASS.max(inner.cfg.chain.poll_interval());
+    let mut last_full: Option<Instant> = None;
     loop {
-        if let Err(e) = reconcile(&inner) {
+        let full = last_full.is_none_or(|t| t.elapsed() >= full_every);
+        let dirty = std::mem::take(&mut *inner.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let ids: Vec<JobId> = if full {
+            last_full = Some(Instant::now());
+            inner
+                .active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect()
+        } else {
+            dirty.into_iter().collect()
+        };
+        if let Err(e) = reconcile(&inner, ids) {
             tracing::warn!(error = %e, "compute: cannot read the state store");
         }
+        let next_full = full_every.saturating_sub(last_full.map_or(full_every, |t| t.elapsed()));
         tokio::select! {
             _ = inner.cancel.cancelled() => return,
             _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(next_full) => {}
         }
     }
 }
@@ -383,21 +421,14 @@ where
             }
         }
         me.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&(job, action));
-        me.wake.notify_one();
+        me.touch(job);
     });
 }
 
-/// Looks at every active job and starts what is due; forgets the ones that are done.
-fn reconcile(inner: &Arc<NodeInner>) -> Result<()> {
+/// Looks at the given active jobs and starts what is due; forgets the ones that are done.
+fn reconcile(inner: &Arc<NodeInner>, ids: Vec<JobId>) -> Result<()> {
     let me = inner.chain.operator;
     let now = now_secs();
-    let ids: Vec<JobId> = inner
-        .active
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .copied()
-        .collect();
     for id in ids {
         let Some(job) = inner.db.job(id)? else {
             inner.forget(id);
@@ -530,6 +561,16 @@ fn drive_execution(inner: &Arc<NodeInner>, job: &JobRecord, exec: Option<&Execut
             commit_confirmed: false,
             ..
         }) => {
+            // The execution that just stored this step sends the commit itself; only a
+            // commit left unconfirmed by a crash or a failure is sent from here.
+            let executing = inner
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&(id, Action::Execute));
+            if executing {
+                return;
+            }
             let (i, e, j) = (inner.clone(), exec.cloned(), job.clone());
             spawn_action(inner, id, Action::Commit, async move {
                 match e {
@@ -591,7 +632,7 @@ fn settle(inner: &Arc<NodeInner>, job: &JobRecord, exec: Execution) {
             if let Err(err) = inner.db.put_execution(&e) {
                 tracing::warn!(job = %id, error = %err, "cannot record the end of an execution");
             }
-            inner.wake.notify_one();
+            inner.touch(id);
         }
         _ if !exec.claimed => {
             let paid = inner
@@ -655,8 +696,8 @@ fn claim(inner: &Arc<NodeInner>) {
                 updated_at: now_secs(),
                 ..exec
             })?;
+            i.touch(exec.job_id);
         }
-        i.wake.notify_one();
         Ok(())
     });
 }

@@ -297,7 +297,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
     let mut swarm = Vec::new();
     for i in 0..cfg.nodes {
         let dir = cfg.base_dir.join(format!("node-{i}"));
-        let key = shoal_p2p::load_or_create_keypair(&dir.join("p2p.key"))
+        let key = shoal_p2p::load_or_create_keypair(dir.join("p2p.key"))
             .map_err(|e| Error::Devstack(format!("node {i}'s p2p key: {e}")))?;
         let tcp = free_port()?;
         let quic = free_udp_port()?;

@@ -42,9 +42,9 @@ pub(crate) async fn start(
             cfg.data_dir.join(f)
         }
     };
-    let keypair = shoal_p2p::load_or_create_keypair(&under_data(&p.key_file)).map_err(p2p_err)?;
+    let keypair = shoal_p2p::load_or_create_keypair(under_data(&p.key_file)).map_err(p2p_err)?;
     let psk = match &p.psk_file {
-        Some(f) => Some(shoal_p2p::load_psk(&under_data(f)).map_err(p2p_err)?),
+        Some(f) => Some(shoal_p2p::load_psk(under_data(f)).map_err(p2p_err)?),
         None => None,
     };
     let config = shoal_p2p::Config {

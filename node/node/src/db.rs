@@ -148,7 +148,8 @@ impl StateStore {
     }
 
     /// After a reorg: replaces the rebuilt jobs and their whole event history, deletes the
-    /// forgotten jobs, and stores the follower's rewound position, in one transaction.
+    /// forgotten jobs with this node's decisions and executions for them, and stores the
+    /// follower's rewound position, in one transaction.
     pub fn roll_back(
         &self,
         rebuilt: &[(JobRecord, Vec<EventRecord>)],
@@ -167,8 +168,14 @@ impl StateStore {
                 et.retain_in((id.0, 0)..=(id.0, u64::MAX), |_, _| false)
                     .map_err(|e| self.err(e))?;
             }
+            // A job posted above the fork never existed on the chain that won: this node's
+            // decision and execution for it go too (its id may be reused by another job).
+            let mut dt = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
+            let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
             for id in forgotten {
                 jt.remove(id.0).map_err(|e| self.err(e))?;
+                dt.remove(id.0).map_err(|e| self.err(e))?;
+                xt.remove(id.0).map_err(|e| self.err(e))?;
             }
             for (job, events) in rebuilt {
                 let bytes = self.encode(job)?;

@@ -19,6 +19,9 @@ const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events"
 const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
 const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("executions");
 
+/// Longest time the follower's commits stay non-durable.
+const FOLLOWER_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The chain follower's position (a `shoal_chain::Cursor` as JSON).
 const CURSOR: &str = "follower_cursor";
 
@@ -27,6 +30,8 @@ const CURSOR: &str = "follower_cursor";
 pub struct StateStore {
     db: Arc<Database>,
     path: PathBuf,
+    /// When the follower's writes were last made durable.
+    last_sync: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -55,6 +60,7 @@ impl StateStore {
         let store = Self {
             db: Arc::new(db),
             path: path.into(),
+            last_sync: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
         {
@@ -103,14 +109,26 @@ impl StateStore {
         Ok(self.follower_cursor()?.map(|c| c.next_block))
     }
 
-    /// Stores updated jobs, new events and the follower's new position atomically.
+    /// Stores updated jobs, new events and the follower's new position atomically. These
+    /// commits are made durable at most once a second (or by the next durable write of a
+    /// decision or execution): losing the newest of them in a crash only makes the follower
+    /// read those blocks again, as the cursor is lost with them.
     pub fn apply(
         &self,
         jobs: &[JobRecord],
         events: &[(JobId, EventRecord)],
         cursor: &Cursor,
     ) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < FOLLOWER_SYNC {
+                txn.set_durability(redb::Durability::None)
+                    .map_err(|e| self.err(e))?;
+            } else {
+                *last = std::time::Instant::now();
+            }
+        }
         {
             let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
             for j in jobs {
@@ -259,9 +277,21 @@ impl StateStore {
         self.get(DECISIONS, id.0)
     }
 
-    /// Records a bid decision.
-    pub fn put_decision(&self, id: JobId, d: &BidDecision) -> Result<()> {
-        self.put(DECISIONS, id.0, d)
+    /// Records a bid decision, and with it the execution it starts (one transaction).
+    pub fn put_decision(&self, id: JobId, d: &BidDecision, exec: Option<&Execution>) -> Result<()> {
+        let decision = self.encode(d)?;
+        let exec = exec.map(|e| self.encode(e)).transpose()?;
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
+            t.insert(id.0, decision.as_slice())
+                .map_err(|e| self.err(e))?;
+            if let Some(bytes) = exec {
+                let mut x = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
+                x.insert(id.0, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// This node's execution of a job.

@@ -466,7 +466,7 @@ fn reconcile(inner: &Arc<NodeInner>, ids: Vec<JobId>) -> Result<()> {
                     {
                         let i = inner.clone();
                         spawn_action(inner, id, Action::Bid, async move {
-                            send_bid(i, id, price).await
+                            send_bid(i, id, price, false).await
                         });
                     }
                 } else {
@@ -760,13 +760,13 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
         price: verdict.price.map(|p| p.to_string()),
         at: now_secs(),
     };
-    inner.db.put_decision(job.id, &decision)?;
     if !verdict.bid {
+        inner.db.put_decision(job.id, &decision, None)?;
         Metrics::inc(&inner.metrics.decisions_declined);
         return Ok(());
     }
     Metrics::inc(&inner.metrics.decisions_bid);
-    inner.db.put_execution(&Execution {
+    let bidding = Execution {
         job_id: job.id,
         role: Role::Worker,
         step: Step::Bidding,
@@ -774,8 +774,9 @@ async fn decide(inner: Arc<NodeInner>, job: JobRecord) -> Result<()> {
         exit_code: None,
         claimed: false,
         updated_at: now_secs(),
-    })?;
-    send_bid(inner, job.id, verdict.price.unwrap_or(0)).await
+    };
+    inner.db.put_decision(job.id, &decision, Some(&bidding))?;
+    send_bid(inner, job.id, verdict.price.unwrap_or(0), true).await
 }
 
 /// The first `ipfs://` module or input of `spec` that no one this node knows holds. Content
@@ -818,12 +819,25 @@ async fn unreachable_data(inner: &NodeInner, spec: &JobSpec) -> Option<String> {
     None
 }
 
-async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {
+/// Sends this node's bid; `first` when no bid transaction was sent for the job before (so a
+/// refusal means this node's bid is certainly not on chain).
+async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128, first: bool) -> Result<()> {
     match inner.chain.bid(id, price).await {
         // Already on chain (a resend after a restart), or too late: nothing to record.
         Err(e) if e.reverted_with("AlreadyBid") => Ok(()),
         Err(e) if e.reverted_with("WrongState") || e.reverted_with("BiddingOver") => {
             tracing::info!(job = %id, error = %e, "bidding is over");
+            // Too late for this job: nothing to run, nothing to be paid.
+            if first && let Some(exec) = inner.db.execution(id)? {
+                inner.db.put_execution(&Execution {
+                    step: Step::Done {
+                        reason: "not selected: bidding closed before this node's bid".into(),
+                    },
+                    claimed: true,
+                    updated_at: now_secs(),
+                    ..exec
+                })?;
+            }
             Ok(())
         }
         Ok(tx) => {
@@ -839,7 +853,7 @@ async fn send_bid(inner: Arc<NodeInner>, id: JobId, price: u128) -> Result<()> {
                 price: Some(price.to_string()),
                 at: now_secs(),
             };
-            inner.db.put_decision(id, &decision)?;
+            inner.db.put_decision(id, &decision, None)?;
             if let Some(exec) = inner.db.execution(id)? {
                 inner.db.put_execution(&Execution {
                     step: Step::Failed {

@@ -136,6 +136,16 @@ impl Content {
         }
         let mut reasons = Vec::new();
         if let Some((p2p, timeout)) = &self.p2p {
+            // Bitswap asks connected peers; providers found on the DHT are connected first.
+            if let Ok(Ok(providers)) =
+                tokio::time::timeout(LOCATE_TIMEOUT, p2p.find_providers(*root)).await
+            {
+                for peer in providers {
+                    if let Err(e) = p2p.dial_peer(peer).await {
+                        tracing::debug!(%root, %peer, error = %e, "cannot dial a provider");
+                    }
+                }
+            }
             match tokio::time::timeout(*timeout, p2p.fetch_dag(*root)).await {
                 Ok(Ok(blocks)) => match self.store.dag(root).and_then(|_| self.store.pin(root)) {
                     Ok(()) => {

@@ -155,6 +155,10 @@ enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    DialPeer {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId>>,
@@ -517,6 +521,12 @@ impl P2p {
         self.call(|reply| Command::FindProviders { cid, reply })
             .await?
     }
+
+    /// Starts connecting to `peer` at the addresses Kademlia knows for it (nothing to do when
+    /// already connected); does not wait for the connection.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<()> {
+        self.call(|reply| Command::DialPeer { peer, reply }).await?
+    }
 }
 
 impl P2p {
@@ -824,6 +834,21 @@ impl EventLoop {
             // Handled by the event loop, which stops.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
+            }
+            Command::DialPeer { peer, reply } => {
+                if self.swarm.is_connected(&peer) || peer == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                // Kademlia supplies the addresses it knows for the peer.
+                let r = self
+                    .swarm
+                    .dial(DialOpts::peer_id(peer).build())
+                    .map_err(|e| Error::Dial {
+                        addr: peer.to_string(),
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(r);
             }
             Command::Dial { addr, reply } => {
                 let opts = DialOpts::from(addr.clone());

@@ -274,3 +274,58 @@ async fn ipfs_input_is_fetched_from_a_peer() {
     assert!(err.to_string().contains(&missing.to_string()), "{err}");
     assert!(t.elapsed() < Duration::from_secs(15));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_two_hops_away_is_found_and_fetched_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample(&src);
+    // A holds the DAG; B knows A; C knows only B.
+    let (a_store, a) = shoal_node(&tmp.path().join("a")).await;
+    let (_, b) = shoal_node(&tmp.path().join("b")).await;
+    let (c_store, c) = shoal_node(&tmp.path().join("c")).await;
+    let root = a_store.add_path(&src, Profile::default()).unwrap().cid;
+    b.dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+    c.dial(b.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+    assert!(
+        !c.peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.peer_id == a.peer_id()),
+        "C must not start connected to A"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.provide(root).await.unwrap();
+
+    // What the node does before Bitswap: look the root up on the DHT, dial the providers.
+    let providers = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let p = c.find_providers(root).await.unwrap();
+            if p.contains(&a.peer_id()) {
+                break p;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("C finds A as a provider within 10 s");
+    for p in providers {
+        c.dial_peer(p).await.unwrap();
+    }
+    let n = tokio::time::timeout(Duration::from_secs(20), c.fetch_dag(root))
+        .await
+        .expect("fetched within 20 s")
+        .unwrap();
+    assert_eq!(n as usize, a_store.dag(&root).unwrap().len());
+    let out = tmp.path().join("out");
+    export::export(&c_store, &root, &out).unwrap();
+    assert_eq!(listing(&out), listing(&src));
+    // Dialling a connected peer, or oneself, is not an error.
+    c.dial_peer(a.peer_id()).await.unwrap();
+    c.dial_peer(c.peer_id()).await.unwrap();
+}

@@ -222,6 +222,16 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     .await?;
     if let Some(p) = &p2p {
         content = content.with_p2p(p.clone(), Duration::from_secs(cfg.p2p.fetch_timeout_secs));
+        // Provider records live in memory: announce what this node already holds.
+        let c = content.clone();
+        tokio::spawn(async move {
+            let pins = c.store.pins().unwrap_or_default();
+            let n = pins.len();
+            for cid in pins {
+                c.announce(&cid).await;
+            }
+            tracing::debug!(roots = n, "held content announced on the swarm");
+        });
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))

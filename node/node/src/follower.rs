@@ -68,7 +68,8 @@ pub async fn run(
         poll_interval: poll,
         remember: REMEMBER,
     };
-    let mut follower = match EventFollower::new(chain.client(), DbCursor(db.clone()), config) {
+    let open = || EventFollower::new(chain.client(), DbCursor(db.clone()), config.clone());
+    let mut follower = match open() {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "chain follower cannot start");
@@ -77,6 +78,9 @@ pub async fn run(
     };
     let mut backoff = poll;
     loop {
+        if cancel.is_cancelled() {
+            return;
+        }
         let wait = match poll_once(&chain, &db, &mut follower).await {
             Ok(Some(changed)) => {
                 backoff = poll;
@@ -88,6 +92,12 @@ pub async fn run(
             Ok(None) => poll,
             Err(e) => {
                 tracing::warn!(error = %e, "chain follower: poll failed, retrying");
+                // The follower may have moved past a batch that was not stored: start again
+                // from the stored cursor.
+                match open() {
+                    Ok(f) => follower = f,
+                    Err(e) => tracing::warn!(error = %e, "chain follower: cannot reopen"),
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 backoff
             }

@@ -156,6 +156,42 @@ pub fn step_is(s: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["execution"]["step"] == s
 }
 
+/// Polls `api` until job `id` is `Verified` there.
+pub async fn wait_verified(api: &str, id: JobId, timeout: Duration) -> Result<Value> {
+    wait_job(api, id, timeout, "Verified", state_is("Verified")).await
+}
+
+/// Polls `api` (for 20s) until its node has published its result of job `id`; `what` names
+/// the wait in the timeout error.
+pub async fn wait_published(api: &str, id: JobId, what: &str) -> Result<Value> {
+    wait_job(api, id, Duration::from_secs(20), what, step_is("published")).await
+}
+
+/// Fails with "someone was slashed" unless the job JSON lists no slashes.
+pub fn ensure_no_slashes(job: &Value) -> Result<()> {
+    ensure!(
+        job["slashes"].as_array().is_some_and(|s| s.is_empty()),
+        "someone was slashed: {job:#}"
+    );
+    Ok(())
+}
+
+/// The names of job `id`'s events on `api`, oldest first.
+pub async fn event_names(api: &str, id: JobId) -> Result<Vec<String>> {
+    Ok(get_json(&format!("{api}/api/v1/jobs/{id}/events"))
+        .await?
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(String::from))
+        .collect())
+}
+
+/// The operator address of an in-process node, as the API prints it.
+pub fn operator_of(node: &shoal_node::NodeHandle) -> Result<String> {
+    Ok(addr(node.operator().context("operator")?))
+}
+
 /// An address as the API prints it, for comparisons.
 pub fn addr(a: alloy::primitives::Address) -> String {
     format!("{a:?}").to_lowercase()
@@ -199,6 +235,48 @@ pub async fn stack(
         ..Default::default()
     })
     .await?)
+}
+
+/// A devstack of `nodes` nodes in `dir`, on `chain_rpc` (or an embedded devchain), each node
+/// configured by `customize`.
+pub async fn stack_with(
+    dir: &tempfile::TempDir,
+    nodes: usize,
+    chain_rpc: Option<String>,
+    customize: Option<devstack::Customize>,
+) -> Result<Devstack> {
+    Ok(devstack::start(DevstackConfig {
+        nodes,
+        chain_rpc,
+        customize,
+        base_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .await?)
+}
+
+/// Spawns anvil from `node_modules/.bin`. `None` when it is not installed (the test is
+/// skipped), an error when it is missing under CI.
+pub fn anvil_or_skip() -> Result<Option<alloy::node_bindings::AnvilInstance>> {
+    let anvil_bin = repo_root().join("node_modules/.bin/anvil");
+    if !anvil_bin.exists() {
+        if std::env::var_os("CI").is_some() {
+            bail!(
+                "anvil is missing at {}; run `scripts/setup.sh`",
+                anvil_bin.display()
+            );
+        }
+        eprintln!(
+            "skipping: anvil not installed at {} (run scripts/setup.sh)",
+            anvil_bin.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(
+        alloy::node_bindings::Anvil::new()
+            .path(&anvil_bin)
+            .try_spawn()?,
+    ))
 }
 
 /// A devstack customization: node `n - 1` never bids.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use shoal_e2e::{
-    NodeProcess, addr, deal_of, deals_with, fault_on, init_tracing, listed, post_spin,
-    post_wordcount, state_is, step_is, wait_job,
+    NodeProcess, addr, deal_of, deals_with, ensure_no_slashes, fault_on, init_tracing, listed,
+    post_spin, post_wordcount, step_is, wait_job, wait_published, wait_verified,
 };
 use shoal_node::devstack::{self, Devstack, DevstackConfig};
 use shoal_node::model::JobId;
@@ -67,10 +67,7 @@ async fn verified_and_paid(
         v["payments"].as_array().is_some_and(|p| p.len() == 3)
     })
     .await?;
-    ensure!(
-        v["slashes"].as_array().is_some_and(|s| s.is_empty()),
-        "someone was slashed: {v:#}"
-    );
+    ensure_no_slashes(&v)?;
     ensure!(
         listed(&v, "payments", operator),
         "the killed node was not paid: {v:#}"
@@ -79,16 +76,30 @@ async fn verified_and_paid(
         deal_of(&v, operator).is_some_and(|d| !d["resultHash"].is_null()),
         "the killed node did not reveal: {v:#}"
     );
-    wait_job(
-        killed.api_url(),
-        id,
-        Duration::from_secs(20),
-        "published by the killed node",
-        step_is("published"),
-    )
-    .await
-    .with_context(|| format!("log:\n{}", killed.log_tail()))?;
+    wait_published(killed.api_url(), id, "published by the killed node")
+        .await
+        .with_context(|| format!("log:\n{}", killed.log_tail()))?;
     Ok(())
+}
+
+/// Restarts the killed `node`, waits up to `timeout` for job `id` to verify on `api0` and
+/// checks [`verified_and_paid`]; returns the node's log before and after `killed_at`.
+async fn restart_until_paid(
+    node: &mut NodeProcess,
+    api0: &str,
+    id: JobId,
+    timeout: Duration,
+    operator: &str,
+    killed_at: usize,
+) -> Result<(String, String)> {
+    node.restart().await?;
+    wait_verified(api0, id, timeout)
+        .await
+        .with_context(|| format!("node 2's log:\n{}", node.log_tail()))?;
+    verified_and_paid(api0, id, node, operator).await?;
+    let log = node.log();
+    let (before, after) = log.split_at(killed_at.min(log.len()));
+    Ok((before.to_owned(), after.to_owned()))
 }
 
 /// Node 2 is SIGKILLed while its WASM execution runs, restarted, runs it again and commits
@@ -127,19 +138,15 @@ async fn process_killed_mid_execution_reruns_after_restart() -> Result<()> {
             "node 2 committed before it was killed: {v:#}"
         );
         ensure!(v["state"] == "Running", "{v:#}");
-        node.restart().await?;
-        wait_job(
+        let (before, after) = restart_until_paid(
+            &mut node,
             &api0,
             job.id,
             Duration::from_secs(150),
-            "Verified",
-            state_is("Verified"),
+            &operator,
+            killed_at,
         )
-        .await
-        .with_context(|| format!("node 2's log:\n{}", node.log_tail()))?;
-        verified_and_paid(&api0, job.id, &node, &operator).await?;
-        let log = node.log();
-        let (before, after) = log.split_at(killed_at.min(log.len()));
+        .await?;
         ensure!(
             before.contains("execution started") && !before.contains("result committed"),
             "node 2 was not killed mid-execution:\n{before}"
@@ -200,20 +207,16 @@ async fn process_killed_after_commit_reveals_after_restart() -> Result<()> {
             deal_of(&v, &operator).is_some_and(|d| d["resultHash"].is_null()),
             "node 2 revealed while killed: {v:#}"
         );
-        node.restart().await?;
-        wait_job(
+        // The restarted node revealed what it committed before the kill; it did not run again.
+        let (before, after) = restart_until_paid(
+            &mut node,
             &api0,
             job.id,
             Duration::from_secs(90),
-            "Verified",
-            state_is("Verified"),
+            &operator,
+            killed_at,
         )
-        .await
-        .with_context(|| format!("node 2's log:\n{}", node.log_tail()))?;
-        verified_and_paid(&api0, job.id, &node, &operator).await?;
-        // The restarted node revealed what it committed before the kill; it did not run again.
-        let log = node.log();
-        let (before, after) = log.split_at(killed_at.min(log.len()));
+        .await?;
         ensure!(
             before.contains("result committed") && !before.contains("result revealed"),
             "node 2 was not killed between its commit and its reveal:\n{before}"

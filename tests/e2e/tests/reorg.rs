@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use shoal_e2e::{get_json, init_tracing, repo_root, upload, wait_job, wasm};
-use shoal_node::devstack::{self, Devstack, DevstackConfig};
+use shoal_e2e::{anvil_or_skip, get_json, init_tracing, stack_with, upload, wait_job, wasm};
+use shoal_node::devstack::Devstack;
 use shoal_node::model::JobId;
 use shoal_types::JobSpec;
 
@@ -210,33 +210,18 @@ async fn reorg_flow(stack: &Devstack, rpc_url: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reorg_on_anvil_voids_a_posted_job() -> Result<()> {
     init_tracing();
-    let anvil_bin = repo_root().join("node_modules/.bin/anvil");
-    if !anvil_bin.exists() {
-        if std::env::var_os("CI").is_some() {
-            bail!(
-                "anvil is missing at {}; run `scripts/setup.sh`",
-                anvil_bin.display()
-            );
-        }
-        eprintln!(
-            "skipping: anvil not installed at {} (run scripts/setup.sh)",
-            anvil_bin.display()
-        );
+    let Some(anvil) = anvil_or_skip()? else {
         return Ok(());
-    }
-    let anvil = alloy::node_bindings::Anvil::new()
-        .path(&anvil_bin)
-        .try_spawn()?;
+    };
     let dir = tempfile::tempdir()?;
-    let stack = devstack::start(DevstackConfig {
-        nodes: 3,
-        base_dir: dir.path().to_path_buf(),
-        chain_rpc: Some(anvil.endpoint()),
-        customize: Some(std::sync::Arc::new(|_, c: &mut shoal_node::NodeConfig| {
+    let stack = stack_with(
+        &dir,
+        3,
+        Some(anvil.endpoint()),
+        Some(std::sync::Arc::new(|_, c: &mut shoal_node::NodeConfig| {
             c.bid.enabled = false;
         })),
-        ..Default::default()
-    })
+    )
     .await?;
     let r = reorg_flow(&stack, &anvil.endpoint()).await;
     stack.shutdown().await;

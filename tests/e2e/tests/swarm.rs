@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use shoal_e2e::{
-    FOX, HONEST_DEAL, check_results_from, get_json, init_tracing, post_spec, state_is, upload,
-    wait_job, wasm,
+    FOX, HONEST_DEAL, check_results_from, get_json, init_tracing, post_spec, stack_with, upload,
+    wait_verified, wasm,
 };
-use shoal_node::devstack::{self, Devstack, DevstackConfig};
+use shoal_node::devstack::Devstack;
 
 /// A counter from a node's Prometheus metrics.
 async fn counter(api: &str, name: &str) -> Result<u64> {
@@ -61,14 +61,7 @@ async fn flow(stack: &Devstack) -> Result<()> {
         "name: wordcount\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\ninputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{HONEST_DEAL}"
     );
     let job = post_spec(stack, &req, &yaml).await?;
-    let v = wait_job(
-        &api0,
-        job.id,
-        Duration::from_secs(60),
-        "Verified",
-        state_is("Verified"),
-    )
-    .await?;
+    let v = wait_verified(&api0, job.id, Duration::from_secs(60)).await?;
     let result_cid = v["resultCid"].as_str().context("no result cid")?.to_owned();
     // Node 3 ran nothing and has no HTTP peers: the results reach it over Bitswap.
     let stdout = check_results_from(&req, job.id, &result_cid).await?;
@@ -110,18 +103,18 @@ async fn flow(stack: &Devstack) -> Result<()> {
 async fn content_announcements_and_status_travel_over_the_swarm() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let stack = devstack::start(DevstackConfig {
-        nodes: 4,
-        base_dir: dir.path().to_path_buf(),
-        customize: Some(Arc::new(|i, c: &mut shoal_node::NodeConfig| {
+    let stack = stack_with(
+        &dir,
+        4,
+        None,
+        Some(Arc::new(|i, c: &mut shoal_node::NodeConfig| {
             // No HTTP content exchange: whatever a node lacks comes over Bitswap.
             c.peers.clear();
             if i == 3 {
                 c.bid.enabled = false;
             }
         })),
-        ..Default::default()
-    })
+    )
     .await?;
     let r = flow(&stack).await;
     stack.shutdown().await;

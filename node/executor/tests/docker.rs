@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, corpus, id};
+use common::{assert_nothing_left, assert_times_out, corpus, id, mount, output, run_err, run_ok};
 use shoal_executor::{
     CancellationToken, DockerConfig, DockerExecutor, DockerSpec, EXECUTION_LABEL, EngineSpec,
-    Error, ExecutionId, ExecutionRequest, Executor, InputMount, NODE_LABEL, OutputVolume,
-    Unsupported,
+    Error, ExecutionId, ExecutionRequest, Executor, NODE_LABEL, Unsupported,
 };
 
 const IMAGE: &str = "shoal-test/busybox:latest";
@@ -87,7 +86,7 @@ async fn runs_a_script_and_captures_everything() {
     if let EngineSpec::Docker(spec) = &mut req.engine {
         spec.env = vec![("GREETING".into(), "hi there".into())];
     }
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    let res = run_ok(&exec, req, "runs").await;
     assert_eq!(res.exit_code, 3);
     assert_eq!(
         read(&res.results_dir.join("stdout")),
@@ -117,21 +116,9 @@ async fn mounts_inputs_read_only_and_outputs_writable() {
         "wc -w /docs/* | tail -n 1 | awk '{print $1}' > /out/words.txt && cp /in/single.txt /out/copy.txt && \
          if touch /docs/new 2>/dev/null; then echo input writable; exit 9; fi",
     );
-    req.inputs = vec![
-        InputMount {
-            host_path: docs,
-            container_path: "/docs".into(),
-        },
-        InputMount {
-            host_path: single,
-            container_path: "/in/single.txt".into(),
-        },
-    ];
-    req.outputs = vec![OutputVolume {
-        name: "report".into(),
-        container_path: "/out".into(),
-    }];
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    req.inputs = vec![mount(docs, "/docs"), mount(single, "/in/single.txt")];
+    req.outputs = vec![output("report", "/out")];
+    let res = run_ok(&exec, req, "runs").await;
     assert_eq!(
         res.exit_code,
         0,
@@ -171,7 +158,7 @@ async fn has_no_network_unless_allowed() {
     );
     let mut req = shell("dk-net-on", "ls /sys/class/net");
     req.network = true;
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    let res = run_ok(&exec, req, "runs").await;
     assert!(
         read(&res.results_dir.join("stdout"))
             .split_whitespace()
@@ -189,17 +176,7 @@ async fn timeout_kills_and_removes_the_container() {
     };
     let mut req = shell("dk-timeout", "echo started; sleep 60");
     req.limits.timeout = Duration::from_secs(1);
-    let started = Instant::now();
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must time out");
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_times_out(&exec, req, "must time out", Duration::from_secs(15)).await;
     assert_no_container(&exec, "dk-timeout").await;
     assert_nothing_left(dir.path());
 }
@@ -212,10 +189,7 @@ async fn memory_limit_is_a_clear_error() {
     };
     let mut req = shell("dk-oom", "dd if=/dev/zero of=/dev/null bs=256M count=1");
     req.limits.memory_bytes = 32 << 20;
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must hit the memory limit");
+    let err = run_err(&exec, req, "must hit the memory limit").await;
     assert!(matches!(err, Error::MemoryLimit { .. }), "{err}");
     assert_no_container(&exec, "dk-oom").await;
     assert_nothing_left(dir.path());
@@ -232,7 +206,7 @@ async fn pids_limit_stops_a_fork_bomb() {
         "for i in $(seq 1 40); do sleep 2 & done; wait; echo all started",
     );
     req.limits.pids = 8;
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    let res = run_ok(&exec, req, "runs").await;
     let stderr = read(&res.results_dir.join("stderr"));
     assert!(
         stderr.contains("fork"),
@@ -248,15 +222,9 @@ async fn output_limit_is_a_clear_error() {
         return;
     };
     let mut req = shell("dk-big", "head -c 3000000 /dev/zero > /out/big");
-    req.outputs = vec![OutputVolume {
-        name: "out".into(),
-        container_path: "/out".into(),
-    }];
+    req.outputs = vec![output("out", "/out")];
     req.limits.max_output_bytes = 1_000_000;
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must hit the output limit");
+    let err = run_err(&exec, req, "must hit the output limit").await;
     assert!(matches!(err, Error::OutputTooLarge { .. }), "{err}");
     assert_no_container(&exec, "dk-big").await;
     assert_nothing_left(dir.path());
@@ -270,7 +238,7 @@ async fn stdout_is_capped() {
     };
     let mut req = shell("dk-chatty", "head -c 200000 /dev/zero | tr '\\0' a");
     req.limits.max_stdout_bytes = 1000;
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    let res = run_ok(&exec, req, "runs").await;
     assert!(res.stdout_truncated);
     assert_eq!(
         std::fs::read(res.results_dir.join("stdout"))

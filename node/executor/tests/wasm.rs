@@ -5,10 +5,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, corpus, id, pgm, wasm};
+use common::{
+    assert_nothing_left, assert_times_out, corpus, id, mount, output, pgm, run_err, run_ok, wasm,
+};
 use shoal_executor::{
-    CancellationToken, EngineSpec, Error, ExecutionRequest, Executor, ExecutorRegistry, InputMount,
-    Limits, OutputVolume, WasmConfig, WasmExecutor, WasmModule, WasmSpec,
+    CancellationToken, EngineSpec, Error, ExecutionRequest, Executor, ExecutorRegistry, Limits,
+    WasmConfig, WasmExecutor, WasmModule, WasmSpec,
 };
 use std::sync::Arc;
 
@@ -33,10 +35,7 @@ async fn hello_writes_the_results_folder() {
     let exec = executor(dir.path());
     let mut req = request("hello", "hello");
     spec(&mut req).args = vec!["one".into(), "two words".into()];
-    let res = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect("hello runs");
+    let res = run_ok(&exec, req, "hello runs").await;
     assert_eq!(res.exit_code, 0);
     assert_eq!(res.results_dir, dir.path().join("hello"));
     let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
@@ -66,7 +65,7 @@ async fn exit_code_comes_from_env() {
     let exec = executor(dir.path());
     let mut req = request("exit7", "exit_code");
     spec(&mut req).env = vec![("EXIT_CODE".into(), "7".into())];
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    let res = run_ok(&exec, req, "runs").await;
     assert_eq!(res.exit_code, 7);
     assert_eq!(
         std::fs::read(res.results_dir.join("exitCode")).expect("exitCode"),
@@ -86,18 +85,9 @@ async fn copies_an_input_file_to_an_output() {
     let exec = executor(&dir.path().join("results"));
     let mut req = request("copy", "copy");
     spec(&mut req).args = vec!["/inputs/scene.bin".into(), "/outputs/copy.bin".into()];
-    req.inputs = vec![InputMount {
-        host_path: input,
-        container_path: "/inputs/scene.bin".into(),
-    }];
-    req.outputs = vec![OutputVolume {
-        name: "out".into(),
-        container_path: "/outputs".into(),
-    }];
-    let res = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect("copy runs");
+    req.inputs = vec![mount(input, "/inputs/scene.bin")];
+    req.outputs = vec![output("out", "/outputs")];
+    let res = run_ok(&exec, req, "copy runs").await;
     assert_eq!(
         res.exit_code,
         0,
@@ -125,18 +115,9 @@ async fn copies_an_input_file_to_an_output() {
     // Only the named file is visible, not its siblings on the host.
     let mut req = request("peek", "copy");
     spec(&mut req).args = vec!["/inputs/secret.txt".into(), "/outputs/x".into()];
-    req.inputs = vec![InputMount {
-        host_path: data.path().join("scene.bin"),
-        container_path: "/inputs/scene.bin".into(),
-    }];
-    req.outputs = vec![OutputVolume {
-        name: "out".into(),
-        container_path: "/outputs".into(),
-    }];
-    let res = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect("peek runs");
+    req.inputs = vec![mount(data.path().join("scene.bin"), "/inputs/scene.bin")];
+    req.outputs = vec![output("out", "/outputs")];
+    let res = run_ok(&exec, req, "peek runs").await;
     assert_eq!(
         res.exit_code, 1,
         "a sibling of an input file must not be readable"
@@ -151,11 +132,8 @@ async fn inputs_are_read_only() {
     let exec = executor(&dir.path().join("results"));
     let mut req = request("ro2", "writer");
     spec(&mut req).args = vec!["0".into(), "/data/a.txt".into(), "5".into()];
-    req.inputs = vec![InputMount {
-        host_path: data.path().to_owned(),
-        container_path: "/data".into(),
-    }];
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    req.inputs = vec![mount(data.path().to_owned(), "/data")];
+    let res = run_ok(&exec, req, "runs").await;
     assert_ne!(res.exit_code, 0, "writing into an input folder must fail");
     assert_eq!(
         std::fs::read_to_string(data.path().join("a.txt")).expect("read"),
@@ -176,18 +154,9 @@ async fn cloud_mask_thresholds_a_pgm() {
         "/masks/mask.pgm".into(),
         "200".into(),
     ];
-    req.inputs = vec![InputMount {
-        host_path: data.path().to_owned(),
-        container_path: "/scenes".into(),
-    }];
-    req.outputs = vec![OutputVolume {
-        name: "masks".into(),
-        container_path: "/masks".into(),
-    }];
-    let res = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect("mask runs");
+    req.inputs = vec![mount(data.path().to_owned(), "/scenes")];
+    req.outputs = vec![output("masks", "/masks")];
+    let res = run_ok(&exec, req, "mask runs").await;
     assert_eq!(res.exit_code, 0);
     let mask = std::fs::read(res.results_dir.join("masks/mask.pgm")).expect("mask");
     let header = format!("P5\n{w} {h}\n255\n");
@@ -224,18 +193,9 @@ async fn twenty_runs_on_two_executors_give_one_hash() {
     for i in 0..20 {
         let mut req = request(&format!("wc-{i}"), "wordcount");
         spec(&mut req).args = vec!["/docs".into(), "/report/words.txt".into()];
-        req.inputs = vec![InputMount {
-            host_path: docs.clone(),
-            container_path: "/docs".into(),
-        }];
-        req.outputs = vec![OutputVolume {
-            name: "report".into(),
-            container_path: "/report".into(),
-        }];
-        let res = execs[i % 2]
-            .run(req, CancellationToken::new())
-            .await
-            .expect("wordcount runs");
+        req.inputs = vec![mount(docs.clone(), "/docs")];
+        req.outputs = vec![output("report", "/report")];
+        let res = run_ok(&execs[i % 2], req, "wordcount runs").await;
         assert_eq!(res.exit_code, 0);
         let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
         assert_eq!(stdout, format!("files 300 words {words}\n"));
@@ -252,10 +212,7 @@ async fn twenty_runs_on_two_executors_give_one_hash() {
     for i in 0..20 {
         let mut req = request(&format!("clock-{i}"), "clockrand");
         spec(&mut req).random_seed = 42;
-        let res = execs[i % 2]
-            .run(req, CancellationToken::new())
-            .await
-            .expect("clockrand runs");
+        let res = run_ok(&execs[i % 2], req, "clockrand runs").await;
         assert_eq!(res.exit_code, 0);
         let stdout = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
         first_stdout.get_or_insert(stdout);
@@ -279,10 +236,7 @@ async fn twenty_runs_on_two_executors_give_one_hash() {
     // A different seed gives different random numbers (the seed is used).
     let mut req = request("clock-other-seed", "clockrand");
     spec(&mut req).random_seed = 43;
-    let res = execs[0]
-        .run(req, CancellationToken::new())
-        .await
-        .expect("clockrand runs");
+    let res = run_ok(&execs[0], req, "clockrand runs").await;
     let other = std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout");
     let entropy = |s: &str| {
         s.lines()
@@ -298,9 +252,7 @@ async fn a_second_run_does_not_recompile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
     for i in 0..3 {
-        exec.run(request(&format!("c{i}"), "hello"), CancellationToken::new())
-            .await
-            .expect("runs");
+        run_ok(&exec, request(&format!("c{i}"), "hello"), "runs").await;
     }
     let stats = exec.cache_stats();
     assert_eq!(stats.compiles, 1, "{stats:?}");
@@ -315,7 +267,7 @@ async fn a_second_run_does_not_recompile() {
         id("inline"),
         EngineSpec::Wasm(WasmSpec::new(WasmModule::Bytes(Arc::from(bytes)))),
     );
-    exec.run(req, CancellationToken::new()).await.expect("runs");
+    run_ok(&exec, req, "runs").await;
     assert_eq!(exec.cache_stats().compiles, 1);
 }
 
@@ -325,14 +277,8 @@ async fn fuel_limit_stops_an_infinite_loop() {
     let exec = executor(dir.path());
     let mut req = request("fuel", "loop");
     req.limits.fuel = 20_000_000;
-    req.outputs = vec![OutputVolume {
-        name: "out".into(),
-        container_path: "/out".into(),
-    }];
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must stop");
+    req.outputs = vec![output("out", "/out")];
+    let err = run_err(&exec, req, "must stop").await;
     assert!(
         matches!(err, Error::FuelExhausted { fuel: 20_000_000 }),
         "{err}"
@@ -351,17 +297,7 @@ async fn timeout_stops_an_infinite_loop() {
         timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    let started = Instant::now();
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must stop");
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_times_out(&exec, req, "must stop", Duration::from_secs(3)).await;
     assert_nothing_left(dir.path());
 }
 
@@ -371,10 +307,7 @@ async fn memory_limit_stops_a_memory_hog() {
     let exec = executor(dir.path());
     let mut req = request("hog", "memhog");
     req.limits.memory_bytes = 32 << 20;
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must stop");
+    let err = run_err(&exec, req, "must stop").await;
     assert!(
         matches!(err, Error::MemoryLimit { limit_bytes } if limit_bytes == 32 << 20),
         "{err}"
@@ -389,15 +322,9 @@ async fn output_limit_stops_a_big_writer() {
     let exec = executor(dir.path());
     let mut req = request("big", "writer");
     spec(&mut req).args = vec!["0".into(), "/out/big".into(), "3000000".into()];
-    req.outputs = vec![OutputVolume {
-        name: "out".into(),
-        container_path: "/out".into(),
-    }];
+    req.outputs = vec![output("out", "/out")];
     req.limits.max_output_bytes = 1_000_000;
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must stop");
+    let err = run_err(&exec, req, "must stop").await;
     assert!(
         matches!(
             err,
@@ -417,7 +344,7 @@ async fn stdout_is_capped_and_marked_truncated() {
     let mut req = request("chatty", "writer");
     spec(&mut req).args = vec!["100000".into()];
     req.limits.max_stdout_bytes = 1000;
-    let res = exec.run(req, CancellationToken::new()).await.expect("runs");
+    let res = run_ok(&exec, req, "runs").await;
     assert_eq!(res.exit_code, 0);
     assert!(res.stdout_truncated);
     assert_eq!(
@@ -477,10 +404,7 @@ async fn a_broken_module_is_a_clear_error() {
             &b"\0asm not really"[..],
         )))),
     );
-    let err = exec
-        .run(req, CancellationToken::new())
-        .await
-        .expect_err("must fail");
+    let err = run_err(&exec, req, "must fail").await;
     assert!(matches!(err, Error::WasmCompile { .. }), "{err}");
     assert_nothing_left(dir.path());
 }
@@ -489,13 +413,8 @@ async fn a_broken_module_is_a_clear_error() {
 async fn results_are_not_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
-    exec.run(request("twice", "hello"), CancellationToken::new())
-        .await
-        .expect("first run");
-    let err = exec
-        .run(request("twice", "hello"), CancellationToken::new())
-        .await
-        .expect_err("second run");
+    run_ok(&exec, request("twice", "hello"), "first run").await;
+    let err = run_err(&exec, request("twice", "hello"), "second run").await;
     assert!(matches!(err, Error::ResultsExist { .. }), "{err}");
 }
 
@@ -526,10 +445,7 @@ async fn the_registry_picks_the_executor_by_engine() {
 async fn a_guest_trap_is_a_result_with_exit_code_134() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exec = executor(dir.path());
-    let res = exec
-        .run(request("trap", "trap"), CancellationToken::new())
-        .await
-        .expect("a trap is a result");
+    let res = run_ok(&exec, request("trap", "trap"), "a trap is a result").await;
     assert_eq!(res.exit_code, 134);
     assert_eq!(
         std::fs::read_to_string(res.results_dir.join("stdout")).expect("stdout"),

@@ -2,8 +2,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use shoal_executor::{ExecutionId, WasmModule};
+use shoal_executor::{
+    CancellationToken, Error, ExecutionId, ExecutionRequest, ExecutionResult, Executor, InputMount,
+    OutputVolume, WasmModule,
+};
 
 /// A built test program from `testdata/wasm`.
 pub fn wasm(name: &str) -> WasmModule {
@@ -16,6 +20,47 @@ pub fn wasm(name: &str) -> WasmModule {
 
 pub fn id(s: &str) -> ExecutionId {
     ExecutionId::new(s).expect("valid execution id")
+}
+
+/// `host_path` mounted read-only at `container_path`.
+pub fn mount(host_path: impl Into<PathBuf>, container_path: &str) -> InputMount {
+    InputMount {
+        host_path: host_path.into(),
+        container_path: container_path.into(),
+    }
+}
+
+/// The output volume `name`, writable at `container_path`.
+pub fn output(name: &str, container_path: &str) -> OutputVolume {
+    OutputVolume {
+        name: name.into(),
+        container_path: container_path.into(),
+    }
+}
+
+/// Runs `req` uncancelled; panics with `what` unless it gives a result.
+pub async fn run_ok(exec: &impl Executor, req: ExecutionRequest, what: &str) -> ExecutionResult {
+    exec.run(req, CancellationToken::new()).await.expect(what)
+}
+
+/// Runs `req` uncancelled; panics with `what` unless it fails, and returns the error.
+pub async fn run_err(exec: &impl Executor, req: ExecutionRequest, what: &str) -> Error {
+    exec.run(req, CancellationToken::new())
+        .await
+        .expect_err(what)
+}
+
+/// Runs `req`, which must time out (`what`) within `limit`.
+pub async fn assert_times_out(
+    exec: &impl Executor,
+    req: ExecutionRequest,
+    what: &str,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    let err = run_err(exec, req, what).await;
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < limit, "took {:?}", started.elapsed());
 }
 
 /// Entries left in a results root (hidden staging folders included).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Submit-to-verified latency (p50, p95), verified jobs per second and chain rounds per job for
 # a hello-world WASM job on an in-process devstack of NODES nodes (embedded devchain).
-# Usage: scripts/bench-node.sh [NODES] [JOBS]   (defaults 3 and 20)
+# Usage: scripts/bench-node.sh [NODES] [JOBS] [CREATORS]   (defaults 3, 20 and 1 wallet posting)
 # Prints its figures; docs/benchmarks.md, section "Node", holds the latest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,13 +1,13 @@
 //! Submit-to-verified latency, verified jobs per second and chain rounds per
 //! job for a hello-world WASM job on an in-process devstack.
 //!
-//! `scripts/bench-node.sh [NODES] [JOBS]` (= `cargo run --release -p shoal-node --example bench`)
+//! `scripts/bench-node.sh [NODES] [JOBS] [CREATORS]` (= `cargo run --release -p shoal-node --example bench`)
 
 use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
-use shoal_node::devstack::{self, DevstackConfig};
+use shoal_node::devstack::{self, DevstackConfig, ETHER};
 use shoal_node::model::{JobId, JobState};
 use shoal_types::JobSpec;
 
@@ -41,6 +41,7 @@ async fn main() -> Result<()> {
         .collect();
     let nodes = args.first().copied().unwrap_or(3);
     let jobs = args.get(1).copied().unwrap_or(20);
+    let creators = args.get(2).copied().unwrap_or(1).max(1);
     let dir = tempfile::tempdir()?;
     let stack = devstack::start(DevstackConfig {
         nodes,
@@ -69,27 +70,40 @@ async fn main() -> Result<()> {
     let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
     let creator: PrivateKeySigner = stack.creator_key.parse()?;
     let state = stack.nodes[0].state().clone();
-    // One client for the creator: its transaction manager numbers nonces locally, so posts can
-    // go out concurrently.
+    // One client per creator wallet: a transaction manager numbers its nonces locally, so
+    // posts go out concurrently; several wallets post in parallel, as users would.
     let d = &stack.deployment;
-    let client = shoal_chain::ChainClient::builder(&stack.rpc_url)
-        .signer(creator)
-        .tx_config(shoal_chain::TxConfig {
-            poll_interval: Duration::from_millis(5),
-            ..Default::default()
-        })
-        .deployment(shoal_chain::Deployment {
-            chain_id: stack.chain_id,
-            operator_registry: d.operator_registry,
-            job_market: d.job_market,
-            deploy_block: d.deploy_block,
-            params: None,
-        })
-        .connect()
-        .await?;
+    let connect = |signer: PrivateKeySigner| {
+        shoal_chain::ChainClient::builder(&stack.rpc_url)
+            .signer(signer)
+            .tx_config(shoal_chain::TxConfig {
+                poll_interval: Duration::from_millis(5),
+                ..Default::default()
+            })
+            .deployment(shoal_chain::Deployment {
+                chain_id: stack.chain_id,
+                operator_registry: d.operator_registry,
+                job_market: d.job_market,
+                deploy_block: d.deploy_block,
+                params: None,
+            })
+            .connect()
+    };
+    let funder = connect(creator).await?;
+    let mut clients = vec![funder.clone()];
+    let first_extra = u32::try_from(nodes + 2)?;
+    let extra = shoal_devchain::derive_dev_accounts(first_extra + u32::try_from(creators)? - 1)?;
+    for acct in extra.into_iter().skip(first_extra as usize) {
+        funder
+            .transfer(acct.address, alloy::primitives::U256::from(100u128 * ETHER))
+            .await?;
+        clients.push(connect(acct.signer).await?);
+    }
     let params = shoal_chain::job_params(&spec, spec_cid.to_bytes());
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let post = || {
-        let (client, params) = (client.clone(), params.clone());
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % clients.len();
+        let (client, params) = (clients[i].clone(), params.clone());
         async move {
             let (id, _) = client.post_job(params).await?;
             anyhow::Ok(shoal_node::chain::job_id(id.0))
@@ -178,7 +192,7 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!("nodes {nodes}, jobs {jobs}");
+    println!("nodes {nodes}, jobs {jobs}, creator wallets {creators}");
     println!(
         "submit-to-verified p50 {:?}, p95 {:?}",
         percentile(&lat, 0.5),

@@ -122,7 +122,7 @@ pub(crate) async fn poll_once(
     let cursor = update.cursor().clone();
     match update {
         FollowerUpdate::Events(batch) => {
-            let changed = store_events(chain, db, &batch.events, batch.to_block, &cursor).await?;
+            let changed = store_events(db, &batch.events, &cursor)?;
             Ok(Some(changed))
         }
         FollowerUpdate::Reorg { to_block, .. } => {
@@ -133,13 +133,7 @@ pub(crate) async fn poll_once(
 
 /// Folds a batch of events into the jobs they belong to and stores both with the new cursor;
 /// the jobs that changed.
-async fn store_events(
-    chain: &Chain,
-    db: &StateStore,
-    events: &[ChainEvent],
-    to_block: u64,
-    cursor: &Cursor,
-) -> Result<Vec<JobId>> {
+fn store_events(db: &StateStore, events: &[ChainEvent], cursor: &Cursor) -> Result<Vec<JobId>> {
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
     let mut records = Vec::new();
     for ev in events {
@@ -154,14 +148,16 @@ async fn store_events(
         apply(&mut jobs, id, ev);
         records.push((id, record));
     }
-    refresh_from_contract(chain, &mut jobs, to_block).await;
+    // Every state change of the market emits an event (`PhaseStarted` with its deadline, or a
+    // final `JobVerified`/`JobFailed`/`JobExpired`), so the records follow from the events
+    // alone.
     let jobs: Vec<JobRecord> = jobs.into_values().collect();
     db.apply(&jobs, &records, cursor)?;
     Ok(jobs.iter().map(|j| j.id).collect())
 }
 
-/// The contract's view at the last block read is authoritative for the state and the phase
-/// deadline (at a later block it could run ahead of the events).
+/// The contract's view at block `at` of the state and the phase deadline (after a reorg, the
+/// rebuilt records take the state of the fork block).
 async fn refresh_from_contract(chain: &Chain, jobs: &mut BTreeMap<JobId, JobRecord>, at: u64) {
     let market = M::new(
         chain.deployment.job_market,

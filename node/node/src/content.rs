@@ -136,17 +136,24 @@ impl Content {
         }
         let mut reasons = Vec::new();
         if let Some((p2p, timeout)) = &self.p2p {
-            // Bitswap asks connected peers; providers found on the DHT are connected first.
-            if let Ok(Ok(providers)) =
-                tokio::time::timeout(LOCATE_TIMEOUT, p2p.find_providers(*root)).await
-            {
+            // Bitswap asks connected peers: providers found on the DHT are dialled while the
+            // fetch already runs against the peers connected now.
+            let (finder, root_cid) = (p2p.clone(), *root);
+            let dial_providers = tokio::spawn(async move {
+                let Ok(Ok(providers)) =
+                    tokio::time::timeout(LOCATE_TIMEOUT, finder.find_providers(root_cid)).await
+                else {
+                    return;
+                };
                 for peer in providers {
-                    if let Err(e) = p2p.dial_peer(peer).await {
-                        tracing::debug!(%root, %peer, error = %e, "cannot dial a provider");
+                    if let Err(e) = finder.dial_peer(peer).await {
+                        tracing::debug!(root = %root_cid, %peer, error = %e, "cannot dial a provider");
                     }
                 }
-            }
-            match tokio::time::timeout(*timeout, p2p.fetch_dag(*root)).await {
+            });
+            let fetched = tokio::time::timeout(*timeout, p2p.fetch_dag(*root)).await;
+            dial_providers.abort();
+            match fetched {
                 Ok(Ok(blocks)) => match self.store.dag(root).and_then(|_| self.store.pin(root)) {
                     Ok(()) => {
                         tracing::debug!(%root, blocks, "fetched over bitswap");

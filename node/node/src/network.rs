@@ -59,7 +59,11 @@ pub(crate) async fn start(
         status: Some(Arc::new(DbStatus { db })),
         ..shoal_p2p::Config::default()
     };
-    let p2p = shoal_p2p::start(store, config).await.map_err(p2p_err)?;
+    let p2p = shoal_p2p::start(store, config).await.map_err(|e| {
+        Error::P2p(format!(
+            "{e} (the [p2p] section of the node config; `shoal serve --no-p2p` runs without the swarm)"
+        ))
+    })?;
     tracing::info!(peer_id = %p2p.peer_id(), "p2p swarm started");
     Ok(Some(p2p))
 }

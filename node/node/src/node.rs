@@ -540,7 +540,7 @@ fn announce(inner: &Arc<NodeInner>, job: &JobRecord) {
     }
     let network = (
         inner.chain.chain_id,
-        inner.chain.deployment.job_market.to_string().to_lowercase(),
+        inner.chain.deployment.job_market.to_string(),
     );
     let (job, i) = (job.clone(), inner.clone());
     inner.tracker.spawn(async move {

@@ -4,7 +4,9 @@ use libp2p::PeerId;
 /// What can go wrong in the peer-to-peer layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error(
+        "cannot listen on {addr}: {reason}; the address must be local and its port free (port 0 picks one)"
+    )]
     Listen { addr: String, reason: String },
     #[error("cannot dial {addr}: {reason}; check the address and that the peer is running")]
     Dial { addr: String, reason: String },

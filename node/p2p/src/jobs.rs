@@ -49,7 +49,7 @@ impl NetworkId {
     }
 }
 
-fn normalize_market(m: &str) -> Option<String> {
+pub(crate) fn normalize_market(m: &str) -> Option<String> {
     let hex_part = m.strip_prefix("0x").or_else(|| m.strip_prefix("0X"))?;
     (hex_part.len() == 40 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| format!("0x{}", hex_part.to_ascii_lowercase()))

@@ -549,8 +549,13 @@ impl P2p {
     /// Gossips a job announcement on this node's network topic. Having no
     /// subscribed peer yet (or having announced the same message before)
     /// is not an error: it is logged at debug level.
-    pub async fn announce_job(&self, a: JobAnnouncement) -> Result<()> {
+    pub async fn announce_job(&self, mut a: JobAnnouncement) -> Result<()> {
         let (chain_id, market) = self.network.as_ref().ok_or(Error::NoNetwork)?;
+        // Receivers compare the market in its normal form; any spelling of the same
+        // address (e.g. EIP-55 checksummed) is sent as that.
+        if let Some(m) = jobs::normalize_market(&a.market) {
+            a.market = m;
+        }
         jobs::check(&a, *chain_id, market).map_err(Error::Announcement)?;
         let data = serde_json::to_vec(&a).map_err(|e| Error::Announcement(e.to_string()))?;
         if data.len() > MAX_ANNOUNCEMENT_BYTES {

@@ -80,13 +80,7 @@ async fn main() -> Result<()> {
                 poll_interval: Duration::from_millis(5),
                 ..Default::default()
             })
-            .deployment(shoal_chain::Deployment {
-                chain_id: stack.chain_id,
-                operator_registry: d.operator_registry,
-                job_market: d.job_market,
-                deploy_block: d.deploy_block,
-                params: None,
-            })
+            .deployment(d.on_chain(stack.chain_id))
             .connect()
     };
     let funder = connect(creator).await?;

@@ -95,13 +95,7 @@ impl Chain {
             )));
         }
         let client = client
-            .with_deployment(Deployment {
-                chain_id,
-                operator_registry: deployment.operator_registry,
-                job_market: deployment.job_market,
-                deploy_block: deployment.deploy_block,
-                params: None,
-            })
+            .with_deployment(deployment.on_chain(chain_id))
             .map_err(Error::chain)?;
         let code = client
             .provider()

@@ -156,6 +156,17 @@ pub struct DeploymentConfig {
 }
 
 impl DeploymentConfig {
+    /// The deployment as `shoal-chain` takes it, on the chain with `chain_id`.
+    pub fn on_chain(&self, chain_id: u64) -> shoal_chain::Deployment {
+        shoal_chain::Deployment {
+            chain_id,
+            operator_registry: self.operator_registry,
+            job_market: self.job_market,
+            deploy_block: self.deploy_block,
+            params: None,
+        }
+    }
+
     /// Reads a deployment JSON file (`chainId`, `operatorRegistry`, `jobMarket`, `deployBlock`; other keys ignored).
     pub fn from_file(path: &Path) -> Result<Self> {
         #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
-use shoal_chain::{Capabilities, ChainClient, DeployParams, Deployment};
+use shoal_chain::{Capabilities, ChainClient, DeployParams};
 use shoal_devchain::{DevAccount, DevChain, ServerHandle};
 
 use crate::config::{DeploymentConfig, Fault, NodeConfig};
@@ -184,13 +184,7 @@ async fn client(
         .map_err(devstack_err("connecting"))?;
     let chain_id = client.chain_id();
     client
-        .with_deployment(Deployment {
-            chain_id,
-            operator_registry: deployment.operator_registry,
-            job_market: deployment.job_market,
-            deploy_block: deployment.deploy_block,
-            params: None,
-        })
+        .with_deployment(deployment.on_chain(chain_id))
         .map_err(devstack_err("connecting"))
 }
 

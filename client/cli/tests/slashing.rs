@@ -78,24 +78,21 @@ fn slashed_node_in_deal_history_and_explorer() {
     ];
 
     // All 4 nodes run the job without mediation: the 3 good ones agree, the bad one is slashed.
-    let out = ok(stack
-        .shoal()
-        .args(["wasm", "run"])
-        .arg(&wasm)
-        .args([
-            "--no-wait",
-            "--id-only",
-            "--concurrency",
-            "4",
-            "--confidence",
-            "3",
-            "--no-mediation",
-        ])
-        .args(windows));
-    let plain: u64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("job id");
+    // Posts the hello module with `deal` flags (and the windows above); the job id.
+    let post = |deal: &[&str]| -> u64 {
+        let out = ok(stack
+            .shoal()
+            .args(["wasm", "run"])
+            .arg(&wasm)
+            .args(["--no-wait", "--id-only"])
+            .args(deal)
+            .args(windows));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("job id")
+    };
+    let plain = post(&["--concurrency", "4", "--confidence", "3", "--no-mediation"]);
     let h = wait_final(&stack, plain);
     assert_eq!(h["state"], "Verified", "{h}");
     let events = h["events"].as_array().expect("events");
@@ -125,25 +122,7 @@ fn slashed_node_in_deal_history_and_explorer() {
     // node is among the 3 selected (selection is random), the job is disputed and mediated.
     let mut found = None;
     for _ in 0..6 {
-        let out = ok(stack
-            .shoal()
-            .args(["wasm", "run"])
-            .arg(&wasm)
-            .args([
-                "--no-wait",
-                "--id-only",
-                "--concurrency",
-                "3",
-                "--confidence",
-                "2",
-                "--min-bids",
-                "3",
-            ])
-            .args(windows));
-        let id: u64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("job id");
+        let id = post(&["--concurrency", "3", "--confidence", "2", "--min-bids", "3"]);
         let h = wait_final(&stack, id);
         let names: Vec<String> = h["events"]
             .as_array()

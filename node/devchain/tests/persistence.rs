@@ -11,6 +11,24 @@ use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol;
 use shoal_devchain::{DevChain, JOURNAL_FILE};
 
+/// Sends `wei` to `to` from the provider's default account and waits for the receipt.
+async fn send_wei(
+    provider: &impl Provider,
+    to: alloy::primitives::Address,
+    wei: u64,
+) -> anyhow::Result<()> {
+    provider
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(to)
+                .with_value(U256::from(wei)),
+        )
+        .await?
+        .get_receipt()
+        .await?;
+    Ok(())
+}
+
 sol!(
     #[sol(rpc)]
     OperatorRegistry,
@@ -82,15 +100,7 @@ async fn restart_keeps_state_blocks_receipts_and_logs() -> anyhow::Result<()> {
         .get_receipt()
         .await?;
     assert!(receipt.status());
-    provider
-        .send_transaction(
-            TransactionRequest::default()
-                .with_to(a[4].address)
-                .with_value(U256::from(12345)),
-        )
-        .await?
-        .get_receipt()
-        .await?;
+    send_wei(&provider, a[4].address, 12345).await?;
     // Cheats are persisted too, including a snapshot that is reverted.
     let _: bool = provider
         .raw_request("anvil_setBalance".into(), (a[9].address, U256::from(7)))
@@ -99,15 +109,7 @@ async fn restart_keeps_state_blocks_receipts_and_logs() -> anyhow::Result<()> {
         .raw_request("evm_increaseTime".into(), [1000])
         .await?;
     let snap: U256 = provider.raw_request("evm_snapshot".into(), ()).await?;
-    provider
-        .send_transaction(
-            TransactionRequest::default()
-                .with_to(a[4].address)
-                .with_value(U256::from(1)),
-        )
-        .await?
-        .get_receipt()
-        .await?;
+    send_wei(&provider, a[4].address, 1).await?;
     let _: bool = provider.raw_request("evm_revert".into(), [snap]).await?;
     let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await?;
 
@@ -153,15 +155,7 @@ async fn restart_keeps_state_blocks_receipts_and_logs() -> anyhow::Result<()> {
     assert_eq!(r.block_hash, receipt.block_hash);
     // The chain goes on from where it was.
     let height = provider.get_block_number().await?;
-    provider
-        .send_transaction(
-            TransactionRequest::default()
-                .with_to(a[4].address)
-                .with_value(U256::from(1)),
-        )
-        .await?
-        .get_receipt()
-        .await?;
+    send_wei(&provider, a[4].address, 1).await?;
     assert_eq!(provider.get_block_number().await?, height + 1);
     let latest = provider
         .get_block_by_number(BlockNumberOrTag::Latest)

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, assert_times_out, corpus, id, mount, output, run_err, run_ok};
+use common::{
+    assert_nothing_left, assert_stdout_capped, assert_times_out, corpus, id, mount, output,
+    run_err, run_ok,
+};
 use shoal_executor::{
     CancellationToken, DockerConfig, DockerExecutor, DockerSpec, EXECUTION_LABEL, EngineSpec,
     Error, ExecutionId, ExecutionRequest, Executor, NODE_LABEL, Unsupported,
@@ -239,13 +242,7 @@ async fn stdout_is_capped() {
     let mut req = shell("dk-chatty", "head -c 200000 /dev/zero | tr '\\0' a");
     req.limits.max_stdout_bytes = 1000;
     let res = run_ok(&exec, req, "runs").await;
-    assert!(res.stdout_truncated);
-    assert_eq!(
-        std::fs::read(res.results_dir.join("stdout"))
-            .expect("stdout")
-            .len(),
-        1000
-    );
+    assert_stdout_capped(&res, 1000);
 }
 
 #[tokio::test]

@@ -106,3 +106,14 @@ pub fn pgm(w: usize, h: usize) -> Vec<u8> {
     }
     bytes
 }
+
+/// The job's stdout was cut at `limit` bytes, in the result and in the results folder.
+pub fn assert_stdout_capped(res: &ExecutionResult, limit: usize) {
+    assert!(res.stdout_truncated);
+    assert_eq!(
+        std::fs::read(res.results_dir.join("stdout"))
+            .expect("stdout")
+            .len(),
+        limit
+    );
+}

@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
-exec cargo run --release -q -p shoal-node --example bench -- "$@"
+exec cargo run --release -q -p shoal-devstack --example bench_node -- "$@"

@@ -2,231 +2,12 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use shoal_api::{
+    ApiErrorBody, DeploymentView as Deployment, EventRecord, Health, JobDetail, JobId, JobList,
+    Logs, NodeView,
+};
 
 use crate::{Error, Result};
-
-/// A job as the node indexes it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Job {
-    /// Job id.
-    pub id: u64,
-    /// Who posted it.
-    pub creator: String,
-    /// Contract state name (`Posted`, `Running`, … `Verified`).
-    pub state: String,
-    /// The posted parameters.
-    pub params: JobParams,
-    /// Escrow the market still holds, wei.
-    pub escrow: String,
-    /// End of bidding (unix seconds).
-    pub bid_deadline: u64,
-    /// End of the current phase (unix seconds).
-    pub phase_deadline: u64,
-    /// Block of the post.
-    pub posted_block: u64,
-    /// Bids.
-    pub bids: Vec<Bid>,
-    /// Selected operators and mediators.
-    pub deals: Vec<Deal>,
-    /// Verified result hash.
-    pub result_hash: Option<String>,
-    /// Verified result CID.
-    pub result_cid: Option<String>,
-    /// Payments.
-    pub payments: Vec<Transfer>,
-    /// Refunds to the creator.
-    pub refunds: Vec<Transfer>,
-    /// Slashes.
-    pub slashes: Vec<Transfer>,
-    /// Why the job failed.
-    pub fail_reason: Option<String>,
-    /// The spec, when the node has it.
-    pub spec: Option<serde_json::Value>,
-    /// This node's bid decision.
-    pub decision: Option<Decision>,
-    /// This node's execution.
-    pub execution: Option<serde_json::Value>,
-    /// This node's operator address.
-    pub node: Option<String>,
-}
-
-/// Posted job parameters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct JobParams {
-    /// Spec CID.
-    pub spec_cid: String,
-    /// keccak256 of the canonical spec.
-    pub spec_hash: String,
-    /// n.
-    pub concurrency: u32,
-    /// k.
-    pub confidence: u32,
-    /// m.
-    pub min_bids: u32,
-    /// Max price per execution, wei.
-    pub max_price: String,
-    /// Collateral per operator, wei.
-    pub collateral: String,
-    /// Seconds.
-    pub bid_window: u64,
-    /// Seconds.
-    pub exec_window: u64,
-    /// Seconds.
-    pub reveal_window: u64,
-    /// Seconds.
-    pub challenge_window: u64,
-    /// `Deterministic` | `Optimistic`.
-    pub verifier: String,
-    /// Disagreement goes to mediation.
-    pub escalate: bool,
-}
-
-/// A bid.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Bid {
-    /// Bidder.
-    pub operator: String,
-    /// Price, wei.
-    pub price: String,
-    /// Dropped (no free stake at selection).
-    pub dropped: bool,
-}
-
-/// A selected operator or mediator.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Deal {
-    /// Operator.
-    pub operator: String,
-    /// Price, wei.
-    pub price: String,
-    /// Locked collateral, wei.
-    pub collateral: String,
-    /// Drawn for a dispute.
-    pub mediator: bool,
-    /// Commitment.
-    pub commitment: Option<String>,
-    /// Revealed result hash.
-    pub result_hash: Option<String>,
-    /// Revealed result CID.
-    pub result_cid: Option<String>,
-}
-
-/// A payment, refund or slash.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Transfer {
-    /// Who.
-    pub account: String,
-    /// Wei.
-    pub amount: String,
-    /// Payment kind, `Refund`, or slash reason.
-    pub kind: String,
-}
-
-/// A node's bid decision for a job.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Decision {
-    /// Whether it bid.
-    pub bid: bool,
-    /// Why (or why not).
-    pub reason: String,
-    /// Its price.
-    pub price: Option<String>,
-}
-
-/// Page of jobs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct JobList {
-    /// Total matching.
-    pub total: u64,
-    /// Offset of this page.
-    pub offset: u64,
-    /// Jobs, newest first.
-    pub jobs: Vec<Job>,
-}
-
-/// One decoded chain event of a job.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct JobEvent {
-    /// Block.
-    pub block: u64,
-    /// Log index.
-    pub log_index: u64,
-    /// Transaction hash.
-    pub tx: String,
-    /// Event name.
-    pub event: String,
-    /// Decoded fields.
-    pub fields: serde_json::Value,
-}
-
-/// A registered operator.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct NodeInfo {
-    /// Operator address.
-    pub operator: String,
-    /// libp2p peer id.
-    pub peer_id: String,
-    /// Engines.
-    pub engines: serde_json::Value,
-    /// Stake, wei.
-    pub stake: String,
-    /// Locked stake, wei.
-    pub locked: String,
-    /// API URL, when known.
-    pub api_url: Option<String>,
-}
-
-/// Where the contracts are.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Deployment {
-    /// Chain id.
-    pub chain_id: u64,
-    /// The node's RPC URL.
-    #[serde(default)]
-    pub rpc_url: String,
-    /// Registry address.
-    pub operator_registry: alloy::primitives::Address,
-    /// Market address.
-    pub job_market: alloy::primitives::Address,
-    /// First block with market events.
-    #[serde(default)]
-    pub deploy_block: u64,
-}
-
-/// A job's execution logs on one node.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Logs {
-    /// Stdout.
-    pub stdout: String,
-    /// Stderr.
-    pub stderr: String,
-    /// Exit code.
-    pub exit_code: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    error: String,
-    #[serde(default)]
-    hint: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CidReply {
-    cid: String,
-}
 
 /// A node's HTTP API.
 #[derive(Debug, Clone)]
@@ -266,7 +47,7 @@ impl NodeApi {
         }
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();
-        Err(match serde_json::from_slice::<ApiError>(&body) {
+        Err(match serde_json::from_slice::<ApiErrorBody>(&body) {
             Ok(e) => Error::Api {
                 status,
                 message: e.error,
@@ -291,8 +72,8 @@ impl NodeApi {
         })
     }
 
-    /// `GET /healthz`.
-    pub async fn health(&self) -> Result<serde_json::Value> {
+    /// `GET /healthz` (an error when the node is unhealthy).
+    pub async fn health(&self) -> Result<Health> {
         self.get_json("/healthz").await
     }
 
@@ -302,7 +83,7 @@ impl NodeApi {
     }
 
     /// `GET /api/v1/nodes`.
-    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+    pub async fn nodes(&self) -> Result<Vec<NodeView>> {
         self.get_json("/api/v1/nodes").await
     }
 
@@ -325,33 +106,33 @@ impl NodeApi {
     }
 
     /// `GET /api/v1/jobs/{id}`.
-    pub async fn job(&self, id: u64) -> Result<Job> {
+    pub async fn job(&self, id: JobId) -> Result<JobDetail> {
         self.get_json(&format!("/api/v1/jobs/{id}")).await
     }
 
     /// `GET /api/v1/jobs/{id}/events`.
-    pub async fn job_events(&self, id: u64) -> Result<Vec<JobEvent>> {
+    pub async fn job_events(&self, id: JobId) -> Result<Vec<EventRecord>> {
         self.get_json(&format!("/api/v1/jobs/{id}/events")).await
     }
 
     /// `GET /api/v1/jobs/{id}/logs`.
-    pub async fn job_logs(&self, id: u64) -> Result<Logs> {
+    pub async fn job_logs(&self, id: JobId) -> Result<Logs> {
         self.get_json(&format!("/api/v1/jobs/{id}/logs")).await
     }
 
     /// A job's logs from this node, or else from a node that ran it (found through the job's
     /// deals and `GET /api/v1/nodes`).
-    pub async fn job_logs_any(&self, id: u64) -> Result<(String, Logs)> {
+    pub async fn job_logs_any(&self, id: JobId) -> Result<(String, Logs)> {
         let first = match self.job_logs(id).await {
             Ok(l) => return Ok((self.base.clone(), l)),
             Err(e) => e,
         };
         let job = self.job(id).await?;
         let nodes = self.nodes().await.unwrap_or_default();
-        for deal in &job.deals {
+        for deal in &job.job.deals {
             let url = nodes
                 .iter()
-                .find(|n| n.operator.eq_ignore_ascii_case(&deal.operator))
+                .find(|n| n.operator == deal.operator)
                 .and_then(|n| n.api_url.clone());
             let Some(url) = url else { continue };
             if url.trim_end_matches('/') == self.base {
@@ -365,7 +146,7 @@ impl NodeApi {
     }
 
     /// `GET /api/v1/jobs/{id}/results`: the verified results folder as a CAR.
-    pub async fn job_results_car(&self, id: u64) -> Result<bytes::Bytes> {
+    pub async fn job_results_car(&self, id: JobId) -> Result<bytes::Bytes> {
         let resp = self
             .send(
                 self.http
@@ -408,11 +189,14 @@ impl NodeApi {
                     .body(body),
             )
             .await?;
-        let reply = resp.json::<CidReply>().await.map_err(|e| Error::Api {
-            status: 200,
-            message: format!("the node's reply to an upload is not {{\"cid\": ...}}: {e}"),
-            hint: None,
-        })?;
+        let reply = resp
+            .json::<shoal_api::CidResponse>()
+            .await
+            .map_err(|e| Error::Api {
+                status: 200,
+                message: format!("the node's reply to an upload is not {{\"cid\": ...}}: {e}"),
+                hint: None,
+            })?;
         Ok(reply.cid)
     }
 }

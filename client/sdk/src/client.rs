@@ -9,12 +9,12 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
-use shoal_chain::{ChainClient, ChainEvent, JobId, JobState, MarketEvent};
+use shoal_api::{EventRecord, cid_text, describe};
+use shoal_chain::{ChainClient, ChainEvent, FailReason, JobId, JobState, MarketEvent};
 use shoal_store::{Blockstore, Cid, Profile};
 use shoal_types::{InputSource, JobSpec};
 
 use crate::api::{Deployment, NodeApi};
-use crate::history::{self, HistoryEntry};
 use crate::job::InputLocation;
 use crate::{Error, Result};
 
@@ -23,7 +23,7 @@ use crate::{Error, Result};
 #[serde(rename_all = "camelCase")]
 pub struct Posted {
     /// The job id.
-    pub job_id: u64,
+    pub job_id: JobId,
     /// CID of the canonical spec.
     pub spec_cid: String,
     /// keccak256 of the canonical spec.
@@ -41,9 +41,9 @@ pub struct Posted {
 #[serde(rename_all = "camelCase")]
 pub struct Outcome {
     /// The job id.
-    pub job_id: u64,
-    /// Final (or last seen) state name.
-    pub state: String,
+    pub job_id: JobId,
+    /// Final (or last seen) state.
+    pub state: JobState,
     /// Verified result hash.
     pub result_hash: Option<String>,
     /// Verified result CID (UnixFS root of the results folder).
@@ -207,7 +207,7 @@ impl Client {
         let spec_hash = params.specHash;
         let (id, receipt) = self.chain.post_job(params).await.map_err(chain_err)?;
         Ok(Posted {
-            job_id: job_u64(id)?,
+            job_id: id,
             spec_cid: local.to_string(),
             spec_hash: spec_hash.to_string(),
             tx: receipt.transaction_hash.to_string(),
@@ -217,12 +217,8 @@ impl Client {
     }
 
     /// The job as the contract holds it.
-    pub async fn job(&self, id: u64) -> Result<shoal_chain::Job> {
-        let job = self
-            .chain
-            .get_job(JobId::from(id))
-            .await
-            .map_err(chain_err)?;
+    pub async fn job(&self, id: JobId) -> Result<shoal_chain::Job> {
+        let job = self.chain.get_job(id).await.map_err(chain_err)?;
         if job.state == JobState::None {
             return Err(Error::UnknownJob(id));
         }
@@ -230,15 +226,15 @@ impl Client {
     }
 
     /// Every event of a job, straight from the chain (market and registry), in chain order.
-    pub async fn events(&self, id: u64) -> Result<Vec<ChainEvent>> {
+    pub async fn events(&self, id: JobId) -> Result<Vec<ChainEvent>> {
         self.events_from(id, self.deployment.deploy_block).await
     }
 
-    async fn events_from(&self, id: u64, from: u64) -> Result<Vec<ChainEvent>> {
+    async fn events_from(&self, id: JobId, from: u64) -> Result<Vec<ChainEvent>> {
         let d = &self.deployment;
         let filter = Filter::new()
             .address(vec![d.job_market, d.operator_registry])
-            .topic1(B256::from(U256::from(id)))
+            .topic1(B256::from(id.as_u256()))
             .from_block(from);
         let logs = self
             .chain
@@ -250,7 +246,7 @@ impl Client {
         for log in &logs {
             if let Some(ev) = ChainEvent::from_rpc_log(log, d.job_market, d.operator_registry) {
                 let ev = ev.map_err(chain_err)?;
-                if ev.event.job_id() == Some(JobId::from(id)) {
+                if ev.event.job_id() == Some(id) {
                     out.push(ev);
                 }
             }
@@ -260,25 +256,25 @@ impl Client {
     }
 
     /// The job's history for people and machines.
-    pub async fn history(&self, id: u64) -> Result<Vec<HistoryEntry>> {
+    pub async fn history(&self, id: JobId) -> Result<Vec<EventRecord>> {
         self.job(id).await?;
-        Ok(history::entries(&self.events(id).await?))
+        Ok(self.events(id).await?.iter().map(describe).collect())
     }
 
     /// Waits until the job is final, calling `progress` for each new event, and returns how it
     /// ended. A job that did not verify is an error that says why.
     pub async fn wait(
         &self,
-        id: u64,
+        id: JobId,
         timeout: Duration,
-        mut progress: impl FnMut(&HistoryEntry),
+        mut progress: impl FnMut(&EventRecord),
     ) -> Result<Outcome> {
         let start = Instant::now();
         let mut seen = BTreeSet::new();
         let from = self.deployment.deploy_block;
         loop {
             let events = self.events_from(id, from).await?;
-            for entry in history::entries(&events) {
+            for entry in events.iter().map(describe) {
                 if seen.insert((entry.block, entry.log_index)) {
                     progress(&entry);
                 }
@@ -289,7 +285,7 @@ impl Client {
                     let cid = result_cid(&events, job.resultHash);
                     return Ok(Outcome {
                         job_id: id,
-                        state: "Verified".into(),
+                        state: JobState::Verified,
                         result_hash: Some(job.resultHash.to_string()),
                         result_cid: cid,
                     });
@@ -298,9 +294,7 @@ impl Client {
                     let reason = events
                         .iter()
                         .find_map(|e| match &e.event {
-                            MarketEvent::JobFailed(f) => {
-                                Some(fail_reason(&format!("{:?}", f.reason)))
-                            }
+                            MarketEvent::JobFailed(f) => Some(fail_reason(f.reason)),
                             _ => None,
                         })
                         .unwrap_or_else(|| "no reason was recorded".into());
@@ -323,7 +317,7 @@ impl Client {
             if start.elapsed() >= timeout {
                 return Err(Error::WaitTimeout {
                     job: id,
-                    state: format!("{:?}", job.state),
+                    state: job.state.to_string(),
                     secs: timeout.as_secs(),
                 });
             }
@@ -332,7 +326,7 @@ impl Client {
     }
 
     /// Why operators did not bid, from every node's recorded bid decision.
-    pub async fn why_no_bids(&self, id: u64, bids: u8, min_bids: u8) -> String {
+    pub async fn why_no_bids(&self, id: JobId, bids: u8, min_bids: u8) -> String {
         let mut reasons = Vec::new();
         let mut urls = vec![self.api.url().to_owned()];
         if let Ok(nodes) = self.api.nodes().await {
@@ -348,7 +342,7 @@ impl Client {
                 && let Some(d) = job.decision
                 && !d.bid
             {
-                let who = job.node.unwrap_or(url);
+                let who = job.node.map_or(url, |a| a.to_string());
                 reasons.push(format!("{who} declined: {}", d.reason));
             }
         }
@@ -366,12 +360,12 @@ impl Client {
 
     /// Downloads the verified results of a job into `dest`, checking that the downloaded
     /// folder hashes to the result hash the chain verified. Returns the result CID.
-    pub async fn download_results(&self, id: u64, dest: &Path) -> Result<Cid> {
+    pub async fn download_results(&self, id: JobId, dest: &Path) -> Result<Cid> {
         let job = self.job(id).await?;
         if job.state != JobState::Verified {
             return Err(Error::JobEnded {
                 job: id,
-                state: format!("{:?}", job.state),
+                state: job.state.to_string(),
                 reason: "only verified jobs have results; wait with `shoal job describe` or see `shoal deal show`".into(),
             });
         }
@@ -449,32 +443,25 @@ impl Drop for TempDir {
     }
 }
 
-fn job_u64(id: JobId) -> Result<u64> {
-    u64::try_from(id.as_u256())
-        .map_err(|_| Error::Chain(format!("job id {id} does not fit 64 bits")))
-}
-
 fn result_cid(events: &[ChainEvent], hash: B256) -> Option<String> {
     events.iter().rev().find_map(|e| match &e.event {
-        MarketEvent::ResultRevealed(r) if r.resultHash == hash => {
-            Some(history::cid_text(&r.resultCid))
-        }
+        MarketEvent::ResultRevealed(r) if r.resultHash == hash => Some(cid_text(&r.resultCid)),
         _ => None,
     })
 }
 
-fn fail_reason(reason: &str) -> String {
+fn fail_reason(reason: FailReason) -> String {
     let what = match reason {
-        "TooFewCommits" => {
+        FailReason::TooFewCommits => {
             "too few selected operators committed a result in the execution window (the job may be too slow for its exec window, or nodes failed to run it: see `shoal job logs`)"
         }
-        "TooFewReveals" => "too few operators revealed their result in the reveal window",
-        "NoQuorum" => {
+        FailReason::TooFewReveals => "too few operators revealed their result in the reveal window",
+        FailReason::NoQuorum => {
             "no group of equal results reached the confidence (the program may not be deterministic)"
         }
-        "NoMediatorMajority" => "the mediators did not agree on a result",
-        "NoCorrectResult" => "mediation found none of the results correct",
-        other => other,
+        FailReason::NoMediatorMajority => "the mediators did not agree on a result",
+        FailReason::NoCorrectResult => "mediation found none of the results correct",
+        _ => "an unknown reason",
     };
     format!("{reason}: {what}; the escrow is refunded")
 }

@@ -113,12 +113,12 @@ pub enum Error {
     },
     /// A job does not exist.
     #[error("job {0} does not exist on this market (list jobs with `shoal job list`)")]
-    UnknownJob(u64),
+    UnknownJob(shoal_chain::JobId),
     /// A job ended without a verified result.
     #[error("job {job} ended {state}: {reason}")]
     JobEnded {
         /// The job.
-        job: u64,
+        job: shoal_chain::JobId,
         /// Its final state.
         state: String,
         /// Why, with what to do.
@@ -130,7 +130,7 @@ pub enum Error {
     )]
     WaitTimeout {
         /// The job.
-        job: u64,
+        job: shoal_chain::JobId,
         /// Its state when giving up.
         state: String,
         /// Seconds waited.
@@ -142,7 +142,7 @@ pub enum Error {
     )]
     ResultMismatch {
         /// The job.
-        job: u64,
+        job: shoal_chain::JobId,
         /// The verified CID.
         expected: String,
         /// The CID of what was downloaded.

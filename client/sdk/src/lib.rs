@@ -11,6 +11,5 @@ pub use wallet::{KeySource, Keystore};
 
 pub mod api;
 mod client;
-pub mod history;
 
 pub use client::{Client, Outcome, Posted, job_params};

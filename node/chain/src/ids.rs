@@ -6,7 +6,8 @@ use std::str::FromStr;
 use alloy::primitives::U256;
 
 /// A job's id in the market (assigned by `postJob`, counting from 1). Displayed and parsed as a
-/// decimal number; serialized as a decimal string.
+/// decimal number; serialized as a JSON number while it fits 64 bits (every id the market
+/// hands out in practice) and as a decimal string beyond; both forms are read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct JobId(pub U256);
 
@@ -62,14 +63,25 @@ impl FromStr for JobId {
 
 impl serde::Serialize for JobId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match u64::try_from(self.0) {
+            Ok(n) => s.serialize_u64(n),
+            Err(_) => s.collect_str(self),
+        }
     }
 }
 
 impl<'de> serde::Deserialize<'de> for JobId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Number(u64),
+            Text(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Number(n) => Ok(JobId::from(n)),
+            Form::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -84,6 +96,18 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&id).ok().as_deref(),
             Some("\"12345678901234567890123\"")
+        );
+        assert_eq!(
+            serde_json::to_string(&JobId::from(7u64)).ok().as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            serde_json::from_str::<JobId>("7").ok(),
+            Some(JobId::from(7u64))
+        );
+        assert_eq!(
+            serde_json::from_str::<JobId>("\"7\"").ok(),
+            Some(JobId::from(7u64))
         );
         assert!("0x10".parse::<JobId>().is_err());
         assert!("".parse::<JobId>().is_err());

@@ -14,6 +14,7 @@ mod tx;
 pub use alloy::primitives::{Address, B256, Bytes, U256, aliases::U96};
 pub use alloy::signers::local::PrivateKeySigner;
 pub use bindings::JobMarket::{FailReason, JobState, PaymentKind, SlashReason, Verifier};
+pub use bindings::{AbiEnum, ParseEnumError};
 pub use client::{
     Bid, Capabilities, ChainClient, ChainClientBuilder, Deal, Job, JobParams, Operator,
     OperatorStatus, commitment, u96,

@@ -34,8 +34,6 @@ pub struct NodeConfig {
     pub executor: ExecutorConfig,
     /// When to bid.
     pub bid: BidPolicy,
-    /// Fault injection for devstacks and tests; never set it on a real node.
-    pub fault: Option<Fault>,
 }
 
 impl Default for NodeConfig {
@@ -51,7 +49,6 @@ impl Default for NodeConfig {
             p2p: P2pConfig::default(),
             executor: ExecutorConfig::default(),
             bid: BidPolicy::default(),
-            fault: None,
         }
     }
 }
@@ -358,18 +355,6 @@ pub enum BidHook {
     Http(String),
 }
 
-/// Injected misbehaviour, for showing slashing and recovery.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Fault {
-    /// Report a wrong result (the results folder gets an extra line in `stdout`).
-    WrongResult,
-    /// Stop every task of the node right after a commit is confirmed, as if killed.
-    CrashAfterCommit,
-    /// Stop every task of the node when an execution has started, as if killed mid-run.
-    CrashWhileRunning,
-}
-
 impl NodeConfig {
     /// Parses a TOML document.
     pub fn from_toml(doc: &str) -> Result<Self> {
@@ -440,7 +425,6 @@ mod tests {
                 job_market: Address::repeat_byte(2),
                 deploy_block: 7,
             }),
-            fault: Some(Fault::WrongResult),
             ..NodeConfig::default()
         };
         c.bid.hook = Some(BidHook::Command(vec!["/bin/true".into()]));

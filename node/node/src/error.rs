@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use shoal_chain::ContractError;
+use shoal_chain::bindings::JobMarket::JobMarketErrors;
+
 /// Everything that can go wrong in the node.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -14,16 +17,12 @@ pub enum Error {
         "state store {path}: {reason}; check the data dir is writable and not used by another node"
     )]
     Db { path: PathBuf, reason: String },
-    /// A chain call or transaction failed.
-    #[error("chain: {0}")]
-    Chain(String),
-    /// A contract call reverted with the named custom error.
-    #[error("{what}: {reason}")]
-    Reverted {
+    /// A chain call or transaction failed (a revert carries the decoded custom error).
+    #[error("{what}: {source}")]
+    Chain {
         what: &'static str,
-        /// The custom error's name, e.g. `JobMarket__AlreadyBid`.
-        name: String,
-        reason: String,
+        #[source]
+        source: shoal_chain::Error,
     },
     /// The content store failed.
     #[error(transparent)]
@@ -34,6 +33,9 @@ pub enum Error {
     /// A job spec is invalid.
     #[error(transparent)]
     Spec(#[from] shoal_types::Error),
+    /// A result hash or CID conversion failed.
+    #[error(transparent)]
+    Cid(#[from] shoal_api::Error),
     /// Content could not be found or was wrong.
     #[error("content {cid}: {reason}")]
     Content { cid: String, reason: String },
@@ -54,9 +56,9 @@ pub enum Error {
     /// The libp2p swarm could not start or failed.
     #[error("p2p: {0}")]
     P2p(String),
-    /// The devstack could not start.
-    #[error("devstack: {0}")]
-    Devstack(String),
+    /// A critical task of the node stopped while the node was running.
+    #[error("the node's {task} task {how}; the node stopped (see the log above for the cause)")]
+    TaskDied { task: &'static str, how: String },
 }
 
 /// The node's result type.
@@ -75,12 +77,19 @@ impl Error {
         }
     }
 
-    /// Whether this is a revert whose custom error name ends with `suffix` (e.g. `AlreadyBid`).
-    pub fn reverted_with(&self, suffix: &str) -> bool {
-        matches!(self, Self::Reverted { name, .. } if name.ends_with(suffix))
+    /// Wraps a chain error with what the node was doing.
+    pub(crate) fn chain(what: &'static str) -> impl FnOnce(shoal_chain::Error) -> Self {
+        move |source| Self::Chain { what, source }
     }
 
-    pub(crate) fn chain(e: impl std::fmt::Display) -> Self {
-        Self::Chain(e.to_string())
+    /// The market's custom error this is a revert with, decoded from the revert data.
+    pub fn market_revert(&self) -> Option<&JobMarketErrors> {
+        match self {
+            Self::Chain { source, .. } => match source.contract_error()? {
+                ContractError::Market(e) => Some(e.as_ref()),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }

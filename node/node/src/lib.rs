@@ -1,21 +1,21 @@
 #![doc = include_str!("../README.md")]
 
-pub mod api;
+mod api;
 pub mod chain;
+pub mod compute;
 pub mod config;
 pub mod content;
-pub mod db;
-pub mod devstack;
 mod error;
-pub mod follower;
-pub mod metrics;
-pub mod model;
+mod metrics;
 mod network;
-pub mod node;
+mod node;
 mod openapi;
-pub mod results;
-pub mod strategy;
+pub mod state;
+mod supervisor;
 
-pub use config::{BidHook, BidPolicy, DeploymentConfig, Fault, NodeConfig};
+pub use api::CAR_MIME;
+pub use chain::post_job;
+pub use config::{BidHook, BidPolicy, DeploymentConfig, NodeConfig};
 pub use error::{Error, Result};
-pub use node::{NodeHandle, start};
+pub use node::{ExecutorLayer, NodeHandle, executors_for, start, start_with};
+pub use state::StateStore;

@@ -29,7 +29,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, jobs_by_state: &[(&str, usize)]) -> String {
+    pub fn render(&self, jobs_by_state: &[(String, usize)]) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 14] = [
             (

@@ -12,10 +12,13 @@ use shoal_p2p::{
 };
 use shoal_store::Blockstore;
 
+use shoal_api::{JobId, JobView, Step};
+
 use crate::config::NodeConfig;
-use crate::db::StateStore;
 use crate::error::{Error, Result};
-use crate::model::{JobId, JobRecord, Step};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::state::StateStore;
 
 fn p2p_err(e: shoal_p2p::Error) -> Error {
     Error::P2p(e.to_string())
@@ -86,7 +89,7 @@ impl Announcer {
 
 /// Announces a posted job on the market's topic, so operators hear of it before their next
 /// chain poll; whether it went out.
-pub(crate) async fn announce(p2p: &P2p, network: (u64, String), job: &JobRecord) -> bool {
+pub(crate) async fn announce(p2p: &P2p, network: (u64, String), job: &JobView) -> bool {
     let a = JobAnnouncement {
         chain_id: network.0,
         market: network.1,
@@ -115,7 +118,7 @@ struct DbStatus {
 #[async_trait]
 impl StatusSource for DbStatus {
     async fn status(&self, job_id: &str, logs: bool) -> StatusResponse {
-        let Ok(id) = job_id.parse::<u64>().map(JobId) else {
+        let Ok(id) = job_id.parse::<JobId>() else {
             return StatusResponse::not_found(job_id);
         };
         let Ok(Some(job)) = self.db.job(id) else {
@@ -127,14 +130,11 @@ impl StatusSource for DbStatus {
             .map(|e| ExecutionStatus {
                 role: format!("{:?}", e.role).to_lowercase(),
                 step: e.step.name().to_owned(),
-                result_hash: match &e.step {
-                    Step::Committed { result_hash, .. } | Step::Revealed { result_hash, .. }
-                        if job.state.is_final() =>
-                    {
-                        Some(result_hash.to_string())
-                    }
-                    _ => None,
-                },
+                result_hash: e
+                    .step
+                    .result_hash()
+                    .filter(|_| job.state.is_final())
+                    .map(|h| h.to_string()),
                 error: match &e.step {
                     Step::Failed { reason } => Some(reason.clone()),
                     _ => None,
@@ -156,9 +156,47 @@ impl StatusSource for DbStatus {
         StatusResponse {
             job_id: job_id.to_owned(),
             found: true,
-            state: Some(job.state.name().to_owned()),
+            state: Some(job.state.to_string()),
             executions,
             logs,
         }
     }
+}
+
+/// The critical task that hears job announcements: each wakes the chain follower (the job is
+/// read from the chain, never taken from the message).
+pub(crate) fn spawn_listener(node: &Arc<Node>) {
+    let Some(p2p) = node.p2p.clone() else {
+        return;
+    };
+    let n = node.clone();
+    node.tasks.spawn_critical("announcements", async move {
+        let mut rx = p2p.job_announcements();
+        let cancel = n.tasks.token().clone();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                got = rx.recv() => match got {
+                    Ok((peer, a)) => {
+                        Metrics::inc(&n.metrics.announcements_received);
+                        tracing::debug!(%peer, job = %a.job_id, "job announced on the swarm");
+                        // Announced already: this node need not announce it too.
+                        if let Ok(id) = a.job_id.parse::<JobId>() {
+                            n.announcer.first_time(id);
+                        }
+                        n.poke.notify_one();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "job announcements lagged");
+                        n.poke.notify_one();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(Error::P2p("the swarm stopped delivering job announcements".into()));
+                    }
+                },
+            }
+        }
+        p2p.shutdown().await;
+        Ok(())
+    });
 }

@@ -106,6 +106,26 @@ pub fn make_read_only(path: &Path) -> Result<()> {
     }
 }
 
+/// Removes a tree that [`make_read_only`] may have locked (its folders made writable first).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fn unlock(path: &Path) -> Result<()> {
+        let meta = fs::symlink_metadata(path).at(path)?;
+        if meta.is_dir() {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o755)).at(path)?;
+            for e in fs::read_dir(path).at(path)? {
+                unlock(&e.at(path)?.path())?;
+            }
+        }
+        Ok(())
+    }
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    unlock(path)?;
+    fs::remove_dir_all(path).at(path)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

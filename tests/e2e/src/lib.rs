@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -7,8 +8,8 @@ use std::time::{Duration, Instant};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use shoal_node::devstack::{self, Devstack, DevstackConfig};
-use shoal_node::model::JobId;
+pub use shoal_api::JobId;
+use shoal_devstack::{self as devstack, Devstack, DevstackConfig, Fault};
 use shoal_types::JobSpec;
 
 /// Logs to the test's output; `RUST_LOG` overrides the filter.
@@ -78,7 +79,7 @@ pub async fn post_spec(stack: &Devstack, api: &str, yaml: &str) -> Result<Job> {
     let spec_cid = upload(api, spec.to_canonical_json()).await?;
     let spec_cid = shoal_store::parse_cid(&spec_cid)?;
     let creator: PrivateKeySigner = stack.creator_key.parse()?;
-    let id = shoal_node::chain::post_job(
+    let id = shoal_node::post_job(
         &stack.rpc_url,
         stack.deployment.job_market,
         creator,
@@ -245,10 +246,22 @@ pub async fn stack_with(
     chain_rpc: Option<String>,
     customize: Option<devstack::Customize>,
 ) -> Result<Devstack> {
+    stack_with_faults(dir, nodes, chain_rpc, customize, BTreeMap::new()).await
+}
+
+/// [`stack_with`], with `faults` injected into the nodes they name.
+pub async fn stack_with_faults(
+    dir: &tempfile::TempDir,
+    nodes: usize,
+    chain_rpc: Option<String>,
+    customize: Option<devstack::Customize>,
+    faults: BTreeMap<usize, Fault>,
+) -> Result<Devstack> {
     Ok(devstack::start(DevstackConfig {
         nodes,
         chain_rpc,
         customize,
+        faults,
         base_dir: dir.path().to_path_buf(),
         ..Default::default()
     })
@@ -290,15 +303,9 @@ pub fn requester_last(n: usize) -> Option<devstack::Customize> {
     ))
 }
 
-/// A devstack customization: node `n` gets `fault`.
-pub fn fault_on(n: usize, fault: shoal_node::Fault) -> Option<devstack::Customize> {
-    Some(std::sync::Arc::new(
-        move |i, c: &mut shoal_node::NodeConfig| {
-            if i == n {
-                c.fault = Some(fault);
-            }
-        },
-    ))
+/// Node `n` runs with `fault`.
+pub fn fault_on(n: usize, fault: Fault) -> BTreeMap<usize, Fault> {
+    BTreeMap::from([(n, fault)])
 }
 
 /// Fetches the results CAR from `api`, imports it into a fresh store (every
@@ -347,6 +354,7 @@ pub async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Resul
 pub struct NodeProcess {
     bin: PathBuf,
     config_file: PathBuf,
+    fault: Option<Fault>,
     api: String,
     log: PathBuf,
     child: Option<tokio::process::Child>,
@@ -360,6 +368,7 @@ impl NodeProcess {
         let mut p = Self {
             bin: bin.to_path_buf(),
             config_file: node.config_file.clone(),
+            fault: node.fault,
             api: node.api_url(),
             log,
             child: None,
@@ -401,9 +410,12 @@ impl NodeProcess {
                 .append(true)
                 .open(&self.log)
                 .with_context(|| format!("opening {}", self.log.display()))?;
-            let mut child = tokio::process::Command::new(&self.bin)
-                .arg("--config")
-                .arg(&self.config_file)
+            let mut cmd = tokio::process::Command::new(&self.bin);
+            cmd.arg("--config").arg(&self.config_file);
+            if let Some(f) = self.fault {
+                cmd.arg("--fault").arg(f.to_string());
+            }
+            let mut child = cmd
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

@@ -6,17 +6,18 @@
 //! The moment to kill is read from outside, from the node's HTTP API
 //! (`GET /api/v1/jobs/{id}`: `execution.step` and the on-chain `deals`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use shoal_devstack::{self as devstack, Devstack, DevstackConfig, Fault};
+use shoal_e2e::JobId;
 use shoal_e2e::{
     NodeProcess, addr, deal_of, deals_with, ensure_no_slashes, fault_on, init_tracing, listed,
     post_spin, post_wordcount, step_is, wait_job, wait_published, wait_verified,
 };
-use shoal_node::devstack::{self, Devstack, DevstackConfig};
-use shoal_node::model::JobId;
-use shoal_node::{Fault, NodeConfig};
+use shoal_node::NodeConfig;
 
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_shoal-e2e-node");
 
@@ -26,13 +27,13 @@ const EXTERNAL: usize = 2;
 /// A 3-node devstack whose node 2 is not started in-process, and that node as a process.
 async fn stack_with_process(
     dir: &tempfile::TempDir,
-    customize: Option<devstack::Customize>,
+    faults: BTreeMap<usize, Fault>,
 ) -> Result<(Devstack, NodeProcess, String)> {
     let stack = devstack::start(DevstackConfig {
         nodes: 3,
         base_dir: dir.path().to_path_buf(),
         external: vec![EXTERNAL],
-        customize,
+        faults,
         ..Default::default()
     })
     .await?;
@@ -108,7 +109,7 @@ async fn restart_until_paid(
 async fn process_killed_mid_execution_reruns_after_restart() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let (stack, mut node, operator) = stack_with_process(&dir, None).await?;
+    let (stack, mut node, operator) = stack_with_process(&dir, BTreeMap::new()).await?;
     let r = async {
         // A few seconds of computing on each node; the exec window leaves room for a rerun.
         let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 180s, reveal: 60s}\n";
@@ -191,9 +192,9 @@ async fn process_killed_after_commit_reveals_after_restart() -> Result<()> {
         let killed_at = node.log().len();
         tokio::time::timeout(Duration::from_secs(60), stack.nodes[1].stopped())
             .await
-            .context("node 1 never started the execution")?;
+            .context("node 1 never started the execution")??;
         // Node 1 runs it again and commits; nodes 0 and 1 reveal while node 2 is down.
-        stack.restart_node(1, |c| c.fault = None).await?;
+        stack.restart_node(1, None, |_| {}).await?;
         let api0 = stack.nodes[0].api_url();
         let v = wait_job(
             &api0,

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
+use shoal_devstack::{self as devstack, Devstack, DevstackConfig, Fault};
+use shoal_e2e::JobId;
 use shoal_e2e::{
     FOX, HONEST_DEAL, anvil_or_skip, check_results_from, deal_of, deals_with, ensure_no_slashes,
     event_names, fault_on, get_json, init_tracing, listed, operator_of, post_spec, post_wordcount,
-    requester_last, stack, stack_with, state_is, upload, wait_job, wait_published, wait_verified,
-    wasm,
+    requester_last, stack, stack_with, stack_with_faults, state_is, upload, wait_job,
+    wait_published, wait_verified, wasm,
 };
-use shoal_node::devstack::{self, Devstack, DevstackConfig};
-use shoal_node::model::JobId;
 
 /// Three deals, two must agree, a mediator on disagreement.
 const MEDIATED_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
@@ -21,19 +21,11 @@ const MEDIATED_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bid
 /// Three deals, two must agree, no mediation, a short bid window.
 const SHORT_BID_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 2s, exec: 10s, reveal: 10s}\n";
 
-/// A devstack customization: the nodes in `liars` return a wrong result, node 3 never bids
-/// (so it is the only mediator candidate).
-fn liars_and_mediator(liars: &'static [usize]) -> Option<devstack::Customize> {
-    Some(std::sync::Arc::new(
-        move |i, c: &mut shoal_node::NodeConfig| {
-            if liars.contains(&i) {
-                c.fault = Some(shoal_node::Fault::WrongResult);
-            }
-            if i == 3 {
-                c.bid.enabled = false;
-            }
-        },
-    ))
+/// A four-node devstack in `dir`: the nodes in `liars` return a wrong result, node 3 never
+/// bids (so it is the only mediator candidate).
+async fn liars_and_mediator(dir: &tempfile::TempDir, liars: &[usize]) -> Result<Devstack> {
+    let faults = liars.iter().map(|i| (*i, Fault::WrongResult)).collect();
+    stack_with_faults(dir, 4, None, requester_last(4), faults).await
 }
 
 /// Four nodes on `chain_rpc` (or the embedded devchain), node 3 requester-only: an honest
@@ -220,10 +212,10 @@ async fn restart_node0_until_verified(
 ) -> Result<Value> {
     tokio::time::timeout(Duration::from_secs(60), stack.nodes[0].stopped())
         .await
-        .context(stopped)?;
+        .context(stopped)??;
     let api1 = stack.nodes[1].api_url();
     wait_job(&api1, id, Duration::from_secs(30), what, pred).await?;
-    stack.restart_node(0, |c| c.fault = None).await?;
+    stack.restart_node(0, None, |_| {}).await?;
     wait_verified(&api1, id, Duration::from_secs(30)).await
 }
 
@@ -277,13 +269,8 @@ async fn input_no_one_holds_is_declined_with_a_reason() -> Result<()> {
 async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let mut stack = stack_with(
-        &dir,
-        3,
-        None,
-        fault_on(0, shoal_node::Fault::CrashAfterCommit),
-    )
-    .await?;
+    let mut stack =
+        stack_with_faults(&dir, 3, None, None, fault_on(0, Fault::CrashAfterCommit)).await?;
     let r = async {
         let job = post_wordcount(&stack, HONEST_DEAL, None).await?;
         // The others committed and revealed; the job waits for node 0's reveal.
@@ -312,7 +299,7 @@ async fn disagreement_goes_to_a_mediator_who_reruns_the_job() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
     // Nodes 0-2 bid (node 2 lies); node 3 never bids, so it is the only mediator candidate.
-    let stack = stack_with(&dir, 4, None, liars_and_mediator(&[2])).await?;
+    let stack = liars_and_mediator(&dir, &[2]).await?;
     let r = async {
         let job = post_wordcount(&stack, MEDIATED_DEAL, None).await?;
         let api = stack.nodes[0].api_url();
@@ -478,7 +465,7 @@ async fn api_answers_errors_metrics_openapi_and_rate_limits() -> Result<()> {
         .await?;
         let resp = http
             .post(format!("{}/api/v1/content", other.nodes[0].api_url()))
-            .header("content-type", shoal_node::api::CAR_MIME)
+            .header("content-type", shoal_node::CAR_MIME)
             .body(car.to_vec())
             .send()
             .await?;
@@ -568,13 +555,8 @@ async fn docker_job_end_to_end() -> Result<()> {
 async fn node_killed_mid_execution_reruns_after_restart() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let mut stack = stack_with(
-        &dir,
-        3,
-        None,
-        fault_on(0, shoal_node::Fault::CrashWhileRunning),
-    )
-    .await?;
+    let mut stack =
+        stack_with_faults(&dir, 3, None, None, fault_on(0, Fault::CrashWhileRunning)).await?;
     let r = async {
         // Everything the job needs is on every node, so the others do not depend on node 0.
         for n in &stack.nodes[1..] {
@@ -608,7 +590,7 @@ async fn colluding_majority_is_overturned_by_mediation() -> Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
     // Nodes 1 and 2 return the same wrong result; node 3 never bids and is the mediator.
-    let stack = stack_with(&dir, 4, None, liars_and_mediator(&[1, 2])).await?;
+    let stack = liars_and_mediator(&dir, &[1, 2]).await?;
     let r = async {
         let job = post_wordcount(&stack, MEDIATED_DEAL, None).await?;
         let api = stack.nodes[3].api_url();

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+use shoal_devstack::Devstack;
+use shoal_e2e::JobId;
 use shoal_e2e::{anvil_or_skip, get_json, init_tracing, stack_with, upload, wait_job, wasm};
-use shoal_node::devstack::Devstack;
-use shoal_node::model::JobId;
 use shoal_types::JobSpec;
 
 /// Nobody bids and the bid window outlasts the test, so the job stays `Posted` and no node
@@ -69,7 +69,7 @@ async fn post_named(stack: &Devstack, name: &str) -> Result<(JobId, String)> {
     let spec = JobSpec::from_yaml(&yaml).with_context(|| format!("spec:\n{yaml}"))?;
     let cid = upload(&api, spec.to_canonical_json()).await?;
     let creator: PrivateKeySigner = stack.creator_key.parse()?;
-    let id = shoal_node::chain::post_job(
+    let id = shoal_node::post_job(
         &stack.rpc_url,
         stack.deployment.job_market,
         creator,

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
+use shoal_devstack::Devstack;
 use shoal_e2e::{
     FOX, HONEST_DEAL, check_results_from, get_json, init_tracing, post_spec, stack_with, upload,
     wait_verified, wasm,
 };
-use shoal_node::devstack::Devstack;
 
 /// A counter from a node's Prometheus metrics.
 async fn counter(api: &str, name: &str) -> Result<u64> {

@@ -18,11 +18,11 @@ pub enum Command {
 
 pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     let Command::Show { id } = cmd;
-    let n = u64::try_from(id.as_u256()).map_err(|_| anyhow::anyhow!("job id {id} is too large"))?;
+    let n = id;
     let client = ctx.client(false).await?;
     let job = client.job(n).await?;
     let history = client.history(n).await?;
-    let state = format!("{:?}", job.state);
+    let state = job.state.to_string();
     if ctx.json() {
         return print_json(&json!({
             "jobId": n,

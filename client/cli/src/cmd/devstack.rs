@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::Args as ClapArgs;
-use shoal_node::devstack::{self, DevstackConfig};
+use shoal_devstack::{self as devstack, DevstackConfig};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {

@@ -93,10 +93,6 @@ pub enum Command {
     },
 }
 
-fn job_u64(id: JobId) -> anyhow::Result<u64> {
-    u64::try_from(id.as_u256()).map_err(|_| anyhow::anyhow!("job id {id} is too large"))
-}
-
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let t = s.trim();
     let (n, mul) = if let Some(n) = t.strip_suffix("ms") {
@@ -262,7 +258,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                     j.state,
                     j.creator,
                     j.params.concurrency,
-                    eth(j.escrow.parse().unwrap_or_default()),
+                    eth(j.escrow),
                     j.result_cid.as_deref().unwrap_or("-")
                 );
             }
@@ -270,7 +266,6 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Describe { id } => {
-            let id = job_u64(id)?;
             let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
             let job = api.job(id).await?;
             if ctx.json() {
@@ -286,19 +281,16 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 job.params.confidence,
                 job.params.min_bids,
                 job.params.verifier,
-                eth(job.params.max_price.parse().unwrap_or_default()),
-                eth(job.params.collateral.parse().unwrap_or_default())
+                eth(job.params.max_price),
+                eth(job.params.collateral)
             );
-            println!(
-                "escrow held  {}",
-                eth(job.escrow.parse().unwrap_or_default())
-            );
+            println!("escrow held  {}", eth(job.escrow));
             println!("bids         {}", job.bids.len());
             for b in &job.bids {
                 println!(
                     "  {} {}{}",
                     b.operator,
-                    eth(b.price.parse().unwrap_or_default()),
+                    eth(b.price),
                     if b.dropped { " (dropped)" } else { "" }
                 );
             }
@@ -317,7 +309,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             for p in &job.payments {
                 println!(
                     "paid         {} to {} ({})",
-                    eth(p.amount.parse().unwrap_or_default()),
+                    eth(p.amount),
                     p.account,
                     p.kind
                 );
@@ -325,7 +317,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             for s in &job.slashes {
                 println!(
                     "slashed      {} from {} ({})",
-                    eth(s.amount.parse().unwrap_or_default()),
+                    eth(s.amount),
                     s.account,
                     s.kind
                 );
@@ -344,7 +336,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         }
         Command::Logs { id } => {
             let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
-            let (from, logs) = api.job_logs_any(job_u64(id)?).await?;
+            let (from, logs) = api.job_logs_any(id).await?;
             if ctx.json() {
                 return print_json(
                     &json!({ "node": from, "stdout": logs.stdout, "stderr": logs.stderr, "exitCode": logs.exit_code }),
@@ -359,7 +351,6 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Get { id, output_dir } => {
-            let id = job_u64(id)?;
             let dir = output_dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}")));
             if dir.exists()
                 && std::fs::read_dir(&dir)
@@ -392,7 +383,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
 
 async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     let client = ctx.client(true).await?;
-    let n = job_u64(id)?;
+    let n = id;
     let job = client.job(n).await?;
     // A chain that mines only on demand has a stale latest block; the next block is stamped
     // with the current time.
@@ -446,7 +437,7 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         actions.push(format!("claimed {} ({})", eth(owed), r.transaction_hash));
     }
-    let state = format!("{:?}", client.job(n).await?.state);
+    let state = client.job(n).await?.state.to_string();
     if ctx.json() {
         print_json(&json!({ "jobId": n, "state": state, "actions": actions }))?;
     } else {
@@ -462,7 +453,7 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
 /// fails because the job already reached a final state, that is the outcome we wanted.
 async fn settled_by_someone_else(
     client: &shoal_sdk::Client,
-    n: u64,
+    n: JobId,
     err: shoal_chain::Error,
 ) -> anyhow::Result<()> {
     match client.job(n).await {

@@ -124,14 +124,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("the node did not start")?;
     println!("{}", node.api_url());
-    if let Some(p2p) = &node.inner().p2p {
-        for a in p2p.local_addrs().await.unwrap_or_default() {
-            eprintln!("libp2p listening on {a}");
-        }
+    for a in node.p2p_addrs().await {
+        eprintln!("libp2p listening on {a}");
     }
     match node.operator() {
         Some(a) => eprintln!(
-            "shoal node serving {} as operator {a}; Ctrl-C stops it",
+            "shoal node serving {} as operator {a}; Ctrl-C or SIGTERM stops it",
             node.api_url()
         ),
         None => eprintln!(
@@ -139,9 +137,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             node.api_url()
         ),
     }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot wait for SIGTERM")?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => { r.context("cannot wait for Ctrl-C")?; eprintln!("shutting down"); node.shutdown().await; }
-        _ = node.stopped() => anyhow::bail!("the node stopped by itself; see the log above"),
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
+        _ = term.recv() => {}
+        r = node.stopped() => {
+            r.context("the node stopped by itself")?;
+            anyhow::bail!("the node stopped by itself; see the log above");
+        }
     }
+    eprintln!("shutting down");
+    node.shutdown().await;
     Ok(())
 }

@@ -1,20 +1,31 @@
 //! One Shoal node from a TOML config file, as `shoal serve --config FILE` runs it, for tests
-//! that kill and restart a node as a process: `shoal-e2e-node --config FILE`.
+//! that kill and restart a node as a process: `shoal-e2e-node --config FILE [--fault NAME]`
+//! (a devstack fault: `wrong-result`, `crash-after-commit`, `crash-while-running`).
 //!
 //! Prints the API URL on stdout once serving; logs to stderr (`RUST_LOG` sets the filter).
-//! Stops on SIGTERM or Ctrl-C, and fails when the node stops by itself.
+//! Stops on SIGTERM or Ctrl-C, and exits non-zero when the node stops by itself (a critical
+//! task died). With `SHOAL_E2E_ABORT_TASK=NAME` it aborts that critical task once serving, so
+//! a test can see the node stop and the process fail.
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
+use shoal_devstack::Fault;
 use shoal_node::NodeConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
-fn config_path() -> anyhow::Result<PathBuf> {
-    let mut args = std::env::args_os().skip(1);
-    match (args.next(), args.next(), args.next()) {
-        (Some(flag), Some(path), None) if flag == "--config" => Ok(PathBuf::from(path)),
-        _ => bail!("usage: shoal-e2e-node --config FILE"),
+fn args() -> anyhow::Result<(PathBuf, Option<Fault>)> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: shoal-e2e-node --config FILE [--fault NAME]";
+    match args.as_slice() {
+        [flag, path] if flag == "--config" => Ok((PathBuf::from(path), None)),
+        [flag, path, f, fault] if flag == "--config" && f == "--fault" => {
+            let fault = fault
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("{e}; {usage}"))?;
+            Ok((PathBuf::from(path), Some(fault)))
+        }
+        _ => bail!("{usage}"),
     }
 }
 
@@ -27,17 +38,23 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let path = config_path()?;
+    let (path, fault) = args()?;
     let cfg = NodeConfig::load(&path)?;
-    let node = shoal_node::start(cfg)
+    let node = shoal_devstack::start_node(cfg, fault)
         .await
         .context("the node did not start")?;
     println!("{}", node.api_url());
+    if let Ok(task) = std::env::var("SHOAL_E2E_ABORT_TASK") {
+        ensure!(node.abort_task(&task), "no critical task {task} to abort");
+    }
     let mut term = signal(SignalKind::terminate()).context("cannot wait for SIGTERM")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
         _ = term.recv() => {}
-        _ = node.stopped() => bail!("the node stopped by itself; see the log above"),
+        r = node.stopped() => {
+            r.context("the node stopped by itself")?;
+            bail!("the node stopped by itself; see the log above");
+        }
     }
     eprintln!("shutting down");
     node.shutdown().await;

@@ -1,18 +1,49 @@
-//! One call that brings up a whole local network: a chain (the embedded
-//! devchain, or a given endpoint such as anvil), the contracts, and N staked
-//! operator nodes on loopback, some optionally faulty.
+#![doc = include_str!("../README.md")]
 
+mod fault;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
+pub use fault::{Fault, FaultyExecutor, start_node};
 use shoal_chain::{Capabilities, ChainClient, DeployParams};
 use shoal_devchain::{DevAccount, DevChain, ServerHandle};
+use shoal_node::{DeploymentConfig, NodeConfig, NodeHandle};
 
-use crate::config::{DeploymentConfig, Fault, NodeConfig};
-use crate::error::{Error, Result};
-use crate::node::{NodeHandle, start as start_node};
+/// What can go wrong bringing up a devstack.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setup step failed; the message says which.
+    #[error("devstack: {0}")]
+    Setup(String),
+    /// A node failed to start.
+    #[error(transparent)]
+    Node(#[from] shoal_node::Error),
+    /// A file could not be written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The devstack's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One wei-denominated ether.
 pub const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -43,6 +74,9 @@ pub struct DevstackConfig {
     pub p2p: bool,
     /// Called for each node's config before it starts (index from 0).
     pub customize: Option<Customize>,
+    /// Faults injected into nodes, by index (the last `bad_nodes` get [`Fault::WrongResult`]
+    /// unless listed here).
+    pub faults: BTreeMap<usize, Fault>,
     /// Nodes (indices from 0) that are registered and configured but not started here: their
     /// config is written to `<base_dir>/node-<i>/node.toml` for another process to run (the
     /// way `shoal serve --config` does). [`Devstack::nodes`] holds the others, in index order.
@@ -56,6 +90,7 @@ impl std::fmt::Debug for DevstackConfig {
             .field("bad_nodes", &self.bad_nodes)
             .field("chain_rpc", &self.chain_rpc)
             .field("base_dir", &self.base_dir)
+            .field("faults", &self.faults)
             .field("external", &self.external)
             .finish()
     }
@@ -74,6 +109,7 @@ impl Default for DevstackConfig {
             docker: false,
             p2p: true,
             customize: None,
+            faults: BTreeMap::new(),
             external: Vec::new(),
         }
     }
@@ -88,6 +124,8 @@ pub struct ExternalNode {
     pub config_file: PathBuf,
     /// The same config (its `data_dir` absolute).
     pub config: NodeConfig,
+    /// The fault its process is to run with (`shoal-e2e-node --fault`).
+    pub fault: Option<Fault>,
 }
 
 impl ExternalNode {
@@ -106,6 +144,8 @@ pub struct Devstack {
     pub nodes: Vec<NodeHandle>,
     /// Their configs, in the same order.
     pub configs: Vec<NodeConfig>,
+    /// Their injected faults, in the same order.
+    pub faults: Vec<Option<Fault>>,
     /// A funded key for posting jobs (hex), and its address.
     pub creator_key: String,
     pub creator: Address,
@@ -126,22 +166,22 @@ impl std::fmt::Debug for Devstack {
 
 fn free_udp_port() -> Result<u16> {
     let s = std::net::UdpSocket::bind("127.0.0.1:0")
-        .map_err(|e| Error::Devstack(format!("no free UDP port: {e}")))?;
+        .map_err(|e| Error::Setup(format!("no free UDP port: {e}")))?;
     s.local_addr()
         .map(|a| a.port())
-        .map_err(|e| Error::Devstack(e.to_string()))
+        .map_err(|e| Error::Setup(e.to_string()))
 }
 
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Devstack(format!("no free port: {e}")))?;
+        .map_err(|e| Error::Setup(format!("no free port: {e}")))?;
     l.local_addr()
         .map(|a| a.port())
-        .map_err(|e| Error::Devstack(e.to_string()))
+        .map_err(|e| Error::Setup(e.to_string()))
 }
 
 fn devstack_err(what: &str) -> impl FnOnce(shoal_chain::Error) -> Error {
-    move |e| Error::Devstack(format!("{what}: {e}"))
+    move |e| Error::Setup(format!("{what}: {e}"))
 }
 
 /// Deploys `OperatorRegistry` and `JobMarket` from the artifacts with `deployer` and links them.
@@ -219,35 +259,35 @@ pub async fn register_operator(
 /// Starts a devstack.
 pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
     if cfg.nodes == 0 {
-        return Err(Error::Devstack("--nodes must be at least 1".into()));
+        return Err(Error::Setup("--nodes must be at least 1".into()));
     }
     if cfg.bad_nodes > cfg.nodes {
-        return Err(Error::Devstack(format!(
+        return Err(Error::Setup(format!(
             "--bad-nodes {} is more than --nodes {}",
             cfg.bad_nodes, cfg.nodes
         )));
     }
     if let Some(i) = cfg.external.iter().find(|i| **i >= cfg.nodes) {
-        return Err(Error::Devstack(format!(
+        return Err(Error::Setup(format!(
             "external node {i} is not one of the {} nodes",
             cfg.nodes
         )));
     }
     let n_accounts =
-        u32::try_from(cfg.nodes + 2).map_err(|_| Error::Devstack("too many nodes".into()))?;
-    let accounts: Vec<DevAccount> = shoal_devchain::derive_dev_accounts(n_accounts)
-        .map_err(|e| Error::Devstack(e.to_string()))?;
+        u32::try_from(cfg.nodes + 2).map_err(|_| Error::Setup("too many nodes".into()))?;
+    let accounts: Vec<DevAccount> =
+        shoal_devchain::derive_dev_accounts(n_accounts).map_err(|e| Error::Setup(e.to_string()))?;
     let (rpc_url, devchain, server) = match &cfg.chain_rpc {
         Some(url) => (url.clone(), None, None),
         None => {
             let dc = DevChain::builder()
                 .accounts(n_accounts)
                 .build()
-                .map_err(|e| Error::Devstack(e.to_string()))?;
+                .map_err(|e| Error::Setup(e.to_string()))?;
             let server = dc
                 .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
-                .map_err(|e| Error::Devstack(e.to_string()))?;
+                .map_err(|e| Error::Setup(e.to_string()))?;
             (server.url(), Some(dc), Some(server))
         }
     };
@@ -292,7 +332,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
     for i in 0..cfg.nodes {
         let dir = cfg.base_dir.join(format!("node-{i}"));
         let key = shoal_p2p::load_or_create_keypair(dir.join("p2p.key"))
-            .map_err(|e| Error::Devstack(format!("node {i}'s p2p key: {e}")))?;
+            .map_err(|e| Error::Setup(format!("node {i}'s p2p key: {e}")))?;
         let tcp = free_port()?;
         let quic = free_udp_port()?;
         swarm.push((key.public().to_peer_id(), tcp, quic));
@@ -337,21 +377,26 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
             .map(|(_, u)| u.clone())
             .collect();
         c.executor.docker = cfg.docker;
-        if i >= cfg.nodes - cfg.bad_nodes {
-            c.fault = Some(Fault::WrongResult);
-        }
         if let Some(f) = &cfg.customize {
             f(i, &mut c);
         }
         configs.push(c);
     }
+    let fault_of = |i: usize| {
+        cfg.faults
+            .get(&i)
+            .copied()
+            .or((i >= cfg.nodes - cfg.bad_nodes).then_some(Fault::WrongResult))
+    };
     let mut nodes = Vec::new();
     let mut external = Vec::new();
     let mut started = Vec::new();
+    let mut faults = Vec::new();
     for (i, mut c) in configs.into_iter().enumerate() {
         if !cfg.external.contains(&i) {
-            nodes.push(start_node(c.clone()).await?);
+            nodes.push(start_node(c.clone(), fault_of(i)).await?);
             started.push(c);
+            faults.push(fault_of(i));
             continue;
         }
         c.data_dir =
@@ -364,6 +409,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
             index: i,
             config_file,
             config: c,
+            fault: fault_of(i),
         });
     }
     let configs = started;
@@ -387,6 +433,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         deployment,
         nodes,
         configs,
+        faults,
         creator_key: format!("0x{}", hex::encode(creator.private_key())),
         creator: creator.address,
         devchain,
@@ -421,15 +468,17 @@ impl Devstack {
         }
     }
 
-    /// Starts node `i` again from its data dir, optionally with a changed config. If that
-    /// fails the node is no longer in the devstack.
+    /// Starts node `i` again from its data dir, optionally with a changed config, with
+    /// `fault` injected (`None`: a healthy node). If that fails the node is no longer in the
+    /// devstack.
     pub async fn restart_node(
         &mut self,
         i: usize,
+        fault: Option<Fault>,
         change: impl FnOnce(&mut NodeConfig),
     ) -> Result<()> {
         if i >= self.nodes.len() {
-            return Err(Error::Devstack(format!("no node {i}")));
+            return Err(Error::Setup(format!("no node {i}")));
         }
         // The old handle holds the state database open; it must be gone first.
         let old = self.nodes.remove(i);
@@ -440,10 +489,11 @@ impl Devstack {
         // The API port may take a moment to be released.
         let mut last = None;
         for _ in 0..50 {
-            match start_node(c.clone()).await {
+            match start_node(c.clone(), fault).await {
                 Ok(h) => {
                     self.nodes.insert(i, h);
                     self.configs[i] = c;
+                    self.faults[i] = fault;
                     return Ok(());
                 }
                 Err(e) => {
@@ -452,7 +502,7 @@ impl Devstack {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::Devstack("restart failed".into())))
+        Err(last.map_or_else(|| Error::Setup("restart failed".into()), Error::Node))
     }
 
     /// A human summary: RPC URL, contracts, API URLs, creator key.
@@ -467,23 +517,20 @@ impl Devstack {
             self.creator,
             self.creator_key
         );
-        for (n, c) in self.nodes.iter().zip(&self.configs) {
+        for ((n, c), fault) in self.nodes.iter().zip(&self.configs).zip(&self.faults) {
             let name = c
                 .data_dir
                 .file_name()
                 .map(|f| f.to_string_lossy().replace('-', " "))
                 .unwrap_or_default();
-            let fault = c
-                .fault
-                .map(|f| format!(" (fault: {f:?})"))
-                .unwrap_or_default();
+            let fault = fault.map(|f| format!(" (fault: {f})")).unwrap_or_default();
             s.push_str(&format!(
                 "{name:<14}{}  operator {}{fault}\n",
                 n.api_url(),
                 n.operator().map(|a| a.to_string()).unwrap_or_default()
             ));
-            if let (Some(p2p), Some(listen)) = (&n.inner().p2p, c.p2p.listen.first()) {
-                s.push_str(&format!("{:<14}{listen}/p2p/{}\n", "", p2p.peer_id()));
+            if let (Some(peer), Some(listen)) = (n.peer_id(), c.p2p.listen.first()) {
+                s.push_str(&format!("{:<14}{listen}/p2p/{peer}\n", ""));
             }
         }
         for e in &self.external {

@@ -1,15 +1,15 @@
-//! The one place where a results folder's UnixFS root CID and the `bytes32`
-//! result hash on chain are converted into each other.
+//! The one place where a results folder's UnixFS root CID and the `bytes32` result hash on
+//! chain are converted into each other.
 //!
-//! A results folder is imported with the `unixfs-v1-2025` profile, so its
-//! root is a CIDv1 with the dag-pb codec (0x70) and a sha2-256 multihash
-//! (0x12, 32 bytes). The on-chain `resultHash` is that 32-byte digest. The
-//! reverse mapping rebuilds `CIDv1(dag-pb, sha2-256(digest))`.
+//! A results folder is imported with the `unixfs-v1-2025` profile, so its root is a CIDv1 with
+//! the dag-pb codec (0x70) and a sha2-256 multihash (0x12, 32 bytes). The on-chain
+//! `resultHash` is that 32-byte digest; the reverse mapping rebuilds
+//! `CIDv1(dag-pb, sha2-256(digest))`.
 
-use alloy::primitives::B256;
-use cid::Cid;
+use ::cid::Cid;
+use shoal_chain::B256;
 
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// Multicodec of dag-pb (UnixFS folders and chunked files).
 pub const DAG_PB: u64 = 0x70;
@@ -22,7 +22,7 @@ pub const SHA2_256: u64 = 0x12;
 pub fn result_hash_of(cid: &Cid) -> Result<B256> {
     let mh = cid.hash();
     if mh.code() != SHA2_256 || mh.digest().len() != 32 {
-        return Err(Error::Content {
+        return Err(Error::Cid {
             cid: cid.to_string(),
             reason: "a result hash must be a sha2-256 CID (unixfs-v1-2025 profile)".into(),
         });
@@ -32,8 +32,8 @@ pub fn result_hash_of(cid: &Cid) -> Result<B256> {
 
 /// The results folder CID a result hash stands for: CIDv1, dag-pb, sha2-256.
 pub fn results_cid_of(hash: B256) -> Result<Cid> {
-    let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, hash.as_slice()).map_err(|e| {
-        Error::Content {
+    let mh = ::cid::multihash::Multihash::<64>::wrap(SHA2_256, hash.as_slice()).map_err(|e| {
+        Error::Cid {
             cid: hash.to_string(),
             reason: e.to_string(),
         }
@@ -41,17 +41,25 @@ pub fn results_cid_of(hash: B256) -> Result<Cid> {
     Ok(Cid::new_v1(DAG_PB, mh))
 }
 
-/// Parses the CID bytes of a `JobPosted` spec CID or a revealed result CID:
-/// binary CID bytes, or (accepted as well) the CID's text form as UTF-8.
+/// Parses the CID bytes of a `JobPosted` spec CID or a revealed result CID: binary CID bytes,
+/// or (accepted as well) the CID's text form as UTF-8.
 pub fn cid_from_chain_bytes(bytes: &[u8]) -> Result<Cid> {
     if let Ok(c) = Cid::try_from(bytes) {
         return Ok(c);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| Error::Content {
+    let not_a_cid = || Error::Cid {
         cid: format!("0x{}", hex::encode(bytes)),
         reason: "neither CID bytes nor a CID string".into(),
-    })?;
-    shoal_store::parse_cid(text).map_err(Error::from)
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| not_a_cid())?;
+    Cid::try_from(text.trim()).map_err(|_| not_a_cid())
+}
+
+/// CID bytes from the chain as text: the CID, or `0x…` hex when they are not a CID.
+pub fn cid_text(bytes: &[u8]) -> String {
+    cid_from_chain_bytes(bytes)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| format!("0x{}", hex::encode(bytes)))
 }
 
 #[cfg(test)]
@@ -74,5 +82,6 @@ mod tests {
             cid
         );
         assert!(cid_from_chain_bytes(b"\xff\x00nonsense").is_err());
+        assert_eq!(cid_text(b"\xff"), "0xff");
     }
 }

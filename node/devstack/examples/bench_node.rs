@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
-use shoal_node::devstack::{self, DevstackConfig, ETHER};
-use shoal_node::model::{JobId, JobState};
+use shoal_api::JobId;
+use shoal_chain::JobState;
+use shoal_devstack::{self as devstack, DevstackConfig, ETHER};
 use shoal_types::JobSpec;
 
 async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
@@ -100,7 +101,7 @@ async fn main() -> Result<()> {
         let (client, params) = (clients[i].clone(), params.clone());
         async move {
             let (id, _) = client.post_job(params).await?;
-            anyhow::Ok(shoal_node::chain::job_id(id.0))
+            anyhow::Ok(id)
         }
     };
     let verified = |id: JobId| {
@@ -140,7 +141,7 @@ async fn main() -> Result<()> {
             .collect();
         let phases = upto.iter().filter(|e| e.event == "PhaseStarted").count();
         rounds.push(2 + phases);
-        let mut hashes: Vec<_> = upto.iter().filter_map(|e| e.tx).collect();
+        let mut hashes: Vec<_> = upto.iter().map(|e| e.tx).collect();
         hashes.sort();
         hashes.dedup();
         txs.push(hashes.len());

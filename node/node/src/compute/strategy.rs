@@ -3,17 +3,20 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shoal_executor::ExecutorRegistry;
 use shoal_types::JobSpec;
 
 use crate::config::{BidHook, BidPolicy};
-use crate::model::JobRecord;
+use shoal_api::JobView;
+use shoal_chain::U256;
 
 /// What a bid strategy sees.
 #[derive(Debug)]
 pub struct BidContext<'a> {
-    pub job: &'a JobRecord,
+    /// The job as the chain shows it.
+    pub job: &'a JobView,
+    /// Its spec, checked against the posted spec hash.
     pub spec: &'a JobSpec,
     /// Jobs this node holds bids or deals on right now.
     pub active_jobs: usize,
@@ -23,13 +26,14 @@ pub struct BidContext<'a> {
 }
 
 /// A decision and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// Whether to bid.
     pub bid: bool,
+    /// Why (or why not).
     pub reason: String,
-    /// Price to bid in wei (when bidding).
-    #[serde(default)]
-    pub price: Option<u128>,
+    /// Price to bid (when bidding).
+    pub price: Option<U256>,
 }
 
 impl Verdict {
@@ -46,14 +50,18 @@ impl Verdict {
 /// Decides on posted jobs.
 #[async_trait]
 pub trait BidStrategy: Send + Sync {
+    /// The verdict on one posted job.
     async fn decide(&self, ctx: &BidContext<'_>) -> Verdict;
 }
 
 /// The configured policy: engines, executors installed and able to run the
 /// job, resources, price, concurrency, then the operator's hook.
 pub struct PolicyStrategy {
+    /// The `[bid]` section of the node config.
     pub policy: BidPolicy,
+    /// The executors this node runs jobs with.
     pub executors: ExecutorRegistry,
+    /// For the operator's HTTP hook.
     pub http: reqwest::Client,
 }
 
@@ -111,8 +119,8 @@ impl BidStrategy for PolicyStrategy {
                 r.cpu, self.policy.max_cpu
             ));
         }
-        let max_price: u128 = ctx.job.params.max_price.parse().unwrap_or(0);
-        if max_price < u128::from(self.policy.min_price) {
+        let max_price = ctx.job.params.max_price;
+        if max_price < U256::from(self.policy.min_price) {
             return Verdict::decline(format!(
                 "max price {max_price} wei is below this node's minimum of {} wei",
                 self.policy.min_price

@@ -10,14 +10,25 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::model::{BidDecision, EventRecord, Execution, JobId, JobRecord};
-use shoal_chain::Cursor;
+use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView};
+use shoal_chain::{Cursor, U256};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("follower");
-const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
-const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
-const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
-const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("executions");
+const JOBS: TableDefinition<Key, &[u8]> = TableDefinition::new("jobs");
+const EVENTS: TableDefinition<(Key, u64), &[u8]> = TableDefinition::new("events");
+const DECISIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("decisions");
+const EXECUTIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("executions");
+
+/// A job id as a table key: its 32 big-endian bytes (ordered as the ids are).
+type Key = [u8; 32];
+
+fn key(id: JobId) -> Key {
+    id.as_u256().to_be_bytes()
+}
+
+fn id_of(key: Key) -> JobId {
+    JobId(U256::from_be_bytes(key))
+}
 
 /// Longest time the follower's commits stay non-durable.
 const FOLLOWER_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
@@ -115,7 +126,7 @@ impl StateStore {
     /// read those blocks again, as the cursor is lost with them.
     pub fn apply(
         &self,
-        jobs: &[JobRecord],
+        jobs: &[JobView],
         events: &[(JobId, EventRecord)],
         cursor: &Cursor,
     ) -> Result<()> {
@@ -133,13 +144,13 @@ impl StateStore {
             let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
             for j in jobs {
                 let bytes = self.encode(j)?;
-                jt.insert(j.id.0, bytes.as_slice())
+                jt.insert(key(j.id), bytes.as_slice())
                     .map_err(|e| self.err(e))?;
             }
             let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             for (id, e) in events {
                 let bytes = self.encode(e)?;
-                et.insert((id.0, event_key(e)), bytes.as_slice())
+                et.insert((key(*id), event_key(e)), bytes.as_slice())
                     .map_err(|e| self.err(e))?;
             }
             let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -158,8 +169,8 @@ impl StateStore {
         for item in t.iter().map_err(|e| self.err(e))? {
             let (k, _) = item.map_err(|e| self.err(e))?;
             let (job, key) = k.value();
-            if key >> 24 > block && out.last() != Some(&JobId(job)) {
-                out.push(JobId(job));
+            if key >> 24 > block && out.last() != Some(&id_of(job)) {
+                out.push(id_of(job));
             }
         }
         Ok(out)
@@ -170,7 +181,7 @@ impl StateStore {
     /// follower's rewound position, in one transaction.
     pub fn roll_back(
         &self,
-        rebuilt: &[(JobRecord, Vec<EventRecord>)],
+        rebuilt: &[(JobView, Vec<EventRecord>)],
         forgotten: &[JobId],
         cursor: &Cursor,
     ) -> Result<()> {
@@ -183,7 +194,7 @@ impl StateStore {
                 .map(|(j, _)| j.id)
                 .chain(forgotten.iter().copied());
             for id in all {
-                et.retain_in((id.0, 0)..=(id.0, u64::MAX), |_, _| false)
+                et.retain_in((key(id), 0)..=(key(id), u64::MAX), |_, _| false)
                     .map_err(|e| self.err(e))?;
             }
             // A job posted above the fork never existed on the chain that won: this node's
@@ -191,17 +202,17 @@ impl StateStore {
             let mut dt = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
             let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
             for id in forgotten {
-                jt.remove(id.0).map_err(|e| self.err(e))?;
-                dt.remove(id.0).map_err(|e| self.err(e))?;
-                xt.remove(id.0).map_err(|e| self.err(e))?;
+                jt.remove(key(*id)).map_err(|e| self.err(e))?;
+                dt.remove(key(*id)).map_err(|e| self.err(e))?;
+                xt.remove(key(*id)).map_err(|e| self.err(e))?;
             }
             for (job, events) in rebuilt {
                 let bytes = self.encode(job)?;
-                jt.insert(job.id.0, bytes.as_slice())
+                jt.insert(key(job.id), bytes.as_slice())
                     .map_err(|e| self.err(e))?;
                 for e in events {
                     let bytes = self.encode(e)?;
-                    et.insert((job.id.0, event_key(e)), bytes.as_slice())
+                    et.insert((key(job.id), event_key(e)), bytes.as_slice())
                         .map_err(|e| self.err(e))?;
                 }
             }
@@ -215,8 +226,8 @@ impl StateStore {
 
     fn get<T: DeserializeOwned>(
         &self,
-        table: TableDefinition<u64, &[u8]>,
-        key: u64,
+        table: TableDefinition<Key, &[u8]>,
+        key: Key,
     ) -> Result<Option<T>> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table).map_err(|e| self.err(e))?;
@@ -226,7 +237,7 @@ impl StateStore {
         }
     }
 
-    fn put<T: Serialize>(&self, table: TableDefinition<u64, &[u8]>, key: u64, v: &T) -> Result<()> {
+    fn put<T: Serialize>(&self, table: TableDefinition<Key, &[u8]>, key: Key, v: &T) -> Result<()> {
         let bytes = self.encode(v)?;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -236,7 +247,7 @@ impl StateStore {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    fn all<T: DeserializeOwned>(&self, table: TableDefinition<u64, &[u8]>) -> Result<Vec<T>> {
+    fn all<T: DeserializeOwned>(&self, table: TableDefinition<Key, &[u8]>) -> Result<Vec<T>> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -248,12 +259,12 @@ impl StateStore {
     }
 
     /// A job.
-    pub fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        self.get(JOBS, id.0)
+    pub fn job(&self, id: JobId) -> Result<Option<JobView>> {
+        self.get(JOBS, key(id))
     }
 
     /// Every job, in id order.
-    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+    pub fn jobs(&self) -> Result<Vec<JobView>> {
         self.all(JOBS)
     }
 
@@ -263,7 +274,7 @@ impl StateStore {
         let t = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in t
-            .range((id.0, 0)..=(id.0, u64::MAX))
+            .range((key(id), 0)..=(key(id), u64::MAX))
             .map_err(|e| self.err(e))?
         {
             let (_, v) = item.map_err(|e| self.err(e))?;
@@ -274,7 +285,7 @@ impl StateStore {
 
     /// This node's bid decision on a job.
     pub fn decision(&self, id: JobId) -> Result<Option<BidDecision>> {
-        self.get(DECISIONS, id.0)
+        self.get(DECISIONS, key(id))
     }
 
     /// Records a bid decision, and with it the execution it starts (one transaction).
@@ -284,11 +295,12 @@ impl StateStore {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
-            t.insert(id.0, decision.as_slice())
+            t.insert(key(id), decision.as_slice())
                 .map_err(|e| self.err(e))?;
             if let Some(bytes) = exec {
                 let mut x = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
-                x.insert(id.0, bytes.as_slice()).map_err(|e| self.err(e))?;
+                x.insert(key(id), bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
         }
         txn.commit().map_err(|e| self.err(e))
@@ -296,7 +308,7 @@ impl StateStore {
 
     /// This node's execution of a job.
     pub fn execution(&self, id: JobId) -> Result<Option<Execution>> {
-        self.get(EXECUTIONS, id.0)
+        self.get(EXECUTIONS, key(id))
     }
 
     /// Every execution of this node.
@@ -306,6 +318,6 @@ impl StateStore {
 
     /// Persists an execution (before the step it records is acted on).
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
-        self.put(EXECUTIONS, e.job_id.0, e)
+        self.put(EXECUTIONS, key(e.job_id), e)
     }
 }

@@ -1,28 +1,44 @@
-//! A job's on-chain history: its events, decoded with the contracts' ABIs and described for
-//! people and for machines.
+//! The one event describer: a decoded market or registry event becomes an [`EventRecord`], a
+//! line for people and its fields for machines (amounts in wei as decimal strings, addresses
+//! checksummed, CIDs as text).
 
 use alloy::primitives::utils::format_ether;
-use alloy::primitives::{Address, U256};
-use serde::Serialize;
+use alloy::primitives::{Address, B256, U256};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shoal_chain::{ChainEvent, MarketEvent};
 
-/// One event of a job, as `shoal deal show` prints it.
-#[derive(Debug, Clone, Serialize)]
+use crate::cid::{cid_text, results_cid_of};
+
+/// One decoded chain event, as `GET /api/v1/jobs/{id}/events` and `shoal deal show` give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
+pub struct EventRecord {
     /// Block number.
     pub block: u64,
     /// Index of the log in its block.
     pub log_index: u64,
     /// Transaction hash.
-    pub tx: String,
+    pub tx: B256,
     /// Event name as in the contract (`BidPlaced`, `Slashed`, …).
     pub event: String,
     /// One line for people.
     pub summary: String,
-    /// The event's fields (amounts in wei as decimal strings).
+    /// The event's fields.
     pub fields: Value,
+}
+
+/// Describes a decoded event for people and machines.
+pub fn describe(e: &ChainEvent) -> EventRecord {
+    let (summary, fields) = summary_and_fields(&e.event);
+    EventRecord {
+        block: e.block_number,
+        log_index: e.log_index,
+        tx: e.tx_hash,
+        event: e.event.name().to_owned(),
+        summary,
+        fields,
+    }
 }
 
 fn eth<T>(v: T) -> String
@@ -42,24 +58,13 @@ fn a(x: &Address) -> String {
     x.to_checksum(None)
 }
 
-/// A result CID from `ResultRevealed` bytes: binary CID, or its text form.
-pub fn cid_text(bytes: &[u8]) -> String {
-    if let Ok(c) = shoal_store::Cid::try_from(bytes) {
-        return c.to_string();
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => format!("0x{}", hex::encode(bytes)),
-    }
-}
-
 /// Describes an event for people and machines.
-pub fn describe(e: &MarketEvent) -> (String, Value) {
+fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
     use MarketEvent as M;
     match e {
         M::JobPosted(p) => (
             format!(
-                "posted by {}: n={} k={} m={}, max price {}, collateral {}, escrow {}, {:?}{}",
+                "posted by {}: n={} k={} m={}, max price {}, collateral {}, escrow {}, {}{}",
                 a(&p.creator),
                 p.params.concurrency,
                 p.params.confidence,
@@ -78,7 +83,7 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
                 "creator": a(&p.creator), "specCid": cid_text(&p.params.specCid), "specHash": p.params.specHash.to_string(),
                 "concurrency": p.params.concurrency, "confidence": p.params.confidence, "minBids": p.params.minBids,
                 "maxPrice": p.params.maxPrice.to_string(), "collateral": p.params.collateral.to_string(),
-                "escrow": p.escrow.to_string(), "bidDeadline": p.bidDeadline, "verifier": format!("{:?}", p.params.verifier),
+                "escrow": p.escrow.to_string(), "bidDeadline": p.bidDeadline, "verifier": p.params.verifier.to_string(),
                 "escalate": p.params.escalate,
             }),
         ),
@@ -103,8 +108,8 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&d.operator), "price": d.price.to_string(), "collateral": d.collateral.to_string() }),
         ),
         M::PhaseStarted(p) => (
-            format!("phase {:?} until {}", p.state, p.deadline),
-            json!({ "state": format!("{:?}", p.state), "deadline": p.deadline }),
+            format!("phase {} until {}", p.state, p.deadline),
+            json!({ "state": p.state.to_string(), "deadline": p.deadline }),
         ),
         M::ResultCommitted(c) => (
             format!("commitment from {}: {}", a(&c.operator), c.commitment),
@@ -123,11 +128,15 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
                 "verified: result hash {} agreed by {} operator(s)",
                 v.resultHash, v.winners
             ),
-            json!({ "resultHash": v.resultHash.to_string(), "winners": v.winners }),
+            json!({
+                "resultHash": v.resultHash.to_string(),
+                "resultCid": results_cid_of(v.resultHash).ok().map(|c| c.to_string()),
+                "winners": v.winners,
+            }),
         ),
         M::JobFailed(f) => (
-            format!("failed: {:?}", f.reason),
-            json!({ "reason": format!("{:?}", f.reason) }),
+            format!("failed: {}", f.reason),
+            json!({ "reason": f.reason.to_string() }),
         ),
         M::JobExpired(x) => (
             format!(
@@ -165,8 +174,8 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "resultHash": r.resultHash.to_string(), "challengeUpheld": r.challengeUpheld }),
         ),
         M::Paid(p) => (
-            format!("paid {} to {} ({:?})", eth(p.amount), a(&p.to), p.kind),
-            json!({ "to": a(&p.to), "amount": p.amount.to_string(), "kind": format!("{:?}", p.kind) }),
+            format!("paid {} to {} ({})", eth(p.amount), a(&p.to), p.kind),
+            json!({ "to": a(&p.to), "amount": p.amount.to_string(), "kind": p.kind.to_string() }),
         ),
         M::Refunded(r) => (
             format!("refunded {} to {}", eth(r.amount), a(&r.creator)),
@@ -174,12 +183,12 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
         ),
         M::Slashed(s) => (
             format!(
-                "slashed {} from {} ({:?})",
+                "slashed {} from {} ({})",
                 eth(s.amount),
                 a(&s.operator),
                 s.reason
             ),
-            json!({ "operator": a(&s.operator), "amount": s.amount.to_string(), "reason": format!("{:?}", s.reason) }),
+            json!({ "operator": a(&s.operator), "amount": s.amount.to_string(), "reason": s.reason.to_string() }),
         ),
         M::Claimed(c) => (
             format!("{} claimed {}", a(&c.account), eth(c.amount)),
@@ -236,22 +245,4 @@ pub fn describe(e: &MarketEvent) -> (String, Value) {
             json!({ "market": a(&m.market) }),
         ),
     }
-}
-
-/// Turns decoded chain events into history entries.
-pub fn entries(events: &[ChainEvent]) -> Vec<HistoryEntry> {
-    events
-        .iter()
-        .map(|e| {
-            let (summary, fields) = describe(&e.event);
-            HistoryEntry {
-                block: e.block_number,
-                log_index: e.log_index,
-                tx: e.tx_hash.to_string(),
-                event: e.event.name().to_owned(),
-                summary,
-                fields,
-            }
-        })
-        .collect()
 }

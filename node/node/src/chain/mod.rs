@@ -1,7 +1,10 @@
-//! The node's view of the contracts, through `shoal-chain`: typed calls, one
-//! [`shoal_chain::TxManager`] per operator key (local nonces, so a node's
-//! bids, commits and reveals of different jobs go out concurrently), and
-//! reverts decoded from the contracts' custom errors.
+//! The node's side of the chain: [`Chain`], typed calls through `shoal-chain` with one
+//! [`shoal_chain::TxManager`] per operator key (local nonces, so a node's bids, commits and
+//! reveals of different jobs go out concurrently); the [`follower`] that reads the market's
+//! events into the state store; and the [`projection`] that folds events into job views.
+
+pub mod follower;
+pub mod projection;
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use shoal_chain::{ChainClient, Deployment, TxConfig};
 
 use crate::config::DeploymentConfig;
 use crate::error::{Error, Result};
-use crate::model::JobId;
+pub use shoal_chain::{JobId, commitment};
 
 /// Gas added to every estimate: the bid that selects deals and the reveal that settles a job
 /// cost more when mined than when estimated on a state where they do not.
@@ -30,22 +33,6 @@ pub struct Chain {
     pub chain_id: u64,
 }
 
-impl From<JobId> for shoal_chain::JobId {
-    fn from(id: JobId) -> Self {
-        shoal_chain::JobId(U256::from(id.0))
-    }
-}
-
-/// A chain job id as the node's (ids beyond `u64` do not occur: the market counts from 1).
-pub fn job_id(v: U256) -> JobId {
-    JobId(u64::try_from(v).unwrap_or(u64::MAX))
-}
-
-/// `keccak256(abi.encode(jobId, operator, resultHash, salt))`, as the market computes it.
-pub fn commitment(job: JobId, operator: Address, result_hash: B256, salt: B256) -> B256 {
-    shoal_chain::commitment(job.into(), operator, result_hash, salt)
-}
-
 /// How the node's transactions are sent: receipts polled often (a devchain mines at once),
 /// estimates with room for state-dependent costs.
 fn tx_config(poll: Duration) -> TxConfig {
@@ -55,19 +42,6 @@ fn tx_config(poll: Duration) -> TxConfig {
         gas_headroom: GAS_HEADROOM,
         max_gas: MAX_GAS,
         ..TxConfig::default()
-    }
-}
-
-/// Maps a chain error, keeping the contract error's name (e.g. `JobMarket__AlreadyBid`) so a
-/// caller can tell an expected revert from a failure.
-fn chain_err(what: &'static str) -> impl FnOnce(shoal_chain::Error) -> Error {
-    move |e| match e.contract_error() {
-        Some(c) => Error::Reverted {
-            what,
-            name: c.name(),
-            reason: e.to_string(),
-        },
-        None => Error::Chain(format!("{what}: {e}")),
     }
 }
 
@@ -85,7 +59,7 @@ impl Chain {
             .tx_config(tx_config(receipt_poll))
             .connect()
             .await
-            .map_err(|e| Error::Chain(format!("{e}; check chain.rpc_url")))?;
+            .map_err(Error::chain("connecting to chain.rpc_url"))?;
         let chain_id = client.chain_id();
         if let Some(expected) = deployment.chain_id
             && expected != chain_id
@@ -96,12 +70,18 @@ impl Chain {
         }
         let client = client
             .with_deployment(deployment.on_chain(chain_id))
-            .map_err(Error::chain)?;
+            .map_err(Error::chain("using the deployment"))?;
         let code = client
             .provider()
             .get_code_at(deployment.job_market)
             .await
-            .map_err(Error::chain)?;
+            .map_err(|e| Error::Chain {
+                what: "reading the market's code",
+                source: shoal_chain::Error::Rpc {
+                    method: "eth_getCode",
+                    source: e,
+                },
+            })?;
         if code.is_empty() {
             return Err(Error::Config(format!(
                 "no JobMarket contract at {} on chain {chain_id}; check the deployment addresses",
@@ -130,12 +110,12 @@ impl Chain {
     }
 
     /// `bid(jobId, price)`; the transaction hash.
-    pub async fn bid(&self, job: JobId, price: u128) -> Result<B256> {
+    pub async fn bid(&self, job: JobId, price: U256) -> Result<B256> {
         let r = self
             .client
-            .bid(job.into(), U256::from(price))
+            .bid(job, price)
             .await
-            .map_err(chain_err("bid"))?;
+            .map_err(Error::chain("bid"))?;
         Ok(r.transaction_hash)
     }
 
@@ -143,9 +123,9 @@ impl Chain {
     pub async fn commit(&self, job: JobId, commitment: B256) -> Result<B256> {
         let r = self
             .client
-            .commit_result(job.into(), commitment)
+            .commit_result(job, commitment)
             .await
-            .map_err(chain_err("commitResult"))?;
+            .map_err(Error::chain("commitResult"))?;
         Ok(r.transaction_hash)
     }
 
@@ -159,9 +139,9 @@ impl Chain {
     ) -> Result<B256> {
         let r = self
             .client
-            .reveal_result(job.into(), result_hash, salt, Bytes::from(result_cid))
+            .reveal_result(job, result_hash, salt, Bytes::from(result_cid))
             .await
-            .map_err(chain_err("revealResult"))?;
+            .map_err(Error::chain("revealResult"))?;
         Ok(r.transaction_hash)
     }
 
@@ -169,9 +149,9 @@ impl Chain {
     pub async fn close_bidding(&self, job: JobId) -> Result<B256> {
         let r = self
             .client
-            .close_bidding(job.into())
+            .close_bidding(job)
             .await
-            .map_err(chain_err("closeBidding"))?;
+            .map_err(Error::chain("closeBidding"))?;
         Ok(r.transaction_hash)
     }
 
@@ -179,9 +159,9 @@ impl Chain {
     pub async fn finalize(&self, job: JobId) -> Result<B256> {
         let r = self
             .client
-            .finalize(job.into())
+            .finalize(job)
             .await
-            .map_err(chain_err("finalize"))?;
+            .map_err(Error::chain("finalize"))?;
         Ok(r.transaction_hash)
     }
 
@@ -192,11 +172,11 @@ impl Chain {
             .client
             .withdrawable(me)
             .await
-            .map_err(chain_err("withdrawable"))?;
+            .map_err(Error::chain("withdrawable"))?;
         if amount.is_zero() {
             return Ok(amount);
         }
-        self.client.claim().await.map_err(chain_err("claim"))?;
+        self.client.claim().await.map_err(Error::chain("claim"))?;
         Ok(amount)
     }
 }
@@ -211,7 +191,7 @@ pub async fn post_job(
 ) -> Result<JobId> {
     let client = ChainClient::connect(rpc_url, Some(creator))
         .await
-        .map_err(Error::chain)?;
+        .map_err(Error::chain("connecting"))?;
     let chain_id = client.chain_id();
     let registry = market_registry(&client, market).await?;
     let client = client
@@ -222,12 +202,12 @@ pub async fn post_job(
             deploy_block: 0,
             params: None,
         })
-        .map_err(Error::chain)?;
+        .map_err(Error::chain("using the market"))?;
     let (id, _) = client
         .post_job(shoal_chain::job_params(spec, spec_cid.to_bytes()))
         .await
-        .map_err(chain_err("postJob"))?;
-    Ok(job_id(id.0))
+        .map_err(Error::chain("postJob"))?;
+    Ok(id)
 }
 
 /// The registry a market was deployed with.
@@ -236,32 +216,11 @@ async fn market_registry(client: &ChainClient, market: Address) -> Result<Addres
         .registry()
         .call()
         .await
-        .map_err(|e| Error::Chain(format!("reading the market's registry: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use alloy::primitives::keccak256;
-
-    #[test]
-    fn commitment_binds_every_field() {
-        let (job, op, h, s) = (
-            JobId(1),
-            Address::repeat_byte(7),
-            B256::repeat_byte(1),
-            B256::repeat_byte(2),
-        );
-        let c = commitment(job, op, h, s);
-        assert_ne!(c, commitment(JobId(2), op, h, s));
-        assert_ne!(c, commitment(job, Address::repeat_byte(8), h, s));
-        assert_ne!(c, commitment(job, op, B256::repeat_byte(3), s));
-        assert_ne!(c, commitment(job, op, h, B256::repeat_byte(3)));
-        let mut manual = Vec::new();
-        manual.extend_from_slice(&U256::from(1u64).to_be_bytes::<32>());
-        manual.extend_from_slice(B256::left_padding_from(op.as_slice()).as_slice());
-        manual.extend_from_slice(h.as_slice());
-        manual.extend_from_slice(s.as_slice());
-        assert_eq!(c, keccak256(manual));
-    }
+        .map_err(|e| Error::Chain {
+            what: "reading the market's registry",
+            source: shoal_chain::Error::Call {
+                what: "registry()",
+                source: Box::new(e),
+            },
+        })
 }

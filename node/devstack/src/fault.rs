@@ -1,0 +1,167 @@
+//! Injected misbehaviour, for showing slashing and recovery. A faulty node runs the
+//! production node unchanged: its executors are wrapped ([`FaultyExecutor`]), or a watcher
+//! outside it stops it at the chosen moment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shoal_api::Step;
+use shoal_executor::{
+    EngineSpec, ExecutionRequest, ExecutionResult, Executor, Unsupported, hash_results,
+};
+use shoal_node::{ExecutorLayer, NodeConfig, NodeHandle};
+use tokio_util::sync::CancellationToken;
+
+/// How often the crash-after-commit watcher looks at the node's executions.
+const WATCH_EVERY: Duration = Duration::from_millis(10);
+
+/// A fault a devstack node runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Report a wrong result (the results folder gets an extra line in `stdout`).
+    WrongResult,
+    /// Stop the whole node right after its first commit is confirmed, as if killed.
+    CrashAfterCommit,
+    /// Stop the whole node when an execution has started, as if killed mid-run.
+    CrashWhileRunning,
+}
+
+impl Fault {
+    const ALL: [Fault; 3] = [
+        Fault::WrongResult,
+        Fault::CrashAfterCommit,
+        Fault::CrashWhileRunning,
+    ];
+
+    /// The fault's name: `wrong-result`, `crash-after-commit`, `crash-while-running`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::WrongResult => "wrong-result",
+            Fault::CrashAfterCommit => "crash-after-commit",
+            Fault::CrashWhileRunning => "crash-while-running",
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!("`{s}` is not a fault; use wrong-result, crash-after-commit or crash-while-running")
+            })
+    }
+}
+
+/// An executor that misbehaves as its [`Fault`] says, around a real one.
+pub struct FaultyExecutor {
+    inner: Arc<dyn Executor>,
+    fault: Fault,
+    /// Stops the whole node.
+    node: CancellationToken,
+}
+
+impl FaultyExecutor {
+    /// Wraps `inner`; `node` is the token that stops the node it runs in.
+    pub fn new(inner: Arc<dyn Executor>, fault: Fault, node: CancellationToken) -> Self {
+        Self { inner, fault, node }
+    }
+
+    /// The layer a node starts with to have its executors misbehave.
+    pub fn layer(fault: Fault) -> ExecutorLayer {
+        Arc::new(move |inner, node| Arc::new(FaultyExecutor::new(inner, fault, node)))
+    }
+}
+
+#[async_trait]
+impl Executor for FaultyExecutor {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn is_installed(&self) -> bool {
+        self.inner.is_installed().await
+    }
+
+    async fn can_run(&self, engine: &EngineSpec) -> Result<(), Unsupported> {
+        self.inner.can_run(engine).await
+    }
+
+    async fn run(
+        &self,
+        req: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> shoal_executor::Result<ExecutionResult> {
+        match self.fault {
+            Fault::CrashWhileRunning => {
+                tracing::warn!(execution = %req.execution_id, "fault injection: stopping the node during the execution");
+                self.node.cancel();
+                std::future::pending().await
+            }
+            Fault::WrongResult => {
+                let mut result = self.inner.run(req, cancel).await?;
+                let stdout = result.results_dir.join("stdout");
+                let mut bytes = std::fs::read(&stdout).map_err(|e| io_err(&stdout, e))?;
+                bytes.extend_from_slice(b"fault injected by this node\n");
+                std::fs::write(&stdout, bytes).map_err(|e| io_err(&stdout, e))?;
+                result.result_hash = hash_results(&result.results_dir)?;
+                Ok(result)
+            }
+            Fault::CrashAfterCommit => self.inner.run(req, cancel).await,
+        }
+    }
+}
+
+fn io_err(path: &std::path::Path, e: std::io::Error) -> shoal_executor::Error {
+    shoal_executor::Error::Io {
+        action: "injecting a wrong result into",
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Starts a node with `fault` injected (`None`: a healthy node).
+pub async fn start_node(cfg: NodeConfig, fault: Option<Fault>) -> shoal_node::Result<NodeHandle> {
+    let Some(fault) = fault else {
+        return shoal_node::start(cfg).await;
+    };
+    let node = shoal_node::start_with(cfg, Some(FaultyExecutor::layer(fault))).await?;
+    if fault == Fault::CrashAfterCommit {
+        let watched = node.clone();
+        tokio::spawn(async move {
+            while !watched.is_stopped() {
+                let committed = watched
+                    .state()
+                    .executions()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|e| {
+                        matches!(
+                            e.step,
+                            Step::Committed {
+                                commit_confirmed: true,
+                                ..
+                            }
+                        )
+                    });
+                if committed {
+                    tracing::warn!("fault injection: stopping the node after the commit");
+                    watched.shutdown().await;
+                    return;
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        });
+    }
+    Ok(node)
+}

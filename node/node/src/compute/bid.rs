@@ -1,0 +1,145 @@
+//! Deciding on a posted job (always with a reason, persisted) and sending the bid.
+
+use std::sync::Arc;
+
+use shoal_api::{BidDecision, Execution, JobId, JobView, Role, Step, now_secs};
+use shoal_chain::U256;
+use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
+use shoal_types::{InputSource, JobSpec};
+
+use super::inputs::load_spec;
+use super::strategy::{BidContext, Verdict};
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::node::Node;
+
+/// Decides on `job`, records the decision (and, when bidding, the execution it starts) and
+/// sends the bid.
+pub(crate) async fn decide(node: Arc<Node>, job: JobView) -> Result<()> {
+    let verdict = match load_spec(&node.content, &job).await {
+        Err(e) => Verdict::decline(format!("cannot use the job's spec: {e}")),
+        Ok(spec) => {
+            let unreachable = if node.cfg.bid.require_reachable_data {
+                unreachable_data(&node, &spec).await
+            } else {
+                None
+            };
+            let ctx = BidContext {
+                job: &job,
+                spec: &spec,
+                active_jobs: active_executions(&node),
+                unreachable,
+            };
+            node.strategy.decide(&ctx).await
+        }
+    };
+    tracing::info!(job = %job.id, bid = verdict.bid, reason = %verdict.reason, "bid decision");
+    let decision = BidDecision {
+        bid: verdict.bid,
+        reason: verdict.reason.clone(),
+        price: verdict.price,
+        at: now_secs(),
+    };
+    if !verdict.bid {
+        node.db.put_decision(job.id, &decision, None)?;
+        Metrics::inc(&node.metrics.decisions_declined);
+        return Ok(());
+    }
+    Metrics::inc(&node.metrics.decisions_bid);
+    let bidding = Execution::new(job.id, Role::Worker, Step::Bidding);
+    node.db.put_decision(job.id, &decision, Some(&bidding))?;
+    send_bid(node, job.id, verdict.price.unwrap_or_default(), true).await
+}
+
+/// This node's executions still under way (they are all on active jobs).
+fn active_executions(node: &Node) -> usize {
+    node.scheduler
+        .active()
+        .into_iter()
+        .filter_map(|id| node.db.execution(id).ok().flatten())
+        .filter(|e| !e.step.is_terminal())
+        .count()
+}
+
+/// The first `ipfs://` module or input of `spec` that no one this node knows holds. Content
+/// found once stays known (it is immutable), so each CID is located once.
+async fn unreachable_data(node: &Node, spec: &JobSpec) -> Option<String> {
+    let module = match &spec.engine {
+        shoal_types::EngineSpec::Wasm(w) => Some(&w.module),
+        shoal_types::EngineSpec::Docker(_) => None,
+    };
+    let sources = module
+        .into_iter()
+        .chain(spec.inputs.iter().map(|i| &i.source));
+    for source in sources {
+        let InputSource::Ipfs(path) = source else {
+            continue;
+        };
+        let root = path.split('/').next().unwrap_or_default();
+        let Ok(cid) = shoal_store::parse_cid(root) else {
+            return Some(format!("ipfs://{path} (not a CID)"));
+        };
+        if node.scheduler.is_located(&cid) {
+            continue;
+        }
+        match node.content.locate(&cid).await {
+            Some(_) => node.scheduler.located(cid),
+            None => return Some(format!("ipfs://{path}")),
+        }
+    }
+    None
+}
+
+/// Sends this node's bid; `first` when no bid transaction was sent for the job before (so a
+/// refusal means this node's bid is certainly not on chain).
+pub(crate) async fn send_bid(node: Arc<Node>, id: JobId, price: U256, first: bool) -> Result<()> {
+    let sent = node.chain.bid(id, price).await;
+    match sent.as_ref().map_err(|e| e.market_revert()) {
+        Ok(tx) => {
+            Metrics::inc(&node.metrics.bids_sent);
+            tracing::info!(job = %id, %tx, "bid placed");
+            Ok(())
+        }
+        // Already on chain (a resend after a restart): nothing to record.
+        Err(Some(Revert::JobMarket__AlreadyBid(_))) => Ok(()),
+        Err(Some(Revert::JobMarket__WrongState(_) | Revert::JobMarket__BiddingOver(_))) => {
+            tracing::info!(job = %id, "bidding is over");
+            // Too late for this job: nothing to run, nothing to be paid.
+            if first && let Some(exec) = node.db.execution(id)? {
+                node.db.put_execution(&Execution {
+                    step: Step::Done {
+                        reason: "not selected: bidding closed before this node's bid".into(),
+                    },
+                    claimed: true,
+                    updated_at: now_secs(),
+                    ..exec
+                })?;
+            }
+            Ok(())
+        }
+        Err(_) => {
+            Metrics::inc(&node.metrics.tx_errors);
+            let e = sent.err();
+            let decision = BidDecision {
+                bid: false,
+                reason: format!(
+                    "decided to bid but the bid transaction failed: {}",
+                    e.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
+                price: Some(price),
+                at: now_secs(),
+            };
+            node.db.put_decision(id, &decision, None)?;
+            if let Some(exec) = node.db.execution(id)? {
+                node.db.put_execution(&Execution {
+                    step: Step::Failed {
+                        reason: decision.reason.clone(),
+                    },
+                    updated_at: now_secs(),
+                    ..exec
+                })?;
+            }
+            e.map_or(Ok(()), Err)
+        }
+    }
+}

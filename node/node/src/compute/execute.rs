@@ -1,0 +1,252 @@
+//! Running a job this node was selected (or drawn as a mediator) for: fetch, execute, persist
+//! the result and its salt, commit; then reveal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cid::Cid;
+use shoal_api::{Execution, JobView, Role, Step, now_secs, result_hash_of};
+use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
+use shoal_chain::{Address, B256};
+use shoal_executor::{
+    DockerSpec, EngineSpec, ExecutionId, ExecutionRequest, InputMount, Limits, OutputVolume,
+    WasmModule, WasmSpec,
+};
+
+use super::inputs::{load_spec, module_bytes, mount};
+use crate::chain::commitment;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::node::Node;
+
+/// Records `step` as this node's execution of `job`.
+fn set_step(node: &Node, job: &JobView, role: Role, step: Step) -> Result<Execution> {
+    let e = match node.db.execution(job.id)? {
+        Some(p) => Execution {
+            role,
+            step,
+            updated_at: now_secs(),
+            ..p
+        },
+        None => Execution::new(job.id, role, step),
+    };
+    node.db.put_execution(&e)?;
+    Ok(e)
+}
+
+/// Runs the job and persists the result and salt; the commit follows.
+pub(crate) async fn execute(node: Arc<Node>, job: JobView, role: Role) -> Result<()> {
+    let id = job.id;
+    set_step(&node, &job, role, Step::Selected)?;
+    set_step(&node, &job, role, Step::Fetching)?;
+    Metrics::inc(&node.metrics.executions_started);
+    tracing::info!(job = %id, ?role, "execution started");
+    let (cid, results_dir, exit_code) = match run_job(&node, &job, role).await {
+        Ok(v) => v,
+        // Data that cannot be fetched now may be fetchable later (a peer restarting): retry.
+        Err(e @ (Error::Content { .. } | Error::Input { .. })) => {
+            set_step(&node, &job, role, Step::Selected)?;
+            return Err(e);
+        }
+        Err(e) => {
+            Metrics::inc(&node.metrics.executions_failed);
+            let reason = e.to_string();
+            set_step(&node, &job, role, Step::Failed { reason })?;
+            return Err(e);
+        }
+    };
+    tracing::info!(job = %id, result = %cid, exit_code, "execution finished");
+    let result_hash = result_hash_of(&cid)?;
+    let prev = node.db.execution(id)?;
+    let exec = Execution {
+        job_id: id,
+        role,
+        step: Step::Committed {
+            result_hash,
+            result_cid: cid.to_string(),
+            salt: B256::random(),
+            commit_confirmed: false,
+        },
+        results_dir: Some(results_dir.display().to_string()),
+        exit_code: Some(exit_code),
+        claimed: prev.is_some_and(|p| p.claimed),
+        updated_at: now_secs(),
+    };
+    // The salt is on disk before the commitment leaves the node.
+    node.db.put_execution(&exec)?;
+    let me = node.chain.operator()?;
+    send_commit(node, &job, exec, me).await
+}
+
+/// Sends the commitment of a persisted result (unless the chain already has it) and records
+/// it confirmed.
+pub(crate) async fn send_commit(
+    node: Arc<Node>,
+    job: &JobView,
+    exec: Execution,
+    me: Address,
+) -> Result<()> {
+    let Step::Committed {
+        result_hash,
+        result_cid,
+        salt,
+        ..
+    } = exec.step.clone()
+    else {
+        return Ok(());
+    };
+    let c = commitment(job.id, me, result_hash, salt);
+    let already = job.deal_of(me).is_some_and(|d| d.commitment == Some(c));
+    if !already {
+        match node.chain.commit(job.id, c).await {
+            Ok(tx) => tracing::info!(job = %job.id, %tx, %result_cid, "result committed"),
+            Err(e)
+                if matches!(
+                    e.market_revert(),
+                    Some(Revert::JobMarket__AlreadyCommitted(_))
+                ) => {}
+            Err(e) => {
+                Metrics::inc(&node.metrics.tx_errors);
+                return Err(e);
+            }
+        }
+        Metrics::inc(&node.metrics.commits);
+    }
+    node.db.put_execution(&Execution {
+        step: Step::Committed {
+            result_hash,
+            result_cid,
+            salt,
+            commit_confirmed: true,
+        },
+        updated_at: now_secs(),
+        ..exec
+    })
+}
+
+/// Reveals a committed result.
+pub(crate) async fn reveal(node: Arc<Node>, exec: Execution) -> Result<()> {
+    let Step::Committed {
+        result_hash,
+        result_cid,
+        salt,
+        ..
+    } = exec.step.clone()
+    else {
+        return Ok(());
+    };
+    let cid: Cid = shoal_store::parse_cid(&result_cid)?;
+    match node
+        .chain
+        .reveal(exec.job_id, result_hash, salt, cid.to_bytes())
+        .await
+    {
+        Ok(tx) => {
+            Metrics::inc(&node.metrics.reveals);
+            tracing::info!(job = %exec.job_id, %tx, "result revealed");
+        }
+        Err(e)
+            if matches!(
+                e.market_revert(),
+                Some(Revert::JobMarket__AlreadyRevealed(_))
+            ) => {}
+        Err(e) => {
+            Metrics::inc(&node.metrics.tx_errors);
+            return Err(e);
+        }
+    }
+    node.db.put_execution(&Execution {
+        step: Step::Revealed {
+            result_hash,
+            result_cid,
+        },
+        updated_at: now_secs(),
+        ..exec
+    })
+}
+
+/// The executor's request for `spec`'s engine, with the module's bytes.
+fn engine(spec: &shoal_types::EngineSpec, module: Option<Arc<[u8]>>, seed: u64) -> EngineSpec {
+    match spec {
+        shoal_types::EngineSpec::Wasm(w) => EngineSpec::Wasm(WasmSpec {
+            module: WasmModule::Bytes(module.unwrap_or_else(|| Arc::from(Vec::new()))),
+            entrypoint: w.entrypoint.clone(),
+            args: w.args.clone(),
+            env: w.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            random_seed: seed,
+        }),
+        shoal_types::EngineSpec::Docker(d) => EngineSpec::Docker(DockerSpec {
+            image: d.image.clone(),
+            entrypoint: d.entrypoint.clone(),
+            cmd: (!d.cmd.is_empty()).then(|| d.cmd.clone()),
+            env: d.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            working_dir: d.working_dir.clone(),
+        }),
+    }
+}
+
+/// Fetches the module and inputs, runs the executor, returns (result CID, results folder, exit
+/// code).
+async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, PathBuf, i32)> {
+    let spec = load_spec(&node.content, job).await?;
+    let work = node.work_root.join(format!("job-{}", job.id));
+    shoal_store::paths::remove_tree(&work)?;
+    let (scratch, inputs) = (work.join("module"), work.join("inputs"));
+    for dir in [&scratch, &inputs] {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    }
+    let module = match &spec.engine {
+        shoal_types::EngineSpec::Wasm(w) => {
+            Some(module_bytes(&node.providers, &w.module, &scratch).await?)
+        }
+        shoal_types::EngineSpec::Docker(_) => None,
+    };
+    // The seed of the job's randomness: the job id's low 64 bits, the same on every node.
+    let seed = job.id.as_u256().as_limbs()[0];
+    let exec_id = ExecutionId::new(format!("job-{}", job.id))?;
+    let mut req = ExecutionRequest::new(exec_id.clone(), engine(&spec.engine, module, seed));
+    for input in &spec.inputs {
+        let host_path = mount(&node.providers, input, &inputs).await?;
+        req.inputs.push(InputMount {
+            host_path,
+            container_path: input.path.clone(),
+        });
+    }
+    req.outputs = spec
+        .outputs
+        .iter()
+        .map(|o| OutputVolume {
+            name: o.name.clone(),
+            container_path: o.path.clone(),
+        })
+        .collect();
+    req.limits = Limits {
+        memory_bytes: spec.resources.memory,
+        timeout: spec.resources.timeout,
+        cpu_millis: (spec.resources.cpu * 1000.0)
+            .round()
+            .clamp(1.0, f64::from(u32::MAX)) as u32,
+        ..Limits::default()
+    };
+    req.network = spec.network;
+
+    let old = node.results_root.join(exec_id.as_str());
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing old results", &old, e))?;
+    }
+    let _slot = node
+        .scheduler
+        .exec_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::Config("the execution queue is closed".into()))?;
+    set_step(node, job, role, Step::Running)?;
+    let result = node
+        .executors
+        .run(req, node.tasks.token().child_token())
+        .await?;
+    if let Err(e) = shoal_store::paths::remove_tree(&work) {
+        tracing::warn!(job = %job.id, error = %e, "cannot remove the job's work folder");
+    }
+    Ok((result.result_hash, result.results_dir, result.exit_code))
+}

@@ -1,0 +1,192 @@
+//! From a job's state on chain and this node's own progress on it to the next action.
+
+use std::sync::Arc;
+
+use shoal_api::{Execution, JobId, JobView, Role, Step, now_secs};
+use shoal_chain::{Address, JobState};
+
+use super::scheduler::{Action, spawn_action};
+use super::{bid, execute, settle};
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::node::Node;
+
+/// Seconds after which a bid decided but not seen on chain is sent again.
+const BID_RESEND_AFTER: u64 = 2;
+
+/// Looks at the given active jobs and starts what is due; forgets the ones that are done.
+pub(crate) fn reconcile(node: &Arc<Node>, ids: Vec<JobId>) -> Result<()> {
+    let now = now_secs();
+    for id in ids {
+        let Some(job) = node.db.job(id)? else {
+            node.scheduler.forget(id);
+            continue;
+        };
+        let exec = node.db.execution(id)?;
+        if job.state.is_final()
+            && exec
+                .as_ref()
+                .is_none_or(|e| e.step.is_terminal() && e.claimed)
+        {
+            node.scheduler.forget(id);
+            continue;
+        }
+        if !job.state.is_final() {
+            announce(node, &job);
+        }
+        let Some(me) = node.chain.operator else {
+            continue;
+        };
+        step(node, &job, exec, me, now)?;
+    }
+    Ok(())
+}
+
+fn step(
+    node: &Arc<Node>,
+    job: &JobView,
+    exec: Option<Execution>,
+    me: Address,
+    now: u64,
+) -> Result<()> {
+    let id = job.id;
+    let deal = job.deal_of(me);
+    match job.state {
+        JobState::Posted if now <= job.bid_deadline => {
+            let decided = node.db.decision(id)?;
+            if decided.is_none() && node.cfg.bid.enabled {
+                let (n, j) = (node.clone(), job.clone());
+                spawn_action(
+                    node,
+                    id,
+                    Action::Bid,
+                    async move { bid::decide(n, j).await },
+                );
+            } else if exec
+                .as_ref()
+                .is_some_and(|e| e.step == Step::Bidding && now > e.updated_at + BID_RESEND_AFTER)
+                && !job.bids.iter().any(|b| b.operator == me)
+                && let Some(price) = decided.and_then(|d| d.price)
+            {
+                let n = node.clone();
+                spawn_action(node, id, Action::Bid, async move {
+                    bid::send_bid(n, id, price, false).await
+                });
+            }
+        }
+        JobState::Posted => {
+            let n = node.clone();
+            spawn_action(node, id, Action::Close, async move {
+                n.chain.close_bidding(id).await.map(|_| ())
+            });
+        }
+        JobState::Running | JobState::Disputed => {
+            let mine = deal.is_some_and(|d| d.mediator == (job.state == JobState::Disputed));
+            if mine {
+                drive_execution(node, job, exec.as_ref(), me);
+            }
+            due_finalize(node, job, now);
+        }
+        JobState::Revealing | JobState::DisputeRevealing => {
+            if let Some(
+                e @ Execution {
+                    step: Step::Committed { .. },
+                    ..
+                },
+            ) = exec
+                && deal.is_some_and(|d| d.result_hash.is_none())
+            {
+                let n = node.clone();
+                spawn_action(node, id, Action::Reveal, async move {
+                    execute::reveal(n, e).await
+                });
+            }
+            due_finalize(node, job, now);
+        }
+        JobState::Challengeable => due_finalize(node, job, now),
+        JobState::Verified | JobState::Failed | JobState::Expired => {
+            if let Some(e) = exec {
+                settle::settle(node, job, e);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Announces a newly posted job on the swarm when this node holds its spec (it was uploaded
+/// here), once per job.
+fn announce(node: &Arc<Node>, job: &JobView) {
+    let Some(p2p) = node.p2p.clone() else {
+        return;
+    };
+    if !node.announcer.first_time(job.id) {
+        return;
+    }
+    let held =
+        shoal_store::parse_cid(&job.params.spec_cid).is_ok_and(|cid| node.content.has_dag(&cid));
+    if !held {
+        return;
+    }
+    let network = (
+        node.chain.chain_id,
+        node.chain.deployment.job_market.to_string(),
+    );
+    let (job, n) = (job.clone(), node.clone());
+    node.tasks.spawn(async move {
+        if crate::network::announce(&p2p, network, &job).await {
+            Metrics::inc(&n.metrics.announcements_sent);
+        }
+    });
+}
+
+fn due_finalize(node: &Arc<Node>, job: &JobView, now: u64) {
+    if job.phase_deadline > 0 && now > job.phase_deadline {
+        let (n, id) = (node.clone(), job.id);
+        spawn_action(node, id, Action::Finalize, async move {
+            n.chain.finalize(id).await.map(|_| ())
+        });
+    }
+}
+
+fn drive_execution(node: &Arc<Node>, job: &JobView, exec: Option<&Execution>, me: Address) {
+    let role = if job.state == JobState::Disputed {
+        Role::Mediator
+    } else {
+        Role::Worker
+    };
+    let id = job.id;
+    match exec.map(|e| &e.step) {
+        Some(Step::Committed {
+            commit_confirmed: false,
+            ..
+        }) => {
+            // The execution that just stored this step sends the commit itself; only a
+            // commit left unconfirmed by a crash or a failure is sent from here.
+            if node.scheduler.is_running(id, Action::Execute) {
+                return;
+            }
+            let (n, j) = (node.clone(), job.clone());
+            let e = exec.cloned();
+            spawn_action(node, id, Action::Commit, async move {
+                match e {
+                    Some(e) => execute::send_commit(n, &j, e, me).await,
+                    None => Ok(()),
+                }
+            });
+        }
+        Some(
+            Step::Committed { .. }
+            | Step::Revealed { .. }
+            | Step::Published { .. }
+            | Step::Failed { .. },
+        ) => {}
+        Some(Step::Done { .. }) if role == Role::Worker => {}
+        _ => {
+            let (n, j) = (node.clone(), job.clone());
+            spawn_action(node, id, Action::Execute, async move {
+                execute::execute(n, j, role).await
+            });
+        }
+    }
+}

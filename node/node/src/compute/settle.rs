@@ -1,0 +1,181 @@
+//! After a job ended: publish verified results that are ours, close this node's execution,
+//! and claim what the market owes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_api::{Execution, JobId, JobView, Step, now_secs, result_hash_of};
+use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
+use shoal_chain::{B256, JobState};
+
+use super::scheduler::{Action, spawn_action};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::node::Node;
+
+/// Least time between two payout claims of one node.
+const CLAIM_EVERY: Duration = Duration::from_secs(2);
+
+/// Publishes, closes or claims for an ended job.
+pub(crate) fn settle(node: &Arc<Node>, job: &JobView, exec: Execution) {
+    let id = job.id;
+    match exec.step.result_hash() {
+        Some(ours) if job.state == JobState::Verified => {
+            let (n, j) = (node.clone(), job.clone());
+            spawn_action(node, id, Action::Publish, async move {
+                publish(n, j, exec, ours).await
+            });
+        }
+        _ if !exec.step.is_terminal() => {
+            let reason = match job.state {
+                JobState::Verified => "the job verified without this node's result".to_string(),
+                JobState::Expired => "the job expired (too few bids)".to_string(),
+                _ => format!(
+                    "the job failed ({})",
+                    job.fail_reason
+                        .map_or_else(|| "unknown reason".to_owned(), |r| r.to_string())
+                ),
+            };
+            let reason = if exec.step == Step::Bidding {
+                format!("not selected; {reason}")
+            } else {
+                reason
+            };
+            close(
+                node,
+                Execution {
+                    step: Step::Done { reason },
+                    ..exec
+                },
+            );
+            node.scheduler.touch(id);
+        }
+        _ if !exec.claimed => {
+            let paid = node.chain.operator.is_some_and(|me| job.paid(me));
+            if paid {
+                claim(node);
+            } else {
+                // Nothing of this job to withdraw: done with it.
+                close(
+                    node,
+                    Execution {
+                        claimed: true,
+                        ..exec
+                    },
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn close(node: &Node, exec: Execution) {
+    let e = Execution {
+        updated_at: now_secs(),
+        ..exec
+    };
+    if let Err(err) = node.db.put_execution(&e) {
+        tracing::warn!(job = %e.job_id, error = %err, "cannot record the end of an execution");
+    }
+}
+
+/// One `claim()` withdraws every payout credited so far, so one claim (at most one in flight,
+/// at most one per [`CLAIM_EVERY`]) settles every ended job waiting for it.
+fn claim(node: &Arc<Node>) {
+    if node.scheduler.claimed_within(CLAIM_EVERY) {
+        return;
+    }
+    let n = node.clone();
+    spawn_action(node, JobId::default(), Action::Claim, async move {
+        // Jobs whose payout is credited before the claim is sent.
+        let waiting: Vec<Execution> = n
+            .scheduler
+            .active()
+            .into_iter()
+            .filter_map(|id| n.db.execution(id).ok().flatten())
+            .filter(|e| e.step.is_terminal() && !e.claimed)
+            .filter(|e| {
+                n.db.job(e.job_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|j| j.state.is_final())
+            })
+            .collect();
+        match n.chain.claim_if_any().await {
+            Ok(amount) => tracing::info!(%amount, jobs = waiting.len(), "claimed payouts"),
+            Err(e)
+                if matches!(
+                    e.market_revert(),
+                    Some(Revert::JobMarket__NothingToClaim(_))
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        n.scheduler.claimed_now();
+        for exec in waiting {
+            n.db.put_execution(&Execution {
+                claimed: true,
+                updated_at: now_secs(),
+                ..exec
+            })?;
+            n.scheduler.touch(exec.job_id);
+        }
+        Ok(())
+    });
+}
+
+/// Pins the verified results in the store (making them public) when they are ours.
+async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> Result<()> {
+    let Some(verified) = job.result_hash else {
+        return Err(Error::Content {
+            cid: String::new(),
+            reason: format!(
+                "job {} is verified but its JobVerified event is not read yet",
+                job.id
+            ),
+        });
+    };
+    let step = if verified == ours {
+        let dir = exec
+            .results_dir
+            .clone()
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Content {
+                cid: job.result_cid.clone().unwrap_or_default(),
+                reason: "this node has no results folder for the job".into(),
+            })?;
+        let store = node.content.store.clone();
+        let imported = tokio::task::spawn_blocking(move || {
+            store.add_path(&dir, shoal_store::Profile::UnixfsV1_2025)
+        })
+        .await
+        .map_err(|e| Error::Content {
+            cid: String::new(),
+            reason: e.to_string(),
+        })??;
+        if result_hash_of(&imported.cid)? != ours {
+            Step::Failed {
+                reason: format!(
+                    "the results folder changed since the commit (now {})",
+                    imported.cid
+                ),
+            }
+        } else {
+            Metrics::inc(&node.metrics.published);
+            tracing::info!(job = %job.id, cid = %imported.cid, "verified results published");
+            node.content.announce(&imported.cid).await;
+            Step::Published {
+                result_cid: imported.cid.to_string(),
+            }
+        }
+    } else {
+        Step::Failed {
+            reason: format!("this node's result {ours} is not the verified result {verified}"),
+        }
+    };
+    node.db.put_execution(&Execution {
+        step,
+        updated_at: now_secs(),
+        ..exec
+    })
+}

@@ -1,6 +1,7 @@
 //! The chain client: typed calls to the registry and the market over any JSON-RPC endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::network::TransactionBuilder;
@@ -45,7 +46,11 @@ pub struct ChainClientBuilder {
     signer: Option<PrivateKeySigner>,
     deployment: Option<Deployment>,
     tx: TxConfig,
+    rpc_timeout: Duration,
 }
+
+/// Longest wait for one JSON-RPC answer over HTTP unless configured otherwise.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ChainClientBuilder {
     /// Signs transactions with this key.
@@ -66,17 +71,38 @@ impl ChainClientBuilder {
         self
     }
 
+    /// Longest wait for one JSON-RPC answer over HTTP (default [`DEFAULT_RPC_TIMEOUT`]): an
+    /// endpoint that stops answering fails the call instead of hanging it.
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout;
+        self
+    }
+
     /// Connects (http(s):// or ws(s)://) and reads the chain id.
     pub async fn connect(self) -> Result<ChainClient> {
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect(&self.url)
-            .await
-            .map_err(|source| Error::Connect {
-                url: self.url.clone(),
-                source,
-            })?
-            .erased();
+        let http = self
+            .url
+            .starts_with("http")
+            .then(|| self.url.parse::<alloy::transports::http::reqwest::Url>().ok())
+            .flatten();
+        let provider = match http {
+            Some(url) => {
+                let timeout = self.rpc_timeout;
+                ProviderBuilder::new()
+                    .disable_recommended_fillers()
+                    .with_reqwest(url, |b| b.timeout(timeout).build().unwrap_or_default())
+                    .erased()
+            }
+            None => ProviderBuilder::new()
+                .disable_recommended_fillers()
+                .connect(&self.url)
+                .await
+                .map_err(|source| Error::Connect {
+                    url: self.url.clone(),
+                    source,
+                })?
+                .erased(),
+        };
         let chain_id = provider
             .get_chain_id()
             .await
@@ -140,6 +166,7 @@ impl ChainClient {
             signer: None,
             deployment: None,
             tx: TxConfig::default(),
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
         }
     }
 

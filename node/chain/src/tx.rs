@@ -12,7 +12,6 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::TransportError;
-use tokio::sync::Mutex;
 
 use crate::error::{ContractError, Error, Result, revert_data};
 
@@ -64,7 +63,7 @@ struct Inner {
     address: Address,
     chain_id: u64,
     /// The next nonce to use; `None` means "read it from the chain".
-    nonce: Mutex<Option<u64>>,
+    nonce: std::sync::Mutex<Option<u64>>,
     config: TxConfig,
 }
 
@@ -74,6 +73,10 @@ impl std::fmt::Debug for TxManager {
             .field("address", &self.inner.address)
             .finish()
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A transaction that was sent and not yet mined.
@@ -100,7 +103,7 @@ impl TxManager {
                 wallet,
                 address,
                 chain_id,
-                nonce: Mutex::new(None),
+                nonce: std::sync::Mutex::new(None),
                 config,
             }),
         }
@@ -113,7 +116,7 @@ impl TxManager {
 
     /// Forgets the local nonce; the next transaction reads it from the chain.
     pub async fn resync_nonce(&self) {
-        *self.inner.nonce.lock().await = None;
+        *lock(&self.inner.nonce) = None;
     }
 
     /// Sends a transaction (`to`, `input`, `value` set by the caller) and waits for its receipt.
@@ -156,36 +159,59 @@ impl TxManager {
         Err(self.explain_failure(tx, &receipt).await)
     }
 
-    /// Signs with the next local nonce and submits; the nonce advances only when the node
-    /// accepted the transaction.
+    /// Takes the next local nonce, reading it from the chain first when it is not known. The
+    /// lock is never held across an RPC call: concurrent sends reserve consecutive nonces and
+    /// go out in parallel (the node queues a nonce that arrives before its predecessor).
+    async fn reserve_nonce(&self) -> Result<u64> {
+        let inner = &self.inner;
+        loop {
+            {
+                let mut next = lock(&inner.nonce);
+                if let Some(n) = *next {
+                    *next = Some(n + 1);
+                    return Ok(n);
+                }
+            }
+            let n = inner
+                .provider
+                .get_transaction_count(inner.address)
+                .pending()
+                .await
+                .map_err(Error::rpc("eth_getTransactionCount"))?;
+            lock(&inner.nonce).get_or_insert(n);
+        }
+    }
+
+    /// `nonce` was reserved but the node did not take a transaction with it: hand it back when
+    /// no later nonce was reserved, else re-read the next nonce from the chain (which then
+    /// fills the gap).
+    fn release_nonce(&self, nonce: u64) {
+        let mut next = lock(&self.inner.nonce);
+        *next = match *next {
+            Some(n) if n == nonce + 1 => Some(nonce),
+            _ => None,
+        };
+    }
+
+    /// Signs with the next local nonce and submits; a nonce the node refused is released.
     async fn submit(&self, tx: TransactionRequest, max_fee: u128, tip: u128) -> Result<InFlight> {
         let inner = &self.inner;
-        let mut guard = inner.nonce.lock().await;
         let mut resynced = false;
         loop {
-            let nonce = match *guard {
-                Some(n) => n,
-                None => {
-                    let n = inner
-                        .provider
-                        .get_transaction_count(inner.address)
-                        .pending()
-                        .await
-                        .map_err(Error::rpc("eth_getTransactionCount"))?;
-                    *guard = Some(n);
-                    n
+            let nonce = self.reserve_nonce().await?;
+            let signed = match self.sign(tx.clone().with_nonce(nonce), max_fee, tip).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.release_nonce(nonce);
+                    return Err(e);
                 }
             };
-            let signed = self
-                .sign(tx.clone().with_nonce(nonce), max_fee, tip)
-                .await?;
             match inner
                 .provider
                 .send_raw_transaction(&signed.encoded_2718())
                 .await
             {
                 Ok(pending) => {
-                    *guard = Some(nonce + 1);
                     return Ok(InFlight {
                         nonce,
                         hashes: vec![*pending.tx_hash()],
@@ -195,7 +221,6 @@ impl TxManager {
                 }
                 // This very transaction is already in the node's pool: it was submitted.
                 Err(e) if is_already_known(&e) => {
-                    *guard = Some(nonce + 1);
                     return Ok(InFlight {
                         nonce,
                         hashes: vec![*signed.tx_hash()],
@@ -205,15 +230,15 @@ impl TxManager {
                 }
                 Err(e) if !resynced && is_nonce_error(&e) => {
                     tracing::debug!(nonce, error = %e, "nonce out of sync, re-reading it from the chain");
-                    *guard = None;
+                    *lock(&inner.nonce) = None;
                     resynced = true;
                 }
                 Err(e) => {
+                    // The node may have seen a nonce we do not know about; re-read it next time.
+                    self.release_nonce(nonce);
                     if let Some(data) = revert_data(&e) {
                         return Err(Error::Reverted(ContractError::decode(&data)));
                     }
-                    // The node may have seen a nonce we do not know about; re-read it next time.
-                    *guard = None;
                     return Err(Error::Rejected { nonce, source: e });
                 }
             }

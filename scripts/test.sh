@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs every Shoal test: the contracts' Foundry suite, then the Rust workspace
-# (unit, integration, devchain/anvil conformance, Docker and helia interop).
+# Runs every Shoal test: the quality gate (rustfmt, clippy with warnings as
+# errors), the contracts' Foundry suite, then the Rust workspace (unit,
+# integration, devchain/anvil conformance, Docker and helia interop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
 export PATH="$PWD/node_modules/.bin:$PATH"
+
+echo "test: cargo fmt --check" >&2
+cargo fmt --all --check
+echo "test: cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets -q -- -D warnings
 
 if [ -x scripts/contracts.sh ]; then
     scripts/contracts.sh test

@@ -649,3 +649,29 @@ fn call_error(what: &'static str) -> impl FnOnce(alloy::contract::Error) -> Erro
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commitment_binds_every_field() {
+        let (job, op, h, s) = (
+            JobId::from(1u64),
+            Address::repeat_byte(7),
+            B256::repeat_byte(1),
+            B256::repeat_byte(2),
+        );
+        let c = commitment(job, op, h, s);
+        assert_ne!(c, commitment(JobId::from(2u64), op, h, s));
+        assert_ne!(c, commitment(job, Address::repeat_byte(8), h, s));
+        assert_ne!(c, commitment(job, op, B256::repeat_byte(3), s));
+        assert_ne!(c, commitment(job, op, h, B256::repeat_byte(3)));
+        let mut manual = Vec::new();
+        manual.extend_from_slice(&U256::from(1u64).to_be_bytes::<32>());
+        manual.extend_from_slice(B256::left_padding_from(op.as_slice()).as_slice());
+        manual.extend_from_slice(h.as_slice());
+        manual.extend_from_slice(s.as_slice());
+        assert_eq!(c, keccak256(manual));
+    }
+}

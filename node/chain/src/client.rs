@@ -83,7 +83,11 @@ impl ChainClientBuilder {
         let http = self
             .url
             .starts_with("http")
-            .then(|| self.url.parse::<alloy::transports::http::reqwest::Url>().ok())
+            .then(|| {
+                self.url
+                    .parse::<alloy::transports::http::reqwest::Url>()
+                    .ok()
+            })
             .flatten();
         let provider = match http {
             Some(url) => {

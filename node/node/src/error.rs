@@ -22,7 +22,7 @@ pub enum Error {
     Chain {
         what: &'static str,
         #[source]
-        source: shoal_chain::Error,
+        source: Box<shoal_chain::Error>,
     },
     /// The content store failed.
     #[error(transparent)]
@@ -79,7 +79,10 @@ impl Error {
 
     /// Wraps a chain error with what the node was doing.
     pub(crate) fn chain(what: &'static str) -> impl FnOnce(shoal_chain::Error) -> Self {
-        move |source| Self::Chain { what, source }
+        move |source| Self::Chain {
+            what,
+            source: Box::new(source),
+        }
     }
 
     /// The market's custom error this is a revert with, decoded from the revert data.

@@ -33,7 +33,13 @@ async fn a_dead_follower_stops_the_node_with_an_error() -> Result<()> {
             .context("the node kept running without its follower")?;
         let err = stopped.err().context("the node stopped without an error")?;
         ensure!(
-            matches!(err, shoal_node::Error::TaskDied { task: "follower", .. }),
+            matches!(
+                err,
+                shoal_node::Error::TaskDied {
+                    task: "follower",
+                    ..
+                }
+            ),
             "the error names the follower: {err}"
         );
         ensure!(node.is_stopped() && node.tasks().is_empty());
@@ -70,7 +76,11 @@ async fn a_node_process_whose_follower_dies_exits_non_zero() -> Result<()> {
             .await
             .context("the node process kept running without its follower")??;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(!out.status.success(), "exit status {}: {stderr}", out.status);
+        ensure!(
+            !out.status.success(),
+            "exit status {}: {stderr}",
+            out.status
+        );
         ensure!(
             stderr.contains("follower task was aborted"),
             "the process says which task died: {stderr}"

@@ -206,10 +206,10 @@ async fn roll_back(
             .await
             .map_err(|e| Error::Chain {
                 what: "re-reading a job's events after a reorg",
-                source: shoal_chain::Error::Rpc {
+                source: Box::new(shoal_chain::Error::Rpc {
                     method: "eth_getLogs",
                     source: e,
-                },
+                }),
             })?;
         let mut jobs = BTreeMap::new();
         let mut records = Vec::new();

@@ -77,10 +77,10 @@ impl Chain {
             .await
             .map_err(|e| Error::Chain {
                 what: "reading the market's code",
-                source: shoal_chain::Error::Rpc {
+                source: Box::new(shoal_chain::Error::Rpc {
                     method: "eth_getCode",
                     source: e,
-                },
+                }),
             })?;
         if code.is_empty() {
             return Err(Error::Config(format!(
@@ -218,9 +218,9 @@ async fn market_registry(client: &ChainClient, market: Address) -> Result<Addres
         .await
         .map_err(|e| Error::Chain {
             what: "reading the market's registry",
-            source: shoal_chain::Error::Call {
+            source: Box::new(shoal_chain::Error::Call {
                 what: "registry()",
                 source: Box::new(e),
-            },
+            }),
         })
 }

@@ -12,6 +12,8 @@ mod node;
 mod openapi;
 pub mod state;
 mod supervisor;
+#[cfg(test)]
+mod testkit;
 
 pub use api::CAR_MIME;
 pub use chain::post_job;

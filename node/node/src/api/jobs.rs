@@ -198,3 +198,53 @@ pub(super) async fn job_logs(
         exit_code: exec.and_then(|e| e.exit_code),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_api::{ApiErrorBody, EventRecord, JobDetail, JobList};
+    use shoal_chain::JobState;
+
+    use crate::testkit::{Kit, SOLO_DEAL};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_read_back_as_the_api_model() {
+        let kit = Kit::start(|c| c.bid.enabled = false).await;
+        let id = kit.post_hello(SOLO_DEAL).await;
+        kit.wait(id, "the posted job", |j, _| j.state == JobState::Posted)
+            .await;
+        let api = kit.node.api_url();
+        let http = reqwest::Client::new();
+        let get = |path: String| http.get(format!("{api}{path}")).send();
+        let detail: JobDetail = get(format!("/api/v1/jobs/{id}"))
+            .await
+            .expect("GET job")
+            .json()
+            .await
+            .expect("a JobDetail");
+        assert_eq!((detail.id, detail.state), (id, JobState::Posted));
+        assert!(detail.spec.is_some() && detail.decision.is_none());
+        let list: JobList = get("/api/v1/jobs?state=posted".into())
+            .await
+            .expect("GET jobs")
+            .json()
+            .await
+            .expect("a JobList");
+        assert_eq!(list.total, 1);
+        let events: Vec<EventRecord> = get(format!("/api/v1/jobs/{id}/events"))
+            .await
+            .expect("GET events")
+            .json()
+            .await
+            .expect("events");
+        assert_eq!(events.len(), 1);
+        let bad = get("/api/v1/jobs/0x1".into()).await.expect("GET");
+        assert_eq!(bad.status(), 400);
+        let body: ApiErrorBody = bad.json().await.expect("an error body");
+        assert!(body.error.contains("not a job id") && body.hint.is_some());
+        let bad = get("/api/v1/jobs?state=sleeping".into())
+            .await
+            .expect("GET");
+        assert_eq!(bad.status(), 400);
+        kit.stop().await;
+    }
+}

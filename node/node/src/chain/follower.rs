@@ -243,3 +243,27 @@ async fn roll_back(
     db.roll_back(&rebuilt, &forgotten, cursor)?;
     Ok(rebuilt.iter().map(|(j, _)| j.id).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_chain::JobState;
+
+    use crate::testkit::{Kit, SOLO_DEAL};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_posted_job_becomes_a_view_with_its_history() {
+        let kit = Kit::start(|c| c.bid.enabled = false).await;
+        let id = kit.post_hello(SOLO_DEAL).await;
+        let (job, exec) = kit
+            .wait(id, "the posted job", |j, _| j.state == JobState::Posted)
+            .await;
+        assert_eq!((job.params.concurrency, job.params.min_bids), (1, 1));
+        assert!(exec.is_none(), "a node that does not bid has no execution");
+        let events = kit.node.state().events(id).expect("events");
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].event, "JobPosted");
+        assert!(events[0].summary.starts_with("posted by"), "{events:#?}");
+        assert!(kit.node.state().cursor().expect("cursor").is_some());
+        kit.stop().await;
+    }
+}

@@ -143,3 +143,39 @@ pub(crate) async fn send_bid(node: Arc<Node>, id: JobId, price: U256, first: boo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{Kit, SOLO_DEAL};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_for_an_engine_the_node_lacks_is_declined_with_the_reason() {
+        let kit = Kit::start(|_| {}).await;
+        let id = kit
+            .post(&format!(
+                "name: d\nengine:\n  docker:\n    image: busybox:latest\n{SOLO_DEAL}"
+            ))
+            .await;
+        let decision = kit
+            .wait_for("a decision", |s| s.decision(id).ok().flatten())
+            .await;
+        assert!(!decision.bid, "{decision:?}");
+        assert!(decision.reason.contains("docker"), "{decision:?}");
+        assert!(kit.node.state().execution(id).expect("state").is_none());
+        kit.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_it_can_run_is_bid_on_at_the_max_price() {
+        let kit = Kit::start(|_| {}).await;
+        let id = kit.post_hello(SOLO_DEAL).await;
+        let (job, _) = kit
+            .wait(id, "this node's bid on chain", |j, _| !j.bids.is_empty())
+            .await;
+        let decision = kit.node.state().decision(id).expect("state");
+        let decision = decision.expect("a decision");
+        assert!(decision.bid && decision.price == Some(job.params.max_price));
+        assert_eq!(Some(job.bids[0].operator), kit.node.operator());
+        kit.stop().await;
+    }
+}

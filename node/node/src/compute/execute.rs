@@ -250,3 +250,33 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
     }
     Ok((result.result_hash, result.results_dir, result.exit_code))
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_api::{Step, results_cid_of};
+    use shoal_chain::JobState;
+
+    use crate::testkit::{Kit, SOLO_DEAL};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_selected_node_runs_commits_reveals_and_its_result_verifies() {
+        let kit = Kit::start(|_| {}).await;
+        let id = kit.post_hello(SOLO_DEAL).await;
+        let (job, exec) = kit
+            .wait(id, "verified", |j, _| j.state == JobState::Verified)
+            .await;
+        let deal = job.deal_of(kit.node.operator().expect("operator"));
+        let deal = deal.expect("this node's deal");
+        assert!(deal.commitment.is_some() && deal.result_hash == job.result_hash);
+        let hash = job.result_hash.expect("result hash");
+        let cid = results_cid_of(hash).expect("cid").to_string();
+        assert_eq!(job.result_cid.as_deref(), Some(cid.as_str()));
+        let exec = exec.expect("an execution");
+        assert_eq!(exec.exit_code, Some(0));
+        let stdout =
+            std::path::Path::new(exec.results_dir.as_deref().expect("results")).join("stdout");
+        assert!(!std::fs::read(stdout).expect("stdout").is_empty());
+        assert!(!matches!(exec.step, Step::Failed { .. }), "{exec:?}");
+        kit.stop().await;
+    }
+}

@@ -190,3 +190,33 @@ fn drive_execution(node: &Arc<Node>, job: &JobView, exec: Option<&Execution>, me
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_api::Step;
+    use shoal_chain::JobState;
+
+    use crate::testkit::Kit;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_without_enough_bids_is_closed_and_the_execution_ends() {
+        let kit = Kit::start(|_| {}).await;
+        // Two operators needed, one node: the node bids, closes bidding after the window and
+        // the job expires; its execution ends without a claim to make.
+        let deal = "deal:\n  concurrency: 2\n  confidence: 2\n  min_bids: 2\n  mediation: false\n  windows: {bid: 2s, exec: 10s, reveal: 10s}\n";
+        let id = kit.post_hello(deal).await;
+        let (job, exec) = kit
+            .wait(id, "expired and closed", |j, e| {
+                j.state == JobState::Expired && e.is_some_and(|e| e.step.is_terminal() && e.claimed)
+            })
+            .await;
+        assert_eq!(job.bids.len(), 1);
+        assert!(!job.refunds.is_empty(), "the creator is refunded: {job:?}");
+        let reason = match exec.map(|e| e.step) {
+            Some(Step::Done { reason }) => reason,
+            other => unreachable!("not done: {other:?}"),
+        };
+        assert!(reason.contains("expired"), "{reason}");
+        kit.stop().await;
+    }
+}

@@ -179,3 +179,44 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
         ..exec
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_api::Step;
+    use shoal_chain::{JobState, PaymentKind};
+
+    use crate::testkit::{Kit, SOLO_DEAL};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verified_results_are_published_and_the_payout_claimed() {
+        let kit = Kit::start(|_| {}).await;
+        let id = kit.post_hello(SOLO_DEAL).await;
+        let (job, exec) = kit
+            .wait(id, "published and claimed", |j, e| {
+                j.state == JobState::Verified
+                    && e.is_some_and(|e| matches!(e.step, Step::Published { .. }) && e.claimed)
+            })
+            .await;
+        let me = kit.node.operator().expect("operator");
+        assert!(
+            job.payments
+                .iter()
+                .any(|p| p.account == me && p.kind == PaymentKind::Execution)
+        );
+        let Some(Step::Published { result_cid }) = exec.map(|e| e.step) else {
+            unreachable!("waited for a published step");
+        };
+        assert_eq!(Some(result_cid), job.result_cid);
+        let client = shoal_chain::ChainClient::connect(&kit.rpc, None)
+            .await
+            .expect("connect")
+            .with_deployment(
+                kit.deployment
+                    .on_chain(kit.deployment.chain_id.unwrap_or(0)),
+            )
+            .expect("deployment");
+        let owed = client.withdrawable(me).await.expect("withdrawable");
+        assert!(owed.is_zero(), "everything was claimed, {owed} wei left");
+        kit.stop().await;
+    }
+}

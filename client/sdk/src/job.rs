@@ -204,6 +204,7 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
     if let Some(m) = &flags.memory {
         resources.insert("memory".into(), json!(m));
     }
+    // Without --timeout the spec's rule applies: the default, or the exec window if shorter.
     if let Some(t) = &flags.timeout {
         resources.insert("timeout".into(), json!(t));
     }

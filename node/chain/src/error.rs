@@ -110,6 +110,11 @@ pub enum Error {
         #[source]
         source: alloy::sol_types::Error,
     },
+    /// A log came without where it happened (a pending log): only mined logs are followed.
+    #[error(
+        "the endpoint returned a log without its {field}; only mined logs can be read — check the endpoint's eth_getLogs"
+    )]
+    IncompleteLog { field: &'static str },
     /// A block the follower needs is not served.
     #[error("block {0} is not available from the endpoint; is it a pruned node?")]
     MissingBlock(u64),

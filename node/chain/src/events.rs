@@ -191,19 +191,25 @@ pub struct ChainEvent {
 }
 
 impl ChainEvent {
-    /// Decodes an RPC log; `None` when it is not from the market or the registry.
+    /// Decodes a mined RPC log; `None` when it is not from the market or the registry, an
+    /// error when it does not decode or lacks its block, transaction or index.
     pub fn from_rpc_log(
         log: &alloy::rpc::types::Log,
         market: Address,
         registry: Address,
     ) -> Option<Result<Self>> {
         let event = MarketEvent::decode(&log.inner, market, registry)?;
-        Some(event.map(|event| ChainEvent {
-            block_number: log.block_number.unwrap_or_default(),
-            block_hash: log.block_hash.unwrap_or_default(),
-            tx_hash: log.transaction_hash.unwrap_or_default(),
-            log_index: log.log_index.unwrap_or_default(),
-            event,
+        let missing = |field: &'static str| Error::IncompleteLog { field };
+        Some(event.and_then(|event| {
+            Ok(ChainEvent {
+                block_number: log.block_number.ok_or_else(|| missing("blockNumber"))?,
+                block_hash: log.block_hash.ok_or_else(|| missing("blockHash"))?,
+                tx_hash: log
+                    .transaction_hash
+                    .ok_or_else(|| missing("transactionHash"))?,
+                log_index: log.log_index.ok_or_else(|| missing("logIndex"))?,
+                event,
+            })
         }))
     }
 }

@@ -327,6 +327,13 @@ pub struct BidPolicy {
     /// Decline jobs whose `ipfs://` module or inputs are neither here nor with a peer
     /// (a swarm provider record or a `peers` node that has them).
     pub require_reachable_data: bool,
+    /// Decline jobs whose exec window is shorter than this (seconds): a commit must land in
+    /// it or the collateral is slashed. Raise it on chains with slow blocks.
+    pub min_exec_window_secs: u64,
+    /// Decline jobs whose reveal window is shorter than this (seconds).
+    pub min_reveal_window_secs: u64,
+    /// Decline jobs whose collateral is more than this many times their max price.
+    pub max_collateral_ratio: u64,
 }
 
 impl Default for BidPolicy {
@@ -340,6 +347,9 @@ impl Default for BidPolicy {
             max_cpu: 4.0,
             hook: None,
             require_reachable_data: true,
+            min_exec_window_secs: 2,
+            min_reveal_window_secs: 2,
+            max_collateral_ratio: 10,
         }
     }
 }

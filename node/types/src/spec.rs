@@ -370,7 +370,18 @@ impl JobSpec {
                 doc.len()
             )));
         }
-        let spec: JobSpec = serde_yaml::from_str(doc).map_err(|e| Error::Parse(e.to_string()))?;
+        let tree: serde_yaml::Value =
+            serde_yaml::from_str(doc).map_err(|e| Error::Parse(e.to_string()))?;
+        let timeout_given = tree
+            .get("resources")
+            .and_then(|r| r.get("timeout"))
+            .is_some();
+        let mut spec: JobSpec =
+            serde_yaml::from_value(tree).map_err(|e| Error::Parse(e.to_string()))?;
+        // An unset timeout is the default or the whole exec window, whichever is shorter.
+        if !timeout_given {
+            spec.resources.timeout = spec.resources.timeout.min(spec.deal.windows.exec);
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -446,6 +457,18 @@ impl JobSpec {
         }
         if self.resources.timeout.is_zero() {
             return Err(Error::invalid("resources.timeout", "must be more than 0s"));
+        }
+        if self.resources.timeout > d.windows.exec {
+            return Err(Error::invalid(
+                "resources.timeout",
+                format!(
+                    "{}s is longer than the exec window of {}s: a run that long cannot commit in \
+                     time and the operators would lose their collateral; shorten resources.timeout \
+                     or lengthen deal.windows.exec",
+                    self.resources.timeout.as_secs_f64(),
+                    d.windows.exec.as_secs_f64()
+                ),
+            ));
         }
         match &self.engine {
             EngineSpec::Wasm(w) => {
@@ -709,6 +732,7 @@ deal:
             ("concurrency: 3", "concurrency: 0", "deal.concurrency"),
             ("max_price: \"1000\"", "max_price: \"0\"", "deal.max_price"),
             ("bid: 10s", "bid: 0s", "deal.windows.bid"),
+            ("exec: 1m", "exec: 20s", "resources.timeout"),
         ] {
             let doc = EXAMPLE.replace(from, to);
             match JobSpec::from_yaml(&doc) {
@@ -716,6 +740,16 @@ deal:
                 other => panic!("{to}: expected Invalid({field}), got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_unset_timeout_is_at_most_the_exec_window() {
+        let doc = EXAMPLE.replace(", timeout: 30s", "");
+        let spec = JobSpec::from_yaml(&doc).expect("parses");
+        assert_eq!(spec.resources.timeout, Duration::from_secs(60));
+        let long = doc.replace("exec: 1m", "exec: 1h");
+        let spec = JobSpec::from_yaml(&long).expect("parses");
+        assert_eq!(spec.resources.timeout, Resources::default().timeout);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub async fn post_wordcount(
         format!("  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\n")
     });
     let yaml = format!(
-        "name: wordcount\nengine:\n{engine}inputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{deal_yaml}"
+        "name: wordcount\nengine:\n{engine}inputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 10s\n{deal_yaml}"
     );
     post_spec(stack, api, &yaml).await
 }

@@ -166,6 +166,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deals_that_risk_the_collateral_are_declined_with_the_reason() {
+        let kit = Kit::start(|c| {
+            c.bid.max_collateral_ratio = 2;
+            c.bid.min_exec_window_secs = 15;
+        })
+        .await;
+        let rich = SOLO_DEAL.replace(
+            "mediation: false",
+            "mediation: false\n  max_price: 1000\n  collateral: 5000",
+        );
+        let short = SOLO_DEAL.replace("exec: 20s", "exec: 10s");
+        for (deal, why) in [
+            (rich, "bid.max_collateral_ratio"),
+            (short, "bid.min_exec_window_secs"),
+        ] {
+            let id = kit.post_hello(&deal).await;
+            let decision = kit
+                .wait_for("a decision", |s| s.decision(id).ok().flatten())
+                .await;
+            assert!(
+                !decision.bid && decision.reason.contains(why),
+                "{decision:?}"
+            );
+        }
+        kit.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_it_can_run_is_bid_on_at_the_max_price() {
         let kit = Kit::start(|_| {}).await;
         let id = kit.post_hello(SOLO_DEAL).await;

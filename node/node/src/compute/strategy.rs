@@ -119,6 +119,9 @@ impl BidStrategy for PolicyStrategy {
                 r.cpu, self.policy.max_cpu
             ));
         }
+        if let Some(why) = self.unsafe_deal(ctx) {
+            return Verdict::decline(why);
+        }
         let max_price = ctx.job.params.max_price;
         if max_price < U256::from(self.policy.min_price) {
             return Verdict::decline(format!(
@@ -146,6 +149,50 @@ impl BidStrategy for PolicyStrategy {
             reason: format!("{engine} job accepted at the max price"),
             price: Some(max_price),
         }
+    }
+}
+
+impl PolicyStrategy {
+    /// Why bidding on this job would put the collateral at risk without the node at fault: a
+    /// window too short to commit or reveal in, a run longer than the exec window, or a
+    /// collateral out of proportion to the pay.
+    fn unsafe_deal(&self, ctx: &BidContext<'_>) -> Option<String> {
+        let p = &ctx.job.params;
+        let policy = &self.policy;
+        if u64::from(p.exec_window) < policy.min_exec_window_secs {
+            return Some(format!(
+                "the exec window of {}s is shorter than this node's minimum of {}s \
+                 (bid.min_exec_window_secs): a commit might not land in time",
+                p.exec_window, policy.min_exec_window_secs
+            ));
+        }
+        if u64::from(p.reveal_window) < policy.min_reveal_window_secs {
+            return Some(format!(
+                "the reveal window of {}s is shorter than this node's minimum of {}s \
+                 (bid.min_reveal_window_secs): a reveal might not land in time",
+                p.reveal_window, policy.min_reveal_window_secs
+            ));
+        }
+        let timeout = ctx.spec.resources.timeout;
+        if timeout.as_secs_f64() > f64::from(p.exec_window) {
+            return Some(format!(
+                "the job may run for {}s (resources.timeout) but the exec window is {}s: \
+                 it could not commit in time",
+                timeout.as_secs_f64(),
+                p.exec_window
+            ));
+        }
+        if p.collateral
+            > p.max_price
+                .saturating_mul(U256::from(policy.max_collateral_ratio))
+        {
+            return Some(format!(
+                "the collateral of {} wei is more than {} times the max price of {} wei \
+                 (bid.max_collateral_ratio)",
+                p.collateral, policy.max_collateral_ratio, p.max_price
+            ));
+        }
+        None
     }
 }
 

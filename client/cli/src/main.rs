@@ -49,12 +49,22 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum WasmCommand {
     /// Post a WASM job and (by default) wait for its verified result.
+    ///
+    /// Exit status: the program's own exit code once the job verified (0 when it succeeded;
+    /// 124 when it ran longer than its timeout); 125 when shoal could not post the job, the job
+    /// did not verify (failed, expired) or the wait timed out. With --json a JSON object is
+    /// printed on stdout in every case.
     Run(cmd::run::WasmRun),
 }
 
 #[derive(Debug, Subcommand)]
 enum DockerCommand {
     /// Post a Docker job and (by default) wait for its verified result.
+    ///
+    /// Exit status: the program's own exit code once the job verified (0 when it succeeded;
+    /// 124 when it ran longer than its timeout); 125 when shoal could not post the job, the job
+    /// did not verify (failed, expired) or the wait timed out. With --json a JSON object is
+    /// printed on stdout in every case.
     Run(cmd::run::DockerRun),
 }
 
@@ -68,6 +78,12 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // `wasm run`, `docker run` and `job run` exit with the job's own exit code, so shoal's own
+    // failures there exit 125 (as `docker run` does) to stay apart from the program's.
+    let runs_a_job = matches!(
+        cli.command,
+        Command::Wasm(_) | Command::Docker(_) | Command::Job(cmd::job::Command::Run { .. })
+    );
     let result = async {
         let ctx = cmd::Ctx::new(cli.global)?;
         match cli.command {
@@ -79,7 +95,7 @@ async fn main() -> std::process::ExitCode {
             Command::Deal(c) => cmd::deal::run(&ctx, c).await,
             Command::Serve(a) => cmd::serve::run(a).await,
             Command::Devstack(a) => cmd::devstack::run(a).await,
-            Command::Content(c) => cmd::content::run(c).await,
+            Command::Content(c) => cmd::content::run(&ctx, c).await,
             Command::Devchain(a) => cmd::devchain::run(a).await,
         }
     }
@@ -87,8 +103,16 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(exit) = e.downcast_ref::<cmd::job::ProgramExit>() {
+                eprintln!("{exit}");
+                return std::process::ExitCode::from(exit.status());
+            }
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if runs_a_job {
+                std::process::ExitCode::from(125)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -170,6 +170,37 @@ impl NodeApi {
         })
     }
 
+    /// Uploads a local file or folder (zero-byte files too) as a CAR and checks the node
+    /// stored the root computed here; the CID. The node pins it and announces it on its swarm.
+    pub async fn upload_path(&self, path: &std::path::Path) -> Result<shoal_store::Cid> {
+        let p = path.to_path_buf();
+        let (local, car) = tokio::task::spawn_blocking(move || crate::client::pack_car(&p))
+            .await
+            .map_err(|e| Error::Chain(format!("packing was interrupted: {e}")))??;
+        let stored = shoal_store::parse_cid(&self.upload_car(car).await?)?;
+        if stored != local {
+            return Err(Error::UploadMismatch {
+                expected: local.to_string(),
+                got: stored.to_string(),
+            });
+        }
+        Ok(local)
+    }
+
+    /// `GET /api/v1/content/{cid}?format=car`: the whole DAG, to be verified by the caller.
+    pub async fn content_car(&self, cid: &str) -> Result<bytes::Bytes> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/api/v1/content/{cid}?format=car", self.base)),
+            )
+            .await?;
+        resp.bytes().await.map_err(|e| Error::NodeUnreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// `POST /api/v1/content` with raw bytes: stored as one UnixFS file; returns its CID.
     pub async fn upload_bytes(&self, data: Vec<u8>) -> Result<String> {
         self.upload(data, "application/octet-stream").await

@@ -135,39 +135,7 @@ impl Client {
     /// Uploads a local file (as one UnixFS file) or folder (as a CAR) to the node, and checks
     /// that the node stored exactly what this machine hashes.
     pub async fn upload_path(&self, path: &Path) -> Result<Cid> {
-        let local = {
-            let p = path.to_path_buf();
-            tokio::task::spawn_blocking(move || shoal_store::hash_path(&p, Profile::UnixfsV1_2025))
-                .await
-                .map_err(|e| Error::Chain(format!("hashing was interrupted: {e}")))??
-        };
-        let cid_text = if path.is_dir() {
-            let p = path.to_path_buf();
-            let car = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-                let tmp = tempdir()?;
-                let store = Blockstore::open(tmp.path())?;
-                let imported = store.add_path(&p, Profile::UnixfsV1_2025)?;
-                let mut car = Vec::new();
-                shoal_store::car::export_car(&store, &imported.cid, &mut car)?;
-                Ok(car)
-            })
-            .await
-            .map_err(|e| Error::Chain(format!("packing was interrupted: {e}")))??;
-            self.api.upload_car(car).await?
-        } else {
-            let data = tokio::fs::read(path)
-                .await
-                .map_err(|e| Error::io("input", path, e))?;
-            self.api.upload_bytes(data).await?
-        };
-        let stored = shoal_store::parse_cid(&cid_text)?;
-        if stored != local {
-            return Err(Error::UploadMismatch {
-                expected: local.to_string(),
-                got: stored.to_string(),
-            });
-        }
-        Ok(local)
+        self.api.upload_path(path).await
     }
 
     /// Turns an input into a source the nodes can fetch, uploading local data.
@@ -413,6 +381,17 @@ impl Client {
         .await
         .map_err(|e| Error::Chain(format!("download was interrupted: {e}")))?
     }
+}
+
+/// Imports a file or folder (any size, zero bytes included) into a scratch store and packs it
+/// as a CAR v1: its root CID (profile `unixfs-v1-2025`) and the CAR bytes.
+pub fn pack_car(path: &Path) -> Result<(Cid, Vec<u8>)> {
+    let tmp = tempdir()?;
+    let store = Blockstore::open(tmp.path())?;
+    let imported = store.add_path(path, Profile::UnixfsV1_2025)?;
+    let mut car = Vec::new();
+    shoal_store::car::export_car(&store, &imported.cid, &mut car)?;
+    Ok((imported.cid, car))
 }
 
 fn tempdir() -> Result<TempDir> {

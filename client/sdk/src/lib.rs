@@ -12,4 +12,4 @@ pub use wallet::{KeySource, Keystore};
 pub mod api;
 mod client;
 
-pub use client::{Client, Outcome, Posted, job_params};
+pub use client::{Client, Outcome, Posted, job_params, pack_car};

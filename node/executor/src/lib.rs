@@ -10,7 +10,7 @@ mod wasm;
 pub use docker::{DockerConfig, DockerExecutor, EXECUTION_LABEL, NODE_LABEL};
 pub use error::{Error, Result};
 pub use registry::{Executor, ExecutorRegistry};
-pub use results::{hash_results, remove_stale_staging};
+pub use results::{TIMED_OUT_EXIT_CODE, hash_results, remove_stale_staging, write_timed_out};
 pub use spec::{
     DockerSpec, EngineKind, EngineSpec, ExecutionId, ExecutionRequest, ExecutionResult, InputMount,
     Limits, ModuleHash, OutputVolume, RESERVED_RESULT_NAMES, Unsupported, WasmModule, WasmSpec,

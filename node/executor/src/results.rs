@@ -132,6 +132,32 @@ impl Drop for Staging {
     }
 }
 
+/// Exit code recorded for a run stopped at its timeout (as GNU `timeout` exits).
+pub const TIMED_OUT_EXIT_CODE: i32 = 124;
+
+/// The results folder of a run stopped at its timeout: empty outputs, an empty `stdout`, a
+/// `stderr` that says so and exit code [`TIMED_OUT_EXIT_CODE`]. It is the same on every node
+/// (nothing the run printed is kept), so operators whose runs all timed out agree on it and
+/// the creator sees why. Written to `<root>/<id>`; its path and result hash. Blocking.
+pub fn write_timed_out(
+    root: &Path,
+    id: &ExecutionId,
+    outputs: &[OutputVolume],
+    timeout: std::time::Duration,
+) -> Result<(PathBuf, Cid)> {
+    let staging = Staging::create(root, id, outputs)?;
+    let collected = Collected {
+        stdout: Vec::new(),
+        stderr: format!(
+            "shoal: the job ran longer than its timeout of {}s and was stopped\n",
+            timeout.as_secs_f64()
+        )
+        .into_bytes(),
+        exit_code: TIMED_OUT_EXIT_CODE,
+    };
+    staging.finish(&collected, outputs)
+}
+
 /// The result hash of a results folder: its UnixFS root with the
 /// `unixfs-v1-2025` profile.
 pub fn hash_results(dir: &Path) -> Result<Cid> {

@@ -17,7 +17,15 @@ async fn a_dead_follower_stops_the_node_with_an_error() -> Result<()> {
     let stack = stack(&dir, 1, 0, None).await?;
     let r = async {
         let node = &stack.nodes[0];
-        let health = get_json(&format!("{}/healthz", node.api_url())).await?;
+        // Once the follower has read the chain, healthz reports its lag.
+        let started = std::time::Instant::now();
+        let health = loop {
+            let h = get_json(&format!("{}/healthz", node.api_url())).await?;
+            if h["followerLagBlocks"].is_u64() || started.elapsed() > Duration::from_secs(10) {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         ensure!(health["ok"] == true, "a fresh node is healthy: {health:#}");
         ensure!(
             health["followerLagBlocks"].is_u64() && health["chainHead"].is_u64(),

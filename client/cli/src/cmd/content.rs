@@ -1,14 +1,19 @@
-//! `shoal content`: add, get, CAR import/export and GC on a local store.
+//! `shoal content`: add and get through the node (where jobs can read the data), or on a
+//! local store with `--store`; CAR import/export and GC on a local store.
 
-use std::{fs, io::BufWriter, io::Write, path::PathBuf};
+use std::{fs, io::BufWriter, io::Write, path::Path, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use shoal_store::{Blockstore, Profile, car, export, hash_path, parse_cid};
 
+use super::Ctx;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import a file or folder and print its CID (pinned in the store).
+    /// Import a file or folder and print its CID. Without `--store` it goes to the node
+    /// (`--node`/SHOAL_NODE), which pins it and announces it on the swarm, so jobs can use
+    /// `ipfs://CID`; with `--store DIR` it stays in that local store.
     Add {
         /// File or folder to import.
         path: PathBuf,
@@ -24,7 +29,8 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
-    /// Write the file or folder behind a CID (optionally `CID/sub/path`) to disk.
+    /// Write the file or folder behind a CID (optionally `CID/sub/path`) to disk: from the node
+    /// (every block checked against its CID), or from a local store with `--store`.
     Get {
         /// CID, optionally followed by `/path/inside`.
         cid: String,
@@ -66,12 +72,16 @@ pub enum CarCommand {
 
 #[derive(Debug, Args)]
 pub struct StoreArg {
-    /// The block store folder.
+    /// A local block store folder (`add` and `get` use the node without it).
     #[arg(long = "store", env = "SHOAL_STORE", value_name = "DIR")]
     dir: Option<PathBuf>,
 }
 
 impl StoreArg {
+    fn is_local(&self) -> bool {
+        self.dir.is_some()
+    }
+
     fn open(&self) -> anyhow::Result<Blockstore> {
         let dir = match &self.dir {
             Some(d) => d.clone(),
@@ -83,8 +93,73 @@ impl StoreArg {
     }
 }
 
-pub async fn run(cmd: Command) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || run_blocking(cmd)).await?
+pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Add {
+            path,
+            only_hash: false,
+            profile,
+            json,
+            store,
+        } if !store.is_local() => add_to_node(ctx, &path, profile, json || ctx.json()).await,
+        Command::Get { cid, output, store } if !store.is_local() => {
+            get_from_node(ctx, &cid, &output).await
+        }
+        cmd => tokio::task::spawn_blocking(move || run_blocking(cmd)).await?,
+    }
+}
+
+async fn add_to_node(ctx: &Ctx, path: &Path, profile: Profile, json: bool) -> anyhow::Result<()> {
+    if profile != Profile::UnixfsV1_2025 {
+        anyhow::bail!(
+            "the node stores content with the unixfs-v1-2025 profile; add with --profile {} to a local --store",
+            profile.name()
+        );
+    }
+    let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
+    let cid = api.upload_path(path).await.with_context(|| {
+        format!(
+            "cannot add {} to the node at {}; start one (`shoal serve`, `shoal devstack`), \
+             point --node/SHOAL_NODE at it, or keep the data local with --store DIR",
+            path.display(),
+            api.url()
+        )
+    })?;
+    if json {
+        let v = serde_json::json!({
+            "cid": cid.to_string(),
+            "profile": profile.name(),
+            "stored": true,
+            "node": api.url(),
+        });
+        println!("{v}");
+    } else {
+        eprintln!(
+            "added to the node at {}; jobs can use ipfs://{cid}",
+            api.url()
+        );
+        println!("{cid}");
+    }
+    Ok(())
+}
+
+async fn get_from_node(ctx: &Ctx, cid: &str, output: &Path) -> anyhow::Result<()> {
+    let (root, sub) = cid.split_once('/').unwrap_or((cid, ""));
+    let root = parse_cid(root)?;
+    let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
+    let car = api.content_car(&root.to_string()).await?;
+    let (sub, output) = (sub.to_owned(), output.to_path_buf());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let store = Blockstore::open(tmp.path())?;
+        // Every block is checked against its CID as it is imported.
+        car::import_car(&store, &mut &car[..])?;
+        let target = export::resolve(&store, &root, &sub)?;
+        export::export(&store, &target, &output)?;
+        eprintln!("wrote {} to {}", target, output.display());
+        Ok(())
+    })
+    .await?
 }
 
 fn run_blocking(cmd: Command) -> anyhow::Result<()> {

@@ -32,6 +32,74 @@ pub struct Args {
     /// Mediators drawn per dispute.
     #[arg(long, default_value_t = 1)]
     mediators: u8,
+    /// A node config file (TOML, as `shoal serve --config` reads) laid over every node's
+    /// config: e.g. `[bid]` settings or `[executor]` limits. A `[nodes.N]` table applies to
+    /// node N only (`[nodes.1.bid] enabled = false`). The devstack's own keys, ports, chain
+    /// and data folders are set after it.
+    #[arg(long, value_name = "FILE")]
+    node_config: Option<PathBuf>,
+}
+
+/// `--node-config`: the tables laid over every node, and over node N (`[nodes.N]`).
+#[derive(Debug, Clone, Default)]
+struct Overlay {
+    all: toml::Table,
+    nodes: std::collections::BTreeMap<usize, toml::Table>,
+}
+
+impl Overlay {
+    fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the node config {}", path.display()))?;
+        let mut all: toml::Table = text
+            .parse()
+            .with_context(|| format!("{} is not TOML", path.display()))?;
+        let mut nodes = std::collections::BTreeMap::new();
+        if let Some(v) = all.remove("nodes") {
+            let toml::Value::Table(per_node) = v else {
+                anyhow::bail!(
+                    "{}: `nodes` must be a table of [nodes.N] tables",
+                    path.display()
+                );
+            };
+            for (k, v) in per_node {
+                let i: usize = k.parse().with_context(|| {
+                    format!("{}: [nodes.{k}] is not a node index", path.display())
+                })?;
+                let toml::Value::Table(t) = v else {
+                    anyhow::bail!("{}: [nodes.{k}] must be a table", path.display());
+                };
+                nodes.insert(i, t);
+            }
+        }
+        Ok(Self { all, nodes })
+    }
+
+    /// `cfg` with the overlay of node `i` laid over it.
+    fn apply(
+        &self,
+        i: usize,
+        cfg: &shoal_node::NodeConfig,
+    ) -> anyhow::Result<shoal_node::NodeConfig> {
+        let mut base: toml::Table = cfg.to_toml()?.parse()?;
+        merge(&mut base, &self.all);
+        if let Some(t) = self.nodes.get(&i) {
+            merge(&mut base, t);
+        }
+        Ok(shoal_node::NodeConfig::from_toml(&toml::to_string(&base)?)?)
+    }
+}
+
+/// Lays `over` onto `base`, table by table.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -42,8 +110,44 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&base_dir)
         .with_context(|| format!("cannot create {}", base_dir.display()))?;
     let port = args.port;
+    let overlay = match &args.node_config {
+        Some(path) => {
+            let o = Overlay::load(path)?;
+            if let Some(i) = o.nodes.keys().find(|i| **i >= args.nodes) {
+                anyhow::bail!(
+                    "{}: [nodes.{i}] names no node; there are {} (0..{})",
+                    path.display(),
+                    args.nodes,
+                    args.nodes
+                );
+            }
+            for i in 0..args.nodes {
+                o.apply(i, &shoal_node::NodeConfig::default())
+                    .with_context(|| format!("{} for node {i}", path.display()))?;
+            }
+            o
+        }
+        None => Overlay::default(),
+    };
     let old_url: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let customize = move |i: usize, c: &mut shoal_node::NodeConfig| {
+        // Checked above against the default config: the keys and values are valid.
+        match overlay.apply(i, c) {
+            Ok(applied) => {
+                let own = c.clone();
+                *c = applied;
+                // The devstack's wiring stays its own.
+                c.data_dir = own.data_dir;
+                c.chain = own.chain;
+                c.deployment = own.deployment;
+                c.operator = own.operator;
+                c.api.listen = own.api.listen;
+                c.peers = own.peers;
+                c.p2p.listen = own.p2p.listen;
+                c.p2p.bootstrap = own.p2p.bootstrap;
+            }
+            Err(e) => tracing::warn!(node = i, error = %e, "--node-config not applied"),
+        }
         if port == 0 {
             return;
         }

@@ -10,7 +10,7 @@ use shoal_chain::JobId;
 use shoal_sdk::Client;
 use shoal_types::JobSpec;
 
-use super::{Ctx, eth, print_json};
+use super::{Ctx, eth, human_bytes, print_json};
 
 /// Waiting and output flags of every command that posts a job.
 #[derive(Debug, Clone, Args)]
@@ -21,7 +21,7 @@ pub struct SubmitFlags {
     /// Print the job id and return once it is posted.
     #[arg(long)]
     pub no_wait: bool,
-    /// Print only the job id.
+    /// Print only the job id and return once it is posted (implies --no-wait).
     #[arg(long)]
     pub id_only: bool,
     /// Give up waiting after this long (`10m`).
@@ -35,7 +35,12 @@ pub struct SubmitFlags {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Post a job from a spec file (YAML or JSON, docs/job-spec.md).
+    /// Post a job from a spec file (YAML or JSON, docs/job-spec.md) and (by default) wait for
+    /// its verified result.
+    ///
+    /// Exit status: the program's own exit code once the job verified (0 when it succeeded;
+    /// 124 when it ran longer than its timeout); 125 when shoal could not post the job, the job
+    /// did not verify or the wait timed out.
     Run {
         /// The spec.
         spec: PathBuf,
@@ -116,6 +121,18 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(v * mul))
 }
 
+/// The verified job's program exited with this non-zero code; `shoal` exits with it too.
+#[derive(Debug, thiserror::Error)]
+#[error("the job verified, but its program exited with code {0}")]
+pub struct ProgramExit(pub i32);
+
+impl ProgramExit {
+    /// The process exit status for it: the code itself when it is 1..=255, else 1.
+    pub fn status(&self) -> u8 {
+        u8::try_from(self.0).ok().filter(|c| *c != 0).unwrap_or(1)
+    }
+}
+
 /// Posts a spec and, unless --no-wait, follows it to the end and prints the verified output.
 pub async fn submit(
     ctx: &Ctx,
@@ -133,7 +150,7 @@ pub async fn submit(
             posted.spec_cid
         );
     }
-    if flags.no_wait {
+    if flags.no_wait || flags.id_only {
         if ctx.json() {
             print_json(&json!({ "jobId": id, "posted": posted }))?;
         } else {
@@ -143,17 +160,33 @@ pub async fn submit(
     }
     let timeout = parse_duration(&flags.wait_timeout)?;
     let quiet = ctx.json() || flags.id_only;
-    let outcome = client
+    let waited = client
         .wait(id, timeout, |e| {
             if !quiet {
                 eprintln!("  [block {:>4}] {:<16} {}", e.block, e.event, e.summary);
             }
         })
-        .await?;
-    if flags.id_only {
-        println!("{id}");
-        return Ok(());
-    }
+        .await;
+    let outcome = match waited {
+        Ok(o) => o,
+        Err(e) => {
+            if ctx.json() {
+                let state = match &e {
+                    shoal_sdk::Error::JobEnded { state, .. }
+                    | shoal_sdk::Error::WaitTimeout { state, .. } => Some(state.clone()),
+                    _ => None,
+                };
+                print_json(&json!({
+                    "jobId": id,
+                    "state": state,
+                    "error": e.to_string(),
+                    "specCid": posted.spec_cid,
+                    "tx": posted.tx,
+                }))?;
+            }
+            return Err(e.into());
+        }
+    };
     let scratch;
     let dir = match &flags.download {
         Some(d) => d.clone(),
@@ -191,8 +224,17 @@ pub async fn submit(
         println!("exit:   {exit_code}");
         println!("stdout:");
         print!("{}", String::from_utf8_lossy(&stdout));
+        let stderr = read("stderr");
+        if !stderr.is_empty() {
+            eprintln!("stderr:");
+            eprint!("{}", String::from_utf8_lossy(&stderr));
+        }
     }
-    Ok(())
+    match exit_code.parse::<i32>() {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(ProgramExit(code).into()),
+        Err(_) => anyhow::bail!("the results have no readable exitCode ({exit_code:?})"),
+    }
 }
 
 pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
@@ -230,6 +272,12 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                     spec.deal.min_bids,
                     spec.deal.verifier,
                     eth(alloy::primitives::U256::from(spec.deal.escrow()))
+                );
+                println!(
+                    "resources  {} CPU, {} memory, timeout {}s",
+                    spec.resources.cpu,
+                    human_bytes(spec.resources.memory),
+                    spec.resources.timeout.as_secs_f64()
                 );
             }
             Ok(())
@@ -385,6 +433,7 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     let client = ctx.client(true).await?;
     let n = id;
     let job = client.job(n).await?;
+    let already_ended = job.state.is_final();
     // A chain that mines only on demand has a stale latest block; the next block is stamped
     // with the current time.
     let chain_now = client
@@ -439,12 +488,27 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     }
     let state = client.job(n).await?.state.to_string();
     if ctx.json() {
-        print_json(&json!({ "jobId": n, "state": state, "actions": actions }))?;
+        print_json(&json!({
+            "jobId": n,
+            "state": state,
+            "alreadyEnded": already_ended,
+            "actions": actions,
+        }))?;
     } else {
         println!("{state}");
-        for a in actions {
+        for a in &actions {
             eprintln!("{a}");
         }
+    }
+    if already_ended {
+        anyhow::bail!(
+            "job {n} had already ended ({state}) before this command: there was nothing to cancel{}",
+            if actions.is_empty() {
+                ""
+            } else {
+                "; what the market owed you was claimed"
+            }
+        );
     }
     Ok(())
 }

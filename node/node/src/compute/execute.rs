@@ -241,14 +241,34 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
         .await
         .map_err(|_| Error::Config("the execution queue is closed".into()))?;
     set_step(node, job, role, Step::Running)?;
-    let result = node
+    let outputs = req.outputs.clone();
+    let ran = node
         .executors
         .run(req, node.tasks.token().child_token())
-        .await?;
+        .await;
+    let (cid, dir, exit_code) = match ran {
+        Ok(r) => (r.result_hash, r.results_dir, r.exit_code),
+        // A run stopped at its timeout still has a result, the same on every node: the job
+        // verifies as timed out and nobody loses collateral over a slow program.
+        Err(shoal_executor::Error::Timeout { timeout }) => {
+            tracing::info!(job = %job.id, ?timeout, "the job ran longer than its timeout");
+            let root = node.results_root.clone();
+            let (dir, cid) = tokio::task::spawn_blocking(move || {
+                shoal_executor::write_timed_out(&root, &exec_id, &outputs, timeout)
+            })
+            .await
+            .map_err(|e| Error::Content {
+                cid: String::new(),
+                reason: format!("writing the timed-out result was interrupted: {e}"),
+            })??;
+            (cid, dir, shoal_executor::TIMED_OUT_EXIT_CODE)
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Err(e) = shoal_store::paths::remove_tree(&work) {
         tracing::warn!(job = %job.id, error = %e, "cannot remove the job's work folder");
     }
-    Ok((result.result_hash, result.results_dir, result.exit_code))
+    Ok((cid, dir, exit_code))
 }
 
 #[cfg(test)]

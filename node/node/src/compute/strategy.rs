@@ -103,7 +103,9 @@ impl BidStrategy for PolicyStrategy {
         }
         if let Some(what) = &ctx.unreachable {
             return Verdict::decline(format!(
-                "{what} is neither on this node nor with any peer it knows"
+                "{what} is neither on this node nor with any peer it knows; make it reachable: \
+                 `shoal content add PATH --node URL` to a node of this network, or run the job \
+                 with the data as a local input (`-i PATH:/inputs`), which uploads it"
             ));
         }
         let r = &ctx.spec.resources;

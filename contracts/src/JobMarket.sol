@@ -10,8 +10,9 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow and challenge bond)
 /// + sum(withdrawable)`, where `withdrawable[address(0)]` holds burned money (slashed stake with
 /// no honest recipient), which nobody can claim. Slashed stake arrives from the registry during
-/// settlement and is credited in the same transaction; it never goes to the job's creator. Storage per job is four packed slots; each bid is one slot;
-/// each commitment is one slot that the reveal overwrites with the result hash.
+/// settlement and is credited in the same transaction; it never goes to the job's creator.
+/// Storage per job is four packed slots; each bid is one slot; each commitment is one slot that
+/// the reveal overwrites with the result hash; a bid dropped at selection adds one flag slot.
 contract JobMarket is IJobMarket {
     uint8 public constant MAX_BIDS = 32;
     uint8 public constant MAX_MEDIATORS = 16;
@@ -166,12 +167,7 @@ contract JobMarket is IJobMarket {
                 || params.revealWindow < minRevealWindow
         ) {
             revert JobMarket__WindowTooShort(
-                params.bidWindow,
-                params.execWindow,
-                params.revealWindow,
-                minBidWindow,
-                minExecWindow,
-                minRevealWindow
+                params.bidWindow, params.execWindow, params.revealWindow, minBidWindow, minExecWindow, minRevealWindow
             );
         }
         uint256 maxCollateral = uint256(params.maxPrice) * maxCollateralFactor;

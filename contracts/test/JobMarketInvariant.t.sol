@@ -310,6 +310,18 @@ contract JobMarketInvariantTest is Test {
         }
     }
 
+    /// @dev The mediator pool is exactly the operators with at least minStake free, once each.
+    function invariant_EligiblePoolIsTheOperatorsWithFreeStake() public view {
+        uint256 expected;
+        for (uint256 i; i < handler.opCount(); ++i) {
+            address op = handler.ops(i);
+            bool free = registry.freeStake(op) >= registry.minStake();
+            assertEq(registry.isEligible(op), free, "eligible iff minStake free");
+            if (free) ++expected;
+        }
+        assertEq(registry.eligibleCount(), expected, "pool size");
+    }
+
     /// @dev A job that reached Verified, Failed or Expired never moves again.
     function invariant_NoJobEndsTwice() public view {
         assertFalse(handler.endedTwice(), "a final state changed");

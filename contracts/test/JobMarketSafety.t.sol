@@ -137,9 +137,7 @@ contract JobMarketSafetyTest is Fixture {
         _postExpect(
             p,
             abi.encodeWithSelector(
-                IJobMarket.JobMarket__CollateralTooHigh.selector,
-                p.collateral,
-                uint256(MAX_PRICE) * COLLATERAL_FACTOR
+                IJobMarket.JobMarket__CollateralTooHigh.selector, p.collateral, uint256(MAX_PRICE) * COLLATERAL_FACTOR
             )
         );
         p.collateral = MAX_PRICE * COLLATERAL_FACTOR; // exactly the cap is fine

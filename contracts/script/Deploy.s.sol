@@ -14,29 +14,73 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 ///
 /// Order (reproducible from contracts/artifacts alone, see docs/protocol.md):
 ///   1. OperatorRegistry(unbondingPeriod, minStake)
-///   2. JobMarket(registry, mediatorCount, challengeBond)
+///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
+///                minRevealWindow, maxCollateralFactor)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
 /// SHOAL_MIN_STAKE (wei, default 1 ether), SHOAL_MEDIATOR_COUNT (default 3),
-/// SHOAL_CHALLENGE_BOND (wei, default 0.1 ether), SHOAL_DEPLOYMENT_FILE (default
-/// deployments/<chainId>.json, relative to contracts/).
+/// SHOAL_CHALLENGE_BOND (wei, default 0.1 ether), SHOAL_MIN_BID_WINDOW (seconds, default 1),
+/// SHOAL_MIN_EXEC_WINDOW (seconds, default 2), SHOAL_MIN_REVEAL_WINDOW (seconds, default 2),
+/// SHOAL_MAX_COLLATERAL_FACTOR (collateral <= factor x maxPrice, default 20),
+/// SHOAL_DEPLOYMENT_FILE (default deployments/<chainId>.json, relative to contracts/).
+/// The window defaults suit fast local devchains; on a 12 s-block chain use at least
+/// SHOAL_MIN_BID_WINDOW=120 SHOAL_MIN_EXEC_WINDOW=300 SHOAL_MIN_REVEAL_WINDOW=300 (10, 25 and 25
+/// blocks: time for a commit or reveal to be included under congestion).
 contract Deploy {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     bool public IS_SCRIPT = true;
+
+    struct Safety {
+        uint32 minBidWindow;
+        uint32 minExecWindow;
+        uint32 minRevealWindow;
+        uint16 maxCollateralFactor;
+    }
+
+    function _safetyJson(Safety memory s) internal pure returns (string memory) {
+        return string.concat(
+            '  "minBidWindow": ',
+            vm.toString(uint256(s.minBidWindow)),
+            ",\n",
+            '  "minExecWindow": ',
+            vm.toString(uint256(s.minExecWindow)),
+            ",\n",
+            '  "minRevealWindow": ',
+            vm.toString(uint256(s.minRevealWindow)),
+            ",\n",
+            '  "maxCollateralFactor": ',
+            vm.toString(uint256(s.maxCollateralFactor)),
+            "\n"
+        );
+    }
 
     function run() external returns (OperatorRegistry registry, JobMarket market) {
         uint64 unbonding = uint64(vm.envOr("SHOAL_UNBONDING_PERIOD", uint256(7 days)));
         uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
         uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
         uint96 bond = uint96(vm.envOr("SHOAL_CHALLENGE_BOND", uint256(0.1 ether)));
+        Safety memory safety = Safety({
+            minBidWindow: uint32(vm.envOr("SHOAL_MIN_BID_WINDOW", uint256(1))),
+            minExecWindow: uint32(vm.envOr("SHOAL_MIN_EXEC_WINDOW", uint256(2))),
+            minRevealWindow: uint32(vm.envOr("SHOAL_MIN_REVEAL_WINDOW", uint256(2))),
+            maxCollateralFactor: uint16(vm.envOr("SHOAL_MAX_COLLATERAL_FACTOR", uint256(20)))
+        });
         string memory file =
             vm.envOr("SHOAL_DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json"));
         uint256 startBlock = block.number;
 
         vm.startBroadcast();
         registry = new OperatorRegistry(unbonding, minStake);
-        market = new JobMarket(IOperatorRegistry(address(registry)), mediators, bond);
+        market = new JobMarket(
+            IOperatorRegistry(address(registry)),
+            mediators,
+            bond,
+            safety.minBidWindow,
+            safety.minExecWindow,
+            safety.minRevealWindow,
+            safety.maxCollateralFactor
+        );
         registry.setMarket(address(market));
         vm.stopBroadcast();
 
@@ -65,7 +109,9 @@ contract Deploy {
             ",\n",
             '  "challengeBond": "',
             vm.toString(uint256(bond)),
-            '"\n}\n'
+            '",\n',
+            _safetyJson(safety),
+            "}\n"
         );
         vm.writeFile(file, json);
     }

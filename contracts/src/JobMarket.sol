@@ -8,9 +8,11 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// @notice Shoal's job state machine: escrowed jobs, bids from staked operators, random
 /// selection, commit-reveal of result hashes, tally, mediation and optimistic acceptance.
 /// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow and challenge bond)
-/// + sum(withdrawable)`. Slashed stake arrives from the registry during settlement and is
-/// credited in the same transaction. Storage per job is four packed slots; each bid is one slot;
-/// each commitment is one slot that the reveal overwrites with the result hash.
+/// + sum(withdrawable)`, where `withdrawable[address(0)]` holds burned money (slashed stake with
+/// no honest recipient), which nobody can claim. Slashed stake arrives from the registry during
+/// settlement and is credited in the same transaction; it never goes to the job's creator.
+/// Storage per job is four packed slots; each bid is one slot; each commitment is one slot that
+/// the reveal overwrites with the result hash; a bid dropped at selection adds one flag slot.
 contract JobMarket is IJobMarket {
     uint8 public constant MAX_BIDS = 32;
     uint8 public constant MAX_MEDIATORS = 16;
@@ -51,6 +53,7 @@ contract JobMarket is IJobMarket {
         uint8 medCount;
         uint8 medCommits;
         uint8 medReveals;
+        bool dropped; // some bid was dropped at selection (see `_dropped`)
         uint64 revealed;
     }
 
@@ -58,7 +61,9 @@ contract JobMarket is IJobMarket {
     enum Judge {
         Truth, // correct = revealed the truth hash; other revealers are wrong
         AllRevealed, // every revealer is correct (optimistic acceptance)
-        None // nobody is judged: revealers get their collateral back, unpaid
+        None, // nobody is judged: revealers get their collateral back, unpaid
+        Dissent // unanimity failed: revealers of the truth (the strict majority) are unlocked,
+        // unpaid; other revealers are wrong
     }
 
     /// @dev Running totals of one settlement.
@@ -69,6 +74,7 @@ contract JobMarket is IJobMarket {
         uint256 pot;
         uint8 correct;
         uint8 firstCorrect; // index + 1
+        uint64 correctOriginals; // bit set of the paid original deals
         uint64 correctMediators; // bit set
         uint64 revealed;
         Judge judge;
@@ -87,6 +93,10 @@ contract JobMarket is IJobMarket {
     uint8 public immutable mediatorCount;
     uint96 public immutable challengeBond;
     uint96 private immutable _minStake;
+    uint32 public immutable minBidWindow;
+    uint32 public immutable minExecWindow;
+    uint32 public immutable minRevealWindow;
+    uint16 public immutable maxCollateralFactor;
 
     uint256 public nextJobId = 1;
 
@@ -100,15 +110,32 @@ contract JobMarket is IJobMarket {
     mapping(uint256 => mapping(uint256 => bytes32)) private _commits;
     mapping(uint256 => address) private _challenger;
     mapping(address => uint256) public withdrawable;
+    /// @dev jobId => operator => its bid was dropped at a selection (it may not bid again).
+    mapping(uint256 => mapping(address => bool)) private _dropped;
 
-    constructor(IOperatorRegistry registry_, uint8 mediatorCount_, uint96 challengeBond_) {
+    constructor(
+        IOperatorRegistry registry_,
+        uint8 mediatorCount_,
+        uint96 challengeBond_,
+        uint32 minBidWindow_,
+        uint32 minExecWindow_,
+        uint32 minRevealWindow_,
+        uint16 maxCollateralFactor_
+    ) {
         if (mediatorCount_ == 0 || mediatorCount_ > MAX_MEDIATORS || challengeBond_ == 0) {
             revert JobMarket__BadConfig(mediatorCount_, challengeBond_);
+        }
+        if (minBidWindow_ == 0 || minExecWindow_ == 0 || minRevealWindow_ == 0 || maxCollateralFactor_ == 0) {
+            revert JobMarket__BadSafetyConfig(minBidWindow_, minExecWindow_, minRevealWindow_, maxCollateralFactor_);
         }
         registry = registry_;
         mediatorCount = mediatorCount_;
         challengeBond = challengeBond_;
         _minStake = registry_.minStake();
+        minBidWindow = minBidWindow_;
+        minExecWindow = minExecWindow_;
+        minRevealWindow = minRevealWindow_;
+        maxCollateralFactor = maxCollateralFactor_;
     }
 
     /// @notice Accepts slashed stake from the registry only.
@@ -135,6 +162,16 @@ contract JobMarket is IJobMarket {
                 params.bidWindow, params.execWindow, params.revealWindow, params.challengeWindow
             );
         }
+        if (
+            params.bidWindow < minBidWindow || params.execWindow < minExecWindow
+                || params.revealWindow < minRevealWindow
+        ) {
+            revert JobMarket__WindowTooShort(
+                params.bidWindow, params.execWindow, params.revealWindow, minBidWindow, minExecWindow, minRevealWindow
+            );
+        }
+        uint256 maxCollateral = uint256(params.maxPrice) * maxCollateralFactor;
+        if (params.collateral > maxCollateral) revert JobMarket__CollateralTooHigh(params.collateral, maxCollateral);
         if (params.specCid.length == 0) revert JobMarket__EmptySpec();
         uint256 escrow = uint256(n) * params.maxPrice;
         if (msg.value != escrow) revert JobMarket__WrongEscrow(msg.value, escrow);
@@ -194,6 +231,7 @@ contract JobMarket is IJobMarket {
             revert JobMarket__InsufficientStake(msg.sender, free, t.collateral > _minStake ? t.collateral : _minStake);
         }
         Progress memory p = _loadProgress(jobId);
+        if (p.dropped && _dropped[jobId][msg.sender]) revert JobMarket__DroppedBidder(jobId, msg.sender);
         uint256 count = p.bidCount;
         mapping(uint256 => uint256) storage deals = _deals[jobId];
         for (uint256 i; i < count; ++i) {
@@ -418,6 +456,7 @@ contract JobMarket is IJobMarket {
         uint256 chosen;
         (chosen, count) = _pickWinners(jobId, arr, count, n, t.collateral, nonce);
         _storeBids(jobId, arr, count);
+        if (count < p.bidCount) p.dropped = true;
         p.bidCount = uint8(count);
         if (chosen < n) {
             for (uint256 i; i < chosen; ++i) {
@@ -459,6 +498,7 @@ contract JobMarket is IJobMarket {
             if (registry.lock(op, jobId, collateral)) {
                 ++chosen;
             } else {
+                _dropped[jobId][op] = true;
                 emit BidDropped(jobId, op);
                 arr[chosen] = arr[count - 1];
                 --count;
@@ -513,9 +553,18 @@ contract JobMarket is IJobMarket {
         if (disagree && p.escalate) {
             Terms memory t = _loadTerms(jobId);
             if (_openDispute(jobId, c, t, p, address(0)) == mediatorCount) return;
+            // Fail safe: never let the plain tally decide a disagreement that asked for mediation.
+            _finish(jobId, c, p, Judge.None, bytes32(0), true);
+            emit JobFailed(jobId, FailReason.NoMediators);
+            return;
         }
         if (bestCount >= c.k && !tie) {
             _finish(jobId, c, p, Judge.Truth, best, true);
+        } else if (c.k == c.n && p.revealCount == c.n && bestCount * 2 > c.n) {
+            // Unanimity was required and everyone revealed, but a strict majority agrees: the job
+            // fails, the dissenters are slashed (WrongResult), the majority is unlocked unpaid.
+            _finish(jobId, c, p, Judge.Dissent, best, true);
+            emit JobFailed(jobId, FailReason.NoQuorum);
         } else {
             _finish(jobId, c, p, Judge.None, bytes32(0), true);
             emit JobFailed(jobId, p.revealCount < c.k ? FailReason.TooFewReveals : FailReason.NoQuorum);
@@ -531,14 +580,12 @@ contract JobMarket is IJobMarket {
     {
         uint256 need = mediatorCount;
         (address[] memory picked, uint256 found) = _drawMediators(jobId, c.creator, c.n, t.collateral, challenger);
-        if (found < need) {
-            for (uint256 i; i < found; ++i) {
-                registry.unlock(picked[i], jobId, t.collateral);
-            }
-            return found;
-        }
+        if (found < need) return found;
         mapping(uint256 => uint256) storage deals = _deals[jobId];
         for (uint256 i; i < need; ++i) {
+            // Cannot fail: the draw checked exactly the conditions `lock` checks, nothing changed
+            // since, and the picks are distinct.
+            registry.lock(picked[i], jobId, t.collateral);
             deals[MEDIATOR_BASE + i] = uint160(picked[i]);
             emit MediatorSelected(jobId, picked[i], t.collateral);
         }
@@ -553,18 +600,20 @@ contract JobMarket is IJobMarket {
         return need;
     }
 
-    /// @dev Draws registry entries at random, locking the collateral of each eligible operator
-    /// until `mediatorCount` are found. A pool of at most MEDIATOR_SCAN entries is visited in a
-    /// random order, each entry once; a larger pool gets MEDIATOR_SCAN independent draws. Entries
-    /// are drawn one by one (never a contiguous run), so operators registered together are not
-    /// drawn together.
+    /// @dev Draws from the registry's eligible pool (operators with at least minStake free; those
+    /// that withdrew are not in it) at random until `mediatorCount` operators that can lock the
+    /// collateral are found; locks nothing (the caller locks the picks). A pool of at most
+    /// MEDIATOR_SCAN entries is visited in a random order, each entry once; a larger pool gets
+    /// MEDIATOR_SCAN independent draws. Entries are drawn one by one (never a contiguous run), so
+    /// operators registered together are not drawn together.
     function _drawMediators(uint256 jobId, address creator, uint256 n, uint96 collateral, address challenger)
         private
+        view
         returns (address[] memory picked, uint256 found)
     {
         picked = new address[](mediatorCount);
         Draw memory draw;
-        draw.pool = registry.operatorCount();
+        draw.pool = registry.eligibleCount();
         draw.seed = _random(jobId, 2);
         if (draw.pool <= MEDIATOR_SCAN) {
             draw.order = new uint256[](draw.pool);
@@ -574,9 +623,11 @@ contract JobMarket is IJobMarket {
         }
         uint256 tries = draw.pool <= MEDIATOR_SCAN ? draw.pool : MEDIATOR_SCAN;
         for (uint256 a; a < tries && found < picked.length; ++a) {
-            address op = registry.operatorAt(_nextDraw(draw, a));
+            address op = registry.eligibleAt(_nextDraw(draw, a));
             if (op == creator || op == challenger || _isDeal(jobId, n, op) || _contains(picked, found, op)) continue;
-            if (registry.lock(op, jobId, collateral)) picked[found++] = op;
+            // the conditions of `registry.lock` (eligibility implies stake != 0)
+            (, uint96 staked, uint96 free) = registry.operatorStatus(op);
+            if (free >= collateral && staked >= _minStake) picked[found++] = op;
         }
     }
 
@@ -655,13 +706,17 @@ contract JobMarket is IJobMarket {
                 tab.pot += challengeBond;
             }
         }
-        if (tab.correctMediators != 0) _payMediators(tab, t.maxPrice);
-        if (challenger != address(0) && judge == Judge.Truth && !upheld) {
-            // A lost bond, after the mediators' fees, goes to the operators it wrongly accused.
-            _payForfeit(tab, c.n, tab.pot < challengeBond ? tab.pot : challengeBond);
+        // The pot (slashed stake, a lost bond) pays the correct mediators' fees first; the rest goes
+        // to the operators whose result was accepted (the ones a lost challenge wrongly accused),
+        // never to the creator; what has no honest recipient is burned.
+        if (tab.correctMediators != 0) {
+            _share(tab, tab.correctMediators, MEDIATOR_BASE, t.maxPrice, PaymentKind.Mediation);
+        }
+        if (tab.pot != 0 && tab.correct != 0) {
+            _share(tab, tab.correctOriginals, 0, type(uint256).max, PaymentKind.Compensation);
         }
 
-        bool verified = tab.correct != 0 && judge != Judge.None;
+        bool verified = tab.correct != 0;
         c.state = verified ? JobState.Verified : JobState.Failed;
         _saveCore(jobId, c);
         p.deadline = uint64(block.timestamp);
@@ -669,7 +724,10 @@ contract JobMarket is IJobMarket {
         _saveProgress(jobId, p);
 
         if (tab.escrowLeft != 0) _refund(jobId, c.creator, tab.escrowLeft);
-        if (tab.pot != 0) _credit(jobId, c.creator, tab.pot, PaymentKind.Compensation);
+        if (tab.pot != 0) {
+            withdrawable[address(0)] += tab.pot;
+            emit Burned(jobId, tab.pot);
+        }
         if (verified) {
             emit JobVerified(jobId, _commits[jobId][tab.firstCorrect - 1], tab.correct);
         } else if (judge == Judge.Truth) {
@@ -690,12 +748,13 @@ contract JobMarket is IJobMarket {
                     uint96 price = uint96(d >> 160);
                     tab.escrowLeft -= price;
                     ++tab.correct;
+                    tab.correctOriginals |= uint64(1 << i);
                     if (tab.firstCorrect == 0) tab.firstCorrect = uint8(i + 1);
                     _credit(tab.jobId, op, price, PaymentKind.Execution);
                 } else {
                     tab.correctMediators |= uint64(1 << (i - MEDIATOR_BASE));
                 }
-            } else if (tab.judge == Judge.None) {
+            } else if (tab.judge == Judge.None || (tab.judge == Judge.Dissent && h == tab.truth)) {
                 registry.unlock(op, tab.jobId, tab.collateral);
             } else {
                 _slash(tab, op, SlashReason.WrongResult);
@@ -708,36 +767,21 @@ contract JobMarket is IJobMarket {
         }
     }
 
-    /// @dev Each correct mediator gets up to maxPrice out of the pot, shared equally.
-    function _payMediators(Tab memory tab, uint96 maxPrice) private {
-        uint64 set = tab.correctMediators;
-        uint256 agreeing;
+    /// @dev Shares the pot equally, at most `cap` each, among deal slots `base + i` for each bit
+    /// i of `set` (correct mediators: fee up to maxPrice; correct originals: the rest).
+    function _share(Tab memory tab, uint64 set, uint256 base, uint256 cap, PaymentKind kind) private {
+        uint256 count;
         for (uint64 s = set; s != 0; s &= s - 1) {
-            ++agreeing;
+            ++count;
         }
-        uint256 fee = tab.pot / agreeing;
-        if (fee > maxPrice) fee = maxPrice;
-        if (fee == 0) return;
+        uint256 share = tab.pot / count;
+        if (share > cap) share = cap;
+        if (share == 0) return;
         mapping(uint256 => uint256) storage deals = _deals[tab.jobId];
         for (uint256 i; set != 0; ++i) {
             if (set & uint64(1 << i) != 0) {
                 set &= ~uint64(1 << i);
-                _credit(tab.jobId, address(uint160(deals[MEDIATOR_BASE + i])), fee, PaymentKind.Mediation);
-                tab.pot -= fee;
-            }
-        }
-    }
-
-    /// @dev Shares `amount` of the pot equally among the correct original operators.
-    function _payForfeit(Tab memory tab, uint256 n, uint256 amount) private {
-        if (tab.correct == 0) return;
-        uint256 share = amount / tab.correct;
-        if (share == 0) return;
-        mapping(uint256 => uint256) storage deals = _deals[tab.jobId];
-        mapping(uint256 => bytes32) storage commits = _commits[tab.jobId];
-        for (uint256 i; i < n; ++i) {
-            if (tab.revealed & uint64(1 << i) != 0 && commits[i] == tab.truth) {
-                _credit(tab.jobId, address(uint160(deals[i])), share, PaymentKind.Compensation);
+                _credit(tab.jobId, address(uint160(deals[base + i])), share, kind);
                 tab.pot -= share;
             }
         }

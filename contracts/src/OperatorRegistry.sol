@@ -7,6 +7,10 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// @notice Bonded native-token stake of Shoal operators. The job market locks collateral out of
 /// free stake while an operator holds a deal, and unlocks or slashes it when the job settles.
 /// @dev Balance invariant: `address(this).balance == sum(stake) + sum(pendingWithdrawal)`.
+/// Eligibility invariant: an operator is in `_eligible` (the mediator draw pool) iff it is
+/// registered and its free stake (`stake - locked`) is at least `max(minStake, 1)`. Free stake
+/// changes only in register, stake, requestWithdrawal, lock and unlock (a slash lowers stake and
+/// locked alike), so only those update the set, and only when the threshold is crossed.
 contract OperatorRegistry is IOperatorRegistry {
     /// @dev Hot slot: read and written by every lock, unlock and slash.
     struct Bond {
@@ -18,10 +22,13 @@ contract OperatorRegistry is IOperatorRegistry {
     struct Meta {
         bool registered;
         uint96 pendingWithdrawal;
+        uint32 eligibleIndex; // index in `_eligible` + 1; 0 = not eligible
     }
 
     uint64 public immutable unbondingPeriod;
     uint96 public immutable minStake;
+    /// @dev Free stake an operator needs to be in the mediator draw pool: max(minStake, 1).
+    uint96 private immutable _eligibleFree;
     address public immutable deployer;
     address public market;
 
@@ -30,6 +37,8 @@ contract OperatorRegistry is IOperatorRegistry {
     mapping(address => Capabilities) private _capabilities;
     mapping(address => bytes) private _peerIds;
     address[] private _operators;
+    /// @dev Operators that can be drawn as mediators (see the eligibility invariant); swap-and-pop.
+    address[] private _eligible;
 
     modifier onlyMarket() {
         if (msg.sender != market) revert OperatorRegistry__OnlyMarket(msg.sender);
@@ -39,6 +48,7 @@ contract OperatorRegistry is IOperatorRegistry {
     constructor(uint64 unbondingPeriod_, uint96 minStake_) {
         unbondingPeriod = unbondingPeriod_;
         minStake = minStake_;
+        _eligibleFree = minStake_ == 0 ? 1 : minStake_;
         deployer = msg.sender;
     }
 
@@ -54,6 +64,7 @@ contract OperatorRegistry is IOperatorRegistry {
         _capabilities[msg.sender] = capabilities;
         _operators.push(msg.sender);
         _bonds[msg.sender].stake = amount;
+        if (amount >= _eligibleFree) _addEligible(msg.sender);
         emit OperatorRegistered(msg.sender, peerId, capabilities);
         emit Staked(msg.sender, amount, amount);
     }
@@ -70,8 +81,10 @@ contract OperatorRegistry is IOperatorRegistry {
         if (!_meta[msg.sender].registered) revert OperatorRegistry__NotRegistered(msg.sender);
         if (msg.value == 0) revert OperatorRegistry__ZeroAmount();
         Bond storage b = _bonds[msg.sender];
-        uint96 total = _toUint96(uint256(b.stake) + msg.value);
+        (uint96 before, uint96 l) = (b.stake, b.locked);
+        uint96 total = _toUint96(uint256(before) + msg.value);
         b.stake = total;
+        if (before - l < _eligibleFree && total - l >= _eligibleFree) _addEligible(msg.sender);
         emit Staked(msg.sender, uint96(msg.value), total);
     }
 
@@ -82,6 +95,7 @@ contract OperatorRegistry is IOperatorRegistry {
         uint96 free = b.stake - b.locked;
         if (amount > free) revert OperatorRegistry__InsufficientFreeStake(msg.sender, free, amount);
         b.stake -= amount;
+        if (free >= _eligibleFree && free - amount < _eligibleFree) _removeEligible(msg.sender);
         uint64 unlockTime = uint64(block.timestamp) + unbondingPeriod;
         b.unlockTime = unlockTime;
         Meta storage m = _meta[msg.sender];
@@ -117,8 +131,10 @@ contract OperatorRegistry is IOperatorRegistry {
     function lock(address operator, uint256 jobId, uint96 amount) external onlyMarket returns (bool) {
         Bond storage b = _bonds[operator];
         (uint96 s, uint96 l) = (b.stake, b.locked);
-        if (s - l < amount || s < minStake || s == 0) return false;
+        uint96 free = s - l;
+        if (free < amount || s < minStake || s == 0) return false;
         b.locked = l + amount;
+        if (free >= _eligibleFree && free - amount < _eligibleFree) _removeEligible(operator);
         emit StakeLocked(jobId, operator, amount);
         return true;
     }
@@ -128,6 +144,8 @@ contract OperatorRegistry is IOperatorRegistry {
         uint96 l = b.locked;
         if (l < amount) revert OperatorRegistry__InsufficientLockedStake(operator, l, amount);
         b.locked = l - amount;
+        uint96 free = b.stake - l;
+        if (free < _eligibleFree && free + amount >= _eligibleFree) _addEligible(operator);
         emit StakeUnlocked(jobId, operator, amount);
     }
 
@@ -176,6 +194,37 @@ contract OperatorRegistry is IOperatorRegistry {
 
     function operatorAt(uint256 index) external view returns (address) {
         return _operators[index];
+    }
+
+    function eligibleCount() external view returns (uint256) {
+        return _eligible.length;
+    }
+
+    function eligibleAt(uint256 index) external view returns (address) {
+        return _eligible[index];
+    }
+
+    function isEligible(address operator) external view returns (bool) {
+        return _meta[operator].eligibleIndex != 0;
+    }
+
+    // ---- internals ----
+
+    function _addEligible(address operator) private {
+        _eligible.push(operator);
+        _meta[operator].eligibleIndex = uint32(_eligible.length);
+    }
+
+    function _removeEligible(address operator) private {
+        uint256 i = _meta[operator].eligibleIndex - 1;
+        uint256 last = _eligible.length - 1;
+        if (i != last) {
+            address moved = _eligible[last];
+            _eligible[i] = moved;
+            _meta[moved].eligibleIndex = uint32(i + 1);
+        }
+        _eligible.pop();
+        _meta[operator].eligibleIndex = 0;
     }
 
     function _toUint96(uint256 amount) private pure returns (uint96) {

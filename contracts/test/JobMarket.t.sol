@@ -107,13 +107,14 @@ contract JobMarketScenariosTest is Fixture {
 
         _assertState(jobId, IJobMarket.JobState.Verified);
         assertEq(market.getJob(jobId).resultHash, GOOD, "majority result");
-        assertEq(market.withdrawable(d[0]), PRICE, "right operator paid");
-        assertEq(market.withdrawable(d[1]), PRICE, "right operator paid");
+        // the right operators: their bid and an equal share of the slashed collateral
+        assertEq(market.withdrawable(d[0]), PRICE + COLLATERAL / 2, "right operator paid + compensated");
+        assertEq(market.withdrawable(d[1]), PRICE + COLLATERAL / 2, "right operator paid + compensated");
         assertEq(market.withdrawable(d[2]), 0, "wrong operator unpaid");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "wrong operator slashed");
         assertEq(_locked(d[2]), 0, "nothing left locked");
-        // creator: unused escrow (one execution unpaid plus price slack) and the slashed collateral
-        assertEq(market.withdrawable(creator), 3 * MAX_PRICE - 2 * PRICE + COLLATERAL, "refund + compensation");
+        // creator: only the unused escrow (one execution unpaid plus price slack), never collateral
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE - 2 * PRICE, "refund only");
         _assertConservation(_jobs(jobId), _everyone());
     }
 
@@ -332,7 +333,8 @@ contract JobMarketScenariosTest is Fixture {
         market.finalize(jobId);
         _assertState(jobId, IJobMarket.JobState.Verified);
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "non-revealer slashed");
-        assertEq(market.withdrawable(d[0]), PRICE, "revealer paid");
+        assertEq(market.withdrawable(d[0]), PRICE + COLLATERAL / 2, "revealer paid + compensated");
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE - 2 * PRICE, "creator: refund only");
         _assertConservation(_jobs(jobId), _everyone());
     }
 
@@ -368,7 +370,9 @@ contract JobMarketScenariosTest is Fixture {
         assertEq(_locked(d[0]), 0, "committer unlocked");
         assertEq(_stake(d[1]), OPERATOR_STAKE - COLLATERAL, "non-committer slashed");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "non-committer slashed");
-        assertEq(market.withdrawable(creator), 3 * MAX_PRICE + 2 * COLLATERAL, "refund + compensation");
+        // nobody's result won: the slashed collateral is burned, the creator gets its refund only
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "refund only");
+        assertEq(market.withdrawable(address(0)), 2 * COLLATERAL, "burned");
         _assertConservation(_jobs(jobId), _everyone());
     }
 
@@ -420,7 +424,6 @@ contract JobMarketScenariosTest is Fixture {
 
         _assertState(jobId, IJobMarket.JobState.Verified);
         assertEq(market.getJob(jobId).resultHash, GOOD, "mediators decided");
-        assertEq(market.withdrawable(d[1]), PRICE, "honest minority paid");
         assertEq(_stake(d[0]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
         uint256 pot = 2 * COLLATERAL;
@@ -430,7 +433,8 @@ contract JobMarketScenariosTest is Fixture {
             assertEq(_stake(m[i]), OPERATOR_STAKE, "mediator keeps stake");
         }
         pot -= 3 * MAX_PRICE;
-        assertEq(market.withdrawable(creator), 3 * MAX_PRICE - PRICE + pot, "refund + rest of the pot");
+        assertEq(market.withdrawable(d[1]), PRICE + pot, "honest minority paid + rest of the pot");
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE - PRICE, "creator: refund only");
         _assertConservation(_jobs(jobId), _everyone());
     }
 
@@ -487,7 +491,8 @@ contract JobMarketScenariosTest is Fixture {
             assertEq(_stake(m[i]), OPERATOR_STAKE - COLLATERAL, "absent mediator slashed");
         }
         assertEq(_locked(d[0]), 0, "originals unlocked");
-        assertEq(market.withdrawable(creator), 2 * MAX_PRICE + 3 * COLLATERAL, "refund + compensation");
+        assertEq(market.withdrawable(creator), 2 * MAX_PRICE, "refund only");
+        assertEq(market.withdrawable(address(0)), 3 * COLLATERAL, "no honest recipient: burned");
         _assertConservation(_jobs(jobId), _everyone());
     }
 
@@ -578,10 +583,10 @@ contract JobMarketScenariosTest is Fixture {
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Failed);
         assertEq(_stake(op), OPERATOR_STAKE - COLLATERAL, "wrong operator slashed");
-        // creator: escrow back, bond back, slashed collateral minus three mediator fees
-        assertEq(
-            market.withdrawable(creator), MAX_PRICE + BOND + COLLATERAL - 3 * MAX_PRICE, "refund, bond and compensation"
-        );
+        // creator: escrow back and bond back; the slashed collateral pays three mediator fees, no
+        // original result won, so the rest is burned
+        assertEq(market.withdrawable(creator), MAX_PRICE + BOND, "refund and bond");
+        assertEq(market.withdrawable(address(0)), COLLATERAL - 3 * MAX_PRICE, "rest burned");
         _assertConservation(_jobs(jobId), _everyone());
     }
 

@@ -42,12 +42,31 @@ contract JobMarketErrorsTest is Fixture {
     // ---- constructor ----
 
     function test_RevertWhen_BadConfig() public {
+        IOperatorRegistry r = IOperatorRegistry(address(registry));
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(0), BOND));
-        new JobMarket(IOperatorRegistry(address(registry)), 0, BOND);
+        new JobMarket(r, 0, BOND, 1, 2, 2, 10);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(17), BOND));
-        new JobMarket(IOperatorRegistry(address(registry)), 17, BOND);
+        new JobMarket(r, 17, BOND, 1, 2, 2, 10);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(3), uint96(0)));
-        new JobMarket(IOperatorRegistry(address(registry)), 3, 0);
+        new JobMarket(r, 3, 0, 1, 2, 2, 10);
+    }
+
+    function test_RevertWhen_BadSafetyConfig() public {
+        IOperatorRegistry r = IOperatorRegistry(address(registry));
+        bytes4 sel = IJobMarket.JobMarket__BadSafetyConfig.selector;
+        _expect(abi.encodeWithSelector(sel, uint32(0), uint32(2), uint32(2), uint16(10)));
+        new JobMarket(r, 3, BOND, 0, 2, 2, 10);
+        _expect(abi.encodeWithSelector(sel, uint32(1), uint32(0), uint32(2), uint16(10)));
+        new JobMarket(r, 3, BOND, 1, 0, 2, 10);
+        _expect(abi.encodeWithSelector(sel, uint32(1), uint32(2), uint32(0), uint16(10)));
+        new JobMarket(r, 3, BOND, 1, 2, 0, 10);
+        _expect(abi.encodeWithSelector(sel, uint32(1), uint32(2), uint32(2), uint16(0)));
+        new JobMarket(r, 3, BOND, 1, 2, 2, 0);
+        JobMarket m = new JobMarket(r, 3, BOND, 1, 2, 2, 20);
+        assertEq(m.minBidWindow(), 1, "min bid window");
+        assertEq(m.minExecWindow(), 2, "min exec window");
+        assertEq(m.minRevealWindow(), 2, "min reveal window");
+        assertEq(m.maxCollateralFactor(), 20, "collateral factor");
     }
 
     // ---- postJob ----
@@ -189,6 +208,7 @@ contract JobMarketErrorsTest is Fixture {
 
     function test_RevertWhen_InsufficientStake() public {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.maxPrice = 2 ether; // so that the collateral cap (10 x maxPrice) allows it
         p.collateral = OPERATOR_STAKE + 1;
         uint256 jobId = _post(p);
         vm.prank(ops[0]);
@@ -413,7 +433,7 @@ contract JobMarketErrorsTest is Fixture {
 contract JobMarketSmallWorldTest is Fixture {
     function setUp() public override {
         registry = new OperatorRegistry(UNBONDING, MIN_STAKE);
-        market = new JobMarket(IOperatorRegistry(address(registry)), MEDIATORS, BOND);
+        market = _newMarket(registry);
         registry.setMarket(address(market));
         vm.deal(creator, 1000 ether);
         vm.warp(1_700_000_000);
@@ -438,14 +458,27 @@ contract JobMarketSmallWorldTest is Fixture {
         _assertState(jobId, IJobMarket.JobState.Challengeable);
     }
 
-    function test_DisagreementWithoutMediatorsFallsBackToTally() public {
+    /// @dev Escalation asked for mediators and they cannot be drawn: the job fails safe (full
+    /// refund, nobody judged) instead of letting the plain tally decide.
+    function test_DisagreementWithoutMediatorsFailsSafe() public {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
         _bids(jobId, 0, 3, 0.05 ether);
-        _commitReveal(jobId, _results(GOOD, GOOD, BAD));
-        _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "plain tally decided");
-        assertEq(_locked(ops[3]), 0, "tentative mediator lock released");
+        address[] memory d = _dealOps(jobId);
+        address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
+        _reveal(jobId, last, BAD);
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        assertEq(market.getJob(jobId).resultHash, bytes32(0), "the plain tally did not decide");
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
+        for (uint256 i; i < 3; ++i) {
+            assertEq(_stake(d[i]), OPERATOR_STAKE, "nobody slashed");
+            assertEq(_locked(d[i]), 0, "collateral unlocked");
+            assertEq(market.withdrawable(d[i]), 0, "nobody paid");
+        }
+        assertEq(_locked(ops[3]), 0, "the lone candidate mediator was never locked");
+        assertEq(market.withdrawable(address(0)), 0, "nothing burned");
     }
 }

@@ -55,29 +55,35 @@ contract JobMarketFuzzTest is Fixture {
         }
     }
 
+    /// @dev Verified: winners get their bid plus an equal share of the losers' slashed collateral.
+    /// Failed under unanimity (k == n) with a strict majority: the dissenters are slashed and the
+    /// collateral burned. Any other failure: nobody slashed. The creator only ever gets escrow back.
     function _checkOutcome(uint256 jobId, bytes32[] memory r, uint8 k, uint96 price) internal view {
         (bytes32 best, uint256 bestCount, bool tie) = _refTally(r);
         bool verified = bestCount >= k && !tie;
+        bool dissent = !verified && k == r.length && bestCount * 2 > r.length;
         _assertState(jobId, verified ? IJobMarket.JobState.Verified : IJobMarket.JobState.Failed);
         address[] memory d = _dealOps(jobId);
-        uint256 wrong;
+        uint256 wrong = verified || dissent ? r.length - bestCount : 0;
+        uint256 share = verified ? wrong * COLLATERAL / bestCount : 0;
         for (uint256 i; i < r.length; ++i) {
             assertEq(_locked(d[i]), 0, "nothing stays locked");
-            if (verified && r[i] == best) {
-                assertEq(market.withdrawable(d[i]), price, "winner paid its bid");
+            if ((verified || dissent) && r[i] == best) {
+                assertEq(market.withdrawable(d[i]), verified ? price + share : 0, "winner paid its bid + share");
                 assertEq(_stake(d[i]), OPERATOR_STAKE, "winner keeps stake");
-            } else if (verified) {
-                ++wrong;
+            } else if (verified || dissent) {
                 assertEq(market.withdrawable(d[i]), 0, "loser unpaid");
                 assertEq(_stake(d[i]), OPERATOR_STAKE - COLLATERAL, "wrong result slashed");
             } else {
+                assertEq(market.withdrawable(d[i]), 0, "nobody paid");
                 assertEq(_stake(d[i]), OPERATOR_STAKE, "no verdict, no slash");
             }
         }
-        uint256 expectedCreator = verified
-            ? uint256(r.length) * MAX_PRICE - bestCount * price + wrong * COLLATERAL
-            : uint256(r.length) * MAX_PRICE;
-        assertEq(market.withdrawable(creator), expectedCreator, "creator refund and compensation");
+        uint256 expectedCreator =
+            verified ? uint256(r.length) * MAX_PRICE - bestCount * price : uint256(r.length) * MAX_PRICE;
+        assertEq(market.withdrawable(creator), expectedCreator, "creator: refund only, never collateral");
+        uint256 burned = dissent ? wrong * COLLATERAL : (verified ? wrong * COLLATERAL - share * bestCount : 0);
+        assertEq(market.withdrawable(address(0)), burned, "burned: dissent collateral and share dust");
     }
 
     /// @dev Whatever the bids and the beacon, selection picks `n` distinct bidders and locks
@@ -140,9 +146,10 @@ contract JobMarketFuzzTest is Fixture {
         k = uint8(bound(k, 1, n));
         m = uint8(bound(m, n, 32));
         maxPrice = uint96(bound(maxPrice, 1, 10 ether));
-        bidWindow = uint32(bound(bidWindow, 1, 30 days));
+        bidWindow = uint32(bound(bidWindow, MIN_BID_WINDOW, 30 days));
         IJobMarket.JobParams memory p = _params(n, k, m);
         p.maxPrice = maxPrice;
+        if (p.collateral > uint256(maxPrice) * COLLATERAL_FACTOR) p.collateral = maxPrice * COLLATERAL_FACTOR;
         p.bidWindow = bidWindow;
         uint256 jobId = _post(p);
         IJobMarket.Job memory job = market.getJob(jobId);

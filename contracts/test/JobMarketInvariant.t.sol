@@ -63,7 +63,9 @@ contract MarketHandler is Test {
         p.confidence = uint8(bound(seed >> 8, 1, p.concurrency));
         p.minBids = uint8(bound(seed >> 16, p.concurrency, p.concurrency + 2));
         p.maxPrice = uint96(bound(seed >> 24, 1, 1 ether));
-        p.collateral = uint96(bound(seed >> 64, 0, 2 ether));
+        // within the deployment's cap of 10 x maxPrice (and usually at it: collateral matters)
+        uint256 cap = uint256(p.maxPrice) * 10;
+        p.collateral = uint96(bound(seed >> 64, 0, cap < 2 ether ? cap : 2 ether));
         p.bidWindow = uint32(bound(seed >> 100, 10, 3000));
         p.execWindow = uint32(bound(seed >> 110, 10, 3000));
         p.revealWindow = uint32(bound(seed >> 120, 10, 3000));
@@ -242,7 +244,7 @@ contract JobMarketInvariantTest is Test {
     function setUp() public {
         vm.warp(1_700_000_000);
         registry = new OperatorRegistry(300, 1 ether);
-        market = new JobMarket(IOperatorRegistry(address(registry)), 3, 0.5 ether);
+        market = new JobMarket(IOperatorRegistry(address(registry)), 3, 0.5 ether, 10, 10, 10, 10);
         registry.setMarket(address(market));
         address[] memory ops = new address[](8);
         for (uint256 i; i < ops.length; ++i) {
@@ -263,7 +265,8 @@ contract JobMarketInvariantTest is Test {
         targetContract(address(handler));
     }
 
-    /// @dev The market holds exactly the open jobs' escrow and bonds plus everyone's unclaimed payouts.
+    /// @dev The market holds exactly the open jobs' escrow and bonds plus everyone's unclaimed
+    /// payouts plus the burned (unowned) money.
     function invariant_MarketBalanceEqualsEscrowPlusUnclaimed() public view {
         uint256 owed;
         for (uint256 i; i < handler.jobCount(); ++i) {
@@ -275,7 +278,8 @@ contract JobMarketInvariantTest is Test {
         for (uint256 i; i < handler.creatorCount(); ++i) {
             owed += market.withdrawable(handler.creators(i));
         }
-        assertEq(address(market).balance, owed, "market balance == open escrow + bonds + unclaimed");
+        owed += market.withdrawable(address(0)); // burned: unowned, never claimable
+        assertEq(address(market).balance, owed, "market balance == open escrow + bonds + unclaimed + burned");
     }
 
     /// @dev The registry holds exactly every operator's stake plus pending withdrawals.
@@ -304,6 +308,18 @@ contract JobMarketInvariantTest is Test {
         for (uint256 i; i < nOps; ++i) {
             assertEq(registry.getOperator(handler.ops(i)).locked, expected[i], "locked == open collateral");
         }
+    }
+
+    /// @dev The mediator pool is exactly the operators with at least minStake free, once each.
+    function invariant_EligiblePoolIsTheOperatorsWithFreeStake() public view {
+        uint256 expected;
+        for (uint256 i; i < handler.opCount(); ++i) {
+            address op = handler.ops(i);
+            bool free = registry.freeStake(op) >= registry.minStake();
+            assertEq(registry.isEligible(op), free, "eligible iff minStake free");
+            if (free) ++expected;
+        }
+        assertEq(registry.eligibleCount(), expected, "pool size");
     }
 
     /// @dev A job that reached Verified, Failed or Expired never moves again.

@@ -151,6 +151,41 @@ contract OperatorRegistryTest is Test {
         assertFalse(registry.lock(op, 1, 0.1 ether), "below min stake cannot take deals");
     }
 
+    function test_EligiblePoolTracksFreeStake() public {
+        address third = address(0xCA7);
+        vm.deal(third, 100 ether);
+        _register(op, 3 ether);
+        _register(other, 3 ether);
+        _register(third, 3 ether);
+        assertEq(registry.eligibleCount(), 3, "all three eligible");
+        // full withdrawal: swap-and-pop moves the last entry into the hole
+        vm.prank(op);
+        registry.requestWithdrawal(3 ether);
+        assertFalse(registry.isEligible(op), "withdrawn operator leaves the pool");
+        assertEq(registry.eligibleCount(), 2, "pool shrank");
+        assertEq(registry.eligibleAt(0), third, "last entry moved into the hole");
+        assertEq(registry.eligibleAt(1), other, "others unchanged");
+        assertEq(registry.operatorCount(), 3, "registration history unchanged");
+        // locking below minStake free leaves the pool, unlocking rejoins
+        assertTrue(registry.lock(other, 1, 2.5 ether), "locked");
+        assertFalse(registry.isEligible(other), "0.5 ether free < min stake");
+        registry.unlock(other, 1, 2.5 ether);
+        assertTrue(registry.isEligible(other), "back in the pool");
+        // a lock that leaves minStake free keeps the operator in; a slash does not change free stake
+        assertTrue(registry.lock(third, 2, 1 ether), "locked");
+        assertTrue(registry.isEligible(third), "2 ether free");
+        registry.slash(third, 2, 1 ether);
+        assertTrue(registry.isEligible(third), "still 2 ether free");
+        // restaking rejoins
+        vm.prank(op);
+        registry.stake{value: 1 ether}();
+        assertTrue(registry.isEligible(op), "restaked operator rejoins");
+        assertEq(registry.eligibleCount(), 3, "pool back to three");
+        for (uint256 i; i < 3; ++i) {
+            assertTrue(registry.isEligible(registry.eligibleAt(i)), "index consistent");
+        }
+    }
+
     // ---- errors ----
 
     function test_RevertWhen_AlreadyRegistered() public {

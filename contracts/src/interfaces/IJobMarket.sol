@@ -39,18 +39,21 @@ interface IJobMarket {
         TooFewReveals,
         NoQuorum,
         NoMediatorMajority,
-        NoCorrectResult
+        NoCorrectResult,
+        NoMediators // escalation needed mediators and not enough eligible operators could be drawn
     }
 
     enum PaymentKind {
         Execution, // an operator's bid price for a correct result
         Mediation, // a mediator's fee, paid from slashed stake and lost bonds
-        Compensation, // slashed stake or a lost bond left after mediation fees: to the creator, or to operators a challenge wrongly accused
+        Compensation, // slashed stake or a lost bond left after mediation fees, shared by the operators whose result was accepted (never the creator)
         BondReturned // a challenge bond returned to a challenger who was right
     }
 
     /// @notice Parameters of `postJob`; immutable afterwards.
     /// @dev 1 <= confidence <= concurrency <= minBids <= MAX_BIDS. Escrow = concurrency * maxPrice.
+    /// Windows are at least the deployment's `minBidWindow`/`minExecWindow`/`minRevealWindow`;
+    /// `collateral <= maxCollateralFactor * maxPrice`.
     /// `challengeWindow` is used by optimistic jobs only (must be 0 for deterministic ones).
     /// `escalate`: any disagreement opens mediation instead of a plain tally.
     struct JobParams {
@@ -137,6 +140,9 @@ interface IJobMarket {
     event Refunded(uint256 indexed jobId, address indexed creator, uint256 amount);
     event Slashed(uint256 indexed jobId, address indexed operator, uint96 amount, SlashReason reason);
     event Claimed(address indexed account, uint256 amount);
+    /// @notice Slashed stake (or a lost bond) of a job with no honest recipient left after fees:
+    /// kept by the market, unowned, under `withdrawable(address(0))`, which nobody can claim.
+    event Burned(uint256 indexed jobId, uint256 amount);
 
     // ---- errors ----
 
@@ -171,6 +177,19 @@ interface IJobMarket {
     error JobMarket__OnlyRegistry(address caller);
     error JobMarket__NoMediators(uint256 jobId, uint8 found, uint8 needed);
     error JobMarket__BadConfig(uint8 mediatorCount, uint96 challengeBond);
+    error JobMarket__BadSafetyConfig(
+        uint32 minBidWindow, uint32 minExecWindow, uint32 minRevealWindow, uint16 maxCollateralFactor
+    );
+    error JobMarket__WindowTooShort(
+        uint32 bidWindow,
+        uint32 execWindow,
+        uint32 revealWindow,
+        uint32 minBidWindow,
+        uint32 minExecWindow,
+        uint32 minRevealWindow
+    );
+    error JobMarket__CollateralTooHigh(uint96 collateral, uint256 maxCollateral);
+    error JobMarket__DroppedBidder(uint256 jobId, address operator);
 
     // ---- job creator ----
 
@@ -184,7 +203,8 @@ interface IJobMarket {
     // ---- operators ----
 
     /// @notice Bids `price` (<= maxPrice) for one execution. One bid per operator, before the bid
-    /// deadline, with at least `collateral` free stake. The `minBids`-th bid selects the deals.
+    /// deadline, with at least `collateral` free stake; an operator whose bid was dropped at a
+    /// selection may not bid again on that job. The `minBids`-th bid selects the deals.
     function bid(uint256 jobId, uint96 price) external;
 
     /// @notice Commits `keccak256(abi.encode(jobId, msg.sender, resultHash, salt))`.
@@ -234,6 +254,16 @@ interface IJobMarket {
     function mediatorCount() external view returns (uint8);
 
     function challengeBond() external view returns (uint96);
+
+    /// @notice Shortest `bidWindow` / `execWindow` / `revealWindow` `postJob` accepts (seconds).
+    function minBidWindow() external view returns (uint32);
+
+    function minExecWindow() external view returns (uint32);
+
+    function minRevealWindow() external view returns (uint32);
+
+    /// @notice `postJob` requires `collateral <= maxCollateralFactor * maxPrice`.
+    function maxCollateralFactor() external view returns (uint16);
 
     /// @notice Largest allowed `minBids` (and so `concurrency`).
     function MAX_BIDS() external view returns (uint8);

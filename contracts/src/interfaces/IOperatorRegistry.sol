@@ -97,10 +97,21 @@ interface IOperatorRegistry {
 
     function freeStake(address operator) external view returns (uint96);
 
-    /// @notice Number of operators ever registered (the mediator draw pool).
+    /// @notice Number of operators ever registered (the list never shrinks; not the draw pool).
     function operatorCount() external view returns (uint256);
 
     function operatorAt(uint256 index) external view returns (address);
+
+    /// @notice Size of the mediator draw pool: registered operators with free stake (stake -
+    /// locked) of at least `max(minStake, 1)`. An operator leaves it by withdrawing (or locking)
+    /// its free stake below that and rejoins when it is back above; order is not stable
+    /// (swap-and-pop).
+    function eligibleCount() external view returns (uint256);
+
+    function eligibleAt(uint256 index) external view returns (address);
+
+    /// @notice Whether `operator` is in the mediator draw pool.
+    function isEligible(address operator) external view returns (bool);
 
     function market() external view returns (address);
 

@@ -18,6 +18,11 @@ abstract contract Fixture is Test {
     uint96 internal constant MAX_PRICE = 0.1 ether;
     uint96 internal constant COLLATERAL = 1 ether;
     uint32 internal constant WINDOW = 1 hours;
+    uint32 internal constant MIN_BID_WINDOW = 60;
+    uint32 internal constant MIN_EXEC_WINDOW = 300;
+    uint32 internal constant MIN_REVEAL_WINDOW = 300;
+    /// @dev collateral <= 10 x maxPrice; COLLATERAL is exactly 10 x MAX_PRICE.
+    uint16 internal constant COLLATERAL_FACTOR = 10;
 
     bytes32 internal constant GOOD = keccak256("the right result");
     bytes32 internal constant BAD = keccak256("a wrong result");
@@ -31,7 +36,7 @@ abstract contract Fixture is Test {
 
     function setUp() public virtual {
         registry = new OperatorRegistry(UNBONDING, MIN_STAKE);
-        market = new JobMarket(IOperatorRegistry(address(registry)), MEDIATORS, BOND);
+        market = _newMarket(registry);
         registry.setMarket(address(market));
         vm.deal(creator, 1000 ether);
         vm.label(creator, "creator");
@@ -40,6 +45,18 @@ abstract contract Fixture is Test {
         for (uint256 i; i < 12; ++i) {
             ops.push(_newOperator(i));
         }
+    }
+
+    function _newMarket(OperatorRegistry r) internal returns (JobMarket) {
+        return new JobMarket(
+            IOperatorRegistry(address(r)),
+            MEDIATORS,
+            BOND,
+            MIN_BID_WINDOW,
+            MIN_EXEC_WINDOW,
+            MIN_REVEAL_WINDOW,
+            COLLATERAL_FACTOR
+        );
     }
 
     function _newOperator(uint256 i) internal returns (address op) {
@@ -171,7 +188,7 @@ abstract contract Fixture is Test {
         (r[0], r[1], r[2]) = (a, b, c);
     }
 
-    /// @dev The money each contract holds equals what it owes.
+    /// @dev The money each contract holds equals what it owes (burned money included).
     function _assertConservation(uint256[] memory jobIds, address[] memory accounts) internal view {
         uint256 owed;
         for (uint256 i; i < jobIds.length; ++i) {
@@ -180,7 +197,8 @@ abstract contract Fixture is Test {
         for (uint256 i; i < accounts.length; ++i) {
             owed += market.withdrawable(accounts[i]);
         }
-        assertEq(address(market).balance, owed, "market balance == open escrow + unclaimed payouts");
+        owed += market.withdrawable(address(0)); // burned: unowned, never claimable
+        assertEq(address(market).balance, owed, "market balance == open escrow + unclaimed payouts + burned");
         uint256 bonded;
         for (uint256 i; i < registry.operatorCount(); ++i) {
             IOperatorRegistry.Operator memory o = registry.getOperator(registry.operatorAt(i));

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Fixture} from "./utils/Fixture.sol";
+import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
+import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
+
+/// @notice The "market safety" exploits, each performed against the market: it must now revert
+/// or cost the attacker.
+contract JobMarketSafetyTest is Fixture {
+    uint96 internal constant PRICE = 0.08 ether;
+
+    function _one(uint256 jobId) internal pure returns (uint256[] memory j) {
+        j = new uint256[](1);
+        j[0] = jobId;
+    }
+
+    function _all() internal view returns (address[] memory all) {
+        all = new address[](ops.length + 1);
+        for (uint256 i; i < ops.length; ++i) {
+            all[i] = ops[i];
+        }
+        all[ops.length] = creator;
+    }
+
+    function _postExpect(IJobMarket.JobParams memory p, bytes memory err) internal {
+        vm.prank(creator);
+        vm.expectRevert(err);
+        market.postJob{value: uint256(p.concurrency) * p.maxPrice}(p);
+    }
+
+    function _tooShort(IJobMarket.JobParams memory p) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(
+            IJobMarket.JobMarket__WindowTooShort.selector,
+            p.bidWindow,
+            p.execWindow,
+            p.revealWindow,
+            MIN_BID_WINDOW,
+            MIN_EXEC_WINDOW,
+            MIN_REVEAL_WINDOW
+        );
+    }
+
+    // =====================================================================================
+    // 1. creator steals operators' collateral
+    // =====================================================================================
+
+    /// @dev The attack: post with a 1-second exec (or reveal) window and a huge collateral, let
+    /// honest nodes bid, let the deadline pass before any commit can land, finalize and collect
+    /// the slashed collateral as "compensation". Now the post reverts; and when operators really
+    /// are slashed the creator gets its refund only, never the collateral.
+    function test_Attack_CreatorCannotStealCollateralWithTinyWindows() public {
+        // tiny windows: rejected
+        IJobMarket.JobParams memory p = _params(3, 3, 3);
+        p.execWindow = 1;
+        _postExpect(p, _tooShort(p));
+        p = _params(3, 3, 3);
+        p.revealWindow = 1;
+        _postExpect(p, _tooShort(p));
+        p = _params(3, 3, 3);
+        p.bidWindow = 1;
+        _postExpect(p, _tooShort(p));
+        // huge collateral for a tiny price: rejected
+        p = _params(3, 3, 3);
+        p.maxPrice = 1 gwei;
+        p.collateral = OPERATOR_STAKE;
+        _postExpect(
+            p,
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__CollateralTooHigh.selector, OPERATOR_STAKE, uint256(1 gwei) * COLLATERAL_FACTOR
+            )
+        );
+
+        // the most the creator can still do: the shortest windows and the largest collateral;
+        // the operators do not manage to commit in time and are slashed
+        uint256 creatorBefore = creator.balance;
+        p = _params(3, 3, 3);
+        p.bidWindow = MIN_BID_WINDOW;
+        p.execWindow = MIN_EXEC_WINDOW;
+        p.revealWindow = MIN_REVEAL_WINDOW;
+        p.collateral = MAX_PRICE * COLLATERAL_FACTOR;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        vm.warp(block.timestamp + MIN_EXEC_WINDOW + 1);
+        market.finalize(jobId);
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        for (uint256 i; i < 3; ++i) {
+            assertEq(_stake(d[i]), OPERATOR_STAKE - p.collateral, "non-committer slashed");
+        }
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "creator: its refund only");
+        assertEq(market.withdrawable(address(0)), 3 * uint256(p.collateral), "no honest recipient: burned");
+        _assertConservation(_one(jobId), _all());
+        vm.prank(creator);
+        market.claim();
+        assertEq(creator.balance, creatorBefore, "the attack earns the creator nothing");
+    }
+
+    /// @dev When some operators are slashed and others were right, the slashed collateral goes
+    /// to the right ones, not to the creator.
+    function test_SlashedCollateralPaysTheHonestSideNotTheCreator() public {
+        uint256 jobId = _post(_params(3, 1, 3));
+        _bids(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        _commit(jobId, d[0], GOOD);
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.finalize(jobId); // two non-committers; the reveal phase opens with one commit
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Paid(jobId, d[0], 2 * COLLATERAL, IJobMarket.PaymentKind.Compensation);
+        _reveal(jobId, d[0], GOOD);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.withdrawable(d[0]), PRICE + 2 * COLLATERAL, "the honest operator gets the collateral");
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE - PRICE, "creator: refund only");
+        assertEq(market.withdrawable(address(0)), 0, "nothing burned");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    function test_RevertWhen_WindowTooShort() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.bidWindow = MIN_BID_WINDOW - 1;
+        _postExpect(p, _tooShort(p));
+        p = _params(3, 2, 3);
+        p.execWindow = MIN_EXEC_WINDOW - 1;
+        _postExpect(p, _tooShort(p));
+        p = _params(3, 2, 3);
+        p.revealWindow = MIN_REVEAL_WINDOW - 1;
+        _postExpect(p, _tooShort(p));
+        // exactly the minimums are fine
+        p = _params(3, 2, 3);
+        (p.bidWindow, p.execWindow, p.revealWindow) = (MIN_BID_WINDOW, MIN_EXEC_WINDOW, MIN_REVEAL_WINDOW);
+        _post(p);
+    }
+
+    function test_RevertWhen_CollateralTooHigh() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.collateral = MAX_PRICE * COLLATERAL_FACTOR + 1;
+        _postExpect(
+            p,
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__CollateralTooHigh.selector, p.collateral, uint256(MAX_PRICE) * COLLATERAL_FACTOR
+            )
+        );
+        p.collateral = MAX_PRICE * COLLATERAL_FACTOR; // exactly the cap is fine
+        _post(p);
+    }
+
+    // =====================================================================================
+    // 6. dead registry entries switch mediation off
+    // =====================================================================================
+
+    /// @dev Registers `count` operators that then withdraw all their stake: entries that stay in
+    /// the registry's history but can never serve.
+    function _deadOperators(uint256 count) internal {
+        for (uint256 i; i < count; ++i) {
+            address op = _newOperator(1000 + i);
+            vm.prank(op);
+            registry.requestWithdrawal(OPERATOR_STAKE);
+        }
+    }
+
+    /// @dev The attack: flood the registry with operators that withdrew (cheap: the stake comes
+    /// back after unbonding), so that the bounded mediator draw only finds dead entries and an
+    /// escalated disagreement silently falls back to the plain tally, where two colluders win.
+    /// Now dead entries are not drawn: the mediators come from the live operators and overturn
+    /// the colluders.
+    function test_Attack_DeadOperatorsCannotSwitchOffMediation() public {
+        // Before the fix the draw made 64 independent picks over all 1012 entries: about 0.6
+        // expected hits on the 9 live non-deal operators, so mediation was almost always skipped.
+        _deadOperators(1000);
+        assertEq(registry.operatorCount(), 1012, "registry history keeps the dead entries");
+        assertEq(registry.eligibleCount(), 12, "only live operators can be drawn");
+
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        _commitReveal(jobId, _results(BAD, GOOD, BAD)); // d[0], d[2] collude on BAD
+        _assertState(jobId, IJobMarket.JobState.Disputed);
+        address[] memory m = _mediatorOps(jobId);
+        assertEq(m.length, MEDIATORS, "mediators drawn");
+        for (uint256 i; i < m.length; ++i) {
+            assertTrue(registry.getOperator(m[i]).stake >= MIN_STAKE, "mediator is live");
+            assertEq(_locked(m[i]), COLLATERAL, "mediator locked");
+        }
+        _mediate(jobId, _results(GOOD, GOOD, GOOD));
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.getJob(jobId).resultHash, GOOD, "mediators decided, not the colluding tally");
+        assertEq(_stake(d[0]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
+        assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
+        assertEq(market.withdrawable(d[0]), 0, "colluder unpaid");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev The same attack when the live pool really is too small (the live operators withdrew
+    /// too): the job fails safe, refunded, nobody slashed, the colluders' tally never decides.
+    function test_Attack_DeadOperatorsCannotSwitchOffMediation_FailsSafe() public {
+        _deadOperators(100);
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        for (uint256 i = 3; i < ops.length - 1; ++i) {
+            vm.prank(ops[i]);
+            registry.requestWithdrawal(OPERATOR_STAKE);
+        }
+        assertEq(registry.eligibleCount(), 4, "three busy deal holders and one live operator");
+        address last = _allButLastReveal(jobId, _results(BAD, GOOD, BAD), false);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
+        _reveal(jobId, last, BAD);
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        assertEq(market.getJob(jobId).resultHash, bytes32(0), "no result");
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
+        for (uint256 i; i < 3; ++i) {
+            assertEq(_stake(d[i]), OPERATOR_STAKE, "nobody slashed");
+            assertEq(_locked(d[i]), 0, "unlocked");
+            assertEq(market.withdrawable(d[i]), 0, "nobody paid");
+        }
+        assertEq(_locked(ops[ops.length - 1]), 0, "the live candidate was never locked");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev An operator whose free stake drops below minStake (locked by deals) is not drawn,
+    /// and is back in the pool when the deal unlocks.
+    function test_BusyOperatorLeavesAndRejoinsThePool() public {
+        address op = ops[0];
+        vm.prank(op);
+        registry.requestWithdrawal(OPERATOR_STAKE - 1.5 ether); // 1.5 ether stake left
+        assertTrue(registry.isEligible(op), "1.5 ether free >= min stake");
+        uint256 jobId = _post(_params(1, 1, 1));
+        _bids(jobId, 0, 1, PRICE); // locks 1 ether: 0.5 ether free
+        assertFalse(registry.isEligible(op), "busy: not drawable");
+        assertEq(registry.eligibleCount(), 11, "pool shrank");
+        _commitReveal(jobId, _one32(GOOD));
+        assertTrue(registry.isEligible(op), "unlocked: drawable again");
+        assertEq(registry.eligibleCount(), 12, "pool restored");
+    }
+
+    function _one32(bytes32 a) internal pure returns (bytes32[] memory r) {
+        r = new bytes32[](1);
+        r[0] = a;
+    }
+
+    // =====================================================================================
+    // 7. free griefing
+    // =====================================================================================
+
+    /// @dev The attack: under unanimity (confidence == concurrency) one selected operator reveals
+    /// a different result and the job fails for free. Now, when a strict majority agrees, the
+    /// dissenter is slashed (WrongResult) and its collateral burned; the majority is unlocked.
+    function test_Attack_DissentUnderUnanimityIsSlashed() public {
+        uint256 jobId = _post(_params(3, 3, 3));
+        _bids(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Slashed(jobId, last, COLLATERAL, IJobMarket.SlashReason.WrongResult);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoQuorum);
+        _reveal(jobId, last, BAD);
+
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        assertEq(market.getJob(jobId).resultHash, bytes32(0), "unanimity not reached: no result");
+        assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "the dissenter pays for the failure");
+        for (uint256 i; i < 2; ++i) {
+            assertEq(_stake(d[i]), OPERATOR_STAKE, "majority not slashed");
+            assertEq(_locked(d[i]), 0, "majority unlocked");
+            assertEq(market.withdrawable(d[i]), 0, "failed job: nobody paid");
+        }
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund, no collateral");
+        assertEq(market.withdrawable(address(0)), COLLATERAL, "dissenter's collateral burned");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev Without a strict majority under unanimity nobody can tell who was right: nobody slashed.
+    function test_DissentUnderUnanimityWithoutMajority_NobodySlashed() public {
+        uint256 jobId = _post(_params(4, 4, 4));
+        _bids(jobId, 0, 4, PRICE);
+        address[] memory d = _dealOps(jobId);
+        bytes32[] memory r = new bytes32[](4);
+        (r[0], r[1], r[2], r[3]) = (GOOD, BAD, GOOD, BAD);
+        _commitReveal(jobId, r);
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        for (uint256 i; i < 4; ++i) {
+            assertEq(_stake(d[i]), OPERATOR_STAKE, "no majority, no slash");
+            assertEq(_locked(d[i]), 0, "unlocked");
+        }
+        assertEq(market.withdrawable(address(0)), 0, "nothing burned");
+    }
+
+    /// @dev The attack: bid, make the stake unlockable right before the deciding bid so that the
+    /// selection fails, then bid again (and again). Now a dropped bidder cannot bid again.
+    function test_RevertWhen_DroppedBidderBidsAgain() public {
+        uint256 jobId = _post(_params(3, 2, 3));
+        _bids(jobId, 0, 2, PRICE);
+        vm.prank(ops[0]);
+        registry.requestWithdrawal(OPERATOR_STAKE);
+        _bids(jobId, 2, 1, PRICE); // ops[0] dropped, job stays in bidding
+        _assertState(jobId, IJobMarket.JobState.Posted);
+        vm.prank(ops[0]);
+        registry.stake{value: OPERATOR_STAKE}();
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__DroppedBidder.selector, jobId, ops[0]));
+        market.bid(jobId, PRICE);
+        // others still can; and the dropped operator may bid on other jobs
+        _bids(jobId, 3, 1, PRICE);
+        _assertState(jobId, IJobMarket.JobState.Running);
+        uint256 other = _post(_params(1, 1, 2));
+        _bids(other, 0, 1, PRICE);
+    }
+}

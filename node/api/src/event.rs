@@ -194,6 +194,13 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
             format!("{} claimed {}", a(&c.account), eth(c.amount)),
             json!({ "account": a(&c.account), "amount": c.amount.to_string() }),
         ),
+        M::Burned(b) => (
+            format!(
+                "{} of slashed collateral burned (no honest party to pay it to)",
+                eth(b.amount)
+            ),
+            json!({ "amount": b.amount.to_string() }),
+        ),
         M::OperatorRegistered(r) => (
             format!("operator {} registered", a(&r.operator)),
             json!({ "operator": a(&r.operator), "peerId": cid_text(&r.peerId) }),

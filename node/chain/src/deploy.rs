@@ -45,6 +45,35 @@ pub struct DeployParams {
     /// Bond to challenge an optimistic job, in wei.
     #[serde(with = "decimal")]
     pub challenge_bond: U256,
+    /// Shortest bid window a job may post, seconds.
+    #[serde(default = "defaults::min_bid_window")]
+    pub min_bid_window: u32,
+    /// Shortest exec window a job may post, seconds (a commit must land in it).
+    #[serde(default = "defaults::min_exec_window")]
+    pub min_exec_window: u32,
+    /// Shortest reveal window a job may post, seconds.
+    #[serde(default = "defaults::min_reveal_window")]
+    pub min_reveal_window: u32,
+    /// Largest collateral a job may ask, as a multiple of its max price.
+    #[serde(default = "defaults::max_collateral_factor")]
+    pub max_collateral_factor: u16,
+}
+
+/// The devchain defaults of `script/Deploy.s.sol` for the safety parameters (docs/protocol.md
+/// recommends 120 s / 300 s / 300 s on a chain with 12 s blocks).
+mod defaults {
+    pub fn min_bid_window() -> u32 {
+        1
+    }
+    pub fn min_exec_window() -> u32 {
+        2
+    }
+    pub fn min_reveal_window() -> u32 {
+        2
+    }
+    pub fn max_collateral_factor() -> u16 {
+        20
+    }
 }
 
 impl Default for DeployParams {
@@ -56,6 +85,10 @@ impl Default for DeployParams {
             min_stake: eth,
             mediator_count: 3,
             challenge_bond: eth / U256::from(10),
+            min_bid_window: defaults::min_bid_window(),
+            min_exec_window: defaults::min_exec_window(),
+            min_reveal_window: defaults::min_reveal_window(),
+            max_collateral_factor: defaults::max_collateral_factor(),
         }
     }
 }
@@ -128,6 +161,10 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         registry_: registry,
         mediatorCount_: params.mediator_count,
         challengeBond_: to_u96("challenge bond", params.challenge_bond)?,
+        minBidWindow_: params.min_bid_window,
+        minExecWindow_: params.min_exec_window,
+        minRevealWindow_: params.min_reveal_window,
+        maxCollateralFactor_: params.max_collateral_factor,
     };
     let market = create(
         client,
@@ -181,7 +218,11 @@ mod tests {
   "unbondingPeriod": 604800,
   "minStake": "1000000000000000000",
   "mediatorCount": 3,
-  "challengeBond": "100000000000000000"
+  "challengeBond": "100000000000000000",
+  "minBidWindow": 1,
+  "minExecWindow": 2,
+  "minRevealWindow": 2,
+  "maxCollateralFactor": 20
 }
 "#;
 

@@ -455,6 +455,39 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             "JobMarket__BadConfig: {mediatorCount} mediators and a challenge bond of {} are not allowed; use 1..=16 mediators and a bond above 0",
             eth(wei96(*challengeBond))
         ),
+        M::JobMarket__BadSafetyConfig(J::JobMarket__BadSafetyConfig {
+            minBidWindow,
+            minExecWindow,
+            minRevealWindow,
+            maxCollateralFactor,
+        }) => write!(
+            f,
+            "JobMarket__BadSafetyConfig: minimum windows {minBidWindow}/{minExecWindow}/{minRevealWindow}s and collateral factor {maxCollateralFactor} are not allowed; each must be at least 1"
+        ),
+        M::JobMarket__WindowTooShort(J::JobMarket__WindowTooShort {
+            bidWindow,
+            execWindow,
+            revealWindow,
+            minBidWindow,
+            minExecWindow,
+            minRevealWindow,
+        }) => write!(
+            f,
+            "JobMarket__WindowTooShort: windows bid {bidWindow}s, exec {execWindow}s, reveal {revealWindow}s are below this market's minimums of {minBidWindow}s, {minExecWindow}s, {minRevealWindow}s; lengthen them (operators could not commit or reveal in time)"
+        ),
+        M::JobMarket__CollateralTooHigh(J::JobMarket__CollateralTooHigh {
+            collateral,
+            maxCollateral,
+        }) => write!(
+            f,
+            "JobMarket__CollateralTooHigh: a collateral of {} is above this market's cap of {} (its collateral factor times the max price); lower the collateral or raise the max price",
+            eth(wei96(*collateral)),
+            eth(*maxCollateral)
+        ),
+        M::JobMarket__DroppedBidder(J::JobMarket__DroppedBidder { jobId, operator }) => write!(
+            f,
+            "JobMarket__DroppedBidder: {operator} was dropped from job {jobId} at selection (not enough free stake) and cannot bid on it again"
+        ),
     }
 }
 

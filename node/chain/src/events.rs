@@ -30,6 +30,7 @@ pub enum MarketEvent {
     Refunded(JobMarket::Refunded),
     Slashed(JobMarket::Slashed),
     Claimed(JobMarket::Claimed),
+    Burned(JobMarket::Burned),
     OperatorRegistered(OperatorRegistry::OperatorRegistered),
     OperatorUpdated(OperatorRegistry::OperatorUpdated),
     Staked(OperatorRegistry::Staked),
@@ -61,6 +62,7 @@ impl From<M> for MarketEvent {
             M::Refunded(e) => Self::Refunded(e),
             M::Slashed(e) => Self::Slashed(e),
             M::Claimed(e) => Self::Claimed(e),
+            M::Burned(e) => Self::Burned(e),
         }
     }
 }
@@ -134,6 +136,7 @@ impl MarketEvent {
             Self::Refunded(_) => "Refunded",
             Self::Slashed(_) => "Slashed",
             Self::Claimed(_) => "Claimed",
+            Self::Burned(_) => "Burned",
             Self::OperatorRegistered(_) => "OperatorRegistered",
             Self::OperatorUpdated(_) => "OperatorUpdated",
             Self::Staked(_) => "Staked",
@@ -168,6 +171,7 @@ impl MarketEvent {
             Self::StakeLocked(e) => e.jobId,
             Self::StakeUnlocked(e) => e.jobId,
             Self::StakeSlashed(e) => e.jobId,
+            Self::Burned(e) => e.jobId,
             Self::Claimed(_)
             | Self::OperatorRegistered(_)
             | Self::OperatorUpdated(_)

@@ -223,8 +223,17 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
 
     // The market: registry + market, 16 staked operators, jobs to bid on.
     let registry = OperatorRegistry::deploy(&provider, 3600u64, U96::from(ETH)).await?;
-    let market =
-        JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
+    let market = JobMarket::deploy(
+        &provider,
+        *registry.address(),
+        3u8,
+        U96::from(ETH / 10),
+        1u32,
+        2u32,
+        2u32,
+        20u16,
+    )
+    .await?;
     registry
         .setMarket(*market.address())
         .send()

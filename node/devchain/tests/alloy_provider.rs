@@ -166,8 +166,17 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
     assert!(other.is_empty());
 
     // The market deploys against the registry; posting a job emits JobPosted.
-    let market =
-        JobMarket::deploy(&provider, *registry.address(), 3u8, U96::from(ETH / 10)).await?;
+    let market = JobMarket::deploy(
+        &provider,
+        *registry.address(),
+        3u8,
+        U96::from(ETH / 10),
+        1u32,
+        2u32,
+        2u32,
+        20u16,
+    )
+    .await?;
     reg.setMarket(*market.address())
         .send()
         .await?

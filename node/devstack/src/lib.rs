@@ -201,6 +201,8 @@ pub async fn deploy(
         min_stake: U256::from(min_stake),
         mediator_count: mediators,
         challenge_bond: U256::from(challenge_bond),
+        // The devchain mines at once: the smallest safety windows of Deploy.s.sol.
+        ..DeployParams::default()
     };
     let d = shoal_chain::deploy(&client, params)
         .await

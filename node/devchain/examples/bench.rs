@@ -12,6 +12,8 @@
 //! be the same on both nodes. Anvil is `node_modules/.bin/anvil` (the
 //! repository's pinned Foundry); the devchain runs in this process on its own
 //! runtime, serving HTTP on loopback like anvil.
+// The market constructor takes eight parameters; `sol!` binds it as one function.
+#![allow(clippy::too_many_arguments)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -427,7 +427,8 @@ contract JobMarket is IJobMarket {
     function _closeBidding(uint256 jobId, Core memory c) private {
         if (block.timestamp <= c.bidDeadline) revert JobMarket__DeadlineNotReached(jobId, c.bidDeadline);
         Progress memory p = _loadProgress(jobId);
-        if (p.bidCount >= c.n) {
+        // `minBids` is a hard minimum: a job never runs on fewer bids than its creator asked for.
+        if (p.bidCount >= c.m) {
             Terms memory t = _loadTerms(jobId);
             if (_select(jobId, c, t, p, 1)) return;
             p = _loadProgress(jobId);

@@ -36,7 +36,7 @@ fn what_a_bacalhau_user_expects() {
     let node_config = dir.path().join("nodes.toml");
     std::fs::write(
         &node_config,
-        "[executor]\nmax_parallel = 2\n[nodes.1.bid]\nmin_price = 10000000000000000000\n",
+        "[executor]\nmax_parallel = 2\n[nodes.1.bid]\nmin_price = 5000000000000000000\n",
     )
     .expect("write node config");
     let stack = Devstack::start(&[
@@ -151,15 +151,17 @@ fn what_a_bacalhau_user_expects() {
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     let reason = loop {
-        let out =
-            ok(stack
-                .shoal()
-                .args(["job", "describe", quick.trim(), "--json", "--node", &url]));
-        let r = json(&out);
+        // Node 1 may not have read the job yet: retry until it has decided.
+        let out = stack
+            .shoal()
+            .args(["job", "describe", quick.trim(), "--json", "--node", &url])
+            .output()
+            .expect("run job describe");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if let Some(reason) = r["decision"]["reason"].as_str() {
             break reason.to_owned();
         }
-        assert!(Instant::now() < deadline, "node 1 never decided: {r}");
+        assert!(Instant::now() < deadline, "node 1 never decided: {out:?}");
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(reason.contains("minimum"), "{reason}");

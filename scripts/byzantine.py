@@ -193,7 +193,7 @@ def exact(scn: str, p: Params, w: World) -> dict:
                 p_wrong += pj * pa
     ev = {m: ev[m] / p.n for m in V_MULTIPLES}  # EV in escrows
     # EV is linear in V with slope P(wrong): the value V* (in escrows) above which attacking pays
-    breakeven = 0.0 if ev[0] >= 0 else (math.inf if p_wrong == 0 else -ev[0] / p_wrong)
+    breakeven = 0.0 if ev[0] >= 0 else (None if p_wrong == 0 else -ev[0] / p_wrong)  # None: never
     return {"p_wrong": p_wrong, "ev": ev, "breakeven_v": breakeven}
 
 
@@ -378,11 +378,11 @@ def fmt_p(x: float) -> str:
     return f"{100 * x:.3f}%"
 
 
-def fmt_v(x: float) -> str:
+def fmt_v(x: float | None) -> str:
+    if x is None:
+        return "never"
     if x == 0:
         return "0"
-    if math.isinf(x):
-        return "inf"
     return f"{x:.0f}E" if x >= 10 else f"{x:.1f}E"
 
 

@@ -36,7 +36,8 @@ fn what_a_bacalhau_user_expects() {
     let node_config = dir.path().join("nodes.toml");
     std::fs::write(
         &node_config,
-        "[executor]\nmax_parallel = 2\n[nodes.1.bid]\nmin_price = 5000000000000000000\n",
+        "[executor]\nmax_parallel = 2\n[nodes.0.labels]\nregion = \"eu\"\n\
+         [nodes.1.labels]\nregion = \"us\"\n[nodes.1.bid]\nmin_price = 5000000000000000000\n",
     )
     .expect("write node config");
     let stack = Devstack::start(&[
@@ -166,7 +167,46 @@ fn what_a_bacalhau_user_expects() {
     };
     assert!(reason.contains("minimum"), "{reason}");
 
-    // 7. A job that cannot verify: exit 125 with a JSON outcome on stdout.
+    // 7. Placement: a constraint node 0 satisfies runs there; one no node satisfies is
+    // refused before posting, naming it.
+    let out = ok(stack
+        .shoal()
+        .args([
+            "wasm",
+            "run",
+            &wasm("hello"),
+            "--json",
+            "--constraint",
+            "region=eu",
+        ])
+        .args(SOLO));
+    let r = json(&out);
+    assert_eq!(r["state"], "Verified", "{r}");
+    let (status, me) = http(&format!("{}/api/v1/status", stack.var("SHOAL_NODE")), None);
+    assert_eq!(status, 200, "{me}");
+    let me: serde_json::Value = serde_json::from_str(&me).expect("status");
+    assert_eq!(me["labels"]["region"], "eu", "{me}");
+    let id = r["jobId"].as_u64().expect("job id").to_string();
+    let d = json(&ok(stack.shoal().args(["job", "describe", &id, "--json"])));
+    assert_eq!(
+        d["deals"][0]["operator"].as_str().map(str::to_lowercase),
+        me["operator"].as_str().map(str::to_lowercase),
+        "{d}"
+    );
+    let out = stack
+        .shoal()
+        .args(["wasm", "run", &wasm("hello"), "--constraint", "region=mars"])
+        .args(SOLO)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`region=mars`") && err.contains("region=eu"),
+        "{err}"
+    );
+
+    // 8. A job that cannot verify: exit 125 with a JSON outcome on stdout.
     let out = stack
         .shoal()
         .args(["docker", "run", "busybox:latest", "--json"])

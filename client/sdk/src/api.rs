@@ -77,6 +77,11 @@ impl NodeApi {
         self.get_json("/healthz").await
     }
 
+    /// `GET /api/v1/status`: the node's operator, executors, labels and sync position.
+    pub async fn status(&self) -> Result<shoal_api::NodeStatus> {
+        self.get_json("/api/v1/status").await
+    }
+
     /// `GET /api/v1/deployment`.
     pub async fn deployment(&self) -> Result<Deployment> {
         self.get_json("/api/v1/deployment").await

@@ -164,6 +164,8 @@ pub struct JobFlags {
     pub reveal_window: Option<String>,
     /// `--no-mediation`.
     pub no_mediation: bool,
+    /// `--constraint` (`region=eu`, `gpu in (a100,h100)`).
+    pub constraints: Vec<String>,
 }
 
 /// Builds and validates a spec from an engine and flags.
@@ -267,6 +269,7 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
         "resources": resources,
         "network": flags.network,
         "deal": deal,
+        "constraints": flags.constraints,
     });
     // YAML is a superset of JSON, so the spec's own parser (with its duration, size and wei
     // formats and every validation rule) reads this document.

@@ -45,6 +45,8 @@ pub struct NodeStatus {
     pub executors: Vec<String>,
     /// The last block the follower has read.
     pub synced_block: Option<u64>,
+    /// The node's labels, matched against jobs' placement constraints.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET /healthz`: whether the node's critical tasks run and how far the follower lags.

@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub executor: ExecutorConfig,
     /// When to bid.
     pub bid: BidPolicy,
+    /// This node's labels (`region = "eu"`), matched against jobs' placement constraints and
+    /// shown by `GET /api/v1/status`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for NodeConfig {
@@ -49,6 +52,7 @@ impl Default for NodeConfig {
             p2p: P2pConfig::default(),
             executor: ExecutorConfig::default(),
             bid: BidPolicy::default(),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -334,6 +338,9 @@ pub struct BidPolicy {
     pub min_reveal_window_secs: u64,
     /// Decline jobs whose collateral is more than this many times their max price.
     pub max_collateral_ratio: u64,
+    /// Bid only on jobs whose `ipfs://` module and inputs are already in this node's store
+    /// ("data must already be here"), so jobs run where their data is.
+    pub require_local_data: bool,
 }
 
 impl Default for BidPolicy {
@@ -350,6 +357,7 @@ impl Default for BidPolicy {
             min_exec_window_secs: 2,
             min_reveal_window_secs: 2,
             max_collateral_ratio: 10,
+            require_local_data: false,
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct JobSpec {
     /// The on-chain deal: how many nodes, how sure, how much.
     #[serde(default)]
     pub deal: DealParams,
+    /// Where the job may run: selectors over node labels (`region=eu`, `gpu in (a100,h100)`);
+    /// only nodes satisfying all of them bid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::Constraint>,
 }
 
 /// The execution engine and its program.
@@ -454,6 +458,12 @@ impl JobSpec {
         }
         if self.resources.memory < 1024 * 1024 {
             return Err(Error::invalid("resources.memory", "must be at least 1MiB"));
+        }
+        if self.constraints.len() > 32 {
+            return Err(Error::invalid(
+                "constraints",
+                format!("at most 32, got {}", self.constraints.len()),
+            ));
         }
         if self.resources.timeout.is_zero() {
             return Err(Error::invalid("resources.timeout", "must be more than 0s"));

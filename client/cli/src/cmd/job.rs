@@ -133,6 +133,64 @@ impl ProgramExit {
     }
 }
 
+/// Refuses a job whose placement constraints no node it can see satisfies, before it is
+/// posted (the nodes' labels come from `GET /api/v1/status` of the requester node and of every
+/// node it knows the URL of). With no node to ask, the nodes decide when they bid.
+async fn check_placement(ctx: &Ctx, client: &Client, spec: &JobSpec) -> anyhow::Result<()> {
+    if spec.constraints.is_empty() {
+        return Ok(());
+    }
+    let mut urls = vec![client.api().url().to_owned()];
+    if let Ok(nodes) = client.api().nodes().await {
+        urls.extend(nodes.into_iter().filter_map(|n| n.api_url));
+    }
+    urls.sort();
+    urls.dedup();
+    let mut seen = Vec::new();
+    for url in urls {
+        let Ok(api) = shoal_sdk::api::NodeApi::new(&url) else {
+            continue;
+        };
+        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(3), api.status()).await
+        else {
+            continue;
+        };
+        if spec.constraints.iter().all(|c| c.matches(&status.labels)) {
+            return Ok(());
+        }
+        seen.push((url, status.labels));
+    }
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let first_unmet = spec
+        .constraints
+        .iter()
+        .find(|c| seen.iter().all(|(_, l)| !c.matches(l)))
+        .or(spec.constraints.first())
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let nodes: Vec<String> = seen
+        .iter()
+        .map(|(url, labels)| {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{url} [{}]", l.join(", "))
+        })
+        .collect();
+    if ctx.json() {
+        print_json(&json!({
+            "state": null,
+            "error": format!("no node matches the placement constraint `{first_unmet}`"),
+            "nodes": nodes,
+        }))?;
+    }
+    anyhow::bail!(
+        "no node matches the placement constraint `{first_unmet}`; nodes seen: {}. Change \
+         --constraint, or give a node matching labels ([labels] in its config)",
+        nodes.join("; ")
+    )
+}
+
 /// Posts a spec and, unless --no-wait, follows it to the end and prints the verified output.
 pub async fn submit(
     ctx: &Ctx,
@@ -140,6 +198,7 @@ pub async fn submit(
     spec: &JobSpec,
     flags: &SubmitFlags,
 ) -> anyhow::Result<()> {
+    check_placement(ctx, client, spec).await?;
     let posted = client.post(spec).await?;
     let id = posted.job_id;
     if !ctx.json() && !flags.id_only {

@@ -64,6 +64,11 @@ pub struct JobArgs {
     /// Do not escalate disagreement to mediators.
     #[arg(long)]
     pub no_mediation: bool,
+    /// Run only on nodes whose labels match: `key=value`, `key!=value`, `key in (a,b)`,
+    /// `key notin (a,b)` (repeatable; all must hold). Checked against the nodes' labels
+    /// before posting: a job no known node matches is refused, naming the constraint.
+    #[arg(long = "constraint", value_name = "SELECTOR")]
+    pub constraints: Vec<String>,
     /// Job name, for display.
     #[arg(long)]
     pub name: Option<String>,
@@ -152,6 +157,7 @@ async fn flags(ctx: &Ctx, client: &shoal_sdk::Client, a: &JobArgs) -> anyhow::Re
         exec_window: a.exec_window.clone(),
         reveal_window: a.reveal_window.clone(),
         no_mediation: a.no_mediation,
+        constraints: a.constraints.clone(),
     })
 }
 

@@ -32,6 +32,7 @@ pub(super) async fn status(State(inner): State<Shared>) -> Json<NodeStatus> {
             .ok()
             .flatten()
             .map(|c| c.saturating_sub(1)),
+        labels: inner.cfg.labels.clone(),
     })
 }
 

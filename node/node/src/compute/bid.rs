@@ -24,11 +24,22 @@ pub(crate) async fn decide(node: Arc<Node>, job: JobView) -> Result<()> {
             } else {
                 None
             };
+            let not_local = if node.cfg.bid.require_local_data {
+                ipfs_sources(&spec).find_map(|path| {
+                    let root = path.split('/').next().unwrap_or_default();
+                    let here = shoal_store::parse_cid(root).is_ok_and(|c| node.content.has_dag(&c));
+                    (!here).then(|| format!("ipfs://{path}"))
+                })
+            } else {
+                None
+            };
             let ctx = BidContext {
                 job: &job,
                 spec: &spec,
                 active_jobs: active_executions(&node),
                 unreachable,
+                not_local,
+                labels: &node.cfg.labels,
             };
             node.strategy.decide(&ctx).await
         }
@@ -64,17 +75,7 @@ fn active_executions(node: &Node) -> usize {
 /// The first `ipfs://` module or input of `spec` that no one this node knows holds. Content
 /// found once stays known (it is immutable), so each CID is located once.
 async fn unreachable_data(node: &Node, spec: &JobSpec) -> Option<String> {
-    let module = match &spec.engine {
-        shoal_types::EngineSpec::Wasm(w) => Some(&w.module),
-        shoal_types::EngineSpec::Docker(_) => None,
-    };
-    let sources = module
-        .into_iter()
-        .chain(spec.inputs.iter().map(|i| &i.source));
-    for source in sources {
-        let InputSource::Ipfs(path) = source else {
-            continue;
-        };
+    for path in ipfs_sources(spec) {
         let root = path.split('/').next().unwrap_or_default();
         let Ok(cid) = shoal_store::parse_cid(root) else {
             return Some(format!("ipfs://{path} (not a CID)"));
@@ -88,6 +89,21 @@ async fn unreachable_data(node: &Node, spec: &JobSpec) -> Option<String> {
         }
     }
     None
+}
+
+/// The `ipfs://CID[/path]` module and inputs of `spec` (without the scheme).
+fn ipfs_sources(spec: &JobSpec) -> impl Iterator<Item = &String> {
+    let module = match &spec.engine {
+        shoal_types::EngineSpec::Wasm(w) => Some(&w.module),
+        shoal_types::EngineSpec::Docker(_) => None,
+    };
+    module
+        .into_iter()
+        .chain(spec.inputs.iter().map(|i| &i.source))
+        .filter_map(|s| match s {
+            InputSource::Ipfs(path) => Some(path),
+            _ => None,
+        })
 }
 
 /// Sends this node's bid; `first` when no bid transaction was sent for the job before (so a
@@ -190,6 +206,45 @@ mod tests {
                 "{decision:?}"
             );
         }
+        kit.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn labels_and_local_data_decide_where_jobs_run() {
+        let kit = Kit::start(|c| {
+            c.labels.insert("region".into(), "eu".into());
+            c.bid.require_reachable_data = false;
+            c.bid.require_local_data = true;
+        })
+        .await;
+        let away = SOLO_DEAL.to_owned() + "constraints: [\"region in (us,asia)\"]\n";
+        let id = kit.post_hello(&away).await;
+        let d = kit
+            .wait_for("a decision", |s| s.decision(id).ok().flatten())
+            .await;
+        assert!(
+            !d.bid && d.reason.contains("`region in (us,asia)`"),
+            "{d:?}"
+        );
+        assert!(d.reason.contains("region=eu"), "{d:?}");
+        // A module nobody has: not local, so no bid.
+        let missing = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+        let id = kit
+            .post(&format!(
+                "name: m\nengine:\n  wasm:\n    module: ipfs://{missing}\nresources:\n  timeout: 10s\n{SOLO_DEAL}constraints: [\"region=eu\"]\n"
+            ))
+            .await;
+        let d = kit
+            .wait_for("a decision", |s| s.decision(id).ok().flatten())
+            .await;
+        assert!(!d.bid && d.reason.contains("require_local_data"), "{d:?}");
+        // Its own data and a matching constraint: a bid.
+        let home = SOLO_DEAL.to_owned() + "constraints: [\"region=eu\"]\n";
+        let id = kit.post_hello(&home).await;
+        let d = kit
+            .wait_for("a decision", |s| s.decision(id).ok().flatten())
+            .await;
+        assert!(d.bid, "{d:?}");
         kit.stop().await;
     }
 

@@ -23,6 +23,11 @@ pub struct BidContext<'a> {
     /// The first `ipfs://` module or input that is neither here nor with a known peer, when
     /// `bid.require_reachable_data` is on.
     pub unreachable: Option<String>,
+    /// The first `ipfs://` module or input not in this node's store, when
+    /// `bid.require_local_data` is on.
+    pub not_local: Option<String>,
+    /// This node's labels (`[labels]` in the node config).
+    pub labels: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// A decision and why.
@@ -100,6 +105,25 @@ impl BidStrategy for PolicyStrategy {
         }
         if let Err(why) = self.executors.can_run(&probe_engine(ctx.spec)).await {
             return Verdict::decline(format!("cannot run {engine} jobs here: {why}"));
+        }
+        if let Some(c) = ctx.spec.constraints.iter().find(|c| !c.matches(ctx.labels)) {
+            let have = if ctx.labels.is_empty() {
+                "none".to_owned()
+            } else {
+                ctx.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Verdict::decline(format!(
+                "placement constraint `{c}` does not hold here (this node's labels: {have})"
+            ));
+        }
+        if let Some(what) = &ctx.not_local {
+            return Verdict::decline(format!(
+                "{what} is not in this node's store and bid.require_local_data is on"
+            ));
         }
         if let Some(what) = &ctx.unreachable {
             return Verdict::decline(format!(

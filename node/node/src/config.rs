@@ -341,6 +341,10 @@ pub struct BidPolicy {
     /// Bid only on jobs whose `ipfs://` module and inputs are already in this node's store
     /// ("data must already be here"), so jobs run where their data is.
     pub require_local_data: bool,
+    /// Bid on jobs that ask for network access (Docker `network: true`).
+    pub allow_network: bool,
+    /// Longest `resources.timeout` a job may ask for, in seconds.
+    pub max_timeout_secs: u64,
 }
 
 impl Default for BidPolicy {
@@ -358,6 +362,8 @@ impl Default for BidPolicy {
             min_reveal_window_secs: 2,
             max_collateral_ratio: 10,
             require_local_data: false,
+            allow_network: true,
+            max_timeout_secs: 3600,
         }
     }
 }

@@ -8,5 +8,5 @@ pub use constraint::{Constraint, ConstraintOp};
 pub use error::{Error, Result};
 pub use spec::{
     DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, Resources,
-    Verifier, WasmEngine, Windows,
+    Verifier, WasmEngine, Windows, human_bytes,
 };

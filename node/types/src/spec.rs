@@ -642,6 +642,22 @@ mod duration {
     }
 }
 
+/// Bytes in binary units, as specs write them: `512 B`, `64 MiB`, `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 mod byte_size {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -750,6 +766,13 @@ deal:
                 other => panic!("{to}: expected Invalid({field}), got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(64 << 20), "64 MiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
     }
 
     #[test]

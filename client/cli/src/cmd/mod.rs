@@ -207,21 +207,7 @@ pub fn parse_amount(s: &str) -> anyhow::Result<alloy::primitives::U256> {
 }
 
 /// Formats wei as ETH.
-/// Bytes in binary units: `512 B`, `64 MiB`, `1.5 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use shoal_types::human_bytes;
 
 pub fn eth(v: alloy::primitives::U256) -> String {
     let s = alloy::primitives::utils::format_ether(v);

@@ -181,3 +181,45 @@ async fn openapi() -> Json<serde_json::Value> {
 async fn explorer() -> Html<&'static str> {
     Html(include_str!("../../assets/explorer.html"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::Kit;
+
+    /// One client flooding the API is limited; a client at another address is still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_from_one_address_does_not_stop_others() {
+        let kit = Kit::start(|c| {
+            c.api.rate_limit_per_sec = 5;
+            c.api.rate_limit_burst = 10;
+        })
+        .await;
+        let url = format!("{}/api/v1/status", kit.node.api_url());
+        let client_from = |ip: [u8; 4]| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from(ip))
+                .build()
+                .expect("client")
+        };
+        let flooder = client_from([127, 0, 0, 1]);
+        let mut limited = 0;
+        for _ in 0..200 {
+            let r = flooder.get(&url).send().await.expect("request");
+            if r.status() == 429 {
+                assert!(r.headers().contains_key("retry-after"));
+                limited += 1;
+            }
+        }
+        assert!(limited >= 150, "only {limited} of 200 were limited");
+        let other = client_from([127, 0, 0, 2]);
+        for _ in 0..5 {
+            let r = other.get(&url).send().await.expect("request");
+            assert_eq!(
+                r.status(),
+                200,
+                "another address is served during the flood"
+            );
+        }
+        kit.stop().await;
+    }
+}

@@ -249,6 +249,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_over_the_node_limits_are_declined_naming_the_limit() {
+        let kit = Kit::start(|c| {
+            c.bid.max_timeout_secs = 5;
+            c.bid.allow_network = false;
+        })
+        .await;
+        let hello = |resources: &str| {
+            format!(
+                "name: big\nengine:\n  wasm:\n    module: inline:x\nresources: {resources}\n{SOLO_DEAL}"
+            )
+        };
+        let docker = format!(
+            "name: net\nengine:\n  docker:\n    image: busybox:latest\nnetwork: true\n{SOLO_DEAL}"
+        );
+        for (spec, why) in [
+            (hello("{memory: 64GiB, timeout: 2s}"), "memory"),
+            (hello("{timeout: 10s}"), "bid.max_timeout_secs"),
+            (docker, "bid.allow_network"),
+        ] {
+            let id = kit.post(&spec).await;
+            let d = kit
+                .wait_for("a decision", |s| s.decision(id).ok().flatten())
+                .await;
+            assert!(!d.bid && d.reason.contains(why), "{why}: {d:?}");
+        }
+        kit.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_it_can_run_is_bid_on_at_the_max_price() {
         let kit = Kit::start(|_| {}).await;
         let id = kit.post_hello(SOLO_DEAL).await;

@@ -103,6 +103,12 @@ impl BidStrategy for PolicyStrategy {
                 self.policy.engines.join(", ")
             ));
         }
+        if ctx.spec.network && !self.policy.allow_network {
+            return Verdict::decline(
+                "the job asks for network access and this node refuses networked jobs \
+                 (bid.allow_network = false)",
+            );
+        }
         if let Err(why) = self.executors.can_run(&probe_engine(ctx.spec)).await {
             return Verdict::decline(format!("cannot run {engine} jobs here: {why}"));
         }
@@ -135,8 +141,18 @@ impl BidStrategy for PolicyStrategy {
         let r = &ctx.spec.resources;
         if r.memory > self.policy.max_memory {
             return Verdict::decline(format!(
-                "the job asks for {} bytes of memory, more than this node's limit of {}",
-                r.memory, self.policy.max_memory
+                "the job asks for {} of memory, more than this node's limit of {} \
+                 (bid.max_memory)",
+                shoal_types::human_bytes(r.memory),
+                shoal_types::human_bytes(self.policy.max_memory)
+            ));
+        }
+        if r.timeout.as_secs() > self.policy.max_timeout_secs {
+            return Verdict::decline(format!(
+                "the job asks for a timeout of {}s, more than this node's limit of {}s \
+                 (bid.max_timeout_secs)",
+                r.timeout.as_secs(),
+                self.policy.max_timeout_secs
             ));
         }
         if r.cpu > self.policy.max_cpu {

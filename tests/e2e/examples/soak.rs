@@ -316,31 +316,21 @@ async fn main() -> Result<()> {
         ..Default::default()
     })
     .await?;
+    let operator_of = |e: &devstack::ExternalNode| {
+        e.config
+            .operator
+            .signer()
+            .ok()
+            .flatten()
+            .map(|s| s.address())
+    };
     let bad: BTreeSet<Address> = stack
         .external()
         .iter()
         .filter(|e| e.fault.is_some())
-        .filter_map(|e| {
-            e.config
-                .operator
-                .signer()
-                .ok()
-                .flatten()
-                .map(|s| s.address())
-        })
+        .filter_map(operator_of)
         .collect();
-    let operators: Vec<Address> = stack
-        .external()
-        .iter()
-        .filter_map(|e| {
-            e.config
-                .operator
-                .signer()
-                .ok()
-                .flatten()
-                .map(|s| s.address())
-        })
-        .collect();
+    let operators: Vec<Address> = stack.external().iter().filter_map(operator_of).collect();
     let mut procs = Vec::new();
     for ext in stack.external() {
         procs.push(Mutex::new(NodeProcess::start(&a.node_bin, ext).await?));

@@ -86,13 +86,7 @@ pub(crate) async fn send_commit(
     exec: Execution,
     me: Address,
 ) -> Result<()> {
-    let Step::Committed {
-        result_hash,
-        result_cid,
-        salt,
-        ..
-    } = exec.step.clone()
-    else {
+    let Some((result_hash, result_cid, salt)) = committed(&exec.step) else {
         return Ok(());
     };
     let c = commitment(job.id, me, result_hash, salt);
@@ -124,15 +118,22 @@ pub(crate) async fn send_commit(
     })
 }
 
+/// The result hash, result CID and salt of a committed step.
+fn committed(step: &Step) -> Option<(B256, String, B256)> {
+    match step {
+        Step::Committed {
+            result_hash,
+            result_cid,
+            salt,
+            ..
+        } => Some((*result_hash, result_cid.clone(), *salt)),
+        _ => None,
+    }
+}
+
 /// Reveals a committed result.
 pub(crate) async fn reveal(node: Arc<Node>, exec: Execution) -> Result<()> {
-    let Step::Committed {
-        result_hash,
-        result_cid,
-        salt,
-        ..
-    } = exec.step.clone()
-    else {
+    let Some((result_hash, result_cid, salt)) = committed(&exec.step) else {
         return Ok(());
     };
     let cid: Cid = shoal_store::parse_cid(&result_cid)?;

@@ -153,12 +153,18 @@ impl StateStore {
                 et.insert((key(*id), event_key(e)), bytes.as_slice())
                     .map_err(|e| self.err(e))?;
             }
-            let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
-            let bytes = self.encode(cursor)?;
-            mt.insert(CURSOR, bytes.as_slice())
-                .map_err(|e| self.err(e))?;
         }
+        self.put_cursor(&txn, cursor)?;
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Stores the follower's position in `txn`.
+    fn put_cursor(&self, txn: &redb::WriteTransaction, cursor: &Cursor) -> Result<()> {
+        let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
+        let bytes = self.encode(cursor)?;
+        mt.insert(CURSOR, bytes.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Jobs with an event in a block above `block` (what a reorg to `block` voids).
@@ -216,11 +222,8 @@ impl StateStore {
                         .map_err(|e| self.err(e))?;
                 }
             }
-            let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
-            let bytes = self.encode(cursor)?;
-            mt.insert(CURSOR, bytes.as_slice())
-                .map_err(|e| self.err(e))?;
         }
+        self.put_cursor(&txn, cursor)?;
         txn.commit().map_err(|e| self.err(e))
     }
 

@@ -166,6 +166,8 @@ pub struct JobFlags {
     pub no_mediation: bool,
     /// `--constraint` (`region=eu`, `gpu in (a100,h100)`).
     pub constraints: Vec<String>,
+    /// `--network-domain`: reach only these hosts (and subdomains), through the node's proxy.
+    pub network_domains: Vec<String>,
 }
 
 /// Builds and validates a spec from an engine and flags.
@@ -267,7 +269,11 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
         "inputs": inputs,
         "outputs": outputs,
         "resources": resources,
-        "network": flags.network,
+        "network": if flags.network_domains.is_empty() {
+            json!(flags.network)
+        } else {
+            json!({ "domains": flags.network_domains })
+        },
         "deal": deal,
         "constraints": flags.constraints,
     });

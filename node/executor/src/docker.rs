@@ -120,6 +120,66 @@ impl DockerExecutor {
         }
     }
 
+    /// The gateway address of `name`, an internal Docker network (no route out of the host),
+    /// created when missing. A proxy the node binds on that address is the only way out for
+    /// containers attached to it.
+    pub async fn egress_network(&self, name: &str) -> Result<std::net::IpAddr> {
+        let inspect = |action| async move {
+            match self.docker.inspect_network(name, None).await {
+                Ok(n) => Ok(Some(n)),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(None),
+                Err(source) => Err(Error::Docker { action, source }),
+            }
+        };
+        let network = match inspect("inspecting the egress network").await? {
+            Some(n) => n,
+            None => {
+                let req = bollard::models::NetworkCreateRequest {
+                    name: name.to_owned(),
+                    driver: Some("bridge".into()),
+                    internal: Some(true),
+                    labels: Some(HashMap::from([(
+                        NODE_LABEL.to_owned(),
+                        self.config.node_label.clone(),
+                    )])),
+                    ..Default::default()
+                };
+                match self.docker.create_network(req).await {
+                    Ok(_) => {}
+                    // Another node on this engine made it meanwhile.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 409,
+                        ..
+                    }) => {}
+                    Err(source) => {
+                        return Err(Error::Docker {
+                            action: "creating the egress network",
+                            source,
+                        });
+                    }
+                }
+                inspect("inspecting the egress network")
+                    .await?
+                    .ok_or_else(|| Error::DockerProtocol(format!("network {name} vanished")))?
+            }
+        };
+        if network.internal != Some(true) {
+            return Err(Error::DockerProtocol(format!(
+                "network {name} exists but is not internal: containers on it could bypass the \
+                 proxy; remove it (docker network rm {name})"
+            )));
+        }
+        network
+            .ipam
+            .and_then(|i| i.config)
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.gateway.and_then(|g| g.parse().ok()))
+            .ok_or_else(|| Error::DockerProtocol(format!("network {name} has no gateway address")))
+    }
+
     /// Ids of the containers (running or not) labelled with this execution id.
     pub async fn containers_of(&self, id: &ExecutionId) -> Result<Vec<String>> {
         self.list_labelled(&format!("{EXECUTION_LABEL}={id}")).await
@@ -199,7 +259,11 @@ impl DockerExecutor {
             memory: Some(memory),
             memory_swap: Some(memory),
             pids_limit: Some(i64::from(limits.pids)),
-            network_mode: (!req.network).then(|| "none".to_owned()),
+            network_mode: if req.network {
+                req.docker_network.clone()
+            } else {
+                Some("none".to_owned())
+            },
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),
                 config: None,

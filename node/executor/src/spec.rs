@@ -249,6 +249,10 @@ pub struct ExecutionRequest {
     pub limits: Limits,
     /// Docker only: allow network access (WASM jobs never have sockets).
     pub network: bool,
+    /// Docker only, with `network`: attach the container to this Docker network (e.g. the
+    /// internal egress network of [`crate::DockerExecutor::egress_network`], whose only way
+    /// out is the node's filtering proxy) instead of the default bridge.
+    pub docker_network: Option<String>,
 }
 
 impl ExecutionRequest {
@@ -261,6 +265,7 @@ impl ExecutionRequest {
             outputs: Vec::new(),
             limits: Limits::default(),
             network: false,
+            docker_network: None,
         }
     }
 

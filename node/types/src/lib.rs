@@ -2,10 +2,12 @@
 
 mod constraint;
 mod error;
+mod network;
 pub mod spec;
 
 pub use constraint::{Constraint, ConstraintOp};
 pub use error::{Error, Result};
+pub use network::Network;
 pub use spec::{
     DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, Resources,
     Verifier, WasmEngine, Windows, human_bytes,

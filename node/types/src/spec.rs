@@ -34,9 +34,10 @@ pub struct JobSpec {
     /// Resource limits for one execution.
     #[serde(default)]
     pub resources: Resources,
-    /// Whether the job may use the network (Docker only; WASM never can).
+    /// What the job may reach over the network (Docker only; WASM never can): `false`,
+    /// `true`, or `{domains: [...]}` through the node's filtering proxy.
     #[serde(default)]
-    pub network: bool,
+    pub network: crate::Network,
     /// The on-chain deal: how many nodes, how sure, how much.
     #[serde(default)]
     pub deal: DealParams,
@@ -380,8 +381,10 @@ impl JobSpec {
             .get("resources")
             .and_then(|r| r.get("timeout"))
             .is_some();
+        // From the text, not the tree: serde_yaml's errors then name the field
+        // (`deal.concurrency: …`) and the line.
         let mut spec: JobSpec =
-            serde_yaml::from_value(tree).map_err(|e| Error::Parse(e.to_string()))?;
+            serde_yaml::from_str(doc).map_err(|e| Error::Parse(e.to_string()))?;
         // An unset timeout is the default or the whole exec window, whichever is shorter.
         if !timeout_given {
             spec.resources.timeout = spec.resources.timeout.min(spec.deal.windows.exec);
@@ -488,7 +491,7 @@ impl JobSpec {
                         "must not be empty",
                     ));
                 }
-                if self.network {
+                if !self.network.is_none() {
                     return Err(Error::invalid(
                         "network",
                         "WASM jobs never have network access; remove `network: true`",
@@ -496,6 +499,7 @@ impl JobSpec {
                 }
             }
             EngineSpec::Docker(d) => {
+                self.network.validate()?;
                 if d.image.trim().is_empty() {
                     return Err(Error::invalid("engine.docker.image", "must not be empty"));
                 }
@@ -659,53 +663,114 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 mod byte_size {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Num(u64),
-        Text(String),
-    }
+    use serde::{Deserializer, Serializer, de};
+    use std::fmt;
 
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(*v)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => Ok(n),
-            Raw::Text(t) => t
-                .parse::<bytesize::ByteSize>()
-                .map(|b| b.as_u64())
-                .map_err(|e| {
-                    serde::de::Error::custom(format!("`{t}` is not a size like 256MiB: {e}"))
-                }),
+    /// A whole number of bytes or a size with a unit; every other value is
+    /// refused with what it was (not serde's "no variant matched").
+    struct Size;
+
+    impl de::Visitor<'_> for Size {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a size like 256MiB or a whole number of bytes")
         }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n)
+                .map_err(|_| E::custom(format!("`{n}` is not a size: it must not be negative")))
+        }
+
+        fn visit_u128<E: de::Error>(self, n: u128) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom(format!("`{n}` bytes is too large a size")))
+        }
+
+        fn visit_i128<E: de::Error>(self, n: i128) -> Result<u64, E> {
+            Err(E::custom(format!("`{n}` is not a size like 256MiB")))
+        }
+
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<u64, E> {
+            Err(E::custom(format!(
+                "`{n:?}` is not a size like 256MiB: write a whole number of bytes or a unit"
+            )))
+        }
+
+        fn visit_str<E: de::Error>(self, t: &str) -> Result<u64, E> {
+            t.parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| E::custom(format!("`{t}` is not a size like 256MiB: {e}")))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(Size)
     }
 }
 
 mod wei {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Num(u64),
-        Text(String),
-    }
+    use serde::{Deserializer, Serializer, de};
+    use std::fmt;
 
     pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&v.to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => Ok(u128::from(n)),
-            Raw::Text(t) => t.trim().parse::<u128>().map_err(|_| {
-                serde::de::Error::custom(format!("`{t}` is not an amount of wei (a whole number)"))
-            }),
+    /// A whole number of wei, as a number or a decimal string; every other
+    /// value is refused with what it was (not serde's "no variant matched").
+    struct Wei;
+
+    fn not_wei<E: de::Error>(v: impl fmt::Display) -> E {
+        E::custom(format!(
+            "`{v}` is not an amount of wei (a whole number from 0 to 2^128-1)"
+        ))
+    }
+
+    impl de::Visitor<'_> for Wei {
+        type Value = u128;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an amount of wei: a whole number, best as a decimal string")
         }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u128, E> {
+            Ok(u128::from(n))
+        }
+
+        fn visit_u128<E: de::Error>(self, n: u128) -> Result<u128, E> {
+            Ok(n)
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u128, E> {
+            u128::try_from(n).map_err(|_| not_wei(n))
+        }
+
+        fn visit_i128<E: de::Error>(self, n: i128) -> Result<u128, E> {
+            u128::try_from(n).map_err(|_| not_wei(n))
+        }
+
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<u128, E> {
+            Err(E::custom(format!(
+                "`{n}` is not an amount of wei (a whole number); write large amounts as a \
+                 decimal string, e.g. \"1000000000000000000\""
+            )))
+        }
+
+        fn visit_str<E: de::Error>(self, t: &str) -> Result<u128, E> {
+            t.trim().parse::<u128>().map_err(|_| not_wei(t))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        d.deserialize_any(Wei)
     }
 }
 

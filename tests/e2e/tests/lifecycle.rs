@@ -620,3 +620,57 @@ async fn colluding_majority_is_overturned_by_mediation() -> Result<()> {
     stack.shutdown().await;
     r
 }
+
+/// A Docker job with `network: {domains: [localhost]}` reaches an allow-listed origin through
+/// the node's egress proxy, is refused another host with the reason, and has no route out
+/// around the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn docker_job_reaches_only_allow_listed_domains() -> Result<()> {
+    init_tracing();
+    if !docker_ready().await? {
+        return Ok(());
+    }
+    let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = origin.local_addr()?.port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut c, _)) = origin.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf).await;
+            let _ = c
+                .write_all(b"HTTP/1.0 200 OK\r\n\r\nallowed origin\n")
+                .await;
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let stack = devstack::start(DevstackConfig {
+        nodes: 1,
+        docker: true,
+        base_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .await?;
+    let r = async {
+        let api = stack.nodes[0].api_url();
+        let script = format!(
+            "p=${{HTTP_PROXY#http://}}; h=${{p%:*}}; n=${{p#*:}}; \
+             printf 'GET http://localhost:{port}/ok HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $h $n | tail -1; \
+             printf 'GET http://127.0.0.1:{port}/ HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $h $n | head -1; \
+             printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 1.1.1.1 80 >/dev/null 2>&1 || echo no route out"
+        );
+        let yaml = format!(
+            "name: egress\nengine:\n  docker:\n    image: shoal-test/busybox:latest\n    cmd: [\"sh\", \"-c\", {script:?}]\nnetwork: {{domains: [localhost]}}\nresources:\n  timeout: 20s\ndeal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {{bid: 20s, exec: 30s, reveal: 30s}}\n"
+        );
+        let job = post_spec(&stack, &api, &yaml).await?;
+        let stdout = verified_stdout(&api, job.id, Duration::from_secs(90)).await?;
+        let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+        ensure!(
+            lines == ["allowed origin", "HTTP/1.1 403 Forbidden", "no route out"],
+            "stdout {stdout:?}"
+        );
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}

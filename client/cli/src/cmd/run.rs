@@ -49,9 +49,13 @@ pub struct JobArgs {
     /// Memory limit (`256MiB`).
     #[arg(long)]
     pub memory: Option<String>,
-    /// Give the job network access (Docker only).
-    #[arg(long)]
+    /// Give the job full network access (Docker only).
+    #[arg(long, conflicts_with = "network_domains")]
     pub network: bool,
+    /// Let the job reach only this host and its subdomains (repeatable; Docker only), over
+    /// HTTP(S) through the node's egress proxy (`HTTP_PROXY`/`HTTPS_PROXY` are set in the job).
+    #[arg(long = "network-domain", value_name = "DOMAIN")]
+    pub network_domains: Vec<String>,
     /// How long operators may bid (`60s`).
     #[arg(long)]
     pub bid_window: Option<String>,
@@ -158,6 +162,7 @@ async fn flags(ctx: &Ctx, client: &shoal_sdk::Client, a: &JobArgs) -> anyhow::Re
         reveal_window: a.reveal_window.clone(),
         no_mediation: a.no_mediation,
         constraints: a.constraints.clone(),
+        network_domains: a.network_domains.clone(),
     })
 }
 

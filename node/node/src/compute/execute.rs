@@ -13,6 +13,7 @@ use shoal_executor::{
     WasmModule, WasmSpec,
 };
 
+use super::egress::{EGRESS_NETWORK, EgressProxy};
 use super::inputs::{load_spec, module_bytes, mount};
 use crate::chain::commitment;
 use crate::error::{Error, Result};
@@ -229,7 +230,27 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
             .clamp(1.0, f64::from(u32::MAX)) as u32,
         ..Limits::default()
     };
-    req.network = spec.network;
+    req.network = !spec.network.is_none();
+    // An allow-list: the container runs on the internal egress network, whose only way out is
+    // a proxy that forwards to the allow-listed hosts alone.
+    let _proxy = match &spec.network {
+        shoal_types::Network::Domains(_) => {
+            let docker = shoal_executor::DockerExecutor::connect(
+                shoal_executor::DockerConfig::new(&node.results_root),
+            )
+            .await?;
+            let gateway = docker.egress_network(EGRESS_NETWORK).await?;
+            let proxy = EgressProxy::start(gateway, spec.network.clone()).await?;
+            req.docker_network = Some(EGRESS_NETWORK.to_owned());
+            if let EngineSpec::Docker(d) = &mut req.engine {
+                for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+                    d.env.push((k.to_owned(), proxy.url()));
+                }
+            }
+            Some(proxy)
+        }
+        _ => None,
+    };
 
     let old = node.results_root.join(exec_id.as_str());
     if old.exists() {

@@ -11,6 +11,7 @@
 //! takes up each job where it stopped.
 
 pub(crate) mod bid;
+pub(crate) mod egress;
 pub(crate) mod execute;
 pub(crate) mod inputs;
 pub(crate) mod reconcile;

@@ -103,7 +103,7 @@ impl BidStrategy for PolicyStrategy {
                 self.policy.engines.join(", ")
             ));
         }
-        if ctx.spec.network && !self.policy.allow_network {
+        if !ctx.spec.network.is_none() && !self.policy.allow_network {
             return Verdict::decline(
                 "the job asks for network access and this node refuses networked jobs \
                  (bid.allow_network = false)",

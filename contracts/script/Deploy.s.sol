@@ -15,7 +15,7 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// Order (reproducible from contracts/artifacts alone, see docs/protocol.md):
 ///   1. OperatorRegistry(unbondingPeriod, minStake)
 ///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
-///                minRevealWindow, maxCollateralFactor)
+///                minRevealWindow, maxCollateralFactor, challengeBondPercent)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
@@ -23,6 +23,8 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// SHOAL_CHALLENGE_BOND (wei, default 0.1 ether), SHOAL_MIN_BID_WINDOW (seconds, default 1),
 /// SHOAL_MIN_EXEC_WINDOW (seconds, default 2), SHOAL_MIN_REVEAL_WINDOW (seconds, default 2),
 /// SHOAL_MAX_COLLATERAL_FACTOR (collateral <= factor x maxPrice, default 20),
+/// SHOAL_CHALLENGE_BOND_PERCENT (a challenge bond is max(challengeBond, escrow x percent / 100),
+/// default 100),
 /// SHOAL_DEPLOYMENT_FILE (default deployments/<chainId>.json, relative to contracts/).
 /// The window defaults suit fast local devchains; on a 12 s-block chain use at least
 /// SHOAL_MIN_BID_WINDOW=120 SHOAL_MIN_EXEC_WINDOW=300 SHOAL_MIN_REVEAL_WINDOW=300 (10, 25 and 25
@@ -36,6 +38,7 @@ contract Deploy {
         uint32 minExecWindow;
         uint32 minRevealWindow;
         uint16 maxCollateralFactor;
+        uint16 challengeBondPercent;
     }
 
     function _safetyJson(Safety memory s) internal pure returns (string memory) {
@@ -51,6 +54,9 @@ contract Deploy {
             ",\n",
             '  "maxCollateralFactor": ',
             vm.toString(uint256(s.maxCollateralFactor)),
+            ",\n",
+            '  "challengeBondPercent": ',
+            vm.toString(uint256(s.challengeBondPercent)),
             "\n"
         );
     }
@@ -64,7 +70,8 @@ contract Deploy {
             minBidWindow: uint32(vm.envOr("SHOAL_MIN_BID_WINDOW", uint256(1))),
             minExecWindow: uint32(vm.envOr("SHOAL_MIN_EXEC_WINDOW", uint256(2))),
             minRevealWindow: uint32(vm.envOr("SHOAL_MIN_REVEAL_WINDOW", uint256(2))),
-            maxCollateralFactor: uint16(vm.envOr("SHOAL_MAX_COLLATERAL_FACTOR", uint256(20)))
+            maxCollateralFactor: uint16(vm.envOr("SHOAL_MAX_COLLATERAL_FACTOR", uint256(20))),
+            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100)))
         });
         string memory file =
             vm.envOr("SHOAL_DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json"));
@@ -79,7 +86,8 @@ contract Deploy {
             safety.minBidWindow,
             safety.minExecWindow,
             safety.minRevealWindow,
-            safety.maxCollateralFactor
+            safety.maxCollateralFactor,
+            safety.challengeBondPercent
         );
         registry.setMarket(address(market));
         vm.stopBroadcast();

@@ -62,7 +62,8 @@ contract JobMarket is IJobMarket {
         Truth, // correct = revealed the truth hash; other revealers are wrong
         AllRevealed, // every revealer is correct (optimistic acceptance)
         None, // nobody is judged: revealers get their collateral back, unpaid
-        Dissent // unanimity failed: revealers of the truth (the strict majority) are unlocked,
+        Dissent // no verification, but a truth is known (the originals' strict majority under
+        // unanimity, or a mediator majority below confidence): its revealers are unlocked,
         // unpaid; other revealers are wrong
     }
 
@@ -97,6 +98,7 @@ contract JobMarket is IJobMarket {
     uint32 public immutable minExecWindow;
     uint32 public immutable minRevealWindow;
     uint16 public immutable maxCollateralFactor;
+    uint16 public immutable challengeBondPercent;
 
     uint256 public nextJobId = 1;
 
@@ -120,7 +122,8 @@ contract JobMarket is IJobMarket {
         uint32 minBidWindow_,
         uint32 minExecWindow_,
         uint32 minRevealWindow_,
-        uint16 maxCollateralFactor_
+        uint16 maxCollateralFactor_,
+        uint16 challengeBondPercent_
     ) {
         if (mediatorCount_ == 0 || mediatorCount_ > MAX_MEDIATORS || challengeBond_ == 0) {
             revert JobMarket__BadConfig(mediatorCount_, challengeBond_);
@@ -136,6 +139,7 @@ contract JobMarket is IJobMarket {
         minExecWindow = minExecWindow_;
         minRevealWindow = minRevealWindow_;
         maxCollateralFactor = maxCollateralFactor_;
+        challengeBondPercent = challengeBondPercent_;
     }
 
     /// @notice Accepts slashed stake from the registry only.
@@ -207,9 +211,10 @@ contract JobMarket is IJobMarket {
         if (p.verifier != Verifier.Optimistic) revert JobMarket__NotOptimistic(jobId);
         if (c.state != JobState.Challengeable) revert JobMarket__WrongState(jobId, c.state);
         if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
-        if (msg.value != challengeBond) revert JobMarket__WrongBond(msg.value, challengeBond);
-        _challenger[jobId] = msg.sender;
         Terms memory t = _loadTerms(jobId);
+        uint256 bond = _bondOf(c, t);
+        if (msg.value != bond) revert JobMarket__WrongBond(msg.value, bond);
+        _challenger[jobId] = msg.sender;
         uint256 found = _openDispute(jobId, c, t, p, msg.sender);
         if (found < mediatorCount) revert JobMarket__NoMediators(jobId, uint8(found), mediatorCount);
     }
@@ -386,6 +391,10 @@ contract JobMarket is IJobMarket {
         if (p.winner != 0) job.resultHash = _commits[jobId][p.winner - 1];
         job.challenger = _challenger[jobId];
         job.escrow = _escrowOf(c, t, job.challenger);
+    }
+
+    function challengeBondOf(uint256 jobId) external view returns (uint256) {
+        return _bondOf(_core[jobId], _terms[jobId]);
     }
 
     function getBids(uint256 jobId) external view returns (Bid[] memory bids) {
@@ -596,7 +605,7 @@ contract JobMarket is IJobMarket {
         p.deadline = deadline;
         p.medCount = uint8(need);
         _saveProgress(jobId, p);
-        emit DisputeOpened(jobId, challenger, challenger == address(0) ? 0 : challengeBond);
+        emit DisputeOpened(jobId, challenger, challenger == address(0) ? 0 : uint96(_bondOf(c, t)));
         emit PhaseStarted(jobId, JobState.Disputed, deadline);
         return need;
     }
@@ -649,11 +658,26 @@ contract JobMarket is IJobMarket {
         return false;
     }
 
-    /// @dev Ends mediation: the mediators' strict majority (of those drawn) is the truth.
+    /// @dev Ends mediation. The mediators' strict majority (of those drawn) is the truth; the job
+    /// is Verified only when some original revealed it and the originals and mediators that
+    /// revealed it are at least `confidence`. Below confidence it fails safe (NoQuorum: refund,
+    /// the truth's revealers unlocked unpaid, no mediator fee, only results differing from the
+    /// mediators' majority slashed). Without a mediator majority a challenged (optimistic) result
+    /// stands, as if unchallenged, and the bond is lost; an escalated job fails.
     function _resolveDispute(uint256 jobId, Core memory c, Progress memory p) private {
         (bytes32 best, uint256 bestCount,,) = _tally(jobId, MEDIATOR_BASE, p.medCount, p.revealed >> MEDIATOR_BASE);
         if (bestCount * 2 > p.medCount) {
-            _finish(jobId, c, p, Judge.Truth, best, true);
+            uint256 agree = _matches(jobId, c.n, p.revealed, best);
+            if (agree == 0 || agree + bestCount >= c.k) {
+                // verified, or failed when no original revealed the truth (NoCorrectResult)
+                _finish(jobId, c, p, Judge.Truth, best, true);
+            } else {
+                _finish(jobId, c, p, Judge.Dissent, best, true);
+                emit JobFailed(jobId, FailReason.NoQuorum);
+            }
+        } else if (p.verifier == Verifier.Optimistic) {
+            _finish(jobId, c, p, Judge.AllRevealed, bytes32(0), true);
+            emit DisputeResolved(jobId, bytes32(0), false);
         } else {
             _finish(jobId, c, p, Judge.None, bytes32(0), true);
             emit DisputeResolved(jobId, bytes32(0), false);
@@ -695,16 +719,18 @@ contract JobMarket is IJobMarket {
         }
         address challenger = disputed ? _challenger[jobId] : address(0);
         bool upheld;
-        if (disputed && judge == Judge.Truth) {
-            // A challenge is upheld when some revealed original result was not the truth.
-            upheld = _anyWrong(jobId, c.n, p.revealed, truth);
+        if (disputed && truth != bytes32(0)) {
+            // A challenge is upheld when some revealed original result was not the mediators' truth.
+            upheld = _matches(jobId, c.n, p.revealed, truth) < p.revealCount;
             emit DisputeResolved(jobId, truth, upheld);
         }
         if (challenger != address(0)) {
-            if (upheld || judge != Judge.Truth) {
-                _credit(jobId, challenger, challengeBond, PaymentKind.BondReturned);
+            // A challenge that is not upheld (including no mediator majority) loses its bond.
+            uint256 bond = _bondOf(c, t);
+            if (upheld) {
+                _credit(jobId, challenger, bond, PaymentKind.BondReturned);
             } else {
-                tab.pot += challengeBond;
+                tab.pot += bond;
             }
         }
         // The pot (slashed stake, a lost bond) pays the correct mediators' fees first; the rest goes
@@ -859,18 +885,28 @@ contract JobMarket is IJobMarket {
         }
     }
 
-    function _anyWrong(uint256 jobId, uint256 n, uint64 revealedBits, bytes32 truth) private view returns (bool) {
+    /// @dev Number of revealed original results equal to `truth`.
+    function _matches(uint256 jobId, uint256 n, uint64 revealedBits, bytes32 truth)
+        private
+        view
+        returns (uint256 count)
+    {
         mapping(uint256 => bytes32) storage commits = _commits[jobId];
         for (uint256 i; i < n; ++i) {
-            if (revealedBits & uint64(1 << i) != 0 && commits[i] != truth) return true;
+            if (revealedBits & uint64(1 << i) != 0 && commits[i] == truth) ++count;
         }
-        return false;
+    }
+
+    /// @dev The bond `challenge` requires: max(challengeBond, escrow x challengeBondPercent / 100).
+    function _bondOf(Core memory c, Terms memory t) private view returns (uint256 bond) {
+        bond = uint256(c.n) * t.maxPrice * challengeBondPercent / 100;
+        if (bond < challengeBond) bond = challengeBond;
     }
 
     function _escrowOf(Core memory c, Terms memory t, address challenger) private view returns (uint256) {
         JobState s = c.state;
         if (s == JobState.None || s == JobState.Verified || s == JobState.Failed || s == JobState.Expired) return 0;
-        return uint256(c.n) * t.maxPrice + (challenger == address(0) ? 0 : challengeBond);
+        return uint256(c.n) * t.maxPrice + (challenger == address(0) ? 0 : _bondOf(c, t));
     }
 
     function _dealViews(uint256 jobId, uint256 from, uint256 count) private view returns (Deal[] memory out) {

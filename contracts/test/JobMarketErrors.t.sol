@@ -44,25 +44,25 @@ contract JobMarketErrorsTest is Fixture {
     function test_RevertWhen_BadConfig() public {
         IOperatorRegistry r = IOperatorRegistry(address(registry));
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(0), BOND));
-        new JobMarket(r, 0, BOND, 1, 2, 2, 10);
+        new JobMarket(r, 0, BOND, 1, 2, 2, 10, 100);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(17), BOND));
-        new JobMarket(r, 17, BOND, 1, 2, 2, 10);
+        new JobMarket(r, 17, BOND, 1, 2, 2, 10, 100);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(3), uint96(0)));
-        new JobMarket(r, 3, 0, 1, 2, 2, 10);
+        new JobMarket(r, 3, 0, 1, 2, 2, 10, 100);
     }
 
     function test_RevertWhen_BadSafetyConfig() public {
         IOperatorRegistry r = IOperatorRegistry(address(registry));
         bytes4 sel = IJobMarket.JobMarket__BadSafetyConfig.selector;
         _expect(abi.encodeWithSelector(sel, uint32(0), uint32(2), uint32(2), uint16(10)));
-        new JobMarket(r, 3, BOND, 0, 2, 2, 10);
+        new JobMarket(r, 3, BOND, 0, 2, 2, 10, 100);
         _expect(abi.encodeWithSelector(sel, uint32(1), uint32(0), uint32(2), uint16(10)));
-        new JobMarket(r, 3, BOND, 1, 0, 2, 10);
+        new JobMarket(r, 3, BOND, 1, 0, 2, 10, 100);
         _expect(abi.encodeWithSelector(sel, uint32(1), uint32(2), uint32(0), uint16(10)));
-        new JobMarket(r, 3, BOND, 1, 2, 0, 10);
+        new JobMarket(r, 3, BOND, 1, 2, 0, 10, 100);
         _expect(abi.encodeWithSelector(sel, uint32(1), uint32(2), uint32(2), uint16(0)));
-        new JobMarket(r, 3, BOND, 1, 2, 2, 0);
-        JobMarket m = new JobMarket(r, 3, BOND, 1, 2, 2, 20);
+        new JobMarket(r, 3, BOND, 1, 2, 2, 0, 100);
+        JobMarket m = new JobMarket(r, 3, BOND, 1, 2, 2, 20, 100);
         assertEq(m.minBidWindow(), 1, "min bid window");
         assertEq(m.minExecWindow(), 2, "min exec window");
         assertEq(m.minRevealWindow(), 2, "min reveal window");

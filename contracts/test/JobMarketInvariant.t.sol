@@ -132,7 +132,7 @@ contract MarketHandler is Test {
         if (jobs.length == 0) return;
         uint256 jobId = jobs[jobSeed % jobs.length];
         address who = whoSeed % 2 == 0 ? creators[whoSeed % creators.length] : ops[whoSeed % ops.length];
-        uint256 bond = market.challengeBond();
+        uint256 bond = market.challengeBondOf(jobId);
         vm.prank(who);
         try market.challenge{value: bond}(jobId) {} catch {}
         _after();
@@ -244,7 +244,7 @@ contract JobMarketInvariantTest is Test {
     function setUp() public {
         vm.warp(1_700_000_000);
         registry = new OperatorRegistry(300, 1 ether);
-        market = new JobMarket(IOperatorRegistry(address(registry)), 3, 0.5 ether, 10, 10, 10, 10);
+        market = new JobMarket(IOperatorRegistry(address(registry)), 3, 0.5 ether, 10, 10, 10, 10, 100);
         registry.setMarket(address(market));
         address[] memory ops = new address[](8);
         for (uint256 i; i < ops.length; ++i) {

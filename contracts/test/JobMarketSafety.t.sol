@@ -145,6 +145,176 @@ contract JobMarketSafetyTest is Fixture {
     }
 
     // =====================================================================================
+    // 5. a challenge is a free refund
+    // =====================================================================================
+
+    /// @dev The attack: the creator challenges its own optimistic job, whatever the result, for
+    /// the fixed 0.5 ether bond, hoping the mediators reach no majority: the job used to fail with
+    /// a full refund and the bond back, so the creator got the work for free. Now the bond scales
+    /// with the escrow, and a challenge that is not upheld (no mediator majority included) loses
+    /// it: the bond pays the mediators, and the operator is paid as if unchallenged.
+    function test_Attack_ChallengeIsNoLongerAFreeRefund() public {
+        uint96 maxPrice = 0.9 ether;
+        uint96 price = 0.8 ether;
+        IJobMarket.JobParams memory p = _params(1, 1, 1);
+        p.maxPrice = maxPrice;
+        p.verifier = IJobMarket.Verifier.Optimistic;
+        p.challengeWindow = WINDOW;
+        uint256 creatorBefore = creator.balance;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 1, price);
+        address op = _dealOps(jobId)[0];
+        _commit(jobId, op, GOOD);
+        _reveal(jobId, op, GOOD);
+        _assertState(jobId, IJobMarket.JobState.Challengeable);
+
+        // the fixed bond no longer buys a challenge of a larger job: max(0.5, 0.9 x 100 %)
+        assertEq(market.challengeBondOf(jobId), maxPrice, "bond = the escrow");
+        vm.prank(creator);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__WrongBond.selector, BOND, maxPrice));
+        market.challenge{value: BOND}(jobId);
+
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.DisputeOpened(jobId, creator, maxPrice);
+        vm.prank(creator);
+        market.challenge{value: maxPrice}(jobId);
+        assertEq(market.getJob(jobId).escrow, 2 * uint256(maxPrice), "escrow + bond held");
+        // the mediators reach no majority (three different hashes): the refund route of old
+        address[] memory m = _mediatorOps(jobId);
+        address last = _allButLastReveal(jobId, _results(GOOD, BAD, keccak256("third")), true);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobVerified(jobId, GOOD, 1);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.DisputeResolved(jobId, bytes32(0), false);
+        _reveal(jobId, last, keccak256("third"));
+
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.getJob(jobId).resultHash, GOOD, "the challenged result stands");
+        assertEq(market.withdrawable(op), price, "operator paid as if unchallenged");
+        assertEq(_locked(op), 0, "operator unlocked");
+        assertEq(_stake(op), OPERATOR_STAKE, "operator not slashed");
+        for (uint256 i; i < m.length; ++i) {
+            assertEq(market.withdrawable(m[i]), maxPrice / 3, "mediators paid from the lost bond");
+            assertEq(_stake(m[i]), OPERATOR_STAKE, "revealing mediator not slashed");
+        }
+        assertEq(market.withdrawable(creator), maxPrice - price, "creator: price slack only, no refund, no bond");
+        assertEq(market.withdrawable(address(0)), 0, "nothing burned");
+        _assertConservation(_one(jobId), _all());
+        vm.prank(creator);
+        market.claim();
+        assertEq(creatorBefore - creator.balance, uint256(price) + maxPrice, "the attack costs the price and the bond");
+    }
+
+    /// @dev When the mediators never show up the challenge is not upheld either: the result
+    /// stands and the operator gets the bond and the absent mediators' collateral.
+    function test_ChallengeWithAbsentMediators_ResultStands() public {
+        IJobMarket.JobParams memory p = _params(1, 1, 1);
+        p.verifier = IJobMarket.Verifier.Optimistic;
+        p.challengeWindow = WINDOW;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 1, PRICE);
+        address op = _dealOps(jobId)[0];
+        _commit(jobId, op, GOOD);
+        _reveal(jobId, op, GOOD);
+        address watcher = ops[11];
+        vm.prank(watcher);
+        market.challenge{value: BOND}(jobId); // max(0.5 ether, 0.1 ether): the floor
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.finalize(jobId);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.withdrawable(watcher), 0, "bond lost");
+        assertEq(market.withdrawable(op), PRICE + BOND + 3 * COLLATERAL, "price + bond + absent mediators' collateral");
+        assertEq(market.withdrawable(creator), MAX_PRICE - PRICE, "creator: price slack");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    // =====================================================================================
+    // 4. mediation is a small vote that overrides confidence
+    // =====================================================================================
+
+    function _five(bytes32 a, bytes32 b, bytes32 c, bytes32 d, bytes32 e) internal pure returns (bytes32[] memory r) {
+        r = new bytes32[](5);
+        (r[0], r[1], r[2], r[3], r[4]) = (a, b, c, d, e);
+    }
+
+    /// @dev The attack: on a job asking for 4 agreeing results of 5, one attacker deal dissents,
+    /// which opens mediation, and two of the three mediators (the attacker's) vote its hash: the
+    /// mediators' 2-vote majority used to verify a result only one original revealed, slash the
+    /// four honest originals and pay the attacker their collateral. Now the winning hash needs
+    /// `confidence` agreeing results, originals and mediators together (1 + 2 < 4): the job fails
+    /// safe, refunded, and the attacker is paid nothing.
+    function test_Attack_MediatorsAloneCannotVerifyAgainstConfidence() public {
+        IJobMarket.JobParams memory p = _params(5, 4, 5);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 5, PRICE);
+        address[] memory d = _dealOps(jobId);
+        _commitReveal(jobId, _five(GOOD, GOOD, GOOD, GOOD, BAD)); // d[4] is the attacker's
+        _assertState(jobId, IJobMarket.JobState.Disputed);
+        address[] memory m = _mediatorOps(jobId); // m[0], m[1] are the attacker's
+        address last = _allButLastReveal(jobId, _results(BAD, BAD, GOOD), true);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.DisputeResolved(jobId, BAD, true);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoQuorum);
+        _reveal(jobId, last, GOOD);
+
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        assertEq(market.getJob(jobId).resultHash, bytes32(0), "the mediators' hash is not verified");
+        assertEq(market.withdrawable(creator), 5 * MAX_PRICE, "full refund");
+        // the attacker: unlocked, paid nothing (no price, no fee, no compensation)
+        assertEq(market.withdrawable(d[4]), 0, "attacker deal unpaid");
+        assertEq(_locked(d[4]), 0, "attacker deal unlocked");
+        for (uint256 i; i < 2; ++i) {
+            assertEq(market.withdrawable(m[i]), 0, "attacker mediator unpaid");
+            assertEq(_locked(m[i]), 0, "attacker mediator unlocked");
+        }
+        // results differing from the mediators' majority are slashed; with no honest recipient
+        // the collateral is burned, so nobody profits from it
+        for (uint256 i; i < 4; ++i) {
+            assertEq(market.withdrawable(d[i]), 0, "nobody paid");
+        }
+        assertEq(market.withdrawable(address(0)), 5 * uint256(COLLATERAL), "slashed collateral burned");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev The count includes the mediators: originals 2 GOOD + 3 BAD under unanimity (k = 5),
+    /// three honest mediators on GOOD: 2 + 3 >= 5, verified, the three colluders slashed. With
+    /// only one GOOD original (1 + 3 < 5) the job fails safe, and the colluders are still slashed.
+    function test_MediatedResultCountsOriginalsAndMediators() public {
+        IJobMarket.JobParams memory p = _params(5, 5, 5);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bids(jobId, 0, 5, PRICE);
+        address[] memory d = _dealOps(jobId);
+        _commitReveal(jobId, _five(GOOD, GOOD, BAD, BAD, BAD));
+        _mediate(jobId, _results(GOOD, GOOD, GOOD));
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.getJob(jobId).resultHash, GOOD, "2 originals + 3 mediators reach k = 5");
+        assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
+
+        uint256 other = _post(p);
+        _bids(other, 5, 5, PRICE);
+        d = _dealOps(other);
+        uint256 before = market.withdrawable(d[0]); // a mediator fee from the first job, maybe
+        _commitReveal(other, _five(GOOD, BAD, BAD, BAD, BAD));
+        address[] memory m = _mediatorOps(other);
+        uint96[3] memory medStake = [_stake(m[0]), _stake(m[1]), _stake(m[2])];
+        _mediate(other, _results(GOOD, GOOD, GOOD));
+        _assertState(other, IJobMarket.JobState.Failed);
+        assertEq(_stake(d[0]), OPERATOR_STAKE, "the lone right original is not slashed");
+        assertEq(_locked(d[0]), 0, "and unlocked");
+        assertEq(market.withdrawable(d[0]), before, "failed: unpaid");
+        for (uint256 i = 1; i < 5; ++i) {
+            assertEq(_stake(d[i]), OPERATOR_STAKE - COLLATERAL, "proven wrong by the mediators: slashed");
+        }
+        for (uint256 i; i < 3; ++i) {
+            assertEq(_locked(m[i]), 0, "mediators unlocked");
+            assertEq(_stake(m[i]), medStake[i], "mediators not slashed");
+        }
+    }
+
+    // =====================================================================================
     // 6. dead registry entries switch mediation off
     // =====================================================================================
 

@@ -37,7 +37,7 @@ interface IJobMarket {
     enum FailReason {
         TooFewCommits,
         TooFewReveals,
-        NoQuorum,
+        NoQuorum, // no group of equal results reached confidence (after mediation: originals + mediators)
         NoMediatorMajority,
         NoCorrectResult,
         NoMediators // escalation needed mediators and not enough eligible operators could be drawn
@@ -197,7 +197,9 @@ interface IJobMarket {
     function postJob(JobParams calldata params) external payable returns (uint256 jobId);
 
     /// @notice Challenges an optimistic job's results during its challenge window by paying
-    /// `challengeBond()`; opens mediation. Anyone may challenge.
+    /// exactly `challengeBondOf(jobId)`; opens mediation. Anyone may challenge. The bond comes back
+    /// only when the challenge is upheld (a mediator majority finds some revealed result wrong);
+    /// otherwise it pays the mediators' fees and the operators whose result stood.
     function challenge(uint256 jobId) external payable;
 
     // ---- operators ----
@@ -253,7 +255,17 @@ interface IJobMarket {
 
     function mediatorCount() external view returns (uint8);
 
+    /// @notice The smallest challenge bond; see `challengeBondOf`.
     function challengeBond() external view returns (uint96);
+
+    /// @notice The bond `challenge(jobId)` requires: `max(challengeBond, concurrency * maxPrice *
+    /// challengeBondPercent / 100)` (the job's escrow scaled by the deployment's percentage);
+    /// `challengeBond` for an unknown job.
+    function challengeBondOf(uint256 jobId) external view returns (uint256);
+
+    /// @notice Percentage of a job's escrow its challenge bond must reach (0: the fixed
+    /// `challengeBond` only).
+    function challengeBondPercent() external view returns (uint16);
 
     /// @notice Shortest `bidWindow` / `execWindow` / `revealWindow` `postJob` accepts (seconds).
     function minBidWindow() external view returns (uint32);

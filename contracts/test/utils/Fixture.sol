@@ -23,6 +23,8 @@ abstract contract Fixture is Test {
     uint32 internal constant MIN_REVEAL_WINDOW = 300;
     /// @dev collateral <= 10 x maxPrice; COLLATERAL is exactly 10 x MAX_PRICE.
     uint16 internal constant COLLATERAL_FACTOR = 10;
+    /// @dev The challenge bond is at least the job's escrow (100 %).
+    uint16 internal constant BOND_PERCENT = 100;
 
     bytes32 internal constant GOOD = keccak256("the right result");
     bytes32 internal constant BAD = keccak256("a wrong result");
@@ -55,7 +57,8 @@ abstract contract Fixture is Test {
             MIN_BID_WINDOW,
             MIN_EXEC_WINDOW,
             MIN_REVEAL_WINDOW,
-            COLLATERAL_FACTOR
+            COLLATERAL_FACTOR,
+            BOND_PERCENT
         );
     }
 

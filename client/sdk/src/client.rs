@@ -436,7 +436,7 @@ fn fail_reason(reason: FailReason) -> String {
         }
         FailReason::TooFewReveals => "too few operators revealed their result in the reveal window",
         FailReason::NoQuorum => {
-            "no group of equal results reached the confidence (the program may not be deterministic)"
+            "no group of equal results reached the confidence, counting the mediators' too when the job went to mediation (the program may not be deterministic)"
         }
         FailReason::NoMediatorMajority => "the mediators did not agree on a result",
         FailReason::NoCorrectResult => "mediation found none of the results correct",

@@ -534,12 +534,13 @@ impl ChainClient {
     /// Challenges an optimistic job's results, paying the market's challenge bond.
     pub async fn challenge(&self, job: JobId) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
+        // The bond scales with the job's escrow (`challengeBondOf`).
         let bond = self
             .market()?
-            .challengeBond()
+            .challengeBondOf(job.0)
             .call()
             .await
-            .map_err(call_error("challengeBond"))?;
+            .map_err(call_error("challengeBondOf"))?;
         self.send_call(
             to,
             JobMarket::challengeCall { jobId: job.0 },

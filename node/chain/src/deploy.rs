@@ -57,6 +57,9 @@ pub struct DeployParams {
     /// Largest collateral a job may ask, as a multiple of its max price.
     #[serde(default = "defaults::max_collateral_factor")]
     pub max_collateral_factor: u16,
+    /// A challenge's bond as a percentage of the job's escrow (at least `challenge_bond`).
+    #[serde(default = "defaults::challenge_bond_percent")]
+    pub challenge_bond_percent: u16,
 }
 
 /// The devchain defaults of `script/Deploy.s.sol` for the safety parameters (docs/protocol.md
@@ -74,6 +77,9 @@ mod defaults {
     pub fn max_collateral_factor() -> u16 {
         20
     }
+    pub fn challenge_bond_percent() -> u16 {
+        100
+    }
 }
 
 impl Default for DeployParams {
@@ -89,6 +95,7 @@ impl Default for DeployParams {
             min_exec_window: defaults::min_exec_window(),
             min_reveal_window: defaults::min_reveal_window(),
             max_collateral_factor: defaults::max_collateral_factor(),
+            challenge_bond_percent: defaults::challenge_bond_percent(),
         }
     }
 }
@@ -165,6 +172,7 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         minExecWindow_: params.min_exec_window,
         minRevealWindow_: params.min_reveal_window,
         maxCollateralFactor_: params.max_collateral_factor,
+        challengeBondPercent_: params.challenge_bond_percent,
     };
     let market = create(
         client,
@@ -222,7 +230,8 @@ mod tests {
   "minBidWindow": 1,
   "minExecWindow": 2,
   "minRevealWindow": 2,
-  "maxCollateralFactor": 20
+  "maxCollateralFactor": 20,
+  "challengeBondPercent": 100
 }
 "#;
 

@@ -12,7 +12,7 @@
 //! be the same on both nodes. Anvil is `node_modules/.bin/anvil` (the
 //! repository's pinned Foundry); the devchain runs in this process on its own
 //! runtime, serving HTTP on loopback like anvil.
-// The market constructor takes eight parameters; `sol!` binds it as one function.
+// The market constructor takes nine parameters; `sol!` binds it as one function.
 #![allow(clippy::too_many_arguments)]
 
 use std::path::PathBuf;
@@ -234,6 +234,7 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
         2u32,
         2u32,
         20u16,
+        100u16,
     )
     .await?;
     registry

@@ -1,6 +1,6 @@
 //! alloy providers against the devchain: deploy the real market contracts, send,
 //! call, decode custom errors, read logs with filters, fee filling, time controls.
-// The market constructor takes eight parameters; `sol!` binds it as one function.
+// The market constructor takes nine parameters; `sol!` binds it as one function.
 #![allow(clippy::too_many_arguments)]
 
 mod common;
@@ -177,6 +177,7 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
         2u32,
         2u32,
         20u16,
+        100u16,
     )
     .await?;
     reg.setMarket(*market.address())

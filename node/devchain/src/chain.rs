@@ -512,7 +512,7 @@ impl Chain {
         match self.next_timestamp {
             Some(t) => t,
             None => {
-                let now = unix_now() as i64 + self.time_offset;
+                let now = (unix_now() as i64).saturating_add(self.time_offset);
                 (now.max(0) as u64).max(parent)
             }
         }
@@ -1100,7 +1100,9 @@ impl Chain {
         }
         self.next_timestamp = Some(timestamp);
         // Later blocks keep counting from here, as anvil does.
-        self.time_offset = timestamp as i64 - unix_now() as i64;
+        self.time_offset = i64::try_from(timestamp)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(unix_now() as i64);
         let offset = self.time_offset;
         self.persist(&[
             Record::NextTimestamp { timestamp },

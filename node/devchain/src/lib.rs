@@ -274,7 +274,8 @@ impl DevChain {
         rpc::dispatch(self, method, params)
     }
 
-    /// Answers a JSON-RPC request body (a single call or a batch) in-process.
+    /// Answers a JSON-RPC request body (a single call or a batch) in-process; `None` when
+    /// nothing is to be answered (a notification, or a batch of notifications).
     pub fn handle_body(&self, body: &[u8]) -> Option<serde_json::Value> {
         rpc::handle_body(self, body)
     }

@@ -21,7 +21,8 @@ pub const MAX_BATCH: usize = 1000;
 
 type RpcResult = Result<Value, RpcError>;
 
-/// Answers a request body: one call or a batch. `None` for an all-notification batch.
+/// Answers a request body: one call or a batch. `None` for a notification (a call without
+/// an `id`) or an all-notification batch: JSON-RPC 2.0 answers neither.
 pub fn handle_body(dc: &DevChain, body: &[u8]) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -59,7 +60,7 @@ pub fn handle_body(dc: &DevChain, body: &[u8]) -> Option<Value> {
                 Some(Value::Array(out))
             }
         }
-        call => Some(handle_call(dc, call).unwrap_or(Value::Null)),
+        call => handle_call(dc, call),
     }
 }
 
@@ -448,7 +449,12 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
                 return Err(RpcError::invalid_params("at most 100000 blocks at once"));
             }
             for _ in 0..count {
-                let ts = interval.map(|i| chain.latest().header.timestamp + i);
+                let ts = match interval {
+                    None => None,
+                    Some(i) => Some(chain.latest().header.timestamp.checked_add(i).ok_or_else(
+                        || RpcError::invalid_params("interval too large: the timestamp overflows"),
+                    )?),
+                };
                 chain.mine(ts)?;
             }
             Ok(Value::Null)

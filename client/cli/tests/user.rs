@@ -1,7 +1,8 @@
 //! What a user coming from Bacalhau expects, through the real binary against a devstack:
 //! content added through the node and used by a job (a zero-byte file too), the program's
 //! exit code as the command's, a timeout said plainly, JSON on failure, `--id-only` without
-//! waiting, `job cancel` on an ended job, and `devstack --node-config`.
+//! waiting, `job cancel` on an ended job, placement constraints, `--min-bids` as a hard
+//! minimum, and `devstack --node-config`.
 
 mod common;
 
@@ -206,7 +207,17 @@ fn what_a_bacalhau_user_expects() {
         "{err}"
     );
 
-    // 8. A job that cannot verify: exit 125 with a JSON outcome on stdout.
+    // 8. --min-bids is a hard minimum: one node bids, three bids are asked, the job expires.
+    let out = stack
+        .shoal()
+        .args(["wasm", "run", &wasm("hello"), "--json", "--min-bids", "3"])
+        .args(SOLO)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert_eq!(json(&out)["state"], "Expired", "{out:?}");
+
+    // 9. A job that cannot verify: exit 125 with a JSON outcome on stdout.
     let out = stack
         .shoal()
         .args(["docker", "run", "busybox:latest", "--json"])

@@ -3,18 +3,13 @@
 //! outside it stops it at the chosen moment.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use shoal_api::Step;
 use shoal_executor::{
     EngineSpec, ExecutionRequest, ExecutionResult, Executor, Unsupported, hash_results,
 };
-use shoal_node::{ExecutorLayer, NodeConfig, NodeHandle};
+use shoal_node::{ExecutorLayer, NodeConfig, NodeEvent, NodeHandle, NodeOptions};
 use tokio_util::sync::CancellationToken;
-
-/// How often the crash-after-commit watcher looks at the node's executions.
-const WATCH_EVERY: Duration = Duration::from_millis(10);
 
 /// A fault a devstack node runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,33 +130,21 @@ pub async fn start_node(cfg: NodeConfig, fault: Option<Fault>) -> shoal_node::Re
     let Some(fault) = fault else {
         return shoal_node::start(cfg).await;
     };
-    let node = shoal_node::start_with(cfg, Some(FaultyExecutor::layer(fault))).await?;
-    if fault == Fault::CrashAfterCommit {
-        let watched = node.clone();
-        tokio::spawn(async move {
-            while !watched.is_stopped() {
-                let committed = watched
-                    .state()
-                    .executions()
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|e| {
-                        matches!(
-                            e.step,
-                            Step::Committed {
-                                commit_confirmed: true,
-                                ..
-                            }
-                        )
-                    });
-                if committed {
+    let options = match fault {
+        // Stopped inline, right after the commit is recorded: before any reveal can start.
+        Fault::CrashAfterCommit => NodeOptions {
+            observer: Some(Arc::new(|event: &NodeEvent, stop: &CancellationToken| {
+                if matches!(event, NodeEvent::Committed { .. }) {
                     tracing::warn!("fault injection: stopping the node after the commit");
-                    watched.shutdown().await;
-                    return;
+                    stop.cancel();
                 }
-                tokio::time::sleep(WATCH_EVERY).await;
-            }
-        });
-    }
-    Ok(node)
+            })),
+            ..NodeOptions::default()
+        },
+        _ => NodeOptions {
+            executor_layer: Some(FaultyExecutor::layer(fault)),
+            ..NodeOptions::default()
+        },
+    };
+    shoal_node::start_with(cfg, options).await
 }

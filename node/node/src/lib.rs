@@ -19,5 +19,7 @@ pub use api::CAR_MIME;
 pub use chain::post_job;
 pub use config::{BidHook, BidPolicy, DeploymentConfig, NodeConfig};
 pub use error::{Error, Result};
-pub use node::{ExecutorLayer, NodeHandle, executors_for, start, start_with};
+pub use node::{
+    ExecutorLayer, NodeEvent, NodeHandle, NodeOptions, Observer, executors_for, start, start_with,
+};
 pub use state::StateStore;

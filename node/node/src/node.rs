@@ -27,6 +27,27 @@ use crate::supervisor::Supervisor;
 pub type ExecutorLayer =
     Arc<dyn Fn(Arc<dyn Executor>, CancellationToken) -> Arc<dyn Executor> + Send + Sync>;
 
+/// A step of this node's work, told to a [`NodeOptions::observer`] as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// This node's commitment for the job is on chain (and recorded as such).
+    Committed { job: JobId },
+}
+
+/// Called inline with every [`NodeEvent`], with the token that stops the node (the devstack's
+/// crash faults use it to stop a node at an exact step). Keep it quick.
+pub type Observer = Arc<dyn Fn(&NodeEvent, &CancellationToken) + Send + Sync>;
+
+/// How [`start_with`] changes a node from [`start`]'s defaults.
+#[derive(Default)]
+pub struct NodeOptions {
+    /// Replaces each configured executor.
+    pub executor_layer: Option<ExecutorLayer>,
+    /// Told of each [`NodeEvent`].
+    pub observer: Option<Observer>,
+}
+
 /// What a node's tasks share.
 pub(crate) struct Node {
     pub(crate) cfg: NodeConfig,
@@ -48,6 +69,7 @@ pub(crate) struct Node {
     /// What the compute loop looks at, and what it is doing.
     pub(crate) scheduler: Scheduler,
     pub(crate) tasks: Supervisor,
+    pub(crate) observer: Option<Observer>,
     pub(crate) results_root: std::path::PathBuf,
     pub(crate) work_root: std::path::PathBuf,
 }
@@ -65,6 +87,15 @@ impl std::fmt::Debug for NodeHandle {
             .field("operator", &self.node.chain.operator)
             .field("api", &self.addr)
             .finish()
+    }
+}
+
+impl Node {
+    /// Tells the observer, if any, of `event`.
+    pub(crate) fn observe(&self, event: NodeEvent) {
+        if let Some(o) = &self.observer {
+            o(&event, self.tasks.token());
+        }
     }
 }
 
@@ -166,11 +197,13 @@ pub async fn executors_for(cfg: &NodeConfig) -> Result<Vec<Arc<dyn Executor>>> {
 /// Starts a node: opens its state, connects to the chain, serves the API and follows and acts
 /// on the market until shut down.
 pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
-    start_with(cfg, None).await
+    start_with(cfg, NodeOptions::default()).await
 }
 
-/// [`start`], with every executor passed through `layer` first.
-pub async fn start_with(cfg: NodeConfig, layer: Option<ExecutorLayer>) -> Result<NodeHandle> {
+/// [`start`], with every executor passed through `options.executor_layer` first and
+/// `options.observer` told of each step.
+pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHandle> {
+    let layer = options.executor_layer;
     cfg.validate()?;
     let deployment = cfg.resolve_deployment()?;
     let signer = cfg.operator.signer()?;
@@ -247,6 +280,7 @@ pub async fn start_with(cfg: NodeConfig, layer: Option<ExecutorLayer>) -> Result
         announcer: crate::network::Announcer::default(),
         poke: Arc::new(Notify::new()),
         tasks: Supervisor::new(cancel),
+        observer: options.observer,
         results_root,
         work_root,
     });

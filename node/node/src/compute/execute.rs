@@ -116,7 +116,9 @@ pub(crate) async fn send_commit(
         },
         updated_at: now_secs(),
         ..exec
-    })
+    })?;
+    node.observe(crate::node::NodeEvent::Committed { job: job.id });
+    Ok(())
 }
 
 /// The result hash, result CID and salt of a committed step.

@@ -54,7 +54,7 @@ deploy() {
 
 DEPLOYER="${KEYS[0]}"
 REG=$(deploy "$DEPLOYER" OperatorRegistry "$("$CAST" abi-encode 'c(uint64,uint96)' 604800 1000000000000000000 | cut -c3-)")
-MARKET=$(deploy "$DEPLOYER" JobMarket "$("$CAST" abi-encode 'c(address,uint8,uint96)' "$REG" 3 100000000000000000 | cut -c3-)")
+MARKET=$(deploy "$DEPLOYER" JobMarket "$("$CAST" abi-encode 'c(address,uint8,uint96,uint32,uint32,uint32,uint16,uint16)' "$REG" 3 100000000000000000 1 2 2 20 100 | cut -c3-)")
 send "$DEPLOYER" "$REG" 'setMarket(address)' "$MARKET" >/dev/null
 
 OPS=("${KEYS[1]}" "${KEYS[2]}" "${KEYS[3]}")

@@ -92,6 +92,18 @@ impl NodeApi {
         self.get_json("/api/v1/nodes").await
     }
 
+    /// The API URLs of this node and of every node it knows the URL of (`GET
+    /// /api/v1/nodes`), sorted, without duplicates.
+    pub async fn known_node_urls(&self) -> Vec<String> {
+        let mut urls = vec![self.base.clone()];
+        if let Ok(nodes) = self.nodes().await {
+            urls.extend(nodes.into_iter().filter_map(|n| n.api_url));
+        }
+        urls.sort();
+        urls.dedup();
+        urls
+    }
+
     /// `GET /api/v1/jobs`.
     pub async fn jobs(
         &self,

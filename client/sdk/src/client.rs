@@ -296,13 +296,7 @@ impl Client {
     /// Why operators did not bid, from every node's recorded bid decision.
     pub async fn why_no_bids(&self, id: JobId, bids: u8, min_bids: u8) -> String {
         let mut reasons = Vec::new();
-        let mut urls = vec![self.api.url().to_owned()];
-        if let Ok(nodes) = self.api.nodes().await {
-            urls.extend(nodes.into_iter().filter_map(|n| n.api_url));
-        }
-        urls.sort();
-        urls.dedup();
-        for url in urls {
+        for url in self.api.known_node_urls().await {
             let Ok(api) = NodeApi::new(&url) else {
                 continue;
             };

@@ -140,14 +140,8 @@ async fn check_placement(ctx: &Ctx, client: &Client, spec: &JobSpec) -> anyhow::
     if spec.constraints.is_empty() {
         return Ok(());
     }
-    let mut urls = vec![client.api().url().to_owned()];
-    if let Ok(nodes) = client.api().nodes().await {
-        urls.extend(nodes.into_iter().filter_map(|n| n.api_url));
-    }
-    urls.sort();
-    urls.dedup();
     let mut seen = Vec::new();
-    for url in urls {
+    for url in client.api().known_node_urls().await {
         let Ok(api) = shoal_sdk::api::NodeApi::new(&url) else {
             continue;
         };

@@ -282,7 +282,7 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
             })
             .await
             .map_err(|e| Error::Content {
-                cid: String::new(),
+                cid: format!("results of job {}", job.id),
                 reason: format!("writing the timed-out result was interrupted: {e}"),
             })??;
             (cid, dir, shoal_executor::TIMED_OUT_EXIT_CODE)

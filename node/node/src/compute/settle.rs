@@ -126,13 +126,12 @@ fn claim(node: &Arc<Node>) {
 
 /// Pins the verified results in the store (making them public) when they are ours.
 async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> Result<()> {
+    let results = || format!("results of job {}", job.id);
     let Some(verified) = job.result_hash else {
         return Err(Error::Content {
-            cid: String::new(),
-            reason: format!(
-                "job {} is verified but its JobVerified event is not read yet",
-                job.id
-            ),
+            cid: results(),
+            reason: "the job is verified but its JobVerified event is not read yet; retrying"
+                .into(),
         });
     };
     let step = if verified == ours {
@@ -141,7 +140,7 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
             .clone()
             .map(PathBuf::from)
             .ok_or_else(|| Error::Content {
-                cid: job.result_cid.clone().unwrap_or_default(),
+                cid: job.result_cid.clone().unwrap_or_else(results),
                 reason: "this node has no results folder for the job".into(),
             })?;
         let store = node.content.store.clone();
@@ -150,8 +149,8 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
         })
         .await
         .map_err(|e| Error::Content {
-            cid: String::new(),
-            reason: e.to_string(),
+            cid: results(),
+            reason: format!("importing the results folder was interrupted: {e}"),
         })??;
         if result_hash_of(&imported.cid)? != ours {
             Step::Failed {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cid::Cid;
-use shoal_api::{Execution, JobView, Role, Step, now_secs, result_hash_of};
+use shoal_api::{Execution, JobId, JobView, Role, Step, now_secs, result_hash_of};
 use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
 use shoal_chain::{Address, B256};
 use shoal_executor::{
@@ -42,7 +42,7 @@ pub(crate) async fn execute(node: Arc<Node>, job: JobView, role: Role) -> Result
     set_step(&node, &job, role, Step::Fetching)?;
     Metrics::inc(&node.metrics.executions_started);
     tracing::info!(job = %id, ?role, "execution started");
-    let (cid, results_dir, exit_code) = match run_job(&node, &job, role).await {
+    let (cid, results_dir, exit_code) = match run_job(&node, &job, RunFor::Deal(role)).await {
         Ok(v) => v,
         // Data that cannot be fetched now may be fetchable later (a peer restarting): retry.
         Err(e @ (Error::Content { .. } | Error::Input { .. })) => {
@@ -189,11 +189,34 @@ fn engine(spec: &shoal_types::EngineSpec, module: Option<Arc<[u8]>>, seed: u64) 
     }
 }
 
+/// Why a job is run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunFor {
+    /// This node's deal (or mediation): the execution's steps are recorded.
+    Deal(Role),
+    /// A watcher's re-run of an optimistic job (`[watch]`): nothing is recorded.
+    Watch,
+}
+
+impl RunFor {
+    /// The execution id and work folder name of a run of `job`.
+    fn name(self, job: JobId) -> String {
+        match self {
+            Self::Deal(_) => format!("job-{job}"),
+            Self::Watch => format!("watch-{job}"),
+        }
+    }
+}
+
 /// Fetches the module and inputs, runs the executor, returns (result CID, results folder, exit
 /// code).
-async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, PathBuf, i32)> {
+pub(crate) async fn run_job(
+    node: &Arc<Node>,
+    job: &JobView,
+    run_for: RunFor,
+) -> Result<(Cid, PathBuf, i32)> {
     let spec = load_spec(&node.content, job).await?;
-    let work = node.work_root.join(format!("job-{}", job.id));
+    let work = node.work_root.join(run_for.name(job.id));
     shoal_store::paths::remove_tree(&work)?;
     let (scratch, inputs) = (work.join("module"), work.join("inputs"));
     for dir in [&scratch, &inputs] {
@@ -207,7 +230,7 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
     };
     // The seed of the job's randomness: the job id's low 64 bits, the same on every node.
     let seed = job.id.as_u256().as_limbs()[0];
-    let exec_id = ExecutionId::new(format!("job-{}", job.id))?;
+    let exec_id = ExecutionId::new(run_for.name(job.id))?;
     let mut req = ExecutionRequest::new(exec_id.clone(), engine(&spec.engine, module, seed));
     for input in &spec.inputs {
         let host_path = mount(&node.providers, input, &inputs).await?;
@@ -264,7 +287,9 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
         .acquire()
         .await
         .map_err(|_| Error::Config("the execution queue is closed".into()))?;
-    set_step(node, job, role, Step::Running)?;
+    if let RunFor::Deal(role) = run_for {
+        set_step(node, job, role, Step::Running)?;
+    }
     let outputs = req.outputs.clone();
     let ran = node
         .executors

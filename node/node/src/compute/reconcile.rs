@@ -6,7 +6,7 @@ use shoal_api::{Execution, JobId, JobView, Role, Step, now_secs};
 use shoal_chain::{Address, JobState};
 
 use super::scheduler::{Action, spawn_action};
-use super::{bid, execute, settle};
+use super::{bid, execute, settle, watch};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -103,7 +103,10 @@ fn step(
             }
             due_finalize(node, job, now);
         }
-        JobState::Challengeable => due_finalize(node, job, now),
+        JobState::Challengeable => {
+            watch::due(node, job, me, now)?;
+            due_finalize(node, job, now);
+        }
         JobState::Verified | JobState::Failed | JobState::Expired => {
             if let Some(e) = exec {
                 settle::settle(node, job, e);

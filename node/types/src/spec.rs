@@ -413,6 +413,31 @@ impl JobSpec {
     }
 
     /// Checks every rule a spec must satisfy before it is posted or run.
+    /// The spec one shard runs: the job's inputs without the sharded tree (the input mounted
+    /// at the manifest's `mount`), plus the shard's file at its path; no `shards` section.
+    pub fn for_shard(&self, manifest: &crate::Manifest, index: u32) -> Result<JobSpec> {
+        let entry = manifest.shards.get(index as usize).ok_or_else(|| {
+            Error::invalid(
+                "shards",
+                format!(
+                    "shard {index} is not in the manifest ({} shards)",
+                    manifest.shards.len()
+                ),
+            )
+        })?;
+        let mount = manifest.mount.trim_end_matches('/');
+        let mut spec = self.clone();
+        spec.shards = None;
+        spec.inputs
+            .retain(|i| i.path.trim_end_matches('/') != mount);
+        spec.inputs.push(InputSpec {
+            source: InputSource::Ipfs(entry.cid.clone()),
+            path: entry.path.clone(),
+            checksum: None,
+        });
+        Ok(spec)
+    }
+
     /// The input whose tree a glob-sharded job splits: the one whose path the glob is under.
     pub fn shard_input(&self) -> Option<&InputSpec> {
         let glob = self.shards.as_ref()?.glob.as_ref()?;

@@ -1,0 +1,6 @@
+//! Sharded jobs on the node (docs/sharding.md): running a batch shard by shard, the leaves
+//! document and root it commits to, and the merged result.
+
+pub(crate) mod run;
+
+pub use run::shard_name;

@@ -282,11 +282,13 @@ mod tests {
         assert_eq!(m.shards[0].path, "/inputs/a.txt");
         let back = Manifest::from_json(&m.to_canonical_json()).expect("parses");
         assert_eq!(back, m);
-        let err = Manifest::from_files("r", "/inputs", "/inputs/*.png", Vec::new()).unwrap_err();
+        let err = Manifest::from_files("r", "/inputs", "/inputs/*.png", Vec::new())
+            .expect_err("must fail");
         assert!(err.to_string().contains("matches no file"), "{err}");
         let mut bad = m.clone();
         bad.shards[0].path = "/etc/passwd".into();
-        let err = Manifest::from_json(&serde_json::to_vec(&bad).expect("json")).unwrap_err();
+        let err =
+            Manifest::from_json(&serde_json::to_vec(&bad).expect("json")).expect_err("must fail");
         assert!(err.to_string().contains("not a path under"), "{err}");
     }
 
@@ -306,7 +308,7 @@ mod tests {
         let zero = ShardRule { size: 0, ..ok };
         assert!(
             zero.validate()
-                .unwrap_err()
+                .expect_err("must fail")
                 .to_string()
                 .contains("shards.size")
         );

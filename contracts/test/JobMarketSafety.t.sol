@@ -80,7 +80,7 @@ contract JobMarketSafetyTest is Fixture {
         p.revealWindow = MIN_REVEAL_WINDOW;
         p.collateral = MAX_PRICE * COLLATERAL_FACTOR;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         vm.warp(block.timestamp + MIN_EXEC_WINDOW + 1);
         market.finalize(jobId);
@@ -100,7 +100,7 @@ contract JobMarketSafetyTest is Fixture {
     /// to the right ones, not to the creator.
     function test_SlashedCollateralPaysTheHonestSideNotTheCreator() public {
         uint256 jobId = _post(_params(3, 1, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         vm.warp(block.timestamp + WINDOW + 1);
@@ -162,7 +162,7 @@ contract JobMarketSafetyTest is Fixture {
         p.challengeWindow = WINDOW;
         uint256 creatorBefore = creator.balance;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 1, price);
+        _bidSelect(jobId, 0, 1, price);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
@@ -212,13 +212,14 @@ contract JobMarketSafetyTest is Fixture {
         p.verifier = IJobMarket.Verifier.Optimistic;
         p.challengeWindow = WINDOW;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
         address watcher = ops[11];
         vm.prank(watcher);
         market.challenge{value: BOND}(jobId); // max(0.5 ether, 0.1 ether): the floor
+        _draw(jobId);
         vm.warp(block.timestamp + WINDOW + 1);
         market.finalize(jobId);
         _assertState(jobId, IJobMarket.JobState.Verified);
@@ -247,7 +248,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(5, 4, 5);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 5, PRICE);
+        _bidSelect(jobId, 0, 5, PRICE);
         address[] memory d = _dealOps(jobId);
         _commitReveal(jobId, _five(GOOD, GOOD, GOOD, GOOD, BAD)); // d[4] is the attacker's
         _assertState(jobId, IJobMarket.JobState.Disputed);
@@ -285,7 +286,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(5, 5, 5);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 5, PRICE);
+        _bidSelect(jobId, 0, 5, PRICE);
         address[] memory d = _dealOps(jobId);
         _commitReveal(jobId, _five(GOOD, GOOD, BAD, BAD, BAD));
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
@@ -294,7 +295,7 @@ contract JobMarketSafetyTest is Fixture {
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
 
         uint256 other = _post(p);
-        _bids(other, 5, 5, PRICE);
+        _bidSelect(other, 5, 5, PRICE);
         d = _dealOps(other);
         uint256 before = market.withdrawable(d[0]); // a mediator fee from the first job, maybe
         _commitReveal(other, _five(GOOD, BAD, BAD, BAD, BAD));
@@ -343,7 +344,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         _commitReveal(jobId, _results(BAD, GOOD, BAD)); // d[0], d[2] collude on BAD
         _assertState(jobId, IJobMarket.JobState.Disputed);
@@ -369,7 +370,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         for (uint256 i = 3; i < ops.length - 1; ++i) {
             vm.prank(ops[i]);
@@ -377,9 +378,10 @@ contract JobMarketSafetyTest is Fixture {
         }
         assertEq(registry.eligibleCount(), 4, "three busy deal holders and one live operator");
         address last = _allButLastReveal(jobId, _results(BAD, GOOD, BAD), false);
+        _reveal(jobId, last, BAD);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
-        _reveal(jobId, last, BAD);
+        _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Failed);
         assertEq(market.getJob(jobId).resultHash, bytes32(0), "no result");
         assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
@@ -400,7 +402,7 @@ contract JobMarketSafetyTest is Fixture {
         registry.requestWithdrawal(OPERATOR_STAKE - 1.5 ether); // 1.5 ether stake left
         assertTrue(registry.isEligible(op), "1.5 ether free >= min stake");
         uint256 jobId = _post(_params(1, 1, 1));
-        _bids(jobId, 0, 1, PRICE); // locks 1 ether: 0.5 ether free
+        _bidSelect(jobId, 0, 1, PRICE); // locks 1 ether: 0.5 ether free
         assertFalse(registry.isEligible(op), "busy: not drawable");
         assertEq(registry.eligibleCount(), 11, "pool shrank");
         _commitReveal(jobId, _one32(GOOD));
@@ -422,7 +424,7 @@ contract JobMarketSafetyTest is Fixture {
     /// dissenter is slashed (WrongResult) and its collateral burned; the majority is unlocked.
     function test_Attack_DissentUnderUnanimityIsSlashed() public {
         uint256 jobId = _post(_params(3, 3, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
         vm.expectEmit(true, true, false, true, address(market));
@@ -447,7 +449,7 @@ contract JobMarketSafetyTest is Fixture {
     /// @dev Without a strict majority under unanimity nobody can tell who was right: nobody slashed.
     function test_DissentUnderUnanimityWithoutMajority_NobodySlashed() public {
         uint256 jobId = _post(_params(4, 4, 4));
-        _bids(jobId, 0, 4, PRICE);
+        _bidSelect(jobId, 0, 4, PRICE);
         address[] memory d = _dealOps(jobId);
         bytes32[] memory r = new bytes32[](4);
         (r[0], r[1], r[2], r[3]) = (GOOD, BAD, GOOD, BAD);
@@ -458,26 +460,5 @@ contract JobMarketSafetyTest is Fixture {
             assertEq(_locked(d[i]), 0, "unlocked");
         }
         assertEq(market.withdrawable(address(0)), 0, "nothing burned");
-    }
-
-    /// @dev The attack: bid, make the stake unlockable right before the deciding bid so that the
-    /// selection fails, then bid again (and again). Now a dropped bidder cannot bid again.
-    function test_RevertWhen_DroppedBidderBidsAgain() public {
-        uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 2, PRICE);
-        vm.prank(ops[0]);
-        registry.requestWithdrawal(OPERATOR_STAKE);
-        _bids(jobId, 2, 1, PRICE); // ops[0] dropped, job stays in bidding
-        _assertState(jobId, IJobMarket.JobState.Posted);
-        vm.prank(ops[0]);
-        registry.stake{value: OPERATOR_STAKE}();
-        vm.prank(ops[0]);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__DroppedBidder.selector, jobId, ops[0]));
-        market.bid(jobId, PRICE);
-        // others still can; and the dropped operator may bid on other jobs
-        _bids(jobId, 3, 1, PRICE);
-        _assertState(jobId, IJobMarket.JobState.Running);
-        uint256 other = _post(_params(1, 1, 2));
-        _bids(other, 0, 1, PRICE);
     }
 }

@@ -55,8 +55,8 @@ contract JobMarket is IJobMarket {
         uint8 medCount;
         uint8 medCommits;
         uint8 medReveals;
-        uint8 mediators; // mediators a dispute of this job draws
         uint64 revealed;
+        uint8 mediators; // mediators a dispute of this job draws; 0 = `mediatorCount`
     }
 
     /// @dev How a settlement judges the participants it walks over.
@@ -203,7 +203,7 @@ contract JobMarket is IJobMarket {
         p.challengeWindow = params.challengeWindow;
         p.verifier = params.verifier;
         p.escalate = params.escalate;
-        p.mediators = params.mediators == 0 ? mediatorCount : params.mediators;
+        p.mediators = params.mediators;
         _saveProgress(jobId, p);
         emit JobPosted(jobId, msg.sender, params, escrow, bidDeadline);
     }
@@ -436,17 +436,19 @@ contract JobMarket is IJobMarket {
         if (c.state == JobState.None) revert JobMarket__UnknownJob(jobId);
     }
 
-    /// @dev Posted after the bid window: arms the selection draw with at least `minBids` bids, else
-    /// expires. Drawing: makes the draw (in a block after the draw block).
+    /// @dev Posted after the bid window: with at least `minBids` bids, arms the selection draw, or,
+    /// with exactly `concurrency` bids (every bid wins, nothing to draw), selects them at once;
+    /// else expires. Drawing: makes the draw (in a block after the draw block).
     function _closeBidding(uint256 jobId, Core memory c) private {
         Progress memory p = _loadProgress(jobId);
         if (c.state == JobState.Posted) {
             if (block.timestamp <= c.bidDeadline) revert JobMarket__DeadlineNotReached(jobId, c.bidDeadline);
             // `minBids` is a hard minimum: a job never runs on fewer bids than its creator asked for.
-            if (p.bidCount >= c.m) {
+            if (p.bidCount > c.n && p.bidCount >= c.m) {
                 _arm(jobId, c, p, JobState.Drawing);
                 return;
             }
+            if (p.bidCount >= c.m && _select(jobId, c, p, 0)) return;
         } else {
             uint256 seed = _seed(jobId, c, p, 1);
             if (seed == 0) return;
@@ -477,11 +479,20 @@ contract JobMarket is IJobMarket {
     /// @dev Picks `n` of all the bids uniformly at random (the helper's permutation, tried in order)
     /// and locks each winner's collateral; a winner whose stake can no longer be locked is dropped
     /// and the next bid tried. Winners end up in deal slots 0..n-1, the other bids after them.
-    /// Returns false (nothing locked) when fewer than `n` bids could be locked.
+    /// Returns false (nothing locked) when fewer than `n` bids could be locked. `seed` 0: exactly
+    /// `n` bids, all winners, tried in bid order.
     function _select(uint256 jobId, Core memory c, Progress memory p, uint256 seed) private returns (bool) {
         Terms memory t = _loadTerms(jobId);
         uint256 n = c.n;
-        uint256[] memory arr = JobDraw(draws).shuffle(seed, p.bidCount);
+        uint256[] memory arr;
+        if (seed == 0) {
+            arr = new uint256[](n);
+            for (uint256 i; i < n; ++i) {
+                arr[i] = i;
+            }
+        } else {
+            arr = JobDraw(draws).shuffle(seed, p.bidCount);
+        }
         mapping(uint256 => uint256) storage deals = _deals[jobId];
         uint256 chosen;
         uint256 kept;
@@ -585,7 +596,7 @@ contract JobMarket is IJobMarket {
         d.seed = seed;
         d.pool = pool >> 64;
         d.armBlock = uint64(pool);
-        d.need = p.mediators;
+        d.need = p.mediators == 0 ? mediatorCount : p.mediators;
         d.collateral = t.collateral;
         d.exclude = new address[](n + 2);
         mapping(uint256 => uint256) storage deals = _deals[jobId];

@@ -398,8 +398,9 @@ contract JobMarketSafetyTest is Fixture {
         );
         registry.setMarket(address(market));
         _newOperator(0);
+        _newOperator(1);
         uint256 jobId = _post(_params(1, 1, 1));
-        _bids(jobId, 0, 1, PRICE);
+        _bids(jobId, 0, 2, PRICE);
         vm.warp(block.timestamp + WINDOW + 1);
         market.closeBidding(jobId);
         uint64 drawBlock = uint64(block.number + 2);

@@ -48,6 +48,8 @@ abstract contract Fixture is Test {
         for (uint256 i; i < 12; ++i) {
             ops.push(_newOperator(i));
         }
+        // a mediator draw armed in the block an operator joined the pool skips it: start a block on
+        vm.roll(block.number + 1);
     }
 
     function _newMarket(OperatorRegistry r) internal returns (JobMarket) {
@@ -113,10 +115,12 @@ abstract contract Fixture is Test {
         market.finalize(jobId);
     }
 
-    /// @dev Ends bidding: after the bid deadline, arms the selection draw (or expires), then draws.
+    /// @dev Ends bidding in a new block after the bid deadline: selects (exactly `concurrency`
+    /// bids), arms the selection draw and draws in the next block (more bids), or expires.
     function _close(uint256 jobId) internal {
         IJobMarket.Job memory j = market.getJob(jobId);
         if (block.timestamp <= j.bidDeadline) vm.warp(j.bidDeadline + 1);
+        vm.roll(block.number + 1);
         market.closeBidding(jobId);
         if (_state(jobId) == IJobMarket.JobState.Drawing) _draw(jobId);
     }

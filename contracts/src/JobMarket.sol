@@ -11,7 +11,8 @@ import {JobDraw} from "./JobDraw.sol";
 /// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow and challenge bond)
 /// + sum(withdrawable)`, where `withdrawable[address(0)]` holds burned money (slashed stake with
 /// no honest recipient), which nobody can claim. Slashed stake arrives from the registry during
-/// settlement and is credited in the same transaction; it never goes to the job's creator.
+/// settlement and is credited in the same transaction; it never goes to the job's creator as
+/// such (a creator that challenged and was upheld gets the challenger's reward, like anyone).
 /// Storage per job is four packed slots; each bid is one slot; each commitment is one slot that
 /// the reveal overwrites with the result hash; a dispute adds one slot (the pool snapshot).
 /// Randomness: draws are armed first (`drawBlock`, kept in the phase deadline of Drawing and

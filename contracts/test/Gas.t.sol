@@ -68,6 +68,22 @@ contract GasTest is Fixture {
         _assertState(jobId, IJobMarket.JobState.Verified);
     }
 
+    /// @dev More bids than deals: closeBidding after the bid window arms the draw, closeBidding in
+    /// the next block draws 3 of the 6 bids and locks them.
+    function test_Gas_DrawnSelection() public {
+        uint256 jobId = _post(_params(3, 3, 3));
+        _bids(jobId, 0, 6, PRICE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        uint256 g = gasleft();
+        market.closeBidding(jobId);
+        _report(true, "closeBidding (6 bids: arms the draw)", g - gasleft());
+        vm.roll(block.number + 1);
+        g = gasleft();
+        market.closeBidding(jobId);
+        _report(true, "closeBidding (next block: draws 3 of 6, 3 locks)", g - gasleft());
+        _assertState(jobId, IJobMarket.JobState.Running);
+    }
+
     function test_Gas_Claim() public {
         uint256 jobId = _post(_params(3, 3, 3));
         _bidSelect(jobId, 0, 3, PRICE);

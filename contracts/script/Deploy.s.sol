@@ -15,7 +15,7 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// Order (reproducible from contracts/artifacts alone, see docs/protocol.md):
 ///   1. OperatorRegistry(unbondingPeriod, minStake)
 ///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
-///                minRevealWindow, maxCollateralFactor, challengeBondPercent)
+///                minRevealWindow, maxCollateralFactor, challengeBondPercent, drawDelay)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
@@ -24,7 +24,8 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// SHOAL_MIN_EXEC_WINDOW (seconds, default 2), SHOAL_MIN_REVEAL_WINDOW (seconds, default 2),
 /// SHOAL_MAX_COLLATERAL_FACTOR (collateral <= factor x maxPrice, default 20),
 /// SHOAL_CHALLENGE_BOND_PERCENT (a challenge bond is max(challengeBond, escrow x percent / 100),
-/// default 100),
+/// default 100), SHOAL_DRAW_DELAY (blocks between arming a random draw and the block whose hash
+/// seeds it, default 0: the arming block's own hash; 2 recommended on a 12 s-block chain),
 /// SHOAL_DEPLOYMENT_FILE (default deployments/<chainId>.json, relative to contracts/).
 /// The window defaults suit fast local devchains; on a 12 s-block chain use at least
 /// SHOAL_MIN_BID_WINDOW=120 SHOAL_MIN_EXEC_WINDOW=300 SHOAL_MIN_REVEAL_WINDOW=300 (10, 25 and 25
@@ -39,6 +40,7 @@ contract Deploy {
         uint32 minRevealWindow;
         uint16 maxCollateralFactor;
         uint16 challengeBondPercent;
+        uint32 drawDelay;
     }
 
     function _safetyJson(Safety memory s) internal pure returns (string memory) {
@@ -57,6 +59,9 @@ contract Deploy {
             ",\n",
             '  "challengeBondPercent": ',
             vm.toString(uint256(s.challengeBondPercent)),
+            ",\n",
+            '  "drawDelay": ',
+            vm.toString(uint256(s.drawDelay)),
             "\n"
         );
     }
@@ -71,7 +76,8 @@ contract Deploy {
             minExecWindow: uint32(vm.envOr("SHOAL_MIN_EXEC_WINDOW", uint256(2))),
             minRevealWindow: uint32(vm.envOr("SHOAL_MIN_REVEAL_WINDOW", uint256(2))),
             maxCollateralFactor: uint16(vm.envOr("SHOAL_MAX_COLLATERAL_FACTOR", uint256(20))),
-            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100)))
+            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100))),
+            drawDelay: uint32(vm.envOr("SHOAL_DRAW_DELAY", uint256(0)))
         });
         string memory file =
             vm.envOr("SHOAL_DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json"));
@@ -87,7 +93,8 @@ contract Deploy {
             safety.minExecWindow,
             safety.minRevealWindow,
             safety.maxCollateralFactor,
-            safety.challengeBondPercent
+            safety.challengeBondPercent,
+            safety.drawDelay
         );
         registry.setMarket(address(market));
         vm.stopBroadcast();

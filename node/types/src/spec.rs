@@ -330,6 +330,9 @@ pub struct DealParams {
     /// Whether disagreement escalates to mediation by fresh operators.
     #[serde(default = "default_true")]
     pub mediation: bool,
+    /// Mediators drawn for a dispute (1..=16); unset takes the market's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mediators: Option<u32>,
     /// Phase lengths.
     #[serde(default)]
     pub windows: Windows,
@@ -358,6 +361,7 @@ impl Default for DealParams {
             collateral: default_price(),
             verifier: Verifier::default(),
             mediation: true,
+            mediators: None,
             windows: Windows::default(),
         }
     }
@@ -477,6 +481,14 @@ impl JobSpec {
         }
         if d.max_price == 0 {
             return Err(Error::invalid("deal.max_price", "must be more than 0 wei"));
+        }
+        if let Some(m) = d.mediators
+            && !(1..=16).contains(&m)
+        {
+            return Err(Error::invalid(
+                "deal.mediators",
+                format!("must be between 1 and 16, got {m}"),
+            ));
         }
         for (name, w) in [
             ("bid", d.windows.bid),

@@ -16,7 +16,7 @@ use shoal_e2e::{
 };
 
 /// Three deals, two must agree, a mediator on disagreement.
-const MEDIATED_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+const MEDIATED_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 6s, exec: 30s, reveal: 30s}\n";
 
 /// Three deals, two must agree, no mediation, a short bid window.
 const SHORT_BID_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 2s, exec: 10s, reveal: 10s}\n";
@@ -732,7 +732,7 @@ async fn docker_job_reaches_only_allow_listed_domains() -> Result<()> {
              printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 1.1.1.1 80 >/dev/null 2>&1 || echo no route out"
         );
         let yaml = format!(
-            "name: egress\nengine:\n  docker:\n    image: shoal-test/busybox:latest\n    cmd: [\"sh\", \"-c\", {script:?}]\nnetwork: {{domains: [localhost]}}\nresources:\n  timeout: 20s\ndeal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {{bid: 20s, exec: 30s, reveal: 30s}}\n"
+            "name: egress\nengine:\n  docker:\n    image: shoal-test/busybox:latest\n    cmd: [\"sh\", \"-c\", {script:?}]\nnetwork: {{domains: [localhost]}}\nresources:\n  timeout: 20s\ndeal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {{bid: 5s, exec: 30s, reveal: 30s}}\n"
         );
         let job = post_spec(&stack, &api, &yaml).await?;
         let stdout = verified_stdout(&api, job.id, Duration::from_secs(90)).await?;

@@ -6,6 +6,8 @@
 //! - [`network`]: this node, the operators, the swarm, the deployment, health and metrics.
 
 mod content;
+#[cfg(test)]
+mod fuzz;
 mod jobs;
 mod network;
 

@@ -74,10 +74,20 @@ fn step(
                 });
             }
         }
-        JobState::Posted => {
+        // After the bid window: close the bidding (which selects at once, expires, or arms
+        // the draw); an armed draw is taken by the next call in a later block (with
+        // `drawDelay` 0, the next transaction). Anyone may send these; a node that loses the
+        // race gets a revert and looks again.
+        JobState::Posted | JobState::Drawing => {
             let n = node.clone();
             spawn_action(node, id, Action::Close, async move {
                 n.chain.close_bidding(id).await.map(|_| ())
+            });
+        }
+        JobState::DisputeDrawing => {
+            let n = node.clone();
+            spawn_action(node, id, Action::Finalize, async move {
+                n.chain.finalize(id).await.map(|_| ())
             });
         }
         JobState::Running | JobState::Disputed => {

@@ -111,13 +111,9 @@ async fn check(node: Arc<Node>, job: JobView) -> Result<()> {
             )
         }
         Err(e) => match e.market_revert() {
-            // Final answers from the market: someone else challenged first, the window
-            // closed, or no mediators can be drawn. Not retried.
-            Some(
-                Revert::JobMarket__WrongState(_)
-                | Revert::JobMarket__DeadlinePassed(_)
-                | Revert::JobMarket__NoMediators(_),
-            ) => {
+            // Final answers from the market: someone else challenged first or the window
+            // closed. Not retried.
+            Some(Revert::JobMarket__WrongState(_) | Revert::JobMarket__DeadlinePassed(_)) => {
                 let reason = e.to_string();
                 tracing::info!(job = %id, %reason, "watch: not challenged");
                 record(

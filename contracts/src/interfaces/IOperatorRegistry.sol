@@ -37,6 +37,7 @@ interface IOperatorRegistry {
     event StakeUnlocked(uint256 indexed jobId, address indexed operator, uint96 amount);
     event StakeSlashed(uint256 indexed jobId, address indexed operator, uint96 amount);
     event MarketSet(address indexed market);
+    event ShardMarketSet(address indexed shardMarket);
 
     error OperatorRegistry__AlreadyRegistered(address operator);
     error OperatorRegistry__NotRegistered(address operator);
@@ -76,6 +77,10 @@ interface IOperatorRegistry {
     /// @notice Sets the only address allowed to lock, unlock and slash. Once, by the deployer.
     function setMarket(address market) external;
 
+    /// @notice Sets the second address allowed to lock, unlock and slash (the ShardMarket). Once,
+    /// by the deployer.
+    function setShardMarket(address shardMarket) external;
+
     /// @notice Locks `amount` of `operator`'s free stake for `jobId`. Returns false (and changes
     /// nothing) when the operator is not registered or has too little free stake.
     function lock(address operator, uint256 jobId, uint96 amount) external returns (bool);
@@ -114,6 +119,8 @@ interface IOperatorRegistry {
     function isEligible(address operator) external view returns (bool);
 
     function market() external view returns (address);
+
+    function shardMarket() external view returns (address);
 
     function deployer() external view returns (address);
 

@@ -195,10 +195,16 @@ contract ShardSettlement is ShardMarketStorage {
         if (_popcount(avail) < n) return false;
         uint64 pref;
         {
-            uint256 w = b >> 8;
-            uint256 bit = b & 255;
-            for (uint256 i; i < x.bidders.length; ++i) {
-                if ((x.prefer[i * x.words + w] >> bit) & 1 != 0) pref |= uint64(1 << i);
+            // bit i of pref = bit b of bidder i's prefer words (x.prefer[i * words + b / 256])
+            uint256 count = x.bidders.length;
+            uint256 stride = x.words * 32;
+            uint256[] memory words = x.prefer;
+            assembly ("memory-safe") {
+                let at := add(add(words, 32), mul(shr(8, b), 32))
+                let bit := and(b, 255)
+                for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                    if and(shr(bit, mload(add(at, mul(i, stride)))), 1) { pref := or(pref, shl(i, 1)) }
+                }
             }
         }
         pref &= avail;
@@ -393,19 +399,24 @@ contract ShardSettlement is ShardMarketStorage {
         emit Paid(jobId, to, amount, kind);
     }
 
-    function _popcount(uint64 x) private pure returns (uint256 count) {
-        for (; x != 0; x &= x - 1) {
-            ++count;
+    /// @dev Number of set bits (SWAR).
+    function _popcount(uint64 x) private pure returns (uint256) {
+        unchecked {
+            uint256 v = x;
+            v = v - ((v >> 1) & 0x5555555555555555);
+            v = (v & 0x3333333333333333) + ((v >> 2) & 0x3333333333333333);
+            v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0f;
+            return ((v * 0x0101010101010101) >> 56) & 0xff;
         }
     }
 
     /// @dev Index of the r-th (from 0) set bit of `mask`; r < popcount(mask).
-    function _nth(uint64 mask, uint256 r) private pure returns (uint256 i) {
-        for (;; ++i) {
-            if (mask & (1 << i) != 0) {
-                if (r == 0) return i;
-                --r;
+    function _nth(uint64 mask, uint256 r) private pure returns (uint256) {
+        unchecked {
+            for (; r != 0; --r) {
+                mask &= mask - 1; // drop the lowest set bit
             }
+            return _popcount((mask & (~mask + 1)) - 1); // trailing zeros
         }
     }
 }

@@ -184,41 +184,40 @@ contract ShardSettlement is ShardMarketStorage {
         }
     }
 
-    /// @dev Assigns batch b (attempt `bt.attempt`) to n distinct able bidders not excluded on it:
-    /// slot 0 uniformly among those that preferred b (when any), the others uniformly among the
-    /// rest. Randomness: keccak256(seed, batch, attempt), rehashed per slot. Returns false, and
-    /// changes nothing, when fewer than n bidders can take it.
+    /// @dev Assigns batch b (attempt `bt.attempt`) to n distinct bidders not excluded on it.
+    /// Slot 0: the first able bidder in a random order of those that preferred b; the other
+    /// slots: the first able bidders not yet on b in a random order of all candidates. The two
+    /// orders come from keccak256(seed, batch, attempt, 0 | 1) alone, and a bidder that cannot
+    /// lock is skipped, not removed from the order, so a bidder changing its own stake only
+    /// decides whether it is on the batch (the next in line takes its place), never who else is.
+    /// Returns false, and changes nothing, when fewer than n candidates can lock.
     function _assign(Ctx memory x, uint256 b, Slot memory bt) private returns (bool) {
         if (!x.loaded) _loadPool(x);
-        uint64 avail = x.able & ~bt.excluded;
+        uint64 cand = uint64((1 << x.bidders.length) - 1) & ~bt.excluded;
         uint256 n = x.c.n;
-        if (_popcount(avail) < n) return false;
-        uint64 pref;
-        {
-            // bit i of pref = bit b of bidder i's prefer words (x.prefer[i * words + b / 256])
-            uint256 count = x.bidders.length;
-            uint256 stride = x.words * 32;
-            uint256[] memory words = x.prefer;
-            assembly ("memory-safe") {
-                let at := add(add(words, 32), mul(shr(8, b), 32))
-                let bit := and(b, 255)
-                for { let i := 0 } lt(i, count) { i := add(i, 1) } {
-                    if and(shr(bit, mload(add(at, mul(i, stride)))), 1) { pref := or(pref, shl(i, 1)) }
-                }
-            }
-        }
-        pref &= avail;
-        uint256 r = uint256(keccak256(abi.encode(x.seed, b, bt.attempt)));
+        if (_popcount(x.able & cand) < n) return false;
+        uint64 pref = _preferMask(x, b) & cand;
+        uint256 r0 = uint256(keccak256(abi.encode(x.seed, b, bt.attempt, 0)));
+        uint256 r1 = uint256(keccak256(abi.encode(x.seed, b, bt.attempt, 1)));
+        address[] memory picked = new address[](n);
         uint64 on;
         uint64 ops;
-        address[] memory picked = new address[](n);
-        for (uint256 s; s < n; ++s) {
-            uint64 from = s == 0 && pref != 0 ? pref : avail & ~on;
-            uint256 i = _nth(from, r % _popcount(from));
-            r = uint256(keccak256(abi.encode(r)));
+        uint256 s;
+        while (s < n) {
+            uint256 i;
+            if (s == 0 && pref != 0) {
+                i = _nth(pref, r0 % _popcount(pref));
+                r0 = uint256(keccak256(abi.encode(r0)));
+                pref &= ~uint64(1 << i);
+            } else {
+                i = _nth(cand, r1 % _popcount(cand));
+                r1 = uint256(keccak256(abi.encode(r1)));
+                cand &= ~uint64(1 << i);
+            }
+            if (x.able & (1 << i) == 0 || on & (1 << i) != 0) continue;
             on |= uint64(1 << i);
             ops |= uint64(i << (8 * s));
-            picked[s] = x.bidders[i];
+            picked[s++] = x.bidders[i];
             x.lockAmt[i] += x.t.collateral;
             _refresh(x, i);
         }
@@ -230,6 +229,20 @@ contract ShardSettlement is ShardMarketStorage {
         _slots[x.jobId][b] = bt;
         emit BatchAssigned(x.jobId, uint32(b), picked, bt.deadline);
         return true;
+    }
+
+    /// @dev Bit i set when bidder i declared batch b in its prefer words.
+    function _preferMask(Ctx memory x, uint256 b) private pure returns (uint64 pref) {
+        uint256 count = x.bidders.length;
+        uint256 stride = x.words * 32;
+        uint256[] memory words = x.prefer;
+        assembly ("memory-safe") {
+            let at := add(add(words, 32), mul(shr(8, b), 32))
+            let bit := and(b, 255)
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                if and(shr(bit, mload(add(at, mul(i, stride)))), 1) { pref := or(pref, shl(i, 1)) }
+            }
+        }
     }
 
     function _settle(Ctx memory x, uint32 b) private {

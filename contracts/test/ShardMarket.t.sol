@@ -363,6 +363,45 @@ contract ShardMarketTest is ShardFixture {
         assertTrue(differs, "batches get different operators");
     }
 
+    /// @dev A bidder that makes itself unable to lock (here: withdrawing below minStake after the
+    /// seed is known) only takes itself off its batches: everyone else drawn stays drawn.
+    function test_DrawSkippingABidderChangesNobodyElse() public {
+        uint256 jobId = _spost(_sparams(30, 3, 3, 2, 5));
+        uint256[] memory all = new uint256[](1);
+        all[0] = (1 << 10) - 1;
+        vm.prank(ops[0]);
+        shards.bid(jobId, all); // prefers every batch: slot 0 whenever it can
+        _sbids(jobId, 1, 4);
+        vm.warp(shards.getShardJob(jobId).bidDeadline + 1);
+        shards.closeBidding(jobId);
+        vm.roll(shards.getShardJob(jobId).drawBlock + 1);
+
+        uint256 snap = vm.snapshotState();
+        shards.closeBidding(jobId);
+        address[][] memory first = _assignments(jobId, 10);
+        vm.revertToState(snap);
+        vm.prank(ops[0]);
+        registry.requestWithdrawal(OPERATOR_STAKE - 0.5 ether);
+        shards.closeBidding(jobId);
+        address[][] memory second = _assignments(jobId, 10);
+        uint256 held;
+        for (uint256 b; b < 10; ++b) {
+            for (uint256 s; s < 3; ++s) {
+                assertTrue(second[b][s] != ops[0], "the unable bidder is skipped");
+                if (first[b][s] == ops[0]) {
+                    ++held;
+                    continue;
+                }
+                bool still;
+                for (uint256 t; t < 3; ++t) {
+                    if (second[b][t] == first[b][s]) still = true;
+                }
+                assertTrue(still, "every other drawn operator stays on its batch");
+            }
+        }
+        assertEq(held, 10, "with stake it held slot 0 of every batch");
+    }
+
     function _assignments(uint256 jobId, uint256 count) internal view returns (address[][] memory out) {
         out = new address[][](count);
         for (uint256 b; b < count; ++b) {

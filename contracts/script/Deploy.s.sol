@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Vm} from "../test/utils/Vm.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {JobMarket} from "../src/JobMarket.sol";
+import {ShardMarket} from "../src/ShardMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 
 /// @notice Deploys Shoal's contracts to any JSON-RPC endpoint and writes a deployment file.
@@ -17,6 +18,9 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 ///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
 ///                minRevealWindow, maxCollateralFactor, challengeBondPercent)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
+///   4. ShardMarket(registry, minBidWindow, minExecWindow, minRevealWindow, drawDelay,
+///                  maxCollateralFactor)   (its constructor deploys its ShardSettlement)
+///   5. registry.setShardMarket(shardMarket)   (once, by the registry's deployer)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
 /// SHOAL_MIN_STAKE (wei, default 1 ether), SHOAL_MEDIATOR_COUNT (default 3),
@@ -24,7 +28,8 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// SHOAL_MIN_EXEC_WINDOW (seconds, default 2), SHOAL_MIN_REVEAL_WINDOW (seconds, default 2),
 /// SHOAL_MAX_COLLATERAL_FACTOR (collateral <= factor x maxPrice, default 20),
 /// SHOAL_CHALLENGE_BOND_PERCENT (a challenge bond is max(challengeBond, escrow x percent / 100),
-/// default 100),
+/// default 100), SHOAL_DRAW_DELAY (ShardMarket: blocks between arming a draw and the block whose
+/// hash seeds it, default 1; the window minimums and the collateral factor are JobMarket's),
 /// SHOAL_DEPLOYMENT_FILE (default deployments/<chainId>.json, relative to contracts/).
 /// The window defaults suit fast local devchains; on a 12 s-block chain use at least
 /// SHOAL_MIN_BID_WINDOW=120 SHOAL_MIN_EXEC_WINDOW=300 SHOAL_MIN_REVEAL_WINDOW=300 (10, 25 and 25
@@ -61,11 +66,12 @@ contract Deploy {
         );
     }
 
-    function run() external returns (OperatorRegistry registry, JobMarket market) {
+    function run() external returns (OperatorRegistry registry, JobMarket market, ShardMarket shardMarket) {
         uint64 unbonding = uint64(vm.envOr("SHOAL_UNBONDING_PERIOD", uint256(7 days)));
         uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
         uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
         uint96 bond = uint96(vm.envOr("SHOAL_CHALLENGE_BOND", uint256(0.1 ether)));
+        uint32 drawDelay = uint32(vm.envOr("SHOAL_DRAW_DELAY", uint256(1)));
         Safety memory safety = Safety({
             minBidWindow: uint32(vm.envOr("SHOAL_MIN_BID_WINDOW", uint256(1))),
             minExecWindow: uint32(vm.envOr("SHOAL_MIN_EXEC_WINDOW", uint256(2))),
@@ -90,6 +96,15 @@ contract Deploy {
             safety.challengeBondPercent
         );
         registry.setMarket(address(market));
+        shardMarket = new ShardMarket(
+            IOperatorRegistry(address(registry)),
+            safety.minBidWindow,
+            safety.minExecWindow,
+            safety.minRevealWindow,
+            drawDelay,
+            safety.maxCollateralFactor
+        );
+        registry.setShardMarket(address(shardMarket));
         vm.stopBroadcast();
 
         string memory json = string.concat(
@@ -102,6 +117,9 @@ contract Deploy {
             '",\n',
             '  "jobMarket": "',
             vm.toString(address(market)),
+            '",\n',
+            '  "shardMarket": "',
+            vm.toString(address(shardMarket)),
             '",\n',
             '  "deployBlock": ',
             vm.toString(startBlock),
@@ -118,6 +136,9 @@ contract Deploy {
             '  "challengeBond": "',
             vm.toString(uint256(bond)),
             '",\n',
+            '  "drawDelay": ',
+            vm.toString(uint256(drawDelay)),
+            ",\n",
             _safetyJson(safety),
             "}\n"
         );

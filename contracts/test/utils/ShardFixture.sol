@@ -93,8 +93,9 @@ abstract contract ShardFixture is Fixture {
         return keccak256(abi.encode("root", batch));
     }
 
-    function _lie(uint256 batch) internal pure returns (bytes32) {
-        return keccak256(abi.encode("lie", batch));
+    /// @dev Each liar's own wrong root (liars do not collude).
+    function _lie(address op, uint256 batch) internal pure returns (bytes32) {
+        return keccak256(abi.encode("lie", op, batch));
     }
 
     function _bsalt(address op, uint256 batch) internal pure returns (bytes32) {
@@ -129,7 +130,7 @@ abstract contract ShardFixture is Fixture {
         if (list.length == 0) return list;
         bytes32[] memory c = new bytes32[](list.length);
         for (uint256 i; i < list.length; ++i) {
-            bytes32 r = lying ? _lie(list[i]) : _root(list[i]);
+            bytes32 r = lying ? _lie(op, list[i]) : _root(list[i]);
             c[i] = shards.commitmentOf(jobId, list[i], op, r, _bsalt(op, list[i]));
         }
         vm.prank(op);
@@ -154,7 +155,7 @@ abstract contract ShardFixture is Fixture {
         salts = new bytes32[](list.length);
         cids = new bytes[](list.length);
         for (uint256 i; i < list.length; ++i) {
-            roots[i] = lying ? _lie(list[i]) : _root(list[i]);
+            roots[i] = lying ? _lie(op, list[i]) : _root(list[i]);
             salts[i] = _bsalt(op, list[i]);
             cids[i] = RESULT_CID;
         }

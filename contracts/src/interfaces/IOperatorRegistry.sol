@@ -3,8 +3,8 @@ pragma solidity ^0.8.24;
 
 /// @title Shoal operator registry
 /// @notice Operators register a libp2p peer id and their capabilities, bond native-token stake,
-/// and withdraw it after an unbonding period. Only the job market may lock, unlock and slash
-/// stake; locked stake can never be withdrawn.
+/// and withdraw it after an unbonding period. Only the markets (the job market and the shard
+/// market) may lock, unlock and slash stake; locked stake can never be withdrawn.
 interface IOperatorRegistry {
     /// @notice What an operator's node can run. `engines` is a bit set: bit 0 = wasm, bit 1 = docker.
     struct Capabilities {

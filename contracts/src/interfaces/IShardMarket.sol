@@ -3,8 +3,10 @@ pragma solidity ^0.8.24;
 
 import {IOperatorRegistry} from "./IOperatorRegistry.sol";
 
-/// @title Shoal sharded-job market
-/// @notice One program over many input files (shards), split into batches that are assigned,
+/// @title Shoal sharded-job market: types, events and errors
+/// @notice (Apart from the functions in `IShardMarket` so that `ShardSettlement`, which runs the
+/// draw and the settlement by delegatecall, shares them without implementing every function.)
+/// One program over many input files (shards), split into batches that are assigned,
 /// committed, revealed, tallied and paid independently: one post, one bid per operator, a
 /// two-step random draw, per-batch commit-reveal of Merkle roots over the batch's shard results,
 /// pull payments. See docs/sharding.md.
@@ -204,7 +206,10 @@ interface IShardMarketTypes {
     error ShardMarket__LockFailed(address operator, uint256 amount);
 }
 
-/// @notice The functions of the sharded-job market (types, events and errors in IShardMarketTypes).
+/// @title Shoal sharded-job market
+/// @notice The functions of `ShardMarket`; its types, events and errors are in
+/// `IShardMarketTypes` (name them as `IShardMarketTypes.X`). Call order for a node: see
+/// docs/sharding.md and contracts/README.md.
 interface IShardMarket is IShardMarketTypes {
     // ---- creator ----
 

@@ -193,11 +193,15 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
     // anyone
     // =====================================================================================
 
-    function closeBidding(uint256) external {
+    /// @dev Runs in `settlement` (ShardSettlement.closeBidding) on this contract's storage.
+    function closeBidding(uint256 jobId) external {
+        jobId; // named for the ABI; the calldata is forwarded as is
         _delegate();
     }
 
-    function settleBatches(uint256, uint32[] calldata) external {
+    /// @dev Runs in `settlement` (ShardSettlement.settleBatches) on this contract's storage.
+    function settleBatches(uint256 jobId, uint32[] calldata batches) external {
+        (jobId, batches); // named for the ABI; the calldata is forwarded as is
         _delegate();
     }
 

@@ -409,6 +409,44 @@ contract ShardMarketTest is ShardFixture {
         }
     }
 
+    /// @dev 200 batches: the first drawing call assigns 128, batches of that chunk can already run
+    /// and settle while the job is Drawing, the second call assigns the rest; finalize waits.
+    function test_DrawInChunks_EarlyBatchesRunMeanwhile() public {
+        IShardMarketTypes.ShardJobParams memory p = _sparams(400, 2, 2, 2, 3);
+        p.collateralPerBatch = 0.01 ether;
+        uint256 jobId = _spost(p);
+        _sbids(jobId, 0, 3);
+        vm.warp(shards.getShardJob(jobId).bidDeadline + 1);
+        shards.closeBidding(jobId);
+        vm.roll(shards.getShardJob(jobId).drawBlock + 1);
+        shards.closeBidding(jobId);
+        IShardMarketTypes.ShardJob memory job = shards.getShardJob(jobId);
+        assertEq(uint256(job.state), uint256(IShardMarketTypes.ShardJobState.Drawing), "still drawing");
+        assertEq(job.assignedBatches, 128, "one chunk");
+        assertEq(uint256(_batchState(jobId, 128)), uint256(IShardMarketTypes.BatchState.None), "not yet drawn");
+        for (uint256 i; i < 3; ++i) {
+            _commitAll(jobId, ops[i], false);
+        }
+        for (uint256 i; i < 3; ++i) {
+            _revealAll(jobId, ops[i], false);
+        }
+        uint32[] memory first = new uint32[](1);
+        shards.settleBatches(jobId, first);
+        assertEq(uint256(_batchState(jobId, 0)), uint256(IShardMarketTypes.BatchState.Verified), "settled meanwhile");
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IShardMarketTypes.ShardMarket__WrongState.selector, jobId, IShardMarketTypes.ShardJobState.Drawing
+            )
+        );
+        shards.finalize(jobId);
+        vm.roll(block.number + 1000); // later chunks use the stored seed, not a block hash
+        shards.closeBidding(jobId);
+        job = shards.getShardJob(jobId);
+        assertEq(uint256(job.state), uint256(IShardMarketTypes.ShardJobState.Running), "running");
+        assertEq(job.assignedBatches, 200, "all drawn");
+        assertEq(uint256(_batchState(jobId, 199)), uint256(IShardMarketTypes.BatchState.Assigned), "last drawn");
+    }
+
     function test_DrawRearmsWhenTheBlockHashIsGone() public {
         uint256 jobId = _spost(_sparams(6, 3, 3, 2, 3));
         _sbids(jobId, 0, 3);

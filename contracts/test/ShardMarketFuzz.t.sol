@@ -69,6 +69,61 @@ contract ShardMarketFuzzTest is ShardFixture {
         _assertShardConservation(_one(jobId), _everyone());
     }
 
+    /// @dev Two jobs over the same bidders, drawn and settled interleaved: the registry's locks
+    /// are per operator, so both markets' and both jobs' locks must add up and all come back.
+    function testFuzz_TwoJobsInterleaved(uint256 seed) public {
+        seed = uint256(keccak256(abi.encode(seed)));
+        uint8 bidders = uint8(bound(seed & 0xff, 3, 8));
+        IShardMarketTypes.ShardJobParams memory a = _sparams(uint32(bound((seed >> 8) & 0xff, 1, 30)), 3, 3, 2, bidders);
+        IShardMarketTypes.ShardJobParams memory b =
+            _sparams(uint32(bound((seed >> 16) & 0xff, 1, 30)), 2, 2, 1, bidders);
+        uint256[] memory jobs = new uint256[](2);
+        jobs[0] = _spost(a);
+        jobs[1] = _spost(b);
+        for (uint256 i; i < bidders; ++i) {
+            _behaviour[ops[i]] = uint8((seed >> (24 + 2 * i)) & 3) == LIAR ? LIAR : HONEST;
+            for (uint256 j; j < 2; ++j) {
+                vm.prank(ops[i]);
+                shards.bid(jobs[j], _none());
+            }
+        }
+        uint256 stakeBefore = _totalStake();
+        vm.warp(block.timestamp + WINDOW + 1);
+        shards.closeBidding(jobs[0]);
+        shards.closeBidding(jobs[1]);
+        vm.roll(block.number + DRAW_DELAY + 1);
+        shards.closeBidding(jobs[1]);
+        shards.closeBidding(jobs[0]);
+        for (uint256 round; round < 4; ++round) {
+            for (uint256 i; i < bidders; ++i) {
+                for (uint256 j; j < 2; ++j) {
+                    _commitAll(jobs[j], ops[i], _behaviour[ops[i]] == LIAR);
+                }
+            }
+            for (uint256 i; i < bidders; ++i) {
+                for (uint256 j; j < 2; ++j) {
+                    _revealAll(jobs[1 - j], ops[i], _behaviour[ops[i]] == LIAR);
+                }
+            }
+            vm.warp(block.timestamp + WINDOW + 1);
+            for (uint256 j; j < 2; ++j) {
+                uint32[] memory open = _open(jobs[j]);
+                if (open.length != 0) shards.settleBatches(jobs[j], open);
+            }
+        }
+        for (uint256 j; j < 2; ++j) {
+            shards.finalize(jobs[j]);
+        }
+        uint256 claims = shards.withdrawable(creator) + shards.withdrawable(address(0));
+        for (uint256 i; i < bidders; ++i) {
+            assertEq(_locked(ops[i]), 0, "nothing left locked");
+            claims += shards.withdrawable(ops[i]);
+        }
+        uint256 slashed = stakeBefore - _totalStake();
+        assertEq(claims, _escrowOf(a) + _escrowOf(b) + slashed, "escrow + slashed == payouts + refund + burned");
+        _assertShardConservation(jobs, _everyone());
+    }
+
     function _open(uint256 jobId) internal view returns (uint32[] memory list) {
         uint256 count = shards.getShardJob(jobId).batchCount;
         uint32[] memory tmp = new uint32[](count);

@@ -16,7 +16,7 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// Order (reproducible from contracts/artifacts alone, see docs/protocol.md):
 ///   1. OperatorRegistry(unbondingPeriod, minStake)
 ///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
-///                minRevealWindow, maxCollateralFactor, challengeBondPercent)
+///                minRevealWindow, maxCollateralFactor, challengeBondPercent, drawDelay)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
 ///   4. ShardMarket(registry, minBidWindow, minExecWindow, minRevealWindow, drawDelay,
 ///                  maxCollateralFactor)   (its constructor deploys its ShardSettlement)
@@ -28,8 +28,8 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// SHOAL_MIN_EXEC_WINDOW (seconds, default 2), SHOAL_MIN_REVEAL_WINDOW (seconds, default 2),
 /// SHOAL_MAX_COLLATERAL_FACTOR (collateral <= factor x maxPrice, default 20),
 /// SHOAL_CHALLENGE_BOND_PERCENT (a challenge bond is max(challengeBond, escrow x percent / 100),
-/// default 100), SHOAL_DRAW_DELAY (ShardMarket: blocks between arming a draw and the block whose
-/// hash seeds it, default 1; the window minimums and the collateral factor are JobMarket's),
+/// default 100), SHOAL_DRAW_DELAY (blocks between arming a random draw and the block whose hash
+/// seeds it, default 0: the arming block's own hash; 2 recommended on a 12 s-block chain),
 /// SHOAL_DEPLOYMENT_FILE (default deployments/<chainId>.json, relative to contracts/).
 /// The window defaults suit fast local devchains; on a 12 s-block chain use at least
 /// SHOAL_MIN_BID_WINDOW=120 SHOAL_MIN_EXEC_WINDOW=300 SHOAL_MIN_REVEAL_WINDOW=300 (10, 25 and 25
@@ -44,6 +44,7 @@ contract Deploy {
         uint32 minRevealWindow;
         uint16 maxCollateralFactor;
         uint16 challengeBondPercent;
+        uint32 drawDelay;
     }
 
     function _safetyJson(Safety memory s) internal pure returns (string memory) {
@@ -62,6 +63,9 @@ contract Deploy {
             ",\n",
             '  "challengeBondPercent": ',
             vm.toString(uint256(s.challengeBondPercent)),
+            ",\n",
+            '  "drawDelay": ',
+            vm.toString(uint256(s.drawDelay)),
             "\n"
         );
     }
@@ -71,13 +75,13 @@ contract Deploy {
         uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
         uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
         uint96 bond = uint96(vm.envOr("SHOAL_CHALLENGE_BOND", uint256(0.1 ether)));
-        uint32 drawDelay = uint32(vm.envOr("SHOAL_DRAW_DELAY", uint256(1)));
         Safety memory safety = Safety({
             minBidWindow: uint32(vm.envOr("SHOAL_MIN_BID_WINDOW", uint256(1))),
             minExecWindow: uint32(vm.envOr("SHOAL_MIN_EXEC_WINDOW", uint256(2))),
             minRevealWindow: uint32(vm.envOr("SHOAL_MIN_REVEAL_WINDOW", uint256(2))),
             maxCollateralFactor: uint16(vm.envOr("SHOAL_MAX_COLLATERAL_FACTOR", uint256(20))),
-            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100)))
+            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100))),
+            drawDelay: uint32(vm.envOr("SHOAL_DRAW_DELAY", uint256(0)))
         });
         string memory file =
             vm.envOr("SHOAL_DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json"));
@@ -93,15 +97,17 @@ contract Deploy {
             safety.minExecWindow,
             safety.minRevealWindow,
             safety.maxCollateralFactor,
-            safety.challengeBondPercent
+            safety.challengeBondPercent,
+            safety.drawDelay
         );
         registry.setMarket(address(market));
+        // the sharded-job market shares the windows, the collateral factor and the draw delay
         shardMarket = new ShardMarket(
             IOperatorRegistry(address(registry)),
             safety.minBidWindow,
             safety.minExecWindow,
             safety.minRevealWindow,
-            drawDelay,
+            safety.drawDelay,
             safety.maxCollateralFactor
         );
         registry.setShardMarket(address(shardMarket));
@@ -136,9 +142,6 @@ contract Deploy {
             '  "challengeBond": "',
             vm.toString(uint256(bond)),
             '",\n',
-            '  "drawDelay": ',
-            vm.toString(uint256(drawDelay)),
-            ",\n",
             _safetyJson(safety),
             "}\n"
         );

@@ -82,7 +82,7 @@ contract ShardGasTest is ShardFixture {
         }
         vm.warp(block.timestamp + WINDOW + 1);
         _send(ops[11], abi.encodeCall(IShardMarket.closeBidding, (jobId)), "closeBidding (arms)");
-        vm.roll(block.number + DRAW_DELAY + 1);
+        vm.roll(block.number + SHARD_DRAW_DELAY + 1);
         _send(ops[11], abi.encodeCall(IShardMarket.closeBidding, (jobId)), "closeBidding (draws 100 batches)");
         assertEq(
             uint256(shards.getShardJob(jobId).state), uint256(IShardMarketTypes.ShardJobState.Running), "one draw call"
@@ -146,7 +146,7 @@ contract ShardGasTest is ShardFixture {
         }
         vm.warp(block.timestamp + WINDOW + 1);
         shards.closeBidding(jobId);
-        vm.roll(block.number + DRAW_DELAY + 1);
+        vm.roll(block.number + SHARD_DRAW_DELAY + 1);
         vm.resumeGasMetering();
         uint256 calls;
         while (shards.getShardJob(jobId).state == IShardMarketTypes.ShardJobState.Drawing) {

@@ -24,7 +24,7 @@ contract ShardMarketTest is ShardFixture {
         _sbids(jobId, 0, 4);
         assertEq(shards.getBidders(jobId).length, 4, "4 bidders");
 
-        _draw(jobId);
+        _sdraw(jobId);
         job = shards.getShardJob(jobId);
         assertEq(uint256(job.state), uint256(IShardMarketTypes.ShardJobState.Running), "running");
         assertEq(job.assignedBatches, 4, "all drawn");
@@ -101,7 +101,7 @@ contract ShardMarketTest is ShardFixture {
         IShardMarketTypes.ShardJobParams memory p = _sparams(10, 3, 3, 2, 4);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 4);
-        _draw(jobId);
+        _sdraw(jobId);
         address liar = ops[0];
         uint32[] memory lied = _commitAll(jobId, liar, true);
         assertTrue(lied.length > 0, "the liar holds batches");
@@ -153,7 +153,7 @@ contract ShardMarketTest is ShardFixture {
         IShardMarketTypes.ShardJobParams memory p = _sparams(4, 2, 2, 2, 2);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 2);
-        _draw(jobId);
+        _sdraw(jobId);
         _commitAll(jobId, ops[0], true);
         _commitAll(jobId, ops[1], false);
         _revealAll(jobId, ops[0], true);
@@ -175,7 +175,7 @@ contract ShardMarketTest is ShardFixture {
         IShardMarketTypes.ShardJobParams memory p = _sparams(2, 2, 3, 3, 3);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 3);
-        _draw(jobId);
+        _sdraw(jobId);
         _commitAll(jobId, ops[0], true);
         _commitAll(jobId, ops[1], false);
         _commitAll(jobId, ops[2], false);
@@ -198,7 +198,7 @@ contract ShardMarketTest is ShardFixture {
         IShardMarketTypes.ShardJobParams memory p = _sparams(12, 3, 3, 3, 6);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 6);
-        _draw(jobId);
+        _sdraw(jobId);
         address idle = ops[0];
         uint32[] memory idleBatches = _held(jobId, idle, IShardMarketTypes.BatchState.Assigned);
         assertTrue(idleBatches.length > 0, "the idle operator holds batches");
@@ -247,7 +247,7 @@ contract ShardMarketTest is ShardFixture {
         IShardMarketTypes.ShardJobParams memory p = _sparams(2, 2, 2, 2, 6);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 6);
-        _draw(jobId);
+        _sdraw(jobId);
         uint32[] memory one = new uint32[](1);
         for (uint256 a = 1; a <= 3; ++a) {
             assertEq(shards.getBatch(jobId, 0).attempt, a, "attempt");
@@ -266,7 +266,7 @@ contract ShardMarketTest is ShardFixture {
         IShardMarketTypes.ShardJobParams memory p = _sparams(3, 3, 3, 2, 3);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 3);
-        _draw(jobId);
+        _sdraw(jobId);
         for (uint256 i; i < 3; ++i) {
             _commitAll(jobId, ops[i], false);
         }
@@ -300,7 +300,7 @@ contract ShardMarketTest is ShardFixture {
             shards.bid(jobId, _prefer1(i)); // bidder i holds the data of batch i only
         }
         assertEq(shards.preferOf(jobId, ops[2])[0], 4, "prefer stored");
-        _draw(jobId);
+        _sdraw(jobId);
         for (uint256 b; b < 4; ++b) {
             assertEq(shards.getBatch(jobId, uint32(b)).operators[0], ops[b], "slot 0 is the data holder");
         }
@@ -317,7 +317,7 @@ contract ShardMarketTest is ShardFixture {
         vm.prank(ops[1]);
         shards.bid(jobId, w);
         _sbids(jobId, 2, 4);
-        _draw(jobId);
+        _sdraw(jobId);
         uint256 first;
         for (uint256 b; b < 64; ++b) {
             address s0 = shards.getBatch(jobId, uint32(b)).operators[0];
@@ -335,7 +335,7 @@ contract ShardMarketTest is ShardFixture {
         vm.warp(shards.getShardJob(jobId).bidDeadline + 1);
         shards.closeBidding(jobId);
         uint64 drawBlock = shards.getShardJob(jobId).drawBlock;
-        assertEq(drawBlock, block.number + DRAW_DELAY, "draw block");
+        assertEq(drawBlock, block.number + SHARD_DRAW_DELAY, "draw block");
         vm.expectRevert(abi.encodeWithSelector(IShardMarketTypes.ShardMarket__DrawNotReady.selector, jobId, drawBlock));
         shards.closeBidding(jobId);
         vm.roll(drawBlock + 1);
@@ -455,11 +455,11 @@ contract ShardMarketTest is ShardFixture {
         uint64 drawBlock = shards.getShardJob(jobId).drawBlock;
         vm.roll(drawBlock + 300);
         vm.expectEmit(true, false, false, true, address(shards));
-        emit IShardMarketTypes.DrawArmed(jobId, uint64(block.number) + DRAW_DELAY);
+        emit IShardMarketTypes.DrawArmed(jobId, uint64(block.number) + SHARD_DRAW_DELAY);
         shards.closeBidding(jobId);
         IShardMarketTypes.ShardJob memory job = shards.getShardJob(jobId);
         assertEq(uint256(job.state), uint256(IShardMarketTypes.ShardJobState.Drawing), "still drawing");
-        assertEq(job.drawBlock, block.number + DRAW_DELAY, "re-armed");
+        assertEq(job.drawBlock, block.number + SHARD_DRAW_DELAY, "re-armed");
         assertEq(job.assignedBatches, 0, "nothing assigned");
         vm.roll(job.drawBlock + 1);
         shards.closeBidding(jobId);
@@ -499,7 +499,7 @@ contract ShardMarketTest is ShardFixture {
         _sbids(jobId, 0, 3);
         vm.warp(block.timestamp + WINDOW + 1);
         shards.closeBidding(jobId);
-        vm.roll(block.number + DRAW_DELAY + 1);
+        vm.roll(block.number + SHARD_DRAW_DELAY + 1);
         vm.expectEmit(true, false, false, true, address(shards));
         emit IShardMarketTypes.BatchFailed(jobId, 1, IShardMarketTypes.BatchFailReason.NoOperators);
         shards.closeBidding(jobId);
@@ -648,7 +648,7 @@ contract ShardMarketTest is ShardFixture {
     function test_RevertWhen_BadCommitsAndReveals() public {
         uint256 jobId = _spost(_sparams(10, 3, 3, 2, 4));
         _sbids(jobId, 0, 4);
-        _draw(jobId);
+        _sdraw(jobId);
         // someone not on batch b
         IShardMarketTypes.Batch memory bt = shards.getBatch(jobId, 0);
         address outsider;

@@ -35,7 +35,7 @@ contract ShardMarketFuzzTest is ShardFixture {
             shards.bid(jobId, prefer);
         }
         uint256 stakeBefore = _totalStake();
-        _draw(jobId);
+        _sdraw(jobId);
         for (uint256 round; round < 4; ++round) {
             for (uint256 i; i < bidders; ++i) {
                 uint8 b = _behaviour[ops[i]];
@@ -91,7 +91,7 @@ contract ShardMarketFuzzTest is ShardFixture {
         vm.warp(block.timestamp + WINDOW + 1);
         shards.closeBidding(jobs[0]);
         shards.closeBidding(jobs[1]);
-        vm.roll(block.number + DRAW_DELAY + 1);
+        vm.roll(block.number + SHARD_DRAW_DELAY + 1);
         shards.closeBidding(jobs[1]);
         shards.closeBidding(jobs[0]);
         for (uint256 round; round < 4; ++round) {

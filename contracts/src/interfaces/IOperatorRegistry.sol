@@ -118,6 +118,15 @@ interface IOperatorRegistry {
     /// @notice Whether `operator` is in the mediator draw pool.
     function isEligible(address operator) external view returns (bool);
 
+    /// @notice Block number in which `operator` last took its current index in the pool (joined
+    /// it, or was moved there when another operator left); 0 = never eligible. A mediator draw
+    /// armed in or before that block skips the operator (see `JobMarket`): entering, leaving or
+    /// re-entering the pool after a draw is armed cannot change who that draw picks.
+    function eligibleSince(address operator) external view returns (uint64);
+
+    /// @notice `eligibleAt(index)` and its `eligibleSince`, in one call.
+    function eligibleEntry(uint256 index) external view returns (address operator, uint64 since);
+
     function market() external view returns (address);
 
     function shardMarket() external view returns (address);

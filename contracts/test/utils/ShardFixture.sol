@@ -12,7 +12,7 @@ abstract contract ShardFixture is Fixture {
     uint96 internal constant SHARD_PRICE = 0.01 ether;
     /// @dev <= COLLATERAL_FACTOR x batchSize x SHARD_PRICE for batch sizes >= 2.
     uint96 internal constant BATCH_COLLATERAL = 0.2 ether;
-    uint32 internal constant DRAW_DELAY = 2;
+    uint32 internal constant SHARD_DRAW_DELAY = 2;
     bytes internal constant MANIFEST_CID =
         hex"0155122099887766554433221100ffeeddccbbaa99887766554433221100ffeeddccbbaa";
 
@@ -25,7 +25,7 @@ abstract contract ShardFixture is Fixture {
             MIN_BID_WINDOW,
             MIN_EXEC_WINDOW,
             MIN_REVEAL_WINDOW,
-            DRAW_DELAY,
+            SHARD_DRAW_DELAY,
             COLLATERAL_FACTOR
         );
         registry.setShardMarket(address(shards));
@@ -80,7 +80,7 @@ abstract contract ShardFixture is Fixture {
     }
 
     /// @dev Closes bidding, arms the draw, rolls past the draw block and draws to the end.
-    function _draw(uint256 jobId) internal {
+    function _sdraw(uint256 jobId) internal {
         vm.warp(shards.getShardJob(jobId).bidDeadline + 1);
         shards.closeBidding(jobId);
         vm.roll(shards.getShardJob(jobId).drawBlock + 1);

@@ -5,6 +5,7 @@ mod event;
 mod execution;
 mod job;
 mod node;
+pub mod shard;
 pub mod wei;
 
 pub use cid::{

@@ -19,6 +19,8 @@ const EVENTS: TableDefinition<(Key, u64), &[u8]> = TableDefinition::new("events"
 const DECISIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("decisions");
 const EXECUTIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("executions");
 const WATCHES: TableDefinition<Key, &[u8]> = TableDefinition::new("watches");
+/// (sharded job, shard index) → the CID of this node's results of the shard.
+const SHARD_RESULTS: TableDefinition<(Key, u32), &str> = TableDefinition::new("shard_results");
 
 /// A job id as a table key: its 32 big-endian bytes (ordered as the ids are).
 type Key = [u8; 32];
@@ -82,6 +84,7 @@ impl StateStore {
             txn.open_table(DECISIONS).map_err(|e| store.err(e))?;
             txn.open_table(EXECUTIONS).map_err(|e| store.err(e))?;
             txn.open_table(WATCHES).map_err(|e| store.err(e))?;
+            txn.open_table(SHARD_RESULTS).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -326,6 +329,25 @@ impl StateStore {
     /// Persists an execution (before the step it records is acted on).
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
         self.put(EXECUTIONS, key(e.job_id), e)
+    }
+
+    /// The CID of this node's results of shard `shard` of sharded job `job`, once run.
+    pub fn shard_result(&self, job: JobId, shard: u32) -> Result<Option<String>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
+        Ok(t.get((key(job), shard))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_owned()))
+    }
+
+    /// Records a shard's results (after they are in the blockstore).
+    pub fn put_shard_result(&self, job: JobId, shard: u32, cid: &str) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
+            t.insert((key(job), shard), cid).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// This node's watcher check of an optimistic job.

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Vm} from "../test/utils/Vm.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {JobMarket} from "../src/JobMarket.sol";
+import {ShardMarket} from "../src/ShardMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 
 /// @notice Deploys Shoal's contracts to any JSON-RPC endpoint and writes a deployment file.
@@ -17,6 +18,9 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 ///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
 ///                minRevealWindow, maxCollateralFactor, challengeBondPercent, drawDelay)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
+///   4. ShardMarket(registry, minBidWindow, minExecWindow, minRevealWindow, drawDelay,
+///                  maxCollateralFactor)   (its constructor deploys its ShardSettlement)
+///   5. registry.setShardMarket(shardMarket)   (once, by the registry's deployer)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
 /// SHOAL_MIN_STAKE (wei, default 1 ether), SHOAL_MEDIATOR_COUNT (default 3),
@@ -66,7 +70,7 @@ contract Deploy {
         );
     }
 
-    function run() external returns (OperatorRegistry registry, JobMarket market) {
+    function run() external returns (OperatorRegistry registry, JobMarket market, ShardMarket shardMarket) {
         uint64 unbonding = uint64(vm.envOr("SHOAL_UNBONDING_PERIOD", uint256(7 days)));
         uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
         uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
@@ -97,6 +101,16 @@ contract Deploy {
             safety.drawDelay
         );
         registry.setMarket(address(market));
+        // the sharded-job market shares the windows, the collateral factor and the draw delay
+        shardMarket = new ShardMarket(
+            IOperatorRegistry(address(registry)),
+            safety.minBidWindow,
+            safety.minExecWindow,
+            safety.minRevealWindow,
+            safety.drawDelay,
+            safety.maxCollateralFactor
+        );
+        registry.setShardMarket(address(shardMarket));
         vm.stopBroadcast();
 
         string memory json = string.concat(
@@ -109,6 +123,9 @@ contract Deploy {
             '",\n',
             '  "jobMarket": "',
             vm.toString(address(market)),
+            '",\n',
+            '  "shardMarket": "',
+            vm.toString(address(shardMarket)),
             '",\n',
             '  "deployBlock": ',
             vm.toString(startBlock),

@@ -35,6 +35,8 @@ contract OperatorRegistry is IOperatorRegistry {
     uint96 private immutable _eligibleFree;
     address public immutable deployer;
     address public market;
+    /// @dev The second market allowed to lock, unlock and slash (ShardMarket); 0 until set.
+    address public shardMarket;
 
     mapping(address => Bond) private _bonds;
     mapping(address => Meta) private _meta;
@@ -45,7 +47,7 @@ contract OperatorRegistry is IOperatorRegistry {
     address[] private _eligible;
 
     modifier onlyMarket() {
-        if (msg.sender != market) revert OperatorRegistry__OnlyMarket(msg.sender);
+        if (msg.sender != market && msg.sender != shardMarket) revert OperatorRegistry__OnlyMarket(msg.sender);
         _;
     }
 
@@ -130,6 +132,17 @@ contract OperatorRegistry is IOperatorRegistry {
         if (market_ == address(0)) revert OperatorRegistry__ZeroAddress();
         market = market_;
         emit MarketSet(market_);
+    }
+
+    /// @dev Same rules as `setMarket`. Locks are per operator, not per job, so the two markets'
+    /// job ids never meet in the registry's bookkeeping (ShardMarket sets bit 255 of the ids it
+    /// passes, so that the lock, unlock and slash events stay apart too).
+    function setShardMarket(address shardMarket_) external {
+        if (msg.sender != deployer) revert OperatorRegistry__OnlyDeployer(msg.sender);
+        if (shardMarket != address(0)) revert OperatorRegistry__MarketAlreadySet(shardMarket);
+        if (shardMarket_ == address(0)) revert OperatorRegistry__ZeroAddress();
+        shardMarket = shardMarket_;
+        emit ShardMarketSet(shardMarket_);
     }
 
     function lock(address operator, uint256 jobId, uint96 amount) external onlyMarket returns (bool) {

@@ -3,8 +3,8 @@ pragma solidity ^0.8.24;
 
 /// @title Shoal operator registry
 /// @notice Operators register a libp2p peer id and their capabilities, bond native-token stake,
-/// and withdraw it after an unbonding period. Only the job market may lock, unlock and slash
-/// stake; locked stake can never be withdrawn.
+/// and withdraw it after an unbonding period. Only the markets (the job market and the shard
+/// market) may lock, unlock and slash stake; locked stake can never be withdrawn.
 interface IOperatorRegistry {
     /// @notice What an operator's node can run. `engines` is a bit set: bit 0 = wasm, bit 1 = docker.
     struct Capabilities {
@@ -37,6 +37,7 @@ interface IOperatorRegistry {
     event StakeUnlocked(uint256 indexed jobId, address indexed operator, uint96 amount);
     event StakeSlashed(uint256 indexed jobId, address indexed operator, uint96 amount);
     event MarketSet(address indexed market);
+    event ShardMarketSet(address indexed shardMarket);
 
     error OperatorRegistry__AlreadyRegistered(address operator);
     error OperatorRegistry__NotRegistered(address operator);
@@ -75,6 +76,10 @@ interface IOperatorRegistry {
 
     /// @notice Sets the only address allowed to lock, unlock and slash. Once, by the deployer.
     function setMarket(address market) external;
+
+    /// @notice Sets the second address allowed to lock, unlock and slash (the ShardMarket). Once,
+    /// by the deployer.
+    function setShardMarket(address shardMarket) external;
 
     /// @notice Locks `amount` of `operator`'s free stake for `jobId`. Returns false (and changes
     /// nothing) when the operator is not registered or has too little free stake.
@@ -123,6 +128,8 @@ interface IOperatorRegistry {
     function eligibleEntry(uint256 index) external view returns (address operator, uint64 since);
 
     function market() external view returns (address);
+
+    function shardMarket() external view returns (address);
 
     function deployer() external view returns (address);
 

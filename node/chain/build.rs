@@ -10,9 +10,15 @@ use std::path::{Path, PathBuf};
 
 use alloy_json_abi::{JsonAbi, ToSolConfig};
 
-const CONTRACTS: &[(&str, &str)] = &[
-    ("JobMarket", "IJobMarket.sol"),
-    ("OperatorRegistry", "IOperatorRegistry.sol"),
+/// (contract, its interface file, the interface that declares its enums).
+const CONTRACTS: &[(&str, &str, &str)] = &[
+    ("JobMarket", "IJobMarket.sol", "IJobMarket"),
+    (
+        "OperatorRegistry",
+        "IOperatorRegistry.sol",
+        "IOperatorRegistry",
+    ),
+    ("ShardMarket", "IShardMarket.sol", "IShardMarketTypes"),
 ];
 
 fn main() {
@@ -21,17 +27,16 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
 
     let mut enums = BTreeMap::new();
-    for (_, interface) in CONTRACTS {
+    for (_, interface, contract) in CONTRACTS {
         let path = contracts.join("src/interfaces").join(interface);
         println!("cargo:rerun-if-changed={}", path.display());
         let source = read(&path);
-        let contract = interface.trim_end_matches(".sol");
         for (name, variants) in enum_definitions(&source) {
             enums.insert(format!("{contract}.{name}"), variants);
         }
     }
 
-    for (name, _) in CONTRACTS {
+    for (name, _, _) in CONTRACTS {
         let path = contracts.join("artifacts").join(format!("{name}.json"));
         println!("cargo:rerun-if-changed={}", path.display());
         let artifact: serde_json::Value = serde_json::from_str(&read(&path))

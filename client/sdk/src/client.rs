@@ -99,6 +99,7 @@ impl Client {
                 chain_id: deployment.chain_id,
                 operator_registry: deployment.operator_registry,
                 job_market: deployment.job_market,
+                shard_market: deployment.shard_market,
                 deploy_block: deployment.deploy_block,
                 params: None,
             })

@@ -109,7 +109,10 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
         ),
         M::PhaseStarted(p) => (
             if matches!(p.state, JobState::Drawing | JobState::DisputeDrawing) {
-                format!("phase {}: drawn from the hash of block {}", p.state, p.deadline)
+                format!(
+                    "phase {}: drawn from the hash of block {}",
+                    p.state, p.deadline
+                )
             } else {
                 format!("phase {} until {}", p.state, p.deadline)
             },
@@ -261,6 +264,10 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
         M::MarketSet(m) => (
             format!("market set to {}", a(&m.market)),
             json!({ "market": a(&m.market) }),
+        ),
+        M::ShardMarketSet(m) => (
+            format!("shard market set to {}", a(&m.shardMarket)),
+            json!({ "market": a(&m.shardMarket) }),
         ),
     }
 }

@@ -134,6 +134,9 @@ pub struct DeploymentView {
     pub operator_registry: Address,
     /// The market's address.
     pub job_market: Address,
+    /// The sharded-job market's address, when deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_market: Option<Address>,
     /// First block with market events (deployment files may leave it out).
     #[serde(default)]
     pub deploy_block: u64,

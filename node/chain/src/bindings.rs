@@ -9,6 +9,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/JobMarket.rs"));
 include!(concat!(env!("OUT_DIR"), "/OperatorRegistry.rs"));
+include!(concat!(env!("OUT_DIR"), "/ShardMarket.rs"));
 
 impl JobMarket::JobState {
     /// Verified, Failed and Expired are final: nothing changes the job afterwards.
@@ -122,7 +123,7 @@ mod tests {
             Ok(FailReason::TooFewCommits)
         );
         let err = "nope".parse::<JobState>().err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("Posted, Running")));
+        assert!(err.is_some_and(|e| e.contains("Posted, Drawing, Running")));
         assert_eq!(JobState::all().len(), <JobState as AbiEnum>::COUNT);
         assert_eq!(
             serde_json::to_string(&PaymentKind::Compensation).ok(),

@@ -299,7 +299,7 @@ impl ChainClient {
             .await
     }
 
-    async fn send_call(
+    pub(crate) async fn send_call(
         &self,
         to: Address,
         call: impl SolCall,
@@ -644,7 +644,7 @@ pub(crate) fn to_u96(what: &'static str, v: U256) -> Result<U96> {
         .map_err(|_| Error::AmountTooLarge { what, value: v })
 }
 
-fn call_error(what: &'static str) -> impl FnOnce(alloy::contract::Error) -> Error {
+pub(crate) fn call_error(what: &'static str) -> impl FnOnce(alloy::contract::Error) -> Error {
     move |e| match e {
         alloy::contract::Error::TransportError(t) => Error::rpc("eth_call")(t),
         other => Error::Call {

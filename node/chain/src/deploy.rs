@@ -7,7 +7,7 @@ use alloy::primitives::{Address, U256};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolConstructor;
 
-use crate::bindings::{JobMarket, OperatorRegistry};
+use crate::bindings::{JobMarket, OperatorRegistry, ShardMarket};
 use crate::client::{ChainClient, to_u96};
 use crate::error::{Error, Result};
 
@@ -24,6 +24,13 @@ pub struct Deployment {
     /// The `JobMarket` contract.
     #[serde(serialize_with = "checksummed")]
     pub job_market: Address,
+    /// The `ShardMarket` contract (sharded jobs), when deployed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "checksummed_opt"
+    )]
+    pub shard_market: Option<Address>,
     /// A block at or before the deployment: where to start reading events.
     pub deploy_block: u64,
     /// Constructor parameters, when known.
@@ -110,6 +117,13 @@ fn checksummed<S: serde::Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Erro
     s.collect_str(&a.to_checksum(None))
 }
 
+fn checksummed_opt<S: serde::Serializer>(a: &Option<Address>, s: S) -> Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => checksummed(a, s),
+        None => s.serialize_none(),
+    }
+}
+
 mod decimal {
     use alloy::primitives::U256;
 
@@ -187,17 +201,32 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         "JobMarket",
     )
     .await?;
+    let shard_args = ShardMarket::constructorCall {
+        registry_: registry,
+        minBidWindow_: params.min_bid_window,
+        minExecWindow_: params.min_exec_window,
+        minRevealWindow_: params.min_reveal_window,
+        drawDelay_: params.draw_delay,
+        maxCollateralFactor_: params.max_collateral_factor,
+    };
+    let shard_market = create(
+        client,
+        &ShardMarket::BYTECODE,
+        &shard_args.abi_encode(),
+        "ShardMarket",
+    )
+    .await?;
     let deployment = Deployment {
         chain_id: client.chain_id(),
         operator_registry: registry,
         job_market: market,
+        shard_market: Some(shard_market),
         deploy_block,
         params: Some(params),
     };
-    client
-        .with_deployment(deployment.clone())?
-        .set_market(market)
-        .await?;
+    let deployed = client.with_deployment(deployment.clone())?;
+    deployed.set_market(market).await?;
+    deployed.set_shard_market(shard_market).await?;
     Ok(deployment)
 }
 
@@ -228,6 +257,7 @@ mod tests {
   "chainId": 31337,
   "operatorRegistry": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
   "jobMarket": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+  "shardMarket": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
   "deployBlock": 0,
   "unbondingPeriod": 604800,
   "minStake": "1000000000000000000",
@@ -237,7 +267,8 @@ mod tests {
   "minExecWindow": 2,
   "minRevealWindow": 2,
   "maxCollateralFactor": 20,
-  "challengeBondPercent": 100
+  "challengeBondPercent": 100,
+  "drawDelay": 0
 }
 "#;
 

@@ -52,6 +52,11 @@ pub enum Error {
     /// A market or registry call before the contracts' addresses are known.
     #[error("the contracts' addresses are not configured; deploy them or pass a deployment file")]
     NoDeployment,
+    /// A sharded-job call on a deployment without a `ShardMarket`.
+    #[error(
+        "this deployment has no ShardMarket (sharded jobs); redeploy with a current Shoal or pass a deployment file with `shardMarket`"
+    )]
+    NoShardMarket,
     /// The endpoint serves another chain than the one expected.
     #[error(
         "the chain at {url} has chain id {actual}, expected {expected}; use the right RPC URL or deployment file"

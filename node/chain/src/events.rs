@@ -41,6 +41,7 @@ pub enum MarketEvent {
     StakeUnlocked(OperatorRegistry::StakeUnlocked),
     StakeSlashed(OperatorRegistry::StakeSlashed),
     MarketSet(OperatorRegistry::MarketSet),
+    ShardMarketSet(OperatorRegistry::ShardMarketSet),
 }
 
 impl From<M> for MarketEvent {
@@ -81,6 +82,7 @@ impl From<R> for MarketEvent {
             R::StakeUnlocked(e) => Self::StakeUnlocked(e),
             R::StakeSlashed(e) => Self::StakeSlashed(e),
             R::MarketSet(e) => Self::MarketSet(e),
+            R::ShardMarketSet(e) => Self::ShardMarketSet(e),
         }
     }
 }
@@ -149,6 +151,7 @@ impl MarketEvent {
             Self::StakeUnlocked(_) => "StakeUnlocked",
             Self::StakeSlashed(_) => "StakeSlashed",
             Self::MarketSet(_) => "MarketSet",
+            Self::ShardMarketSet(_) => "ShardMarketSet",
         }
     }
 
@@ -182,7 +185,8 @@ impl MarketEvent {
             | Self::Staked(_)
             | Self::WithdrawRequested(_)
             | Self::Withdrawn(_)
-            | Self::MarketSet(_) => return None,
+            | Self::MarketSet(_)
+            | Self::ShardMarketSet(_) => return None,
         };
         Some(JobId(id))
     }

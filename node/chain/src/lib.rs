@@ -9,6 +9,7 @@ mod events;
 mod follower;
 mod ids;
 mod params;
+mod shards;
 mod tx;
 
 pub use alloy::primitives::{Address, B256, Bytes, U256, aliases::U96};
@@ -26,4 +27,7 @@ pub use events::{ChainEvent, MarketEvent};
 pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, FollowerUpdate};
 pub use ids::{JobId, ParseJobIdError};
 pub use params::job_params;
+pub use shards::{
+    BatchState, ShardBatch, ShardJob, ShardJobParams, ShardJobState, batch_commitment,
+};
 pub use tx::{TxConfig, TxManager};

@@ -211,6 +211,7 @@ pub async fn deploy(
         chain_id: Some(d.chain_id),
         operator_registry: d.operator_registry,
         job_market: d.job_market,
+        shard_market: d.shard_market,
         deploy_block: d.deploy_block,
     })
 }

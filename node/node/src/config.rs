@@ -183,6 +183,9 @@ pub struct DeploymentConfig {
     pub operator_registry: Address,
     /// `JobMarket` address.
     pub job_market: Address,
+    /// `ShardMarket` address (sharded jobs), when deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_market: Option<Address>,
     /// First block to read events from.
     #[serde(default)]
     pub deploy_block: u64,
@@ -195,6 +198,7 @@ impl DeploymentConfig {
             chain_id,
             operator_registry: self.operator_registry,
             job_market: self.job_market,
+            shard_market: self.shard_market,
             deploy_block: self.deploy_block,
             params: None,
         }
@@ -208,6 +212,8 @@ impl DeploymentConfig {
             chain_id: Option<u64>,
             operator_registry: Address,
             job_market: Address,
+            #[serde(default)]
+            shard_market: Option<Address>,
             #[serde(default)]
             deploy_block: u64,
         }
@@ -223,6 +229,7 @@ impl DeploymentConfig {
             chain_id: f.chain_id,
             operator_registry: f.operator_registry,
             job_market: f.job_market,
+            shard_market: f.shard_market,
             deploy_block: f.deploy_block,
         })
     }
@@ -485,6 +492,7 @@ mod tests {
                 chain_id: Some(31337),
                 operator_registry: Address::repeat_byte(1),
                 job_market: Address::repeat_byte(2),
+                shard_market: Some(Address::repeat_byte(3)),
                 deploy_block: 7,
             }),
             ..NodeConfig::default()

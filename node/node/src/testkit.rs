@@ -53,6 +53,7 @@ impl Kit {
             chain_id: Some(d.chain_id),
             operator_registry: d.operator_registry,
             job_market: d.job_market,
+            shard_market: d.shard_market,
             deploy_block: d.deploy_block,
         };
         let operator = ChainClient::connect(&rpc, Some(accounts[1].signer.clone()))

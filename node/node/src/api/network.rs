@@ -164,6 +164,7 @@ pub(super) async fn deployment(State(inner): State<Shared>) -> Json<DeploymentVi
         rpc_url: inner.chain.rpc_url.clone(),
         operator_registry: d.operator_registry,
         job_market: d.job_market,
+        shard_market: d.shard_market,
         deploy_block: d.deploy_block,
     })
 }

@@ -217,6 +217,7 @@ pub async fn post_job(
             chain_id,
             operator_registry: registry,
             job_market: market,
+            shard_market: None,
             deploy_block: 0,
             params: None,
         })

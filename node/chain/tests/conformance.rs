@@ -228,7 +228,7 @@ async fn scenario(endpoint: &Endpoint) {
     }
     let names: Vec<&str> = events.iter().map(|e| e.event.name()).collect();
     eprintln!("{name}: events {names:?}");
-    let mut want = vec!["MarketSet"];
+    let mut want = vec!["MarketSet", "ShardMarketSet"];
     want.extend(["OperatorRegistered", "Staked", "Staked"].repeat(3));
     want.extend(["JobPosted", "BidPlaced", "BidPlaced", "BidPlaced"]);
     want.extend(["StakeLocked"; 3]);

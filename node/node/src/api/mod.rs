@@ -79,6 +79,54 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
+/// `axum`'s query extractor, rejecting a malformed query string with a JSON [`ApiError`].
+pub(crate) struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Query<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    e.body_text(),
+                    "check the query string's parameters and values (see /openapi.json)",
+                )
+            })
+    }
+}
+
+/// `axum`'s path extractor, rejecting a malformed path with a JSON [`ApiError`].
+pub(crate) struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Path<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    e.body_text(),
+                    "check the path: ids are decimal numbers, CIDs and peer ids as printed by shoal",
+                )
+            })
+    }
+}
+
 /// Builds the router.
 pub(crate) fn router(inner: Shared) -> Router {
     let limiter = Arc::new(RateLimiter::new(
@@ -105,6 +153,13 @@ pub(crate) fn router(inner: Shared) -> Router {
         .route("/explorer", get(explorer))
         .fallback(|| async {
             ApiError::not_found("no such endpoint", "see /openapi.json for the API")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take this method",
+                "see /openapi.json for the methods each endpoint takes",
+            )
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

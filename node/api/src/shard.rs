@@ -178,3 +178,57 @@ mod tests {
         assert_eq!(leaf(7, h), keccak256(enc));
     }
 }
+
+/// A sharded job as `GET /api/v1/shards/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardJobView {
+    /// The sharded job.
+    pub id: JobId,
+    /// `Bidding`, `Drawing`, `Running`, `Done` or `Expired`.
+    pub state: String,
+    /// Shards in the manifest.
+    pub shard_count: u32,
+    /// Shards per batch.
+    pub batch_size: u16,
+    /// Operators per batch.
+    pub concurrency: u8,
+    /// Equal roots that verify a batch.
+    pub confidence: u8,
+    /// Batches verified so far.
+    pub verified: u16,
+    /// Batches failed so far.
+    pub failed: u16,
+    /// Every batch.
+    pub batches: Vec<BatchView>,
+}
+
+/// One batch of a sharded job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchView {
+    /// Its index.
+    pub batch: u32,
+    /// `Assigned`, `Revealing`, `Verified` or `Failed`.
+    pub state: String,
+    /// Assignment round (re-assignment keeps the index).
+    pub attempt: u8,
+    /// End of its current phase (unix seconds).
+    pub deadline: u64,
+    /// Its operators, by slot.
+    pub operators: Vec<shoal_chain::Address>,
+    /// The verified root.
+    pub root: Option<B256>,
+}
+
+/// The merged result of a sharded job: `GET /api/v1/shards/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergedResult {
+    /// The folder `shard-000000/ …` of every verified shard's results.
+    pub cid: String,
+    /// Shards in it.
+    pub shards: u32,
+    /// Batches that failed (their shards are missing from the folder).
+    pub failed_batches: Vec<u32>,
+}

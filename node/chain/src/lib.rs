@@ -28,6 +28,6 @@ pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, Follower
 pub use ids::{JobId, ParseJobIdError};
 pub use params::job_params;
 pub use shards::{
-    BatchState, ShardBatch, ShardJob, ShardJobParams, ShardJobState, batch_commitment,
+    BatchReveal, BatchState, ShardBatch, ShardJob, ShardJobParams, ShardJobState, batch_commitment,
 };
 pub use tx::{TxConfig, TxManager};

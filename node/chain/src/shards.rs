@@ -243,3 +243,42 @@ impl ChainClient {
         .await
     }
 }
+
+/// One `BatchRevealed`: an operator's root and leaves document for a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReveal {
+    /// The batch.
+    pub batch: u32,
+    /// Who revealed.
+    pub operator: Address,
+    /// The revealed root.
+    pub root: B256,
+    /// The leaves document's CID (binary).
+    pub leaves_cid: Bytes,
+}
+
+impl ChainClient {
+    /// Every `BatchRevealed` of a sharded job, in chain order.
+    pub async fn batch_reveals(&self, job: JobId) -> Result<Vec<BatchReveal>> {
+        let address = self.shard_market_address()?;
+        let from = self.deployment()?.deploy_block;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(address)
+            .event_signature(ShardMarket::BatchRevealed::SIGNATURE_HASH)
+            .topic1(job.0)
+            .from_block(from);
+        let logs = alloy::providers::Provider::get_logs(self.provider(), &filter)
+            .await
+            .map_err(Error::rpc("eth_getLogs"))?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| ShardMarket::BatchRevealed::decode_log(&l.inner).ok())
+            .map(|l| BatchReveal {
+                batch: l.data.batch,
+                operator: l.data.operator,
+                root: l.data.root,
+                leaves_cid: l.data.leavesCid.clone(),
+            })
+            .collect())
+    }
+}

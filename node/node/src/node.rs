@@ -310,6 +310,12 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
     let n = node.clone();
     node.tasks
         .spawn_critical("compute", async move { crate::compute::run(n).await });
+    let n = node.clone();
+    node.tasks.spawn(async move {
+        if let Err(e) = crate::shards::driver::run(n).await {
+            tracing::error!(error = %e, "the sharded-job loop stopped");
+        }
+    });
     tracing::info!(api = %node.api_url.get().map_or("", |s| s.as_str()), operator = ?node.chain.operator, "node started");
     Ok(NodeHandle { node, addr })
 }

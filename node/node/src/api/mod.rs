@@ -10,6 +10,7 @@ mod content;
 mod fuzz;
 mod jobs;
 mod network;
+mod shards;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -145,6 +146,8 @@ pub(crate) fn router(inner: Shared) -> Router {
         .route("/api/v1/nodes", get(list_nodes))
         .route("/api/v1/peers", get(list_peers))
         .route("/api/v1/peers/{peer}/jobs/{id}", get(peer_job_status))
+        .route("/api/v1/shards/{id}", get(shards::get_shard_job))
+        .route("/api/v1/shards/{id}/result", get(shards::get_merged_result))
         .route("/api/v1/status", get(status))
         .route("/api/v1/deployment", get(deployment))
         .route("/healthz", get(healthz))

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView, WatchCheck};
 use shoal_chain::{Cursor, U256};
 
+use crate::shards::BatchWork;
+
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("follower");
 const JOBS: TableDefinition<Key, &[u8]> = TableDefinition::new("jobs");
 const EVENTS: TableDefinition<(Key, u64), &[u8]> = TableDefinition::new("events");
@@ -21,6 +23,8 @@ const EXECUTIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("executions
 const WATCHES: TableDefinition<Key, &[u8]> = TableDefinition::new("watches");
 /// (sharded job, shard index) → the CID of this node's results of the shard.
 const SHARD_RESULTS: TableDefinition<(Key, u32), &str> = TableDefinition::new("shard_results");
+/// (sharded job, batch) → this node's root, salt and leaves document for the batch.
+const SHARD_BATCHES: TableDefinition<(Key, u32), &[u8]> = TableDefinition::new("shard_batches");
 
 /// A job id as a table key: its 32 big-endian bytes (ordered as the ids are).
 type Key = [u8; 32];
@@ -85,6 +89,7 @@ impl StateStore {
             txn.open_table(EXECUTIONS).map_err(|e| store.err(e))?;
             txn.open_table(WATCHES).map_err(|e| store.err(e))?;
             txn.open_table(SHARD_RESULTS).map_err(|e| store.err(e))?;
+            txn.open_table(SHARD_BATCHES).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -346,6 +351,31 @@ impl StateStore {
         {
             let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
             t.insert((key(job), shard), cid).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// This node's work on batch `batch` of sharded job `job`.
+    pub fn shard_batch(&self, job: JobId, batch: u32) -> Result<Option<BatchWork>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(SHARD_BATCHES).map_err(|e| self.err(e))?;
+        t.get((key(job), batch))
+            .map_err(|e| self.err(e))?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .map_err(|e| self.err(format!("a batch record: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Records this node's work on a batch (before its commitment is sent).
+    pub fn put_shard_batch(&self, job: JobId, batch: u32, w: &BatchWork) -> Result<()> {
+        let bytes = self.encode(w)?;
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(SHARD_BATCHES).map_err(|e| self.err(e))?;
+            t.insert((key(job), batch), bytes.as_slice())
+                .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }

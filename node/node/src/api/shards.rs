@@ -1,0 +1,146 @@
+//! Sharded jobs (docs/sharding.md): a job's batches, and its merged result.
+
+use axum::Json;
+use axum::extract::State;
+use shoal_api::shard::{BatchView, LeavesDoc, MergedResult, ShardJobView};
+use shoal_chain::{BatchState, JobId, ShardJobState};
+
+use super::{ApiError, ApiResult, Path, Shared};
+
+fn parse_id(s: &str) -> ApiResult<JobId> {
+    s.parse().map_err(|e| {
+        ApiError::bad_request(
+            format!("`{s}` is not a sharded job id: {e}"),
+            "sharded job ids are decimal numbers, as `shoal job run` prints them",
+        )
+    })
+}
+
+fn chain_err(e: shoal_chain::Error) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_GATEWAY,
+        e.to_string(),
+        "the node could not read the ShardMarket; check the node's chain endpoint",
+    )
+}
+
+pub(super) async fn get_shard_job(
+    State(inner): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ShardJobView>> {
+    let id = parse_id(&id)?;
+    let client = inner.chain.client();
+    let job = client.get_shard_job(id).await.map_err(chain_err)?;
+    if job.state == ShardJobState::None {
+        return Err(ApiError::not_found(
+            format!("sharded job {id} does not exist"),
+            "check the id; `shoal job run` prints it",
+        ));
+    }
+    let mut batches = Vec::new();
+    if job.state == ShardJobState::Running || job.state == ShardJobState::Done {
+        for b in 0..u32::from(job.batchCount) {
+            let x = client.get_batch(id, b).await.map_err(chain_err)?;
+            batches.push(BatchView {
+                batch: b,
+                state: format!("{:?}", x.state),
+                attempt: x.attempt,
+                deadline: x.deadline,
+                operators: x.operators,
+                root: (x.state == BatchState::Verified).then_some(x.root),
+            });
+        }
+    }
+    Ok(Json(ShardJobView {
+        id,
+        state: format!("{:?}", job.state),
+        shard_count: job.shardCount,
+        batch_size: job.batchSize,
+        concurrency: job.concurrency,
+        confidence: job.confidence,
+        verified: job.verifiedBatches,
+        failed: job.failedBatches,
+        batches,
+    }))
+}
+
+pub(super) async fn get_merged_result(
+    State(inner): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MergedResult>> {
+    let id = parse_id(&id)?;
+    let client = inner.chain.client();
+    let job = client.get_shard_job(id).await.map_err(chain_err)?;
+    if job.state != ShardJobState::Done {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("sharded job {id} is {:?}, not Done", job.state),
+            "wait until every batch is verified or failed (`shoal job status`), then ask again",
+        ));
+    }
+    let reveals = client.batch_reveals(id).await.map_err(chain_err)?;
+    let mut docs = Vec::new();
+    let mut failed = Vec::new();
+    for b in 0..u32::from(job.batchCount) {
+        let x = client.get_batch(id, b).await.map_err(chain_err)?;
+        if x.state != BatchState::Verified {
+            failed.push(b);
+            continue;
+        }
+        let doc = verified_doc(&inner, id, b, x.root, &reveals).await?;
+        docs.push(doc);
+    }
+    let shards = docs.iter().map(|d| d.shards.len() as u32).sum();
+    let cid = crate::shards::run::merged_result(&inner, &docs)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(MergedResult {
+        cid: cid.to_string(),
+        shards,
+        failed_batches: failed,
+    }))
+}
+
+/// A leaves document revealed for `batch` whose root is the verified `root`.
+async fn verified_doc(
+    inner: &Shared,
+    id: JobId,
+    batch: u32,
+    root: shoal_chain::B256,
+    reveals: &[shoal_chain::BatchReveal],
+) -> ApiResult<LeavesDoc> {
+    let mut last = String::from("no operator revealed the verified root");
+    for r in reveals
+        .iter()
+        .filter(|r| r.batch == batch && r.root == root)
+    {
+        let cid = match shoal_api::cid_from_chain_bytes(&r.leaves_cid) {
+            Ok(c) => c,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        if let Err(e) = inner.content.ensure(&cid).await {
+            last = e.to_string();
+            continue;
+        }
+        let doc = inner
+            .content
+            .read_file(&cid)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<LeavesDoc>(&b).map_err(|e| e.to_string()));
+        match doc {
+            Ok(d) if d.job == id && d.batch == batch && d.root().is_ok_and(|x| x == root) => {
+                return Ok(d);
+            }
+            Ok(_) => last = format!("the leaves document {cid} does not give the verified root"),
+            Err(e) => last = e,
+        }
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::BAD_GATEWAY,
+        format!("batch {batch} of sharded job {id}: {last}"),
+        "the operators' leaves documents are not reachable from this node; retry when they are online",
+    ))
+}

@@ -1,0 +1,373 @@
+//! The node's side of `ShardMarket` (docs/sharding.md, "Calls, in order"): it polls the open
+//! sharded jobs and, for each, bids, closes the bidding and takes the draw, runs and commits
+//! its batches, reveals them, settles due batches, finalizes, and claims.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alloy::primitives::keccak256;
+use serde::{Deserialize, Serialize};
+use shoal_api::shard::LeavesDoc;
+use shoal_api::{JobId, now_secs};
+use shoal_chain::{Address, B256, BatchState, Bytes, ShardBatch, ShardJob, ShardJobState, U256};
+use shoal_types::{JobSpec, Manifest};
+
+use super::run::run_batch;
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// What this node computed for one batch, persisted before the commitment is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchWork {
+    /// The batch root over the leaves document.
+    pub root: B256,
+    /// The commitment's salt.
+    pub salt: B256,
+    /// The leaves document's CID.
+    pub leaves_cid: String,
+}
+
+/// A sharded job as this node follows it.
+struct Followed {
+    spec_cid: String,
+    manifest_cid: String,
+    /// The spec and manifest, once fetched and checked.
+    loaded: Option<(JobSpec, Manifest)>,
+    bid_sent: bool,
+}
+
+/// Polls the sharded jobs until the node stops. A deployment without a ShardMarket makes
+/// this a no-op.
+pub(crate) async fn run(node: Arc<Node>) -> Result<()> {
+    if node
+        .chain
+        .client()
+        .deployment()
+        .ok()
+        .and_then(|d| d.shard_market)
+        .is_none()
+    {
+        return Ok(());
+    }
+    let mut followed: BTreeMap<JobId, Followed> = BTreeMap::new();
+    let mut next = JobId::from(1u64);
+    let every = node
+        .cfg
+        .chain
+        .poll_interval()
+        .max(std::time::Duration::from_millis(250));
+    loop {
+        if let Err(e) = discover(&node, &mut followed, &mut next).await {
+            tracing::debug!(error = %e, "shards: cannot list sharded jobs");
+        }
+        let ids: Vec<JobId> = followed.keys().copied().collect();
+        for id in ids {
+            let Some(f) = followed.get_mut(&id) else {
+                continue;
+            };
+            match step(&node, id, f).await {
+                Ok(true) => {
+                    followed.remove(&id);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(job = %id, error = %e, "shards: step failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = node.tasks.token().cancelled() => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn discover(
+    node: &Node,
+    followed: &mut BTreeMap<JobId, Followed>,
+    next: &mut JobId,
+) -> Result<()> {
+    let client = node.chain.client();
+    let upto = client
+        .next_shard_job_id()
+        .await
+        .map_err(Error::chain("nextJobId"))?;
+    while next.as_u256() < upto.as_u256() {
+        let id = *next;
+        let posted = client
+            .shard_job_posted(id)
+            .await
+            .map_err(Error::chain("ShardJobPosted"))?;
+        followed.insert(
+            id,
+            Followed {
+                spec_cid: shoal_api::cid_text(&posted.params.specCid),
+                manifest_cid: shoal_api::cid_text(&posted.params.manifestCid),
+                loaded: None,
+                bid_sent: false,
+            },
+        );
+        *next = JobId(id.as_u256() + U256::from(1u64));
+    }
+    Ok(())
+}
+
+/// Fetches a document by CID and checks its keccak256 against the hash posted on chain.
+async fn fetch_checked(node: &Node, cid: &str, hash: B256, what: &str) -> Result<Vec<u8>> {
+    let c = shoal_store::parse_cid(cid)?;
+    node.content.ensure(&c).await?;
+    let bytes = node.content.read_file(&c)?;
+    let got = keccak256(&bytes);
+    if got != hash {
+        return Err(Error::Content {
+            cid: cid.to_owned(),
+            reason: format!("its keccak256 {got} is not the {what} hash {hash} posted on chain"),
+        });
+    }
+    Ok(bytes)
+}
+
+async fn load(node: &Node, job: &ShardJob, f: &mut Followed) -> Result<()> {
+    if f.loaded.is_some() {
+        return Ok(());
+    }
+    let spec = fetch_checked(node, &f.spec_cid, job.specHash, "spec").await?;
+    let spec = JobSpec::from_canonical_json(&spec)?;
+    let manifest = fetch_checked(node, &f.manifest_cid, job.manifestHash, "manifest").await?;
+    let manifest = Manifest::from_json(&manifest)?;
+    if manifest.shards.len() != job.shardCount as usize {
+        return Err(Error::Content {
+            cid: f.manifest_cid.clone(),
+            reason: format!(
+                "the manifest lists {} shards, the job {}",
+                manifest.shards.len(),
+                job.shardCount
+            ),
+        });
+    }
+    f.loaded = Some((spec, manifest));
+    Ok(())
+}
+
+/// One look at a sharded job; `true` once this node has nothing more to do for it.
+async fn step(node: &Arc<Node>, id: JobId, f: &mut Followed) -> Result<bool> {
+    let client = node.chain.client();
+    let job = client
+        .get_shard_job(id)
+        .await
+        .map_err(Error::chain("getShardJob"))?;
+    let me = node.chain.operator;
+    let now = now_secs();
+    match job.state {
+        ShardJobState::Bidding if now <= job.bidDeadline => {
+            if let Some(me) = me
+                && !f.bid_sent
+                && node.cfg.bid.enabled
+                && job.creator != me
+            {
+                bid(node, id, &job, f, me).await?;
+            }
+            Ok(false)
+        }
+        ShardJobState::Bidding | ShardJobState::Drawing => {
+            if let Err(e) = client.shard_close_bidding(id).await {
+                tracing::debug!(job = %id, error = %e, "shards: closeBidding not taken");
+            }
+            Ok(false)
+        }
+        ShardJobState::Running => {
+            running(node, id, &job, f, me).await?;
+            Ok(false)
+        }
+        _ => {
+            // Done or Expired: collect what this node is owed.
+            if let Some(me) = me {
+                let owed = client
+                    .shard_withdrawable(me)
+                    .await
+                    .map_err(Error::chain("withdrawable"))?;
+                if !owed.is_zero() {
+                    client.claim_shards().await.map_err(Error::chain("claim"))?;
+                    tracing::info!(job = %id, amount = %owed, "shards: claimed payouts");
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+async fn bid(
+    node: &Arc<Node>,
+    id: JobId,
+    job: &ShardJob,
+    f: &mut Followed,
+    me: Address,
+) -> Result<()> {
+    let client = node.chain.client();
+    let bidders = client
+        .get_bidders(id)
+        .await
+        .map_err(Error::chain("getBidders"))?;
+    if bidders.contains(&me) {
+        f.bid_sent = true;
+        return Ok(());
+    }
+    load(node, job, f).await?;
+    let Some((spec, manifest)) = &f.loaded else {
+        return Ok(());
+    };
+    let engine = spec.engine.kind();
+    if node.executors.get(engine).is_none() {
+        tracing::info!(job = %id, engine, "shards: not bidding: this node has no executor for the engine");
+        f.bid_sent = true;
+        return Ok(());
+    }
+    // Locality: the batches whose every shard is already in this node's store.
+    let size = u32::from(job.batchSize);
+    let mut prefer = vec![U256::ZERO; (usize::from(job.batchCount)).div_ceil(256)];
+    for b in 0..u32::from(job.batchCount) {
+        let held = shoal_types::batch_range(b, size, job.shardCount).all(|i| {
+            shoal_store::parse_cid(&manifest.shards[i as usize].cid)
+                .is_ok_and(|c| node.content.has_dag(&c))
+        });
+        if held {
+            prefer[(b / 256) as usize] |= U256::from(1u64) << (b % 256);
+        }
+    }
+    client
+        .shard_bid(id, prefer)
+        .await
+        .map_err(Error::chain("bid"))?;
+    tracing::info!(job = %id, "shards: bid placed");
+    f.bid_sent = true;
+    Ok(())
+}
+
+/// The slot of `me` on a batch.
+fn slot_of(batch: &ShardBatch, me: Address) -> Option<usize> {
+    batch.operators.iter().position(|o| *o == me)
+}
+
+async fn running(
+    node: &Arc<Node>,
+    id: JobId,
+    job: &ShardJob,
+    f: &mut Followed,
+    me: Option<Address>,
+) -> Result<()> {
+    let client = node.chain.client();
+    let now = now_secs();
+    let mut batches = Vec::with_capacity(usize::from(job.batchCount));
+    for b in 0..u32::from(job.batchCount) {
+        let batch = client
+            .get_batch(id, b)
+            .await
+            .map_err(Error::chain("getBatch"))?;
+        batches.push((b, batch));
+    }
+    if let Some(me) = me {
+        // Run and commit the batches assigned to this node that it has not committed.
+        let to_commit: Vec<u32> = batches
+            .iter()
+            .filter(|(_, x)| x.state == BatchState::Assigned && now <= x.deadline)
+            .filter(|(_, x)| slot_of(x, me).is_some_and(|s| x.committed & (1 << s) == 0))
+            .map(|(b, _)| *b)
+            .collect();
+        if !to_commit.is_empty() {
+            load(node, job, f).await?;
+            let (spec, manifest) = f
+                .loaded
+                .as_ref()
+                .ok_or_else(|| Error::Config("no spec".into()))?;
+            let mut commitments = Vec::new();
+            for b in &to_commit {
+                let work =
+                    batch_work(node, id, spec, manifest, *b, u32::from(job.batchSize)).await?;
+                commitments.push(shoal_chain::batch_commitment(
+                    id, *b, me, work.root, work.salt,
+                ));
+            }
+            client
+                .commit_batches(id, to_commit.clone(), commitments)
+                .await
+                .map_err(Error::chain("commitBatches"))?;
+            tracing::info!(job = %id, batches = ?to_commit, "shards: batches committed");
+        }
+        // Reveal committed, unrevealed batches in their reveal phase.
+        let mut reveal = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (b, x) in &batches {
+            let Some(s) = slot_of(x, me) else { continue };
+            if x.state != BatchState::Revealing
+                || x.committed & (1 << s) == 0
+                || x.revealed & (1 << s) != 0
+            {
+                continue;
+            }
+            let Some(w) = node.db.shard_batch(id, *b)? else {
+                continue;
+            };
+            let cid = shoal_store::parse_cid(&w.leaves_cid)?;
+            reveal.0.push(*b);
+            reveal.1.push(w.root);
+            reveal.2.push(w.salt);
+            reveal.3.push(Bytes::from(cid.to_bytes()));
+        }
+        if !reveal.0.is_empty() {
+            let which = reveal.0.clone();
+            client
+                .reveal_batches(id, reveal.0, reveal.1, reveal.2, reveal.3)
+                .await
+                .map_err(Error::chain("revealBatches"))?;
+            tracing::info!(job = %id, batches = ?which, "shards: batches revealed");
+        }
+    }
+    // Settle what is due (anyone may; a node that loses the race sees a revert).
+    let due: Vec<u32> = batches
+        .iter()
+        .filter(|(_, x)| match x.state {
+            BatchState::Assigned => now > x.deadline,
+            BatchState::Revealing => {
+                now > x.deadline || (x.committed != 0 && x.revealed == x.committed)
+            }
+            _ => false,
+        })
+        .map(|(b, _)| *b)
+        .collect();
+    if !due.is_empty()
+        && let Err(e) = client.settle_batches(id, due.clone()).await
+    {
+        tracing::debug!(job = %id, batches = ?due, error = %e, "shards: settleBatches not taken");
+    }
+    let done = batches
+        .iter()
+        .all(|(_, x)| matches!(x.state, BatchState::Verified | BatchState::Failed));
+    if done && let Err(e) = client.finalize_sharded(id).await {
+        tracing::debug!(job = %id, error = %e, "shards: finalize not taken");
+    }
+    Ok(())
+}
+
+/// This node's result for a batch: recorded, or run now, its leaves document stored, and the
+/// root and a fresh salt recorded before anything is sent.
+async fn batch_work(
+    node: &Arc<Node>,
+    id: JobId,
+    spec: &JobSpec,
+    manifest: &Manifest,
+    batch: u32,
+    size: u32,
+) -> Result<BatchWork> {
+    if let Some(w) = node.db.shard_batch(id, batch)? {
+        return Ok(w);
+    }
+    let doc: LeavesDoc = run_batch(node, id, spec, manifest, batch, size).await?;
+    let root = doc.root()?;
+    let leaves = node.content.add_bytes(&doc.to_canonical_json())?;
+    node.content.announce(&leaves).await;
+    let work = BatchWork {
+        root,
+        salt: B256::random(),
+        leaves_cid: leaves.to_string(),
+    };
+    node.db.put_shard_batch(id, batch, &work)?;
+    Ok(work)
+}

@@ -5,6 +5,7 @@ mod event;
 mod execution;
 mod job;
 mod node;
+mod pin;
 pub mod wei;
 
 pub use cid::{
@@ -18,6 +19,9 @@ pub use job::{
 pub use node::{
     ApiErrorBody, CidResponse, DeploymentView, Health, Logs, NodeStatus, NodeView, PeerView,
     PeersView,
+};
+pub use pin::{
+    LeaveView, LeaveWait, PeerPinStatus, PinPeerView, PinRequest, PinState, PinStatusView, PinView,
 };
 pub use shoal_chain::{
     AbiEnum, Address, B256, FailReason, JobId, JobState, PaymentKind, SlashReason, U256, Verifier,

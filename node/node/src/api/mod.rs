@@ -4,10 +4,12 @@
 //! - [`content`]: uploads and content by CID.
 //! - [`jobs`]: jobs, their events, results and logs.
 //! - [`network`]: this node, the operators, the swarm, the deployment, health and metrics.
+//! - [`pins`]: the replicated pinset and a node's graceful leave.
 
 mod content;
 mod jobs;
 mod network;
+mod pins;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -95,6 +97,16 @@ pub(crate) fn router(inner: Shared) -> Router {
         .route("/api/v1/nodes", get(list_nodes))
         .route("/api/v1/peers", get(list_peers))
         .route("/api/v1/peers/{peer}/jobs/{id}", get(peer_job_status))
+        .route("/api/v1/pins", get(pins::list_pins).post(pins::add_pin))
+        .route(
+            "/api/v1/pins/{cid}",
+            get(pins::pin_status).delete(pins::remove_pin),
+        )
+        .route("/api/v1/pinning/peers", get(pins::pinning_peers))
+        .route(
+            "/api/v1/node/leave",
+            get(pins::leave_progress).post(pins::start_leave),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/deployment", get(deployment))
         .route("/healthz", get(healthz))

@@ -166,7 +166,7 @@ impl PinDb {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::Version;
+    use super::super::state::Peer;
     use super::*;
     use cid::Cid;
     use multihash_codetable::MultihashDigest;

@@ -59,6 +59,7 @@ struct Inner {
     seq: u64,
     /// Free bytes, as last measured for a heartbeat.
     my_free: u64,
+    last_durable: Option<Instant>,
 }
 
 /// The pinset of one node. Shared by the API handlers and the pinning task.
@@ -74,6 +75,7 @@ pub(crate) struct Pinning {
     started: Instant,
     fetches: Arc<Semaphore>,
     stop: CancellationToken,
+    nonce: std::sync::atomic::AtomicU64,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -108,7 +110,14 @@ impl Pinning {
             wake: Notify::new(),
             started: Instant::now(),
             stop,
+            // Distinct from an earlier run's nonces.
+            nonce: std::sync::atomic::AtomicU64::new(now_nanos()),
         })
+    }
+
+    fn nonce(&self) -> u64 {
+        self.nonce
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     // ---- liveness -------------------------------------------------------------------------
@@ -254,10 +263,12 @@ impl Pinning {
                 }
             };
             let e = self.write_pin(&mut inner, e)?;
-            self.view(&inner, &e, now)
+            (self.view(&inner, &e, now), e)
         };
+        let (entry, written) = entry;
         let msg = Message::Pins {
-            entries: vec![lock(&self.inner).set.pins[&cid].clone()],
+            nonce: self.nonce(),
+            entries: vec![written],
         };
         self.publish(msg.encode()).await;
         self.wake.notify_one();
@@ -285,13 +296,11 @@ impl Pinning {
             )?;
             (self.view(&inner, &e, Instant::now()), e)
         };
-        self.publish(
-            Message::Pins {
-                entries: vec![entry],
-            }
-            .encode(),
-        )
-        .await;
+        let msg = Message::Pins {
+            nonce: self.nonce(),
+            entries: vec![entry],
+        };
+        self.publish(msg.encode()).await;
         self.wake.notify_one();
         Ok(view)
     }
@@ -542,7 +551,7 @@ impl Pinning {
                     inner.outbox_want(from);
                 }
             }
-            Message::Pins { entries } => {
+            Message::Pins { entries, .. } => {
                 let mut changed = false;
                 for e in entries {
                     if let Err(why) = e.check() {
@@ -559,7 +568,7 @@ impl Pinning {
                     self.wake.notify_one();
                 }
             }
-            Message::Status { entries } => {
+            Message::Status { entries, .. } => {
                 for e in entries {
                     // Only the owner speaks for its status.
                     if e.peer != from || e.check().is_err() {
@@ -570,7 +579,7 @@ impl Pinning {
                     }
                 }
             }
-            Message::Want { peer } => {
+            Message::Want { peer, .. } => {
                 if peer == self.me && due(inner.last_status_sync, now, self.cfg.sync()) {
                     inner.send_own_status = true;
                 }
@@ -616,10 +625,16 @@ impl Pinning {
                 inner.last_full_sync = Some(now);
                 inner.outbox_pins.clear();
                 let all: Vec<PinEntry> = inner.set.pins.values().cloned().collect();
-                out.extend(chunks(&all, |entries| Message::Pins { entries }));
+                out.extend(chunks(&all, |entries| Message::Pins {
+                    nonce: self.nonce(),
+                    entries,
+                }));
             } else if !inner.outbox_pins.is_empty() {
                 let pins = std::mem::take(&mut inner.outbox_pins);
-                out.extend(chunks(&pins, |entries| Message::Pins { entries }));
+                out.extend(chunks(&pins, |entries| Message::Pins {
+                    nonce: self.nonce(),
+                    entries,
+                }));
             }
             if inner.send_own_status {
                 inner.send_own_status = false;
@@ -631,13 +646,25 @@ impl Pinning {
                     .values()
                     .filter_map(|m| m.get(&self.me).cloned())
                     .collect();
-                out.extend(chunks(&mine, |entries| Message::Status { entries }));
+                out.extend(chunks(&mine, |entries| Message::Status {
+                    nonce: self.nonce(),
+                    entries,
+                }));
             } else if !inner.outbox_status.is_empty() {
                 let st = std::mem::take(&mut inner.outbox_status);
-                out.extend(chunks(&st, |entries| Message::Status { entries }));
+                out.extend(chunks(&st, |entries| Message::Status {
+                    nonce: self.nonce(),
+                    entries,
+                }));
             }
             for p in std::mem::take(&mut inner.wants) {
-                out.push(Message::Want { peer: p }.encode());
+                out.push(
+                    Message::Want {
+                        nonce: self.nonce(),
+                        peer: p,
+                    }
+                    .encode(),
+                );
             }
             out
         };
@@ -648,18 +675,25 @@ impl Pinning {
 
     /// Saves merges from peers and this node's status changes.
     fn save_dirty(&self) {
-        let (pins, status, clock) = {
+        let (pins, status, clock, durable) = {
             let mut inner = lock(&self.inner);
             if inner.dirty_pins.is_empty() && inner.dirty_status.is_empty() {
                 return;
+            }
+            // At most a second of merges is lost in a crash (anti-entropy brings it back).
+            let now = Instant::now();
+            let durable = due(inner.last_durable, now, Duration::from_secs(1));
+            if durable {
+                inner.last_durable = Some(now);
             }
             (
                 std::mem::take(&mut inner.dirty_pins),
                 std::mem::take(&mut inner.dirty_status),
                 inner.set.clock,
+                durable,
             )
         };
-        if let Err(e) = self.db.save(&pins, &status, clock, false) {
+        if let Err(e) = self.db.save(&pins, &status, clock, durable) {
             tracing::warn!(error = %e, "cannot save the pinset");
         }
     }
@@ -849,6 +883,21 @@ impl Pinning {
             return false;
         }
         tracing::info!("every held CID has its copies elsewhere; leaving the swarm");
+        // The copies here no longer count: the blocks stay on disk, the node goes.
+        {
+            let mut inner = lock(&self.inner);
+            let held: Vec<PinCid> = inner.held.keys().copied().collect();
+            for cid in held {
+                self.set_status(
+                    &mut inner,
+                    cid,
+                    PinState::Unpinned,
+                    Some("left the swarm".into()),
+                );
+            }
+        }
+        self.save_dirty();
+        self.flush().await;
         self.send_heartbeat(true).await;
         lock(&self.inner).left = true;
         self.send_heartbeat(true).await;
@@ -941,4 +990,11 @@ fn walk_size(dir: &std::path::Path) -> u64 {
         }
     }
     total
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

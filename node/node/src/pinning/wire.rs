@@ -30,14 +30,19 @@ pub(crate) struct Heartbeat {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(crate) enum Message {
     Heartbeat(Heartbeat),
+    /// `nonce` makes a re-send of the same entries a new gossip message (gossipsub drops
+    /// payloads it has seen within its duplicate-cache time).
     Pins {
+        nonce: u64,
         entries: Vec<PinEntry>,
     },
     Status {
+        nonce: u64,
         entries: Vec<StatusEntry>,
     },
     /// Asks `peer` to send all its status entries again.
     Want {
+        nonce: u64,
         peer: Peer,
     },
 }
@@ -106,13 +111,13 @@ mod tests {
                 },
             })
             .collect();
-        let msgs = chunks(&entries, |entries| Message::Pins { entries });
+        let msgs = chunks(&entries, |entries| Message::Pins { nonce: 1, entries });
         assert!(msgs.len() > 1);
         let mut back = Vec::new();
         for m in &msgs {
             assert!(m.len() <= MAX_PIN_MESSAGE_BYTES);
             match Message::decode(m).expect("decodes") {
-                Message::Pins { entries } => back.extend(entries),
+                Message::Pins { entries, .. } => back.extend(entries),
                 other => panic!("{other:?}"),
             }
         }

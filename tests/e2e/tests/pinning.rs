@@ -409,7 +409,13 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
             .into_iter()
             .map(|p| (p.cid, p.allocations))
             .collect();
-        ensure!(got == want, "node {i}'s pinset after the restart differs");
+        let missing: Vec<_> = want.difference(&got).take(3).collect();
+        let extra: Vec<_> = got.difference(&want).take(3).collect();
+        ensure!(
+            got == want,
+            "node {i}'s pinset after the restart differs: {} entries; missing {missing:?}, unexpected {extra:?}",
+            got.len()
+        );
     }
     until(
         Duration::from_secs(GRACE_SECS + 60),

@@ -60,6 +60,8 @@ struct Inner {
     /// Free bytes, as last measured for a heartbeat.
     my_free: u64,
     last_durable: Option<Instant>,
+    /// A commit since the last durable one was not durable.
+    undurable: bool,
 }
 
 /// The pinset of one node. Shared by the API handlers and the pinning task.
@@ -677,15 +679,17 @@ impl Pinning {
     fn save_dirty(&self) {
         let (pins, status, clock, durable) = {
             let mut inner = lock(&self.inner);
-            if inner.dirty_pins.is_empty() && inner.dirty_status.is_empty() {
-                return;
-            }
             // At most a second of merges is lost in a crash (anti-entropy brings it back).
             let now = Instant::now();
             let durable = due(inner.last_durable, now, Duration::from_secs(1));
+            let nothing = inner.dirty_pins.is_empty() && inner.dirty_status.is_empty();
+            if nothing && !(inner.undurable && durable) {
+                return;
+            }
             if durable {
                 inner.last_durable = Some(now);
             }
+            inner.undurable = !durable;
             (
                 std::mem::take(&mut inner.dirty_pins),
                 std::mem::take(&mut inner.dirty_status),

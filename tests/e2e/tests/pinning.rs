@@ -17,6 +17,8 @@ use shoal_e2e::{NodeProcess, init_tracing, upload};
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_shoal-e2e-node");
 const NODES: usize = 5;
 const PINS: usize = 100;
+/// Pins added before the leave, at rf 3–3.
+const EXTRA: usize = 10;
 /// Short, so the test sees a dead node's pins move.
 const GRACE_SECS: u64 = 6;
 
@@ -335,6 +337,22 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
     }
 
     // ---- a node leaves gracefully ---------------------------------------------------------
+    // 10 more CIDs at rf 3–3: the leaver holds some of them and must wait for new copies
+    // before it may go.
+    for i in PINS..PINS + EXTRA {
+        let cid = upload(&urls[i % NODES], blob(i, 8192 + i)).await?;
+        let _: PinView = post(
+            &format!("{}/api/v1/pins", urls[0]),
+            serde_json::json!({"cid": cid, "name": format!("blob-{i}"), "replicationMin": 3, "replicationMax": 3}),
+        )
+        .await?;
+    }
+    until(
+        Duration::from_secs(60),
+        "3 copies of the rf 3 CIDs",
+        move || all_have(u0, 3, PINS + EXTRA),
+    )
+    .await?;
     let leaver = 3;
     let leaver_peer = peer_of[leaver].clone();
     let _: serde_json::Value = post(
@@ -342,6 +360,12 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
         serde_json::json!({}),
     )
     .await?;
+    let waits_for = pins(&urls[0])
+        .await?
+        .iter()
+        .filter(|p| p.replication_min == 3 && p.allocations.contains(&leaver_peer))
+        .count();
+    ensure!(waits_for > 0, "the leaver holds none of the rf 3 CIDs");
     let started = Instant::now();
     let mut samples = 0;
     let mut fewest = u32::MAX;
@@ -350,10 +374,14 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
         let low = ps.iter().map(|p| p.pinned_copies).min().unwrap_or(0);
         fewest = fewest.min(low);
         samples += 1;
-        ensure!(
-            low >= 2,
-            "during the leave a CID had {low} copies (sample {samples})"
-        );
+        if let Some(p) = ps.iter().find(|p| p.pinned_copies < p.replication_min) {
+            bail!(
+                "during the leave {} had {} copies, below its rmin {} (sample {samples})",
+                p.cid,
+                p.pinned_copies,
+                p.replication_min
+            );
+        }
         let exited = procs[leaver]
             .wait_exit(Duration::from_millis(200))
             .await
@@ -368,7 +396,7 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
         );
     }
     eprintln!(
-        "node {leaver} left after {:.1} s; {samples} samples, fewest copies {fewest}",
+        "node {leaver} left after {:.1} s, waiting for new copies of {waits_for} rf 3 CIDs; {samples} samples, fewest copies {fewest}",
         started.elapsed().as_secs_f64()
     );
     let lp = leaver_peer.as_str();
@@ -420,7 +448,7 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
     until(
         Duration::from_secs(GRACE_SECS + 60),
         "3 copies after the restart",
-        move || async move { all_have(u0, 3, PINS).await.map(|o| o.map(|_| ())) },
+        move || async move { all_have(u0, 3, PINS + EXTRA).await.map(|o| o.map(|_| ())) },
     )
     .await?;
     // Nothing moved: the allocations are those before the restart.

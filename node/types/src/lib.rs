@@ -9,6 +9,6 @@ pub use constraint::{Constraint, ConstraintOp};
 pub use error::{Error, Result};
 pub use network::Network;
 pub use spec::{
-    DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, Resources,
-    Verifier, WasmEngine, Windows, human_bytes,
+    DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, PinSpec,
+    Resources, Verifier, WasmEngine, Windows, human_bytes,
 };

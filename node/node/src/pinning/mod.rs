@@ -6,9 +6,11 @@
 mod alloc;
 mod config;
 mod db;
+mod results;
 mod service;
 mod state;
 mod wire;
 
 pub use config::PinningConfig;
+pub(crate) use results::pin_results;
 pub(crate) use service::Pinning;

@@ -246,8 +246,17 @@ impl Pinning {
                 version: inner.set.tick(self.me),
             };
             e.check().map_err(Error::PinRequest)?;
+            if eligible.len() < rmin as usize {
+                return Err(Error::NotEnoughPeers {
+                    needed: rmin,
+                    eligible: eligible.len(),
+                });
+            }
             e.allocations = match inner.set.pins.get(&cid).filter(|p| !p.deleted) {
                 Some(old) => {
+                    if e.name.is_none() {
+                        e.name = old.name.clone();
+                    }
                     let mut kept = old.allocations.clone();
                     kept.truncate(rmax as usize);
                     let tmp = PinEntry {

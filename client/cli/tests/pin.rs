@@ -1,6 +1,6 @@
 //! `shoal pin` through the real binary against `shoal devstack --nodes 3`: add with a
 //! replication factor and wait for the copies, list, per-node status, remove, and the errors
-//! for too few nodes and a CID outside the pinset.
+//! for too few nodes, unmet or malformed constraints and a CID outside the pinset.
 
 mod common;
 
@@ -79,6 +79,20 @@ fn pin_add_ls_status_rm() {
         "5",
     ]));
     assert!(err.contains("at least 5 nodes"), "{err}");
+
+    // No node has the label: nobody may hold it.
+    let err = fails(
+        stack
+            .shoal()
+            .args(["pin", "add", &cid, "--constraint", "region=nowhere"]),
+    );
+    assert!(err.contains("at least 2 nodes"), "{err}");
+    let err = fails(
+        stack
+            .shoal()
+            .args(["pin", "add", &cid, "--constraint", "no operator"]),
+    );
+    assert!(err.contains("constraint `no operator`"), "{err}");
 
     let rm = json(&ok(stack.shoal().args(["pin", "rm", &cid, "--json"])));
     assert_eq!(rm["removed"], true);

@@ -50,6 +50,10 @@ pub struct PinRequest {
     /// Most copies wanted (default: the node's `pinning.default_replication_max`).
     #[serde(default)]
     pub replication_max: Option<u32>,
+    /// Only nodes whose `[labels]` satisfy all of these hold it: `key=value`, `key!=value`,
+    /// `key in (a,b)`, `key notin (a,b)` (as in job specs; at most 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
 }
 
 /// A pin of the shared pinset: `GET /api/v1/pins`, and the answer to add and remove.
@@ -66,6 +70,9 @@ pub struct PinView {
     pub replication_max: u32,
     /// The peers that should hold it, in allocation order.
     pub allocations: Vec<String>,
+    /// Placement constraints over node labels.
+    #[serde(default)]
+    pub constraints: Vec<String>,
     /// Live peers that report it pinned.
     pub pinned_copies: u32,
     /// `pinned` (at least `replicationMin` copies), `pinning`, `under-replicated`,
@@ -127,6 +134,9 @@ pub struct PinPeerView {
     pub free_bytes: Option<u64>,
     /// CIDs it reports pinned.
     pub pinned: u32,
+    /// Its labels, matched against pins' constraints.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET|POST /api/v1/node/leave`: progress of a graceful leave.

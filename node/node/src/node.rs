@@ -258,6 +258,7 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
     let pinning = match &p2p {
         Some(p) if cfg.pinning.enabled => Some(Arc::new(crate::pinning::Pinning::open(
             cfg.pinning.clone(),
+            cfg.labels.clone(),
             p.clone(),
             content.clone(),
             cfg.data_dir.clone(),

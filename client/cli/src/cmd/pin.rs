@@ -26,6 +26,10 @@ pub enum Command {
         /// A name to show in `shoal pin ls` (at most 64 bytes).
         #[arg(long)]
         name: Option<String>,
+        /// Only nodes whose `[labels]` satisfy this hold it: `key=value`, `key!=value`,
+        /// `key in (a,b)`, `key notin (a,b)`, as in job specs. Repeat for several (all must hold).
+        #[arg(long = "constraint", value_name = "SELECTOR")]
+        constraints: Vec<String>,
         /// Wait until at least --replication-min nodes report the CID pinned.
         #[arg(long)]
         wait: bool,
@@ -61,6 +65,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             replication_min,
             replication_max,
             name,
+            constraints,
             wait,
             timeout,
         } => {
@@ -69,6 +74,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 name,
                 replication_min,
                 replication_max,
+                constraints,
             };
             let mut pin = api
                 .pin_add(&req)

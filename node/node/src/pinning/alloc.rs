@@ -1,7 +1,9 @@
 //! Allocation by weighted rendezvous (highest random weight) hashing: every node ranks the
 //! peers of a CID the same way from the same inputs (docs/pinning.md, Allocation).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use shoal_types::Constraint;
 
 use sha2::{Digest, Sha256};
 
@@ -23,6 +25,19 @@ impl Candidate {
             weight: (gib.max(1)) as f64,
         }
     }
+}
+
+/// The peers whose labels satisfy every constraint of a pin (`key=value`, `key in (a,b)`, …
+/// as in job specs).
+pub(crate) fn placeable<'a>(
+    peers: impl IntoIterator<Item = (Candidate, &'a BTreeMap<String, String>)>,
+    constraints: &[Constraint],
+) -> Vec<Candidate> {
+    peers
+        .into_iter()
+        .filter(|(_, labels)| constraints.iter().all(|c| c.matches(labels)))
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// The weighted HRW score of `peer` for `cid`.
@@ -129,6 +144,7 @@ mod tests {
             rmin: 2,
             rmax: 3,
             allocations,
+            constraints: Vec::new(),
             deleted: false,
             version: Version {
                 lamport: 1,
@@ -155,6 +171,32 @@ mod tests {
             allocate(cids(1)[0], 2, 3, &ps[..2]).map(|a| a.len()),
             Some(2)
         );
+    }
+
+    #[test]
+    fn constraints_keep_pins_on_matching_peers() {
+        let ps = peers(6);
+        let eu: BTreeMap<String, String> = [("region".to_owned(), "eu".to_owned())].into();
+        let us: BTreeMap<String, String> = [("region".to_owned(), "us".to_owned())].into();
+        let labelled: Vec<_> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, if i % 2 == 0 { &eu } else { &us }))
+            .collect();
+        let want: Vec<Constraint> = vec!["region=eu".parse().expect("constraint")];
+        let ok = placeable(labelled.iter().cloned(), &want);
+        assert_eq!(ok.len(), 3);
+        for c in cids(50) {
+            let a = allocate(c, 2, 3, &ok).expect("3 eu peers");
+            assert!(a.iter().all(|p| {
+                ps.iter()
+                    .position(|c| c.peer == *p)
+                    .is_some_and(|i| i % 2 == 0)
+            }));
+        }
+        assert_eq!(placeable(labelled.iter().cloned(), &[]).len(), 6);
+        let none: Vec<Constraint> = vec!["gpu=a100".parse().expect("constraint")];
+        assert!(placeable(labelled.iter().cloned(), &none).is_empty());
     }
 
     #[test]

@@ -190,6 +190,7 @@ mod tests {
             rmin: 2,
             rmax: 3,
             allocations: vec![me],
+            constraints: Vec::new(),
             deleted: false,
             version,
         };

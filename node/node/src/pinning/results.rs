@@ -25,6 +25,7 @@ pub(crate) async fn pin_results(node: &Node, job: &JobView, cid: &Cid) {
         name: Some(format!("job {} results", job.id)),
         replication_min: Some(spec.replication_min),
         replication_max: Some(spec.replication_max),
+        constraints: Vec::new(),
     };
     match pinning.add(req).await {
         Ok(p) => {

@@ -18,20 +18,23 @@ use tokio_util::sync::CancellationToken;
 use super::alloc::{self, Candidate};
 use super::config::PinningConfig;
 use super::db::{Held, PinDb};
+use shoal_types::Constraint;
+
 use super::state::{
-    MAX_MESSAGE_BYTES, MAX_NAME_BYTES, Peer, PinCid, PinEntry, PinSet, StatusEntry,
+    MAX_LABELS, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, Peer, PinCid, PinEntry, PinSet, StatusEntry,
 };
 use super::wire::{Heartbeat, Message, chunks};
 use crate::content::Content;
 use crate::error::{Error, Result};
 
 /// What this node knows of another.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Seen {
     last: Instant,
     free: u64,
     leaving: bool,
     gone: bool,
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +81,8 @@ pub(crate) struct Pinning {
     fetches: Arc<Semaphore>,
     stop: CancellationToken,
     nonce: std::sync::atomic::AtomicU64,
+    /// This node's `[labels]`.
+    labels: BTreeMap<String, String>,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -88,6 +93,7 @@ impl Pinning {
     /// Opens the pinset saved in `data_dir/pins.redb`. `stop` ends the node after a leave.
     pub(crate) fn open(
         cfg: PinningConfig,
+        labels: BTreeMap<String, String>,
         p2p: P2p,
         content: Content,
         data_dir: PathBuf,
@@ -112,6 +118,11 @@ impl Pinning {
             wake: Notify::new(),
             started: Instant::now(),
             stop,
+            labels: labels
+                .into_iter()
+                .filter(|(k, v)| k.len() + v.len() <= 128)
+                .take(MAX_LABELS)
+                .collect(),
             // Distinct from an earlier run's nonces.
             nonce: std::sync::atomic::AtomicU64::new(now_nanos()),
         })
@@ -153,18 +164,23 @@ impl Pinning {
         }
     }
 
-    /// Peers that may get new allocations: live, heard from (or this node), not leaving.
-    fn eligible(&self, inner: &Inner, now: Instant, my_free: u64) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        if !inner.leaving && !inner.left {
-            out.push(Candidate::new(self.me, Some(my_free)));
-        }
-        for (p, s) in &inner.peers {
-            if !s.leaving && self.is_live(inner, *p, now) {
-                out.push(Candidate::new(*p, Some(s.free)));
-            }
-        }
-        out
+    /// Peers that may get new allocations of a pin with `constraints`: live, heard from (or
+    /// this node), not leaving, labels matching.
+    fn eligible(
+        &self,
+        inner: &Inner,
+        now: Instant,
+        my_free: u64,
+        constraints: &[Constraint],
+    ) -> Vec<Candidate> {
+        let me = (!inner.leaving && !inner.left)
+            .then(|| (Candidate::new(self.me, Some(my_free)), &self.labels));
+        let others = inner
+            .peers
+            .iter()
+            .filter(|(p, s)| !s.leaving && self.is_live(inner, **p, now))
+            .map(|(p, s)| (Candidate::new(*p, Some(s.free)), &s.labels));
+        alloc::placeable(me.into_iter().chain(others), constraints)
     }
 
     // ---- local writes ---------------------------------------------------------------------
@@ -227,6 +243,14 @@ impl Pinning {
                 n.len()
             )));
         }
+        let constraints = req
+            .constraints
+            .iter()
+            .map(|c| {
+                c.parse::<Constraint>()
+                    .map_err(|e| Error::PinRequest(format!("constraint `{c}`: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let entry = {
             let mut inner = lock(&self.inner);
             if inner.leaving || inner.left {
@@ -235,13 +259,14 @@ impl Pinning {
                 ));
             }
             let now = Instant::now();
-            let eligible = self.eligible(&inner, now, inner.my_free);
+            let eligible = self.eligible(&inner, now, inner.my_free, &constraints);
             let mut e = PinEntry {
                 cid,
                 name: req.name.clone().filter(|n| !n.is_empty()),
                 rmin,
                 rmax,
                 allocations: Vec::new(),
+                constraints,
                 deleted: false,
                 version: inner.set.tick(self.me),
             };
@@ -385,6 +410,7 @@ impl Pinning {
             replication_min: e.rmin,
             replication_max: e.rmax,
             allocations: e.allocations.iter().map(ToString::to_string).collect(),
+            constraints: e.constraints.iter().map(ToString::to_string).collect(),
             pinned_copies: pinned,
             summary: summary.into(),
             removed: e.deleted,
@@ -464,8 +490,9 @@ impl Pinning {
             live: !inner.left,
             leaving: inner.leaving,
             last_seen_secs: None,
-            free_bytes: None,
+            free_bytes: Some(inner.my_free),
             pinned: pinned_by(self.me),
+            labels: self.labels.clone(),
         }];
         let mut others: Vec<_> = inner.peers.iter().collect();
         others.sort_by_key(|(p, _)| **p);
@@ -478,6 +505,7 @@ impl Pinning {
                 last_seen_secs: Some(now.duration_since(s.last).as_secs()),
                 free_bytes: Some(s.free),
                 pinned: pinned_by(*p),
+                labels: s.labels.clone(),
             });
         }
         out
@@ -543,6 +571,7 @@ impl Pinning {
                         free: h.free_bytes,
                         leaving: h.leaving,
                         gone: h.gone,
+                        labels: h.labels.into_iter().take(MAX_LABELS).collect(),
                     },
                 );
                 if !was_live && !h.gone {
@@ -620,6 +649,7 @@ impl Pinning {
                 gone,
                 pins_digest: self.pins_digest(&mut inner),
                 status_digest: inner.set.status_digest(self.me),
+                labels: self.labels.clone(),
             })
         };
         self.publish(msg.encode()).await;
@@ -723,7 +753,7 @@ impl Pinning {
         {
             let mut inner = lock(&self.inner);
             let settled = now.duration_since(self.started) >= self.cfg.grace();
-            let eligible = self.eligible(&inner, now, inner.my_free);
+            let everyone = self.eligible(&inner, now, inner.my_free, &[]);
             let pins: Vec<PinEntry> = inner.set.pins.values().cloned().collect();
             for e in &pins {
                 let mine = !e.deleted && e.allocations.contains(&self.me);
@@ -752,13 +782,20 @@ impl Pinning {
                 {
                     self.set_status(&mut inner, e.cid, PinState::Unpinned, None);
                 }
+                let constrained;
+                let eligible = if e.constraints.is_empty() {
+                    &everyone
+                } else {
+                    constrained = self.eligible(&inner, now, inner.my_free, &e.constraints);
+                    &constrained
+                };
                 if !e.deleted
                     && settled
                     && !inner.leaving
-                    && alloc::responsible(e.cid, &eligible) == Some(self.me)
+                    && alloc::responsible(e.cid, eligible) == Some(self.me)
                 {
                     let holders = self.holders(&inner, e.cid, now);
-                    if let Some(new) = alloc::reallocate(e, &eligible, &holders) {
+                    if let Some(new) = alloc::reallocate(e, eligible, &holders) {
                         tracing::info!(cid = %e.cid, from = ?e.allocations.iter().map(ToString::to_string).collect::<Vec<_>>(), to = ?new.iter().map(ToString::to_string).collect::<Vec<_>>(), "re-allocating");
                         realloc.push(PinEntry {
                             allocations: new,

@@ -15,6 +15,10 @@ use shoal_p2p::PeerId;
 pub(crate) const MAX_NAME_BYTES: usize = 64;
 /// Longest status message, in bytes.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 200;
+/// Most placement constraints on one pin.
+pub(crate) const MAX_CONSTRAINTS: usize = 8;
+/// Most labels a heartbeat carries.
+pub(crate) const MAX_LABELS: usize = 16;
 /// Most copies a pin may ask for (an entry with its allocations must fit one gossip message).
 pub(crate) const MAX_REPLICATION: u32 = 10;
 
@@ -92,6 +96,9 @@ pub(crate) struct PinEntry {
     pub rmax: u32,
     /// The peers that should hold it, in allocation order.
     pub allocations: Vec<Peer>,
+    /// Only peers whose labels satisfy all of these hold it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<shoal_types::Constraint>,
     /// A tombstone: `rm` was the last write.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -109,6 +116,9 @@ impl PinEntry {
         }
         if self.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
             return Err(format!("name longer than {MAX_NAME_BYTES} bytes"));
+        }
+        if self.constraints.len() > MAX_CONSTRAINTS {
+            return Err(format!("more than {MAX_CONSTRAINTS} constraints"));
         }
         if self.allocations.len() > self.rmax as usize {
             return Err(format!(
@@ -247,6 +257,7 @@ mod tests {
             rmin: 1,
             rmax: 2,
             allocations: vec![peer],
+            constraints: Vec::new(),
             deleted,
             version: Version { lamport, peer },
         }

@@ -23,6 +23,9 @@ pub(crate) struct Heartbeat {
     pub pins_digest: String,
     /// Digest of the sender's own status entries.
     pub status_digest: String,
+    /// The sender's `[labels]`, matched against pins' constraints.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One gossip message.
@@ -104,6 +107,7 @@ mod tests {
                 rmin: 2,
                 rmax: 3,
                 allocations: peers.clone(),
+                constraints: Vec::new(),
                 deleted: false,
                 version: Version {
                     lamport: u64::from(i),

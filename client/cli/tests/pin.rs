@@ -104,3 +104,141 @@ fn pin_add_ls_status_rm() {
     let err = fails(stack.shoal().args(["pin", "status", "not-a-cid"]));
     assert!(err.contains("not a CID"), "{err}");
 }
+
+/// A node joins the pinning swarm with `shoal serve --bootstrap`, takes its share of a pin,
+/// and leaves with `shoal node leave`: it waits for the copies elsewhere, then `shoal serve`
+/// exits 0.
+#[test]
+fn a_node_joins_with_bootstrap_and_leaves_with_node_leave() {
+    let stack = Devstack::start(&["--nodes", "2"]);
+    let node0 = stack.var("SHOAL_NODE");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n\n[bid]\nenabled = false\n\n[pinning]\nheartbeat_interval_ms = 500\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let (_, peers) = common::http(&format!("{node0}/api/v1/peers"), None);
+    let peers: serde_json::Value = serde_json::from_str(&peers).expect("peers JSON");
+    let bootstrap = peers["listen"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .find(|a| a.contains("/tcp/"))
+        })
+        .expect("node 0 listens on TCP")
+        .to_owned();
+    let mut child = common::shoal()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "--p2p-listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--chain-rpc", &stack.var("SHOAL_RPC_URL")])
+        .args(["--deployment-file", &stack.var("SHOAL_DEPLOYMENT")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start shoal serve");
+    let url = format!("http://127.0.0.1:{port}");
+
+    // Node 0 hears the newcomer's heartbeats: three live members.
+    let start = Instant::now();
+    loop {
+        let (status, body) = common::http(&format!("{node0}/api/v1/pinning/peers"), None);
+        let live = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.as_array()
+                    .map(|a| a.iter().filter(|p| p["live"] == true).count())
+            });
+        if status == 200 && live == Some(3) {
+            break;
+        }
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("shoal serve exited: {s}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no 3 live members: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // rf 3 on three nodes: the newcomer must hold a copy.
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, vec![7u8; 1024 * 1024 + 3]).expect("write");
+    let cid = common::stdout(&ok(stack.shoal().args(["content", "add"]).arg(&file)))
+        .trim()
+        .to_owned();
+    let pinned = json(&ok(stack.shoal().args([
+        "pin",
+        "add",
+        &cid,
+        "--replication-min",
+        "3",
+        "--replication-max",
+        "3",
+        "--wait",
+        "--timeout",
+        "60",
+        "--json",
+    ])));
+    assert_eq!(pinned["pinnedCopies"], 3, "{pinned:#}");
+    // Lowered to rf 2–3 (same allocation), the newcomer may leave: 2 copies stay elsewhere.
+    let again = json(&ok(stack.shoal().args([
+        "pin",
+        "add",
+        &cid,
+        "--replication-min",
+        "2",
+        "--replication-max",
+        "3",
+        "--json",
+    ])));
+    assert_eq!(again["allocations"], pinned["allocations"], "{again:#}");
+    let left = json(&ok(common::shoal().args([
+        "node",
+        "leave",
+        "--node",
+        &url,
+        "--timeout",
+        "60",
+        "--json",
+    ])));
+    assert_eq!(left["done"], true, "{left:#}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "shoal serve did not stop after the leave"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.success(),
+        "shoal serve exited with {status} after a leave"
+    );
+    let st = json(&ok(stack.shoal().args(["pin", "status", &cid, "--json"])));
+    assert!(
+        st["pin"]["pinnedCopies"].as_u64().unwrap_or(0) >= 2,
+        "{st:#}"
+    );
+}

@@ -147,6 +147,24 @@ impl Pinning {
         }
     }
 
+    /// Another peer whose heartbeat arrived within the grace period.
+    fn heard(&self, inner: &Inner, p: Peer, now: Instant) -> bool {
+        p != self.me
+            && inner
+                .peers
+                .get(&p)
+                .is_some_and(|s| !s.gone && now.duration_since(s.last) <= self.cfg.grace())
+    }
+
+    /// What views call live: this node until it left, others when heard within the grace
+    /// period (never merely presumed).
+    fn shown_live(&self, inner: &Inner, p: Peer, now: Instant) -> bool {
+        if p == self.me {
+            return !inner.left;
+        }
+        self.heard(inner, p, now)
+    }
+
     fn is_leaving(&self, inner: &Inner, p: Peer) -> bool {
         if p == self.me {
             return inner.leaving;
@@ -384,7 +402,7 @@ impl Pinning {
         let pinned = inner
             .set
             .statuses_of(e.cid)
-            .filter(|s| s.state == PinState::Pinned && self.is_live(inner, s.peer, now))
+            .filter(|s| s.state == PinState::Pinned && self.shown_live(inner, s.peer, now))
             .count() as u32;
         let state_of = |p: &Peer| inner.set.state_of(e.cid, *p);
         let summary = if e.deleted {
@@ -451,7 +469,7 @@ impl Pinning {
                     state: s.state,
                     message: s.message.clone(),
                     allocated: e.allocations.contains(&s.peer),
-                    live: self.is_live(&inner, s.peer, now),
+                    live: self.shown_live(&inner, s.peer, now),
                     updated_at: s.updated_at,
                 },
             );
@@ -462,7 +480,7 @@ impl Pinning {
                 state: PinState::Pinning,
                 message: Some("allocated; no report yet".into()),
                 allocated: true,
-                live: self.is_live(&inner, *p, now),
+                live: self.shown_live(&inner, *p, now),
                 updated_at: 0,
             });
         }
@@ -500,7 +518,7 @@ impl Pinning {
             out.push(PinPeerView {
                 peer_id: p.to_string(),
                 me: false,
-                live: self.is_live(&inner, *p, now),
+                live: self.shown_live(&inner, *p, now),
                 leaving: s.leaving,
                 last_seen_secs: Some(now.duration_since(s.last).as_secs()),
                 free_bytes: Some(s.free),
@@ -532,7 +550,7 @@ impl Pinning {
                     .set
                     .statuses_of(*cid)
                     .filter(|s| s.peer != self.me && s.state == PinState::Pinned)
-                    .filter(|s| self.is_live(inner, s.peer, now) && !self.is_leaving(inner, s.peer))
+                    .filter(|s| self.heard(inner, s.peer, now) && !self.is_leaving(inner, s.peer))
                     .count() as u32;
                 (elsewhere < e.rmin).then(|| LeaveWait {
                     cid: cid.to_string(),
@@ -831,8 +849,11 @@ impl Pinning {
             .copied()
             .filter(|p| *p != self.me && self.is_live(inner, *p, now))
             .collect();
+        // Only peers actually heard from count as holding it (not ones merely presumed live
+        // during this node's first grace period).
         let pinned = live
             .iter()
+            .filter(|p| self.heard(inner, **p, now))
             .filter(|p| inner.set.state_of(e.cid, **p) == Some(PinState::Pinned))
             .count();
         pinned == live.len() && pinned >= e.rmin as usize

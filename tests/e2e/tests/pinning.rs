@@ -2,7 +2,8 @@
 //! (`shoal-e2e-node`, as `shoal serve --config FILE` runs them) pin 100 CIDs at rf 2–3; one is
 //! SIGKILLed and its copies are made again elsewhere within the grace period, every copy
 //! re-verified block by block; it comes back without moving any allocation; another leaves
-//! gracefully with never fewer than rmin copies; every node restarts with the pinset intact.
+//! gracefully with never fewer than rmin copies; every node restarts with the pinset intact;
+//! garbage collection of each node's blockstore keeps every DAG it holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -178,7 +179,12 @@ async fn five_nodes_keep_100_pins_through_a_kill_a_leave_and_a_restart() -> Resu
     for ext in stack.external() {
         procs.push(NodeProcess::start(Path::new(NODE_BIN), ext).await?);
     }
-    let r = scenario(&mut procs).await;
+    let dirs: Vec<std::path::PathBuf> = stack
+        .external()
+        .iter()
+        .map(|e| e.config.data_dir.clone())
+        .collect();
+    let r = scenario(&mut procs, &dirs).await;
     if r.is_err() {
         for (i, p) in procs.iter().enumerate() {
             eprintln!("---- node {i} ----\n{}", p.log_tail());
@@ -187,7 +193,7 @@ async fn five_nodes_keep_100_pins_through_a_kill_a_leave_and_a_restart() -> Resu
     r
 }
 
-async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
+async fn scenario(procs: &mut [NodeProcess], dirs: &[std::path::PathBuf]) -> Result<()> {
     let urls: Vec<String> = procs.iter().map(|p| p.api_url().to_owned()).collect();
     let mut by_peer = BTreeMap::new();
     let mut peer_of = Vec::new();
@@ -459,5 +465,42 @@ async fn scenario(procs: &mut [NodeProcess]) -> Result<()> {
         .collect();
     ensure!(end == want, "allocations moved after the restart");
     verify_all(&urls[0], &live_apis).await?;
+
+    // ---- garbage collection keeps every pinned DAG ----------------------------------------
+    // Each node stopped, its blockstore collected: what it reports pinned is still whole.
+    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in pins(&urls[0]).await? {
+        let st: PinStatusView = get(&format!("{}/api/v1/pins/{}", urls[0], p.cid)).await?;
+        for s in st
+            .peers
+            .iter()
+            .filter(|s| s.state == PinState::Pinned && s.live)
+        {
+            held.entry(s.peer_id.clone())
+                .or_default()
+                .push(p.cid.clone());
+        }
+    }
+    for i in &running {
+        procs[*i].kill().await?;
+        let store = shoal_store::Blockstore::open(dirs[*i].join("blocks"))?;
+        let stats = store.gc()?;
+        let mine = held
+            .get(&peer_of[*i])
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        ensure!(!mine.is_empty(), "node {i} holds nothing");
+        for cid in mine {
+            store
+                .dag(&shoal_store::parse_cid(cid)?)
+                .with_context(|| format!("node {i} lost {cid} to GC"))?;
+        }
+        eprintln!(
+            "node {i}: GC removed {} blocks, kept {}; its {} pinned CIDs are whole",
+            stats.removed,
+            stats.kept,
+            mine.len()
+        );
+    }
     Ok(())
 }

@@ -65,6 +65,8 @@ struct Inner {
     last_durable: Option<Instant>,
     /// A commit since the last durable one was not durable.
     undurable: bool,
+    /// Local pin writes so far (see `Pinning::durable`).
+    written: u64,
 }
 
 /// The pinset of one node. Shared by the API handlers and the pinning task.
@@ -73,7 +75,10 @@ pub(crate) struct Pinning {
     cfg: PinningConfig,
     p2p: P2p,
     content: Content,
-    db: PinDb,
+    db: Arc<PinDb>,
+    /// How many local pin writes are known durable (group commit: one fsync for every write
+    /// made while the previous one ran).
+    durable: tokio::sync::Mutex<u64>,
     data_dir: PathBuf,
     inner: Mutex<Inner>,
     wake: Notify,
@@ -108,7 +113,8 @@ impl Pinning {
             cfg,
             p2p,
             content,
-            db,
+            db: Arc::new(db),
+            durable: tokio::sync::Mutex::new(0),
             data_dir,
             inner: Mutex::new(Inner {
                 set,
@@ -203,13 +209,35 @@ impl Pinning {
 
     // ---- local writes ---------------------------------------------------------------------
 
+    /// Writes a local change of a pin; [`Pinning::make_durable`] then waits for the disk.
     fn write_pin(&self, inner: &mut Inner, mut e: PinEntry) -> Result<PinEntry> {
         e.version = inner.set.tick(self.me);
         inner.set.merge_pin(e.clone());
         inner.pins_digest = None;
         self.db
-            .save(std::slice::from_ref(&e), &[], inner.set.clock, true)?;
+            .save(std::slice::from_ref(&e), &[], inner.set.clock, false)?;
+        inner.written += 1;
         Ok(e)
+    }
+
+    /// Makes every local pin write so far durable: one durable commit covers the writes made
+    /// before it, so concurrent callers share an fsync.
+    async fn make_durable(&self) -> Result<()> {
+        let want = lock(&self.inner).written;
+        let mut done = self.durable.lock().await;
+        if *done >= want {
+            return Ok(());
+        }
+        let (covered, clock) = {
+            let inner = lock(&self.inner);
+            (inner.written, inner.set.clock)
+        };
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.save(&[], &[], clock, true))
+            .await
+            .map_err(|e| Error::Pinning(format!("saving the pinset was interrupted: {e}")))??;
+        *done = covered;
+        Ok(())
     }
 
     fn set_status(&self, inner: &mut Inner, cid: PinCid, state: PinState, message: Option<String>) {
@@ -320,6 +348,7 @@ impl Pinning {
             (self.view(&inner, &e, now), e)
         };
         let (entry, written) = entry;
+        self.make_durable().await?;
         let msg = Message::Pins {
             nonce: self.nonce(),
             entries: vec![written],
@@ -350,6 +379,7 @@ impl Pinning {
             )?;
             (self.view(&inner, &e, Instant::now()), e)
         };
+        self.make_durable().await?;
         let msg = Message::Pins {
             nonce: self.nonce(),
             entries: vec![entry],
@@ -1008,6 +1038,9 @@ impl Pinning {
                 _ = beat.tick() => self.send_heartbeat(false).await,
                 _ = tick.tick() => {
                     self.reconcile(&spawn);
+                    if let Err(e) = self.make_durable().await {
+                        tracing::warn!(error = %e, "cannot save re-allocations");
+                    }
                     self.save_dirty();
                     self.flush().await;
                     if self.finish_leave().await {
@@ -1016,6 +1049,9 @@ impl Pinning {
                 }
                 () = self.wake.notified() => {
                     self.reconcile(&spawn);
+                    if let Err(e) = self.make_durable().await {
+                        tracing::warn!(error = %e, "cannot save re-allocations");
+                    }
                     self.save_dirty();
                     self.flush().await;
                 }

@@ -349,12 +349,15 @@ impl Pinning {
         };
         let (entry, written) = entry;
         self.make_durable().await?;
+        let mine = written.allocations.contains(&self.me);
         let msg = Message::Pins {
             nonce: self.nonce(),
             entries: vec![written],
         };
         self.publish(msg.encode()).await;
-        self.wake.notify_one();
+        if mine {
+            self.wake.notify_one();
+        }
         Ok(entry)
     }
 
@@ -793,7 +796,9 @@ impl Pinning {
 
     /// One pass: start fetches, unpin what is no longer ours, re-allocate what this node is
     /// responsible for, finish a leave.
-    fn reconcile(self: &Arc<Self>, spawn: &impl Fn(PinCid, Vec<Peer>)) {
+    /// `full`: also re-allocate (each tick); a wake-up (a merge, a finished fetch) only starts
+    /// fetches and unpins.
+    fn reconcile(self: &Arc<Self>, spawn: &impl Fn(PinCid, Vec<Peer>), full: bool) {
         let now = Instant::now();
         let mut unpin = Vec::new();
         let mut fetch = Vec::new();
@@ -829,6 +834,9 @@ impl Pinning {
                     )
                 {
                     self.set_status(&mut inner, e.cid, PinState::Unpinned, None);
+                }
+                if !full {
+                    continue;
                 }
                 let constrained;
                 let eligible = if e.constraints.is_empty() {
@@ -1037,7 +1045,7 @@ impl Pinning {
                 },
                 _ = beat.tick() => self.send_heartbeat(false).await,
                 _ = tick.tick() => {
-                    self.reconcile(&spawn);
+                    self.reconcile(&spawn, true);
                     if let Err(e) = self.make_durable().await {
                         tracing::warn!(error = %e, "cannot save re-allocations");
                     }
@@ -1048,7 +1056,7 @@ impl Pinning {
                     }
                 }
                 () = self.wake.notified() => {
-                    self.reconcile(&spawn);
+                    self.reconcile(&spawn, false);
                     if let Err(e) = self.make_durable().await {
                         tracing::warn!(error = %e, "cannot save re-allocations");
                     }

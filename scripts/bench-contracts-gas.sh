@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Per-transaction gas of one verified 3-node deterministic job on a fresh anvil:
 # deploys from contracts/artifacts/*.json (the same bytes the Rust side deploys), registers three
-# operators, then post, 3 bids, 3 commits, 3 reveals, each its own transaction, and sums the
+# operators, then post, 3 bids, closeBidding after the bid window (exactly 3 bids for 3 deals:
+# selects them, nothing to draw), 3 commits, 3 reveals, each its own transaction, and sums the
 # receipts' gasUsed (21,000 intrinsic + calldata + execution). Runs the job twice: the first on
 # fresh accounts, the repeat with the same creator and operators (payouts not yet claimed).
 # Prints a markdown table.
@@ -54,7 +55,7 @@ deploy() {
 
 DEPLOYER="${KEYS[0]}"
 REG=$(deploy "$DEPLOYER" OperatorRegistry "$("$CAST" abi-encode 'c(uint64,uint96)' 604800 1000000000000000000 | cut -c3-)")
-MARKET=$(deploy "$DEPLOYER" JobMarket "$("$CAST" abi-encode 'c(address,uint8,uint96,uint32,uint32,uint32,uint16,uint16)' "$REG" 3 100000000000000000 1 2 2 20 100 | cut -c3-)")
+MARKET=$(deploy "$DEPLOYER" JobMarket "$("$CAST" abi-encode 'c(address,uint8,uint96,uint32,uint32,uint32,uint16,uint16,uint32)' "$REG" 3 100000000000000000 1 2 2 20 100 0 | cut -c3-)")
 send "$DEPLOYER" "$REG" 'setMarket(address)' "$MARKET" >/dev/null
 
 OPS=("${KEYS[1]}" "${KEYS[2]}" "${KEYS[3]}")
@@ -68,11 +69,11 @@ SPEC_CID=0x01551220aabbccddeeff00112233445566778899aabbccddeeff00112233445566778
 RESULT_CID=0x01701220112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00
 SPEC_HASH=$("$CAST" keccak spec)
 RESULT=$("$CAST" keccak "the right result")
-PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false)"
-JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool))'
+PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false,0)"
+JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool,uint8))'
 GETJOB_SIG='getJob(uint256)((address,uint8,uint8,bool,uint8,uint8,uint8,uint8,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint64,uint64,bytes32,bytes32,address,uint256))'
 
-# run_job JOBID: one verified job; fills GAS[] (10 receipts, in order)
+# run_job JOBID: one verified job; fills GAS[] (11 receipts, in order)
 run_job() {
     local job="$1" i op salt c
     GAS=()
@@ -80,6 +81,8 @@ run_job() {
     for i in 0 1 2; do
         GAS+=("$(send "${OPS[$i]}" "$MARKET" 'bid(uint256,uint96)' "$job" 80000000000000000)")
     done
+    "$CAST" rpc --rpc-url "$RPC" evm_increaseTime 3601 >/dev/null
+    GAS+=("$(send "$CREATOR" "$MARKET" 'closeBidding(uint256)' "$job")")
     for i in 0 1 2; do
         op=$(addr "${OPS[$i]}")
         salt=$("$CAST" keccak "salt-$job-$i")
@@ -92,8 +95,8 @@ run_job() {
     done
     local state
     state=$("$CAST" call --rpc-url "$RPC" "$MARKET" "$GETJOB_SIG" "$job" | tr -d '() ' | cut -d, -f2)
-    if [ "$state" != 7 ]; then
-        echo "bench: job $job ended in state $state, expected 7 (Verified)" >&2
+    if [ "$state" != 9 ]; then
+        echo "bench: job $job ended in state $state, expected 9 (Verified)" >&2
         exit 1
     fi
 }
@@ -102,7 +105,8 @@ LABELS=(
     "postJob"
     "bid"
     "bid"
-    "bid (3rd: random selection, 3 locks)"
+    "bid"
+    "closeBidding (after the bid window: 3 bids, 3 deals, 3 locks)"
     "commitResult"
     "commitResult"
     "commitResult (3rd: opens reveal)"
@@ -124,4 +128,4 @@ for i in "${!LABELS[@]}"; do
     T1=$((T1 + FIRST[i]))
     T2=$((T2 + REPEAT[i]))
 done
-echo "| **total, 10 transactions, 4 sequential rounds** | **$T1** | **$T2** |"
+echo "| **total, 11 transactions, 5 sequential rounds** | **$T1** | **$T2** |"

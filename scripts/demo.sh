@@ -56,7 +56,7 @@ printf 'verified outputs are published content-addressed\n' >"$WORK/input/b.txt"
 echo "==> shoal wasm run wordcount.wasm -i input:/inputs (3 nodes, 2 must agree)" >&2
 "$SHOAL" wasm run "$ROOT/node/executor/testdata/wasm/wordcount.wasm" \
   -i "$WORK/input:/inputs" \
-  --concurrency 3 --confidence 2 --bid-window 10s --exec-window 60s --reveal-window 30s \
+  --concurrency 3 --confidence 2 --bid-window 5s --exec-window 60s --reveal-window 30s \
   --wait-timeout 5m --download "$WORK/results" \
   -- /inputs | tee "$WORK/run.out"
 

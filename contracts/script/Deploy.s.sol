@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Vm} from "../test/utils/Vm.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {JobMarket} from "../src/JobMarket.sol";
+import {ShardMarket} from "../src/ShardMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 
 /// @notice Deploys Shoal's contracts to any JSON-RPC endpoint and writes a deployment file.
@@ -15,8 +16,11 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// Order (reproducible from contracts/artifacts alone, see docs/protocol.md):
 ///   1. OperatorRegistry(unbondingPeriod, minStake)
 ///   2. JobMarket(registry, mediatorCount, challengeBond, minBidWindow, minExecWindow,
-///                minRevealWindow, maxCollateralFactor, challengeBondPercent)
+///                minRevealWindow, maxCollateralFactor, challengeBondPercent, drawDelay)
 ///   3. registry.setMarket(market)   (once, by the registry's deployer)
+///   4. ShardMarket(registry, minBidWindow, minExecWindow, minRevealWindow, drawDelay,
+///                  maxCollateralFactor)   (its constructor deploys its ShardSettlement)
+///   5. registry.setShardMarket(shardMarket)   (once, by the registry's deployer)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
 /// SHOAL_MIN_STAKE (wei, default 1 ether), SHOAL_MEDIATOR_COUNT (default 3),
@@ -24,7 +28,8 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 /// SHOAL_MIN_EXEC_WINDOW (seconds, default 2), SHOAL_MIN_REVEAL_WINDOW (seconds, default 2),
 /// SHOAL_MAX_COLLATERAL_FACTOR (collateral <= factor x maxPrice, default 20),
 /// SHOAL_CHALLENGE_BOND_PERCENT (a challenge bond is max(challengeBond, escrow x percent / 100),
-/// default 100),
+/// default 100), SHOAL_DRAW_DELAY (blocks between arming a random draw and the block whose hash
+/// seeds it, default 0: the arming block's own hash; 2 recommended on a 12 s-block chain),
 /// SHOAL_DEPLOYMENT_FILE (default deployments/<chainId>.json, relative to contracts/).
 /// The window defaults suit fast local devchains; on a 12 s-block chain use at least
 /// SHOAL_MIN_BID_WINDOW=120 SHOAL_MIN_EXEC_WINDOW=300 SHOAL_MIN_REVEAL_WINDOW=300 (10, 25 and 25
@@ -39,6 +44,7 @@ contract Deploy {
         uint32 minRevealWindow;
         uint16 maxCollateralFactor;
         uint16 challengeBondPercent;
+        uint32 drawDelay;
     }
 
     function _safetyJson(Safety memory s) internal pure returns (string memory) {
@@ -57,11 +63,14 @@ contract Deploy {
             ",\n",
             '  "challengeBondPercent": ',
             vm.toString(uint256(s.challengeBondPercent)),
+            ",\n",
+            '  "drawDelay": ',
+            vm.toString(uint256(s.drawDelay)),
             "\n"
         );
     }
 
-    function run() external returns (OperatorRegistry registry, JobMarket market) {
+    function run() external returns (OperatorRegistry registry, JobMarket market, ShardMarket shardMarket) {
         uint64 unbonding = uint64(vm.envOr("SHOAL_UNBONDING_PERIOD", uint256(7 days)));
         uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
         uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
@@ -71,7 +80,8 @@ contract Deploy {
             minExecWindow: uint32(vm.envOr("SHOAL_MIN_EXEC_WINDOW", uint256(2))),
             minRevealWindow: uint32(vm.envOr("SHOAL_MIN_REVEAL_WINDOW", uint256(2))),
             maxCollateralFactor: uint16(vm.envOr("SHOAL_MAX_COLLATERAL_FACTOR", uint256(20))),
-            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100)))
+            challengeBondPercent: uint16(vm.envOr("SHOAL_CHALLENGE_BOND_PERCENT", uint256(100))),
+            drawDelay: uint32(vm.envOr("SHOAL_DRAW_DELAY", uint256(0)))
         });
         string memory file =
             vm.envOr("SHOAL_DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json"));
@@ -87,9 +97,20 @@ contract Deploy {
             safety.minExecWindow,
             safety.minRevealWindow,
             safety.maxCollateralFactor,
-            safety.challengeBondPercent
+            safety.challengeBondPercent,
+            safety.drawDelay
         );
         registry.setMarket(address(market));
+        // the sharded-job market shares the windows, the collateral factor and the draw delay
+        shardMarket = new ShardMarket(
+            IOperatorRegistry(address(registry)),
+            safety.minBidWindow,
+            safety.minExecWindow,
+            safety.minRevealWindow,
+            safety.drawDelay,
+            safety.maxCollateralFactor
+        );
+        registry.setShardMarket(address(shardMarket));
         vm.stopBroadcast();
 
         string memory json = string.concat(
@@ -102,6 +123,9 @@ contract Deploy {
             '",\n',
             '  "jobMarket": "',
             vm.toString(address(market)),
+            '",\n',
+            '  "shardMarket": "',
+            vm.toString(address(shardMarket)),
             '",\n',
             '  "deployBlock": ',
             vm.toString(startBlock),

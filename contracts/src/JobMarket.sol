@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IJobMarket} from "./interfaces/IJobMarket.sol";
 import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
+import {JobDraw} from "./JobDraw.sol";
 
 /// @title JobMarket
 /// @notice Shoal's job state machine: escrowed jobs, bids from staked operators, random
@@ -10,14 +11,16 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow and challenge bond)
 /// + sum(withdrawable)`, where `withdrawable[address(0)]` holds burned money (slashed stake with
 /// no honest recipient), which nobody can claim. Slashed stake arrives from the registry during
-/// settlement and is credited in the same transaction; it never goes to the job's creator.
+/// settlement and is credited in the same transaction; it never goes to the job's creator as
+/// such (a creator that challenged and was upheld gets the challenger's reward, like anyone).
 /// Storage per job is four packed slots; each bid is one slot; each commitment is one slot that
-/// the reveal overwrites with the result hash; a bid dropped at selection adds one flag slot.
+/// the reveal overwrites with the result hash; a dispute adds one slot (the pool snapshot).
+/// Randomness: draws are armed first (`drawBlock`, kept in the phase deadline of Drawing and
+/// DisputeDrawing) and made in a later block from `blockhash(drawBlock)` (see `_seed`); the draws
+/// themselves are view logic in `draws` (a `JobDraw` this constructor deploys).
 contract JobMarket is IJobMarket {
     uint8 public constant MAX_BIDS = 32;
     uint8 public constant MAX_MEDIATORS = 16;
-    /// @dev Registry entries drawn at most when looking for mediators.
-    uint256 private constant MEDIATOR_SCAN = 64;
     /// @dev Deal slot index of the first mediator; original bids use 0..MAX_BIDS-1.
     uint256 private constant MEDIATOR_BASE = 32;
 
@@ -39,8 +42,8 @@ contract JobMarket is IJobMarket {
         uint32 revealWindow;
     }
 
-    /// @dev Slot 3: progress counters, current phase deadline and the revealed-bit set
-    /// (bit i = deal i, bit 32+i = mediator i).
+    /// @dev Slot 3: progress counters, current phase deadline (the draw block in Drawing and
+    /// DisputeDrawing) and the revealed-bit set (bit i = deal i, bit 32+i = mediator i).
     struct Progress {
         uint64 deadline;
         uint32 challengeWindow;
@@ -53,8 +56,8 @@ contract JobMarket is IJobMarket {
         uint8 medCount;
         uint8 medCommits;
         uint8 medReveals;
-        bool dropped; // some bid was dropped at selection (see `_dropped`)
         uint64 revealed;
+        uint8 mediators; // mediators a dispute of this job draws; 0 = `mediatorCount`
     }
 
     /// @dev How a settlement judges the participants it walks over.
@@ -81,13 +84,7 @@ contract JobMarket is IJobMarket {
         Judge judge;
         bytes32 truth;
         bool revealPhase;
-    }
-
-    /// @dev State of one mediator draw.
-    struct Draw {
-        uint256 seed;
-        uint256 pool;
-        uint256[] order; // shuffled registry indices (small pools only)
+        uint256 reward; // an upheld challenger's claim on the pot after mediator fees: its bond
     }
 
     IOperatorRegistry public immutable registry;
@@ -99,6 +96,8 @@ contract JobMarket is IJobMarket {
     uint32 public immutable minRevealWindow;
     uint16 public immutable maxCollateralFactor;
     uint16 public immutable challengeBondPercent;
+    uint32 public immutable drawDelay;
+    address public immutable draws;
 
     uint256 public nextJobId = 1;
 
@@ -112,8 +111,8 @@ contract JobMarket is IJobMarket {
     mapping(uint256 => mapping(uint256 => bytes32)) private _commits;
     mapping(uint256 => address) private _challenger;
     mapping(address => uint256) public withdrawable;
-    /// @dev jobId => operator => its bid was dropped at a selection (it may not bid again).
-    mapping(uint256 => mapping(address => bool)) private _dropped;
+    /// @dev jobId => the mediator pool when its dispute was armed: arm block | eligibleCount << 64.
+    mapping(uint256 => uint256) private _pools;
 
     constructor(
         IOperatorRegistry registry_,
@@ -123,7 +122,8 @@ contract JobMarket is IJobMarket {
         uint32 minExecWindow_,
         uint32 minRevealWindow_,
         uint16 maxCollateralFactor_,
-        uint16 challengeBondPercent_
+        uint16 challengeBondPercent_,
+        uint32 drawDelay_
     ) {
         if (mediatorCount_ == 0 || mediatorCount_ > MAX_MEDIATORS || challengeBond_ == 0) {
             revert JobMarket__BadConfig(mediatorCount_, challengeBond_);
@@ -140,6 +140,8 @@ contract JobMarket is IJobMarket {
         minRevealWindow = minRevealWindow_;
         maxCollateralFactor = maxCollateralFactor_;
         challengeBondPercent = challengeBondPercent_;
+        drawDelay = drawDelay_;
+        draws = address(new JobDraw(registry_, _minStake));
     }
 
     /// @notice Accepts slashed stake from the registry only.
@@ -177,6 +179,7 @@ contract JobMarket is IJobMarket {
         uint256 maxCollateral = uint256(params.maxPrice) * maxCollateralFactor;
         if (params.collateral > maxCollateral) revert JobMarket__CollateralTooHigh(params.collateral, maxCollateral);
         if (params.specCid.length == 0) revert JobMarket__EmptySpec();
+        if (params.mediators > MAX_MEDIATORS) revert JobMarket__BadMediators(params.mediators, MAX_MEDIATORS);
         uint256 escrow = uint256(n) * params.maxPrice;
         if (msg.value != escrow) revert JobMarket__WrongEscrow(msg.value, escrow);
 
@@ -201,6 +204,7 @@ contract JobMarket is IJobMarket {
         p.challengeWindow = params.challengeWindow;
         p.verifier = params.verifier;
         p.escalate = params.escalate;
+        p.mediators = params.mediators;
         _saveProgress(jobId, p);
         emit JobPosted(jobId, msg.sender, params, escrow, bidDeadline);
     }
@@ -215,8 +219,7 @@ contract JobMarket is IJobMarket {
         uint256 bond = _bondOf(c, t);
         if (msg.value != bond) revert JobMarket__WrongBond(msg.value, bond);
         _challenger[jobId] = msg.sender;
-        uint256 found = _openDispute(jobId, c, t, p, msg.sender);
-        if (found < mediatorCount) revert JobMarket__NoMediators(jobId, uint8(found), mediatorCount);
+        _armDispute(jobId, c, p, msg.sender, bond);
     }
 
     // =====================================================================================
@@ -236,7 +239,6 @@ contract JobMarket is IJobMarket {
             revert JobMarket__InsufficientStake(msg.sender, free, t.collateral > _minStake ? t.collateral : _minStake);
         }
         Progress memory p = _loadProgress(jobId);
-        if (p.dropped && _dropped[jobId][msg.sender]) revert JobMarket__DroppedBidder(jobId, msg.sender);
         uint256 count = p.bidCount;
         mapping(uint256 => uint256) storage deals = _deals[jobId];
         for (uint256 i; i < count; ++i) {
@@ -245,8 +247,8 @@ contract JobMarket is IJobMarket {
         deals[count] = _pack(msg.sender, price);
         p.bidCount = uint8(count + 1);
         emit BidPlaced(jobId, msg.sender, price);
-        if (count + 1 == c.m) {
-            _select(jobId, c, t, p, 0);
+        if (count + 1 == MAX_BIDS) {
+            _arm(jobId, c, p, JobState.Drawing); // full: bidding closes early
         } else {
             _saveProgress(jobId, p);
         }
@@ -313,21 +315,23 @@ contract JobMarket is IJobMarket {
 
     function closeBidding(uint256 jobId) external {
         Core memory c = _loadCore(jobId);
-        if (c.state != JobState.Posted) revert JobMarket__WrongState(jobId, c.state);
+        if (c.state > JobState.Drawing) revert JobMarket__WrongState(jobId, c.state);
         _closeBidding(jobId, c);
     }
 
     function finalize(uint256 jobId) external {
         Core memory c = _loadCore(jobId);
         JobState s = c.state;
-        if (s == JobState.Posted) {
+        if (s <= JobState.Drawing) {
             _closeBidding(jobId, c);
             return;
         }
-        if (s == JobState.Verified || s == JobState.Failed || s == JobState.Expired) {
-            revert JobMarket__WrongState(jobId, s);
-        }
+        if (s >= JobState.Verified) revert JobMarket__WrongState(jobId, s);
         Progress memory p = _loadProgress(jobId);
+        if (s == JobState.DisputeDrawing) {
+            _drawMediators(jobId, c, p);
+            return;
+        }
         if (block.timestamp <= p.deadline) revert JobMarket__DeadlineNotReached(jobId, p.deadline);
         if (s == JobState.Running) {
             if (p.commitCount < c.k) {
@@ -408,7 +412,7 @@ contract JobMarket is IJobMarket {
 
     function getDeals(uint256 jobId) external view returns (Deal[] memory) {
         JobState s = _core[jobId].state;
-        if (s <= JobState.Posted || s == JobState.Expired) return new Deal[](0);
+        if (s <= JobState.Drawing || s == JobState.Expired) return new Deal[](0);
         return _dealViews(jobId, 0, _core[jobId].n);
     }
 
@@ -433,14 +437,23 @@ contract JobMarket is IJobMarket {
         if (c.state == JobState.None) revert JobMarket__UnknownJob(jobId);
     }
 
+    /// @dev Posted after the bid window: with at least `minBids` bids, arms the selection draw, or,
+    /// with exactly `concurrency` bids (every bid wins, nothing to draw), selects them at once;
+    /// else expires. Drawing: makes the draw (in a block after the draw block).
     function _closeBidding(uint256 jobId, Core memory c) private {
-        if (block.timestamp <= c.bidDeadline) revert JobMarket__DeadlineNotReached(jobId, c.bidDeadline);
         Progress memory p = _loadProgress(jobId);
-        // `minBids` is a hard minimum: a job never runs on fewer bids than its creator asked for.
-        if (p.bidCount >= c.m) {
-            Terms memory t = _loadTerms(jobId);
-            if (_select(jobId, c, t, p, 1)) return;
-            p = _loadProgress(jobId);
+        if (c.state == JobState.Posted) {
+            if (block.timestamp <= c.bidDeadline) revert JobMarket__DeadlineNotReached(jobId, c.bidDeadline);
+            // `minBids` is a hard minimum: a job never runs on fewer bids than its creator asked for.
+            if (p.bidCount > c.n && p.bidCount >= c.m) {
+                _arm(jobId, c, p, JobState.Drawing);
+                return;
+            }
+            if (p.bidCount >= c.m && _select(jobId, c, p, 0)) return;
+        } else {
+            uint256 seed = _seed(jobId, c, p, 1);
+            if (seed == 0) return;
+            if (_select(jobId, c, p, seed)) return;
         }
         // Never enough (lockable) bids: expire with a full refund.
         c.state = JobState.Expired;
@@ -452,32 +465,61 @@ contract JobMarket is IJobMarket {
         emit JobExpired(jobId, p.bidCount);
     }
 
-    /// @dev Picks `n` of the bids at random and locks each winner's collateral. A winner whose
-    /// stake can no longer be locked is dropped and another bid drawn. Winners end up in deal
-    /// slots 0..n-1 (losers after them). Returns false, keeping the job in bidding with the
-    /// dropped bids removed, when fewer than `n` bids could be locked.
-    function _select(uint256 jobId, Core memory c, Terms memory t, Progress memory p, uint256 nonce)
-        private
-        returns (bool)
-    {
-        uint256 count = p.bidCount;
+    /// @dev Fixes the block whose hash will seed the draw (`drawBlock`, kept in `p.deadline`) and
+    /// moves the job to `state` (Drawing or DisputeDrawing). The inputs of the draw are final from
+    /// here on: no bid is accepted in Drawing, and a dispute's pool is snapshotted.
+    function _arm(uint256 jobId, Core memory c, Progress memory p, JobState state) private {
+        c.state = state;
+        _saveCore(jobId, c);
+        uint64 drawBlock = uint64(block.number) + drawDelay;
+        p.deadline = drawBlock;
+        _saveProgress(jobId, p);
+        emit PhaseStarted(jobId, state, drawBlock);
+    }
+
+    /// @dev Picks `n` of all the bids uniformly at random (the helper's permutation, tried in order)
+    /// and locks each winner's collateral; a winner whose stake can no longer be locked is dropped
+    /// and the next bid tried. Winners end up in deal slots 0..n-1, the other bids after them.
+    /// Returns false (nothing locked) when fewer than `n` bids could be locked. `seed` 0: exactly
+    /// `n` bids, all winners, tried in bid order.
+    function _select(uint256 jobId, Core memory c, Progress memory p, uint256 seed) private returns (bool) {
+        Terms memory t = _loadTerms(jobId);
         uint256 n = c.n;
-        uint256[] memory arr = _loadBids(jobId, count);
+        uint256[] memory arr;
+        if (seed == 0) {
+            arr = new uint256[](n);
+            for (uint256 i; i < n; ++i) {
+                arr[i] = i;
+            }
+        } else {
+            arr = JobDraw(draws).shuffle(seed, p.bidCount);
+        }
+        mapping(uint256 => uint256) storage deals = _deals[jobId];
         uint256 chosen;
-        (chosen, count) = _pickWinners(jobId, arr, count, n, t.collateral, nonce);
-        _storeBids(jobId, arr, count);
-        if (count < p.bidCount) p.dropped = true;
-        p.bidCount = uint8(count);
+        uint256 kept;
+        for (uint256 i; i < arr.length; ++i) {
+            uint256 d = deals[arr[i]];
+            // arr[kept] (kept <= i) is no longer needed: it becomes the next kept bid
+            if (chosen == n) {
+                arr[kept++] = d; // a loser: kept, not locked
+            } else if (registry.lock(address(uint160(d)), jobId, t.collateral)) {
+                arr[kept++] = d;
+                ++chosen;
+            } else {
+                emit BidDropped(jobId, address(uint160(d)));
+            }
+        }
         if (chosen < n) {
             for (uint256 i; i < chosen; ++i) {
                 registry.unlock(address(uint160(arr[i])), jobId, t.collateral);
             }
-            _saveProgress(jobId, p);
             return false;
         }
-        for (uint256 i; i < n; ++i) {
-            emit DealAccepted(jobId, address(uint160(arr[i])), uint96(arr[i] >> 160), t.collateral);
+        for (uint256 i; i < kept; ++i) {
+            if (deals[i] != arr[i]) deals[i] = arr[i];
+            if (i < n) emit DealAccepted(jobId, address(uint160(arr[i])), uint96(arr[i] >> 160), t.collateral);
         }
+        p.bidCount = uint8(kept);
         c.state = JobState.Running;
         _saveCore(jobId, c);
         uint64 deadline = uint64(block.timestamp) + t.execWindow;
@@ -485,52 +527,6 @@ contract JobMarket is IJobMarket {
         _saveProgress(jobId, p);
         emit PhaseStarted(jobId, JobState.Running, deadline);
         return true;
-    }
-
-    /// @dev Partial Fisher-Yates over `arr[0..count)`: draws until `n` winners are locked in
-    /// `arr[0..n)` or the bids run out; unlockable bids are dropped. Returns (winners, bids left).
-    function _pickWinners(
-        uint256 jobId,
-        uint256[] memory arr,
-        uint256 count,
-        uint256 n,
-        uint96 collateral,
-        uint256 nonce
-    ) private returns (uint256 chosen, uint256) {
-        uint256 seed = _random(jobId, nonce);
-        while (chosen < n && chosen < count) {
-            if (count > n) {
-                seed = uint256(keccak256(abi.encode(seed)));
-                uint256 j = chosen + seed % (count - chosen);
-                (arr[chosen], arr[j]) = (arr[j], arr[chosen]);
-            }
-            address op = address(uint160(arr[chosen]));
-            if (registry.lock(op, jobId, collateral)) {
-                ++chosen;
-            } else {
-                _dropped[jobId][op] = true;
-                emit BidDropped(jobId, op);
-                arr[chosen] = arr[count - 1];
-                --count;
-            }
-        }
-        return (chosen, count);
-    }
-
-    function _loadBids(uint256 jobId, uint256 count) private view returns (uint256[] memory arr) {
-        mapping(uint256 => uint256) storage deals = _deals[jobId];
-        arr = new uint256[](count);
-        for (uint256 i; i < count; ++i) {
-            arr[i] = deals[i];
-        }
-    }
-
-    /// @dev Writes back the slots a selection reordered.
-    function _storeBids(uint256 jobId, uint256[] memory arr, uint256 count) private {
-        mapping(uint256 => uint256) storage deals = _deals[jobId];
-        for (uint256 i; i < count; ++i) {
-            if (deals[i] != arr[i]) deals[i] = arr[i];
-        }
     }
 
     /// @dev Closes a commit phase (original or mediation) and opens its reveal phase.
@@ -561,11 +557,7 @@ contract JobMarket is IJobMarket {
         }
         (bytes32 best, uint256 bestCount, bool tie, bool disagree) = _tally(jobId, 0, c.n, p.revealed);
         if (disagree && p.escalate) {
-            Terms memory t = _loadTerms(jobId);
-            if (_openDispute(jobId, c, t, p, address(0)) == mediatorCount) return;
-            // Fail safe: never let the plain tally decide a disagreement that asked for mediation.
-            _finish(jobId, c, p, Judge.None, bytes32(0), true);
-            emit JobFailed(jobId, FailReason.NoMediators);
+            _armDispute(jobId, c, p, address(0), 0);
             return;
         }
         if (bestCount >= c.k && !tie) {
@@ -581,18 +573,51 @@ contract JobMarket is IJobMarket {
         }
     }
 
-    /// @dev Draws `mediatorCount` fresh operators (not on the job, not the creator or the
-    /// challenger) from the registry and locks their collateral. When not enough can be found it
-    /// changes nothing. Returns how many were found.
-    function _openDispute(uint256 jobId, Core memory c, Terms memory t, Progress memory p, address challenger)
-        private
-        returns (uint256)
-    {
-        uint256 need = mediatorCount;
-        (address[] memory picked, uint256 found) = _drawMediators(jobId, c.creator, c.n, t.collateral, challenger);
-        if (found < need) return found;
+    /// @dev Opens a dispute: snapshots the mediator pool (its size and this block) and arms the
+    /// mediator draw (DisputeDrawing). `bond`: the challenge bond (0 for an escalation).
+    function _armDispute(uint256 jobId, Core memory c, Progress memory p, address challenger, uint256 bond) private {
+        _pools[jobId] = block.number | registry.eligibleCount() << 64;
+        emit DisputeOpened(jobId, challenger, uint96(bond));
+        _arm(jobId, c, p, JobState.DisputeDrawing);
+    }
+
+    /// @dev DisputeDrawing, in a block after the draw block: draws the job's `mediators` fresh
+    /// operators (not on the job, not the creator or the challenger) from the pool snapshotted when
+    /// the dispute was opened and locks their collateral. When not enough can be found, an
+    /// escalated job fails safe (NoMediators: the plain tally never decides a disagreement that
+    /// asked for mediation) and a challenged result stands with the bond returned.
+    function _drawMediators(uint256 jobId, Core memory c, Progress memory p) private {
+        uint256 seed = _seed(jobId, c, p, 2);
+        if (seed == 0) return;
+        Terms memory t = _loadTerms(jobId);
+        address challenger = _challenger[jobId];
+        uint256 n = c.n;
+        uint256 pool = _pools[jobId];
+        JobDraw.MediatorDraw memory d;
+        d.seed = seed;
+        d.pool = pool >> 64;
+        d.armBlock = uint64(pool);
+        d.need = p.mediators == 0 ? mediatorCount : p.mediators;
+        d.collateral = t.collateral;
+        d.exclude = new address[](n + 2);
         mapping(uint256 => uint256) storage deals = _deals[jobId];
-        for (uint256 i; i < need; ++i) {
+        for (uint256 i; i < n; ++i) {
+            d.exclude[i] = address(uint160(deals[i]));
+        }
+        (d.exclude[n], d.exclude[n + 1]) = (c.creator, challenger);
+        (address[] memory picked, uint256 found) = JobDraw(draws).drawMediators(d);
+        if (found < d.need) {
+            if (challenger == address(0)) {
+                _finish(jobId, c, p, Judge.None, bytes32(0), true);
+                emit JobFailed(jobId, FailReason.NoMediators);
+            } else {
+                _credit(jobId, challenger, _bondOf(c, t), PaymentKind.BondReturned);
+                _finish(jobId, c, p, Judge.AllRevealed, bytes32(0), true);
+                emit DisputeResolved(jobId, bytes32(0), false);
+            }
+            return;
+        }
+        for (uint256 i; i < found; ++i) {
             // Cannot fail: the draw checked exactly the conditions `lock` checks, nothing changed
             // since, and the picks are distinct.
             registry.lock(picked[i], jobId, t.collateral);
@@ -603,59 +628,9 @@ contract JobMarket is IJobMarket {
         _saveCore(jobId, c);
         uint64 deadline = uint64(block.timestamp) + t.execWindow;
         p.deadline = deadline;
-        p.medCount = uint8(need);
+        p.medCount = uint8(found);
         _saveProgress(jobId, p);
-        emit DisputeOpened(jobId, challenger, challenger == address(0) ? 0 : uint96(_bondOf(c, t)));
         emit PhaseStarted(jobId, JobState.Disputed, deadline);
-        return need;
-    }
-
-    /// @dev Draws from the registry's eligible pool (operators with at least minStake free; those
-    /// that withdrew are not in it) at random until `mediatorCount` operators that can lock the
-    /// collateral are found; locks nothing (the caller locks the picks). A pool of at most
-    /// MEDIATOR_SCAN entries is visited in a random order, each entry once; a larger pool gets
-    /// MEDIATOR_SCAN independent draws. Entries are drawn one by one (never a contiguous run), so
-    /// operators registered together are not drawn together.
-    function _drawMediators(uint256 jobId, address creator, uint256 n, uint96 collateral, address challenger)
-        private
-        view
-        returns (address[] memory picked, uint256 found)
-    {
-        picked = new address[](mediatorCount);
-        Draw memory draw;
-        draw.pool = registry.eligibleCount();
-        draw.seed = _random(jobId, 2);
-        if (draw.pool <= MEDIATOR_SCAN) {
-            draw.order = new uint256[](draw.pool);
-            for (uint256 i; i < draw.pool; ++i) {
-                draw.order[i] = i;
-            }
-        }
-        uint256 tries = draw.pool <= MEDIATOR_SCAN ? draw.pool : MEDIATOR_SCAN;
-        for (uint256 a; a < tries && found < picked.length; ++a) {
-            address op = registry.eligibleAt(_nextDraw(draw, a));
-            if (op == creator || op == challenger || _isDeal(jobId, n, op) || _contains(picked, found, op)) continue;
-            // the conditions of `registry.lock` (eligibility implies stake != 0)
-            (, uint96 staked, uint96 free) = registry.operatorStatus(op);
-            if (free >= collateral && staked >= _minStake) picked[found++] = op;
-        }
-    }
-
-    /// @dev The a-th registry index of a draw: the next step of a Fisher-Yates shuffle of a small
-    /// pool, or an independent random index into a large one.
-    function _nextDraw(Draw memory draw, uint256 a) private pure returns (uint256) {
-        draw.seed = uint256(keccak256(abi.encode(draw.seed)));
-        if (draw.order.length == 0) return draw.seed % draw.pool;
-        uint256 j = a + draw.seed % (draw.pool - a);
-        (draw.order[a], draw.order[j]) = (draw.order[j], draw.order[a]);
-        return draw.order[a];
-    }
-
-    function _contains(address[] memory list, uint256 count, address x) private pure returns (bool) {
-        for (uint256 i; i < count; ++i) {
-            if (list[i] == x) return true;
-        }
-        return false;
     }
 
     /// @dev Ends mediation. The mediators' strict majority (of those drawn) is the truth; the job
@@ -717,27 +692,34 @@ contract JobMarket is IJobMarket {
                 _settleOne(tab, i, false);
             }
         }
-        address challenger = disputed ? _challenger[jobId] : address(0);
         bool upheld;
         if (disputed && truth != bytes32(0)) {
             // A challenge is upheld when some revealed original result was not the mediators' truth.
             upheld = _matches(jobId, c.n, p.revealed, truth) < p.revealCount;
             emit DisputeResolved(jobId, truth, upheld);
         }
+        address challenger = disputed ? _challenger[jobId] : address(0);
         if (challenger != address(0)) {
             // A challenge that is not upheld (including no mediator majority) loses its bond.
             uint256 bond = _bondOf(c, t);
             if (upheld) {
                 _credit(jobId, challenger, bond, PaymentKind.BondReturned);
+                tab.reward = bond;
             } else {
                 tab.pot += bond;
             }
         }
-        // The pot (slashed stake, a lost bond) pays the correct mediators' fees first; the rest goes
-        // to the operators whose result was accepted (the ones a lost challenge wrongly accused),
-        // never to the creator; what has no honest recipient is burned.
+        // The pot (slashed stake, a lost bond) pays the correct mediators' fees first, then an
+        // upheld challenger up to its bond; the rest goes to the operators whose result was accepted
+        // (the ones a lost challenge wrongly accused), never to the creator as such; what has no
+        // honest recipient is burned.
         if (tab.correctMediators != 0) {
             _share(tab, tab.correctMediators, MEDIATOR_BASE, t.maxPrice, PaymentKind.Mediation);
+        }
+        if (tab.reward != 0 && tab.pot != 0) {
+            if (tab.reward > tab.pot) tab.reward = tab.pot;
+            tab.pot -= tab.reward;
+            _credit(jobId, challenger, tab.reward, PaymentKind.ChallengeReward);
         }
         if (tab.pot != 0 && tab.correct != 0) {
             _share(tab, tab.correctOriginals, 0, type(uint256).max, PaymentKind.Compensation);
@@ -836,10 +818,21 @@ contract JobMarket is IJobMarket {
     // helpers
     // =====================================================================================
 
-    /// @dev The only source of randomness: the beacon value of the block (`prevrandao`), the job
-    /// and a purpose nonce. See docs/protocol.md for its trust assumption.
-    function _random(uint256 jobId, uint256 nonce) internal view returns (uint256) {
-        return uint256(keccak256(abi.encode(block.prevrandao, jobId, nonce)));
+    /// @dev The only source of randomness: `keccak256(blockhash(drawBlock), jobId, purpose)`
+    /// (purpose 1 = selection, 2 = mediators), usable only in a block after `drawBlock` (=
+    /// `p.deadline` in Drawing and DisputeDrawing), which was fixed when the draw's inputs became
+    /// final. When that hash is no longer available (more than 256 blocks later) the draw is
+    /// re-armed from this block and 0 returned (the caller stops); there is no fallback source.
+    function _seed(uint256 jobId, Core memory c, Progress memory p, uint256 purpose) private returns (uint256) {
+        uint64 drawBlock = p.deadline;
+        if (block.number <= drawBlock) revert JobMarket__DrawNotReady(jobId, drawBlock);
+        bytes32 h = blockhash(drawBlock);
+        if (h == bytes32(0)) {
+            _arm(jobId, c, p, c.state);
+            emit DrawRearmed(jobId, drawBlock, p.deadline);
+            return 0;
+        }
+        return uint256(keccak256(abi.encode(h, jobId, purpose)));
     }
 
     /// @dev Deal slot of the caller within [from, to); reverts when the caller holds none.

@@ -11,6 +11,9 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// registered and its free stake (`stake - locked`) is at least `max(minStake, 1)`. Free stake
 /// changes only in register, stake, requestWithdrawal, lock and unlock (a slash lowers stake and
 /// locked alike), so only those update the set, and only when the threshold is crossed.
+/// `eligibleSince` is the block in which an operator last took its current index in `_eligible`
+/// (joined, or was moved by a swap-and-pop): a mediator draw armed before that block skips it, so
+/// joining, leaving and rejoining after a draw is armed cannot change who that draw can pick.
 contract OperatorRegistry is IOperatorRegistry {
     /// @dev Hot slot: read and written by every lock, unlock and slash.
     struct Bond {
@@ -23,6 +26,7 @@ contract OperatorRegistry is IOperatorRegistry {
         bool registered;
         uint96 pendingWithdrawal;
         uint32 eligibleIndex; // index in `_eligible` + 1; 0 = not eligible
+        uint64 eligibleSince; // block number of the last entry into `_eligible` or move within it
     }
 
     uint64 public immutable unbondingPeriod;
@@ -31,6 +35,8 @@ contract OperatorRegistry is IOperatorRegistry {
     uint96 private immutable _eligibleFree;
     address public immutable deployer;
     address public market;
+    /// @dev The second market allowed to lock, unlock and slash (ShardMarket); 0 until set.
+    address public shardMarket;
 
     mapping(address => Bond) private _bonds;
     mapping(address => Meta) private _meta;
@@ -41,7 +47,7 @@ contract OperatorRegistry is IOperatorRegistry {
     address[] private _eligible;
 
     modifier onlyMarket() {
-        if (msg.sender != market) revert OperatorRegistry__OnlyMarket(msg.sender);
+        if (msg.sender != market && msg.sender != shardMarket) revert OperatorRegistry__OnlyMarket(msg.sender);
         _;
     }
 
@@ -128,6 +134,17 @@ contract OperatorRegistry is IOperatorRegistry {
         emit MarketSet(market_);
     }
 
+    /// @dev Same rules as `setMarket`. Locks are per operator, not per job, so the two markets'
+    /// job ids never meet in the registry's bookkeeping (ShardMarket sets bit 255 of the ids it
+    /// passes, so that the lock, unlock and slash events stay apart too).
+    function setShardMarket(address shardMarket_) external {
+        if (msg.sender != deployer) revert OperatorRegistry__OnlyDeployer(msg.sender);
+        if (shardMarket != address(0)) revert OperatorRegistry__MarketAlreadySet(shardMarket);
+        if (shardMarket_ == address(0)) revert OperatorRegistry__ZeroAddress();
+        shardMarket = shardMarket_;
+        emit ShardMarketSet(shardMarket_);
+    }
+
     function lock(address operator, uint256 jobId, uint96 amount) external onlyMarket returns (bool) {
         Bond storage b = _bonds[operator];
         (uint96 s, uint96 l) = (b.stake, b.locked);
@@ -208,11 +225,22 @@ contract OperatorRegistry is IOperatorRegistry {
         return _meta[operator].eligibleIndex != 0;
     }
 
+    function eligibleSince(address operator) external view returns (uint64) {
+        return _meta[operator].eligibleSince;
+    }
+
+    function eligibleEntry(uint256 index) external view returns (address operator, uint64 since) {
+        operator = _eligible[index];
+        since = _meta[operator].eligibleSince;
+    }
+
     // ---- internals ----
 
     function _addEligible(address operator) private {
         _eligible.push(operator);
-        _meta[operator].eligibleIndex = uint32(_eligible.length);
+        Meta storage m = _meta[operator];
+        m.eligibleIndex = uint32(_eligible.length);
+        m.eligibleSince = uint64(block.number);
     }
 
     function _removeEligible(address operator) private {
@@ -221,7 +249,9 @@ contract OperatorRegistry is IOperatorRegistry {
         if (i != last) {
             address moved = _eligible[last];
             _eligible[i] = moved;
-            _meta[moved].eligibleIndex = uint32(i + 1);
+            Meta storage m = _meta[moved];
+            m.eligibleIndex = uint32(i + 1);
+            m.eligibleSince = uint64(block.number);
         }
         _eligible.pop();
         _meta[operator].eligibleIndex = 0;

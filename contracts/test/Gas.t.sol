@@ -9,8 +9,9 @@ import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
 contract GasTest is Fixture {
     uint96 internal constant PRICE = 0.08 ether;
 
-    /// @dev post, 3 bids (the third selects), 3 commits, 3 reveals (the third settles), on fresh
-    /// accounts: every payout creates its balance slot.
+    /// @dev post, 3 bids, closeBidding after the bid window (exactly 3 bids for 3 deals: nothing to
+    /// draw, selects and locks), 3 commits, 3 reveals (the third settles), on fresh accounts: every
+    /// payout creates its balance slot.
     function test_Gas_VerifiedThreeNodeLifecycle() public {
         uint256 total = _lifecycle(true);
         log("lifecycle total", total);
@@ -41,8 +42,12 @@ contract GasTest is Fixture {
             vm.prank(ops[i]);
             g = gasleft();
             market.bid(jobId, PRICE);
-            total += _report(print, i == 2 ? "bid (selects)" : "bid", g - gasleft());
+            total += _report(print, "bid", g - gasleft());
         }
+        vm.warp(block.timestamp + WINDOW + 1);
+        g = gasleft();
+        market.closeBidding(jobId);
+        total += _report(print, "closeBidding (3 bids for 3 deals: selects, 3 locks)", g - gasleft());
         bytes32[3] memory commitments;
         for (uint256 i; i < 3; ++i) {
             commitments[i] = keccak256(abi.encode(jobId, ops[i], GOOD, _salt(ops[i])));
@@ -63,9 +68,25 @@ contract GasTest is Fixture {
         _assertState(jobId, IJobMarket.JobState.Verified);
     }
 
+    /// @dev More bids than deals: closeBidding after the bid window arms the draw, closeBidding in
+    /// the next block draws 3 of the 6 bids and locks them.
+    function test_Gas_DrawnSelection() public {
+        uint256 jobId = _post(_params(3, 3, 3));
+        _bids(jobId, 0, 6, PRICE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        uint256 g = gasleft();
+        market.closeBidding(jobId);
+        _report(true, "closeBidding (6 bids: arms the draw)", g - gasleft());
+        vm.roll(block.number + 1);
+        g = gasleft();
+        market.closeBidding(jobId);
+        _report(true, "closeBidding (next block: draws 3 of 6, 3 locks)", g - gasleft());
+        _assertState(jobId, IJobMarket.JobState.Running);
+    }
+
     function test_Gas_Claim() public {
         uint256 jobId = _post(_params(3, 3, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         _commitReveal(jobId, _results(GOOD, GOOD, GOOD));
         vm.prank(ops[0]);
         uint256 g = gasleft();

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Fixture} from "./utils/Fixture.sol";
 import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
+import {Vm} from "./utils/Vm.sol";
 
 /// @notice End-to-end scenarios of the job state machine: every transition and ending.
 contract JobMarketScenariosTest is Fixture {
@@ -28,7 +29,7 @@ contract JobMarketScenariosTest is Fixture {
         uint256 jobId = _post(_params(3, 3, 3));
         _assertState(jobId, IJobMarket.JobState.Posted);
         assertEq(address(market).balance, 3 * MAX_PRICE, "escrow held");
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         _assertState(jobId, IJobMarket.JobState.Running);
         for (uint256 i; i < 3; ++i) {
             assertEq(_locked(ops[i]), COLLATERAL, "winner collateral locked");
@@ -65,12 +66,18 @@ contract JobMarketScenariosTest is Fixture {
         _bids(jobId, 0, 2, PRICE);
         vm.expectEmit(true, true, false, true, address(market));
         emit IJobMarket.BidPlaced(jobId, ops[2], PRICE);
+        vm.prank(ops[2]);
+        market.bid(jobId, PRICE);
+        _assertState(jobId, IJobMarket.JobState.Posted); // bidding stays open until the deadline
+
+        vm.warp(block.timestamp + WINDOW + 1);
+        // exactly three bids for three deals: nothing to draw, all are selected at once
         vm.expectEmit(true, true, false, true, address(registry));
         emit IOperatorRegistry.StakeLocked(jobId, ops[0], COLLATERAL);
         vm.expectEmit(true, true, false, true, address(market));
         emit IJobMarket.DealAccepted(jobId, ops[0], PRICE, COLLATERAL);
-        vm.prank(ops[2]);
-        market.bid(jobId, PRICE);
+        market.closeBidding(jobId);
+        _assertState(jobId, IJobMarket.JobState.Running);
 
         bytes32 c0 = market.commitmentOf(jobId, ops[0], GOOD, _salt(ops[0]));
         vm.expectEmit(true, true, false, true, address(market));
@@ -98,7 +105,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_OneWrongOfThree_VerifiedAndWrongOneSlashed() public {
         uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
         vm.expectEmit(true, true, false, true, address(market));
@@ -120,7 +127,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_TwoThatDisagree_NoWinner() public {
         uint256 jobId = _post(_params(2, 2, 2));
-        _bids(jobId, 0, 2, PRICE);
+        _bidSelect(jobId, 0, 2, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         _commit(jobId, d[1], BAD);
@@ -142,7 +149,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_FiveWithTwoWrong_ConfidenceFour_FailedAndRefunded() public {
         uint256 jobId = _post(_params(5, 4, 5));
-        _bids(jobId, 0, 5, PRICE);
+        _bidSelect(jobId, 0, 5, PRICE);
         address[] memory d = _dealOps(jobId);
         bytes32[] memory r = new bytes32[](5);
         (r[0], r[1], r[2], r[3], r[4]) = (GOOD, BAD, GOOD, BAD, GOOD);
@@ -158,7 +165,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_TiedGroups_NoWinner() public {
         uint256 jobId = _post(_params(4, 2, 4));
-        _bids(jobId, 0, 4, PRICE);
+        _bidSelect(jobId, 0, 4, PRICE);
         bytes32[] memory r = new bytes32[](4);
         (r[0], r[1], r[2], r[3]) = (GOOD, BAD, BAD, GOOD);
         _commitReveal(jobId, r);
@@ -212,9 +219,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_RandomSelectionPicksNDistinctBidders() public {
         uint256 jobId = _post(_params(3, 2, 8));
-        _bids(jobId, 0, 7, PRICE);
-        vm.prevrandao(bytes32(uint256(7)));
-        _bids(jobId, 7, 1, PRICE);
+        _bidSelect(jobId, 0, 8, PRICE);
         _assertState(jobId, IJobMarket.JobState.Running);
         address[] memory d = _dealOps(jobId);
         assertEq(d.length, 3, "three deals");
@@ -230,14 +235,13 @@ contract JobMarketScenariosTest is Fixture {
     }
 
     function test_SelectionDependsOnRandomness() public {
-        // Same bids, different beacon values: the selections are not all the same.
+        // Same bids, different draw blocks: the selections are not all the same.
         bool differs;
         address[] memory first;
         for (uint256 seed = 1; seed <= 6 && !differs; ++seed) {
             uint256 jobId = _post(_params(2, 1, 6));
-            _bids(jobId, 0, 5, PRICE);
-            vm.prevrandao(bytes32(seed));
-            _bids(jobId, 5, 1, PRICE);
+            vm.roll(block.number + seed);
+            _bidSelect(jobId, 0, 6, PRICE);
             address[] memory d = _dealOps(jobId);
             if (seed == 1) first = d;
             else if (d[0] != first[0] || d[1] != first[1]) differs = true;
@@ -245,32 +249,39 @@ contract JobMarketScenariosTest is Fixture {
             vm.warp(block.timestamp + WINDOW + 1);
             market.finalize(jobId);
         }
-        assertTrue(differs, "selection varies with prevrandao");
+        assertTrue(differs, "selection varies with the draw block's hash");
     }
 
     function test_BidDroppedWhenStakeWithdrawnBeforeSelection() public {
         uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 2, PRICE);
-        // ops[0] pulls its stake out of the bond before the deciding bid
+        _bids(jobId, 0, 4, PRICE);
+        // ops[0] pulls its stake out of the bond before the draw
         vm.prank(ops[0]);
         registry.requestWithdrawal(OPERATOR_STAKE);
-        vm.expectEmit(true, true, false, false, address(market));
-        emit IJobMarket.BidDropped(jobId, ops[0]);
-        _bids(jobId, 2, 1, PRICE);
-        _assertState(jobId, IJobMarket.JobState.Posted);
-        assertEq(market.getBids(jobId).length, 2, "dropped bid removed");
-        assertEq(_locked(ops[1]), 0, "partial locks released");
-        _bids(jobId, 3, 1, PRICE);
+        vm.recordLogs();
+        _close(jobId);
         _assertState(jobId, IJobMarket.JobState.Running);
+        // ops[0] is dropped when the draw reaches it (BidDropped), or it is the bid left over
+        bool dropped = market.getBids(jobId).length == 3;
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bool emitted;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == IJobMarket.BidDropped.selector) emitted = true;
+        }
+        assertEq(emitted, dropped, "BidDropped iff the bid was removed");
+        address[] memory d = _dealOps(jobId);
+        for (uint256 i; i < 3; ++i) {
+            assertTrue(d[i] != ops[0], "the dropped bidder is not a deal");
+            assertEq(_locked(d[i]), COLLATERAL, "winner locked");
+        }
     }
 
     function test_ExpiredWhenTooFewBidsCanStillBeLockedAtClose() public {
-        uint256 jobId = _post(_params(2, 1, 3));
+        uint256 jobId = _post(_params(2, 1, 2));
         _bids(jobId, 0, 2, PRICE);
         vm.prank(ops[1]);
         registry.requestWithdrawal(OPERATOR_STAKE);
-        vm.warp(block.timestamp + WINDOW + 1);
-        market.closeBidding(jobId);
+        _close(jobId);
         _assertState(jobId, IJobMarket.JobState.Expired);
         assertEq(_locked(ops[0]), 0, "tentative lock released");
         assertEq(market.withdrawable(creator), 2 * MAX_PRICE, "full refund");
@@ -296,9 +307,17 @@ contract JobMarketScenariosTest is Fixture {
         assertEq(market.nextJobId(), jobId + 1, "next id");
         vm.warp(t0 + 10);
         _bids(jobId, 0, 4, PRICE);
+        vm.warp(t0 + WINDOW + 1);
+        market.closeBidding(jobId);
+        job = market.getJob(jobId);
+        assertEq(uint256(job.state), uint256(IJobMarket.JobState.Drawing), "drawing");
+        assertEq(job.phaseDeadline, block.number + DRAW_DELAY, "draw block");
+        assertEq(market.getDeals(jobId).length, 0, "no deals while drawing");
+        _draw(jobId);
         job = market.getJob(jobId);
         assertEq(job.bidCount, 4, "bids");
-        assertEq(job.phaseDeadline, t0 + 10 + WINDOW, "commit deadline");
+        assertEq(job.phaseDeadline, t0 + 1 + 2 * WINDOW, "commit deadline");
+        t0 += WINDOW;
         vm.warp(t0 + 20);
         address[] memory d = _dealOps(jobId);
         for (uint256 i; i < 3; ++i) {
@@ -322,7 +341,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_NonRevealerSlashed() public {
         uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         for (uint256 i; i < 3; ++i) {
             _commit(jobId, d[i], GOOD);
@@ -343,7 +362,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_NonCommitterSlashed() public {
         uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         _commit(jobId, d[1], GOOD);
@@ -361,7 +380,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_TooFewCommits_FailedAndRefunded() public {
         uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         vm.warp(block.timestamp + WINDOW + 1);
@@ -381,7 +400,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_TooFewReveals_Failed() public {
         uint256 jobId = _post(_params(3, 3, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         for (uint256 i; i < 3; ++i) {
             _commit(jobId, d[i], GOOD);
@@ -402,13 +421,16 @@ contract JobMarketScenariosTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         // two selected operators collude on BAD; a plain tally would let them win (2 >= k)
         address last = _allButLastReveal(jobId, _results(BAD, GOOD, BAD), false);
         vm.expectEmit(true, true, false, true, address(market));
         emit IJobMarket.DisputeOpened(jobId, address(0), 0);
         _reveal(jobId, last, BAD);
+        _assertState(jobId, IJobMarket.JobState.DisputeDrawing);
+        assertEq(market.getMediators(jobId).length, 0, "not drawn yet");
+        _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Disputed);
 
         address[] memory m = _mediatorOps(jobId);
@@ -445,7 +467,7 @@ contract JobMarketScenariosTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         _commitReveal(jobId, _results(GOOD, GOOD, BAD));
         _assertState(jobId, IJobMarket.JobState.Disputed);
         address[] memory m = _mediatorOps(jobId);
@@ -460,12 +482,13 @@ contract JobMarketScenariosTest is Fixture {
         IJobMarket.JobParams memory p = _params(2, 2, 2);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 2, PRICE);
+        _bidSelect(jobId, 0, 2, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         _commit(jobId, d[1], BAD);
         _reveal(jobId, d[0], GOOD);
         _reveal(jobId, d[1], BAD);
+        _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Disputed);
         address last = _allButLastReveal(jobId, _results(GOOD, BAD, keccak256("third")), true);
         vm.expectEmit(true, false, false, true, address(market));
@@ -480,12 +503,13 @@ contract JobMarketScenariosTest is Fixture {
         IJobMarket.JobParams memory p = _params(2, 1, 2);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 2, PRICE);
+        _bidSelect(jobId, 0, 2, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         _commit(jobId, d[1], BAD);
         _reveal(jobId, d[0], GOOD);
         _reveal(jobId, d[1], BAD);
+        _draw(jobId);
         address[] memory m = _mediatorOps(jobId);
         vm.warp(block.timestamp + WINDOW + 1);
         market.finalize(jobId);
@@ -503,7 +527,7 @@ contract JobMarketScenariosTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         _commitReveal(jobId, _results(GOOD, BAD, GOOD));
         address[] memory m = _mediatorOps(jobId);
         _commit(jobId, m[0], GOOD);
@@ -524,7 +548,7 @@ contract JobMarketScenariosTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         _commitReveal(jobId, _results(GOOD, GOOD, BAD));
         address[] memory m = _mediatorOps(jobId);
         for (uint256 i; i < 3; ++i) {
@@ -549,7 +573,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_OptimisticAcceptedAfterChallengeWindow() public {
         uint256 jobId = _post(_optimistic(1));
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
@@ -571,7 +595,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_OptimisticOverturnedByChallenge() public {
         uint256 jobId = _post(_optimistic(1));
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, BAD);
         _reveal(jobId, op, BAD);
@@ -579,29 +603,32 @@ contract JobMarketScenariosTest is Fixture {
         emit IJobMarket.DisputeOpened(jobId, creator, BOND);
         vm.prank(creator);
         market.challenge{value: BOND}(jobId);
-        _assertState(jobId, IJobMarket.JobState.Disputed);
+        _assertState(jobId, IJobMarket.JobState.DisputeDrawing);
         assertEq(market.getJob(jobId).escrow, MAX_PRICE + BOND, "bond held");
         _assertConservation(_jobs(jobId), _everyone());
+        _draw(jobId);
+        _assertState(jobId, IJobMarket.JobState.Disputed);
 
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Failed);
         assertEq(_stake(op), OPERATOR_STAKE - COLLATERAL, "wrong operator slashed");
-        // creator: escrow back and bond back; the slashed collateral pays three mediator fees, no
-        // original result won, so the rest is burned
-        assertEq(market.withdrawable(creator), MAX_PRICE + BOND, "refund and bond");
-        assertEq(market.withdrawable(address(0)), COLLATERAL - 3 * MAX_PRICE, "rest burned");
+        // creator (the challenger): escrow back, bond back and, from the slashed collateral after
+        // three mediator fees, a reward up to the bond; no original result won, the rest is burned
+        assertEq(market.withdrawable(creator), MAX_PRICE + 2 * BOND, "refund, bond and reward");
+        assertEq(market.withdrawable(address(0)), COLLATERAL - 3 * MAX_PRICE - BOND, "rest burned");
         _assertConservation(_jobs(jobId), _everyone());
     }
 
     function test_OptimisticWrongChallengeLosesBond() public {
         uint256 jobId = _post(_optimistic(1));
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
         address watcher = ops[11];
         vm.prank(watcher);
         market.challenge{value: BOND}(jobId);
+        _draw(jobId);
         address[] memory m = _mediatorOps(jobId);
         for (uint256 i; i < m.length; ++i) {
             assertTrue(m[i] != watcher, "challenger is not a mediator");
@@ -617,7 +644,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_CreatorsWrongChallengeCostsTheWholeBond() public {
         uint256 jobId = _post(_optimistic(1));
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
@@ -632,7 +659,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_OptimisticNoReveal_Failed() public {
         uint256 jobId = _post(_optimistic(1));
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         vm.warp(block.timestamp + WINDOW + 1);
@@ -645,7 +672,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_LockedStakeNotWithdrawable() public {
         uint256 jobId = _post(_params(3, 3, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address op = _dealOps(jobId)[0];
         vm.prank(op);
         vm.expectRevert(
@@ -668,7 +695,7 @@ contract JobMarketScenariosTest is Fixture {
 
     function test_ClaimedMoneyLeavesOnlyWhatIsOwed() public {
         uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         _commitReveal(jobId, _results(GOOD, BAD, GOOD));
         address[] memory all = _everyone();
         for (uint256 i; i < all.length; ++i) {

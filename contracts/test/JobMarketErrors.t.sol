@@ -28,7 +28,7 @@ contract JobMarketErrorsTest is Fixture {
 
     function _running() internal returns (uint256 jobId, address[] memory d) {
         jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         d = _dealOps(jobId);
     }
 
@@ -44,25 +44,25 @@ contract JobMarketErrorsTest is Fixture {
     function test_RevertWhen_BadConfig() public {
         IOperatorRegistry r = IOperatorRegistry(address(registry));
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(0), BOND));
-        new JobMarket(r, 0, BOND, 1, 2, 2, 10, 100);
+        new JobMarket(r, 0, BOND, 1, 2, 2, 10, 100, 0);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(17), BOND));
-        new JobMarket(r, 17, BOND, 1, 2, 2, 10, 100);
+        new JobMarket(r, 17, BOND, 1, 2, 2, 10, 100, 0);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__BadConfig.selector, uint8(3), uint96(0)));
-        new JobMarket(r, 3, 0, 1, 2, 2, 10, 100);
+        new JobMarket(r, 3, 0, 1, 2, 2, 10, 100, 0);
     }
 
     function test_RevertWhen_BadSafetyConfig() public {
         IOperatorRegistry r = IOperatorRegistry(address(registry));
         bytes4 sel = IJobMarket.JobMarket__BadSafetyConfig.selector;
         _expect(abi.encodeWithSelector(sel, uint32(0), uint32(2), uint32(2), uint16(10)));
-        new JobMarket(r, 3, BOND, 0, 2, 2, 10, 100);
+        new JobMarket(r, 3, BOND, 0, 2, 2, 10, 100, 0);
         _expect(abi.encodeWithSelector(sel, uint32(1), uint32(0), uint32(2), uint16(10)));
-        new JobMarket(r, 3, BOND, 1, 0, 2, 10, 100);
+        new JobMarket(r, 3, BOND, 1, 0, 2, 10, 100, 0);
         _expect(abi.encodeWithSelector(sel, uint32(1), uint32(2), uint32(0), uint16(10)));
-        new JobMarket(r, 3, BOND, 1, 2, 0, 10, 100);
+        new JobMarket(r, 3, BOND, 1, 2, 0, 10, 100, 0);
         _expect(abi.encodeWithSelector(sel, uint32(1), uint32(2), uint32(2), uint16(0)));
-        new JobMarket(r, 3, BOND, 1, 2, 2, 0, 100);
-        JobMarket m = new JobMarket(r, 3, BOND, 1, 2, 2, 20, 100);
+        new JobMarket(r, 3, BOND, 1, 2, 2, 0, 100, 0);
+        JobMarket m = new JobMarket(r, 3, BOND, 1, 2, 2, 20, 100, 0);
         assertEq(m.minBidWindow(), 1, "min bid window");
         assertEq(m.minExecWindow(), 2, "min exec window");
         assertEq(m.minRevealWindow(), 2, "min reveal window");
@@ -239,7 +239,7 @@ contract JobMarketErrorsTest is Fixture {
 
     function test_RevertWhen_NotOnJob() public {
         uint256 jobId = _post(_params(3, 2, 4));
-        _bids(jobId, 0, 4, PRICE);
+        _bidSelect(jobId, 0, 4, PRICE);
         address loser;
         for (uint256 i; i < 4; ++i) {
             if (_locked(ops[i]) == 0) loser = ops[i];
@@ -351,7 +351,7 @@ contract JobMarketErrorsTest is Fixture {
         market.closeBidding(jobId);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__DeadlineNotReached.selector, jobId, bidDeadline));
         market.finalize(jobId);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         uint64 execDeadline = uint64(block.timestamp) + WINDOW;
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__DeadlineNotReached.selector, jobId, execDeadline));
         market.finalize(jobId);
@@ -364,7 +364,7 @@ contract JobMarketErrorsTest is Fixture {
         p.verifier = IJobMarket.Verifier.Optimistic;
         p.challengeWindow = WINDOW;
         jobId = _post(p);
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         _commit(jobId, ops[0], GOOD);
         _reveal(jobId, ops[0], GOOD);
     }
@@ -442,20 +442,26 @@ contract JobMarketSmallWorldTest is Fixture {
         }
     }
 
-    function test_RevertWhen_NoMediators() public {
+    /// @dev A challenge whose mediators cannot be drawn: the result stands and the bond comes back.
+    function test_ChallengeWithoutMediators_ResultStandsBondReturned() public {
         IJobMarket.JobParams memory p = _params(2, 1, 2);
         p.verifier = IJobMarket.Verifier.Optimistic;
         p.challengeWindow = WINDOW;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 2, 0.05 ether);
+        _bidSelect(jobId, 0, 2, 0.05 ether);
         _commitReveal(jobId, _results(GOOD, GOOD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Challengeable);
         // 4 operators: ops[0..1] are on the job, ops[2] challenges -> only ops[3] can mediate
         address watcher = ops[2];
         vm.prank(watcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__NoMediators.selector, jobId, uint8(1), MEDIATORS));
         market.challenge{value: BOND}(jobId);
-        _assertState(jobId, IJobMarket.JobState.Challengeable);
+        _assertState(jobId, IJobMarket.JobState.DisputeDrawing);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Paid(jobId, watcher, BOND, IJobMarket.PaymentKind.BondReturned);
+        _draw(jobId);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.withdrawable(watcher), BOND, "bond returned");
+        assertEq(_locked(ops[3]), 0, "the lone candidate mediator was never locked");
     }
 
     /// @dev Escalation asked for mediators and they cannot be drawn: the job fails safe (full
@@ -464,12 +470,13 @@ contract JobMarketSmallWorldTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, 0.05 ether);
+        _bidSelect(jobId, 0, 3, 0.05 ether);
         address[] memory d = _dealOps(jobId);
         address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
+        _reveal(jobId, last, BAD);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
-        _reveal(jobId, last, BAD);
+        _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Failed);
         assertEq(market.getJob(jobId).resultHash, bytes32(0), "the plain tally did not decide");
         assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {Fixture} from "./utils/Fixture.sol";
 import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
 
-/// @notice Property tests over random job shapes, results, prices and beacon values.
+/// @notice Property tests over random job shapes, results, prices and draw blocks.
 contract JobMarketFuzzTest is Fixture {
     function _all() internal view returns (address[] memory all) {
         all = new address[](ops.length + 1);
@@ -31,9 +31,9 @@ contract JobMarketFuzzTest is Fixture {
         n = uint8(bound(n, 1, 7));
         k = uint8(bound(k, 1, n));
         price = uint96(bound(price, 0, MAX_PRICE));
-        vm.prevrandao(beacon);
+        vm.roll(block.number + uint256(beacon) % 100_000); // a different draw block
         uint256 jobId = _post(_params(n, k, n));
-        _bids(jobId, 0, n, price);
+        _bidSelect(jobId, 0, n, price);
         bytes32[] memory r = new bytes32[](n);
         for (uint256 i; i < n; ++i) {
             r[i] = keccak256(abi.encode("result", (pattern >> (i * 2)) % 3));
@@ -86,14 +86,14 @@ contract JobMarketFuzzTest is Fixture {
         assertEq(market.withdrawable(address(0)), burned, "burned: dissent collateral and share dust");
     }
 
-    /// @dev Whatever the bids and the beacon, selection picks `n` distinct bidders and locks
+    /// @dev Whatever the bids and the draw block, selection picks `n` distinct bidders and locks
     /// exactly their collateral.
     function testFuzz_SelectionPicksDistinctBidders(uint8 n, uint8 m, bytes32 beacon) public {
         n = uint8(bound(n, 1, 6));
         m = uint8(bound(m, n, 12));
-        vm.prevrandao(beacon);
+        vm.roll(block.number + uint256(beacon) % 100_000); // a different draw block
         uint256 jobId = _post(_params(n, 1, m));
-        _bids(jobId, 0, m, MAX_PRICE);
+        _bidSelect(jobId, 0, m, MAX_PRICE);
         _assertState(jobId, IJobMarket.JobState.Running);
         address[] memory d = _dealOps(jobId);
         assertEq(d.length, n, "n deals");
@@ -118,7 +118,7 @@ contract JobMarketFuzzTest is Fixture {
         vm.assume(result != bytes32(0) && otherResult != bytes32(0));
         vm.assume(result != otherResult || salt != otherSalt);
         uint256 jobId = _post(_params(1, 1, 1));
-        _bids(jobId, 0, 1, MAX_PRICE);
+        _bidSelect(jobId, 0, 1, MAX_PRICE);
         address op = ops[0];
         bytes32 commitment = market.commitmentOf(jobId, op, result, salt);
         assertEq(commitment, keccak256(abi.encode(jobId, op, result, salt)), "documented formula");
@@ -162,16 +162,16 @@ contract JobMarketFuzzTest is Fixture {
         assertEq(address(market).balance, uint256(n) * maxPrice, "held until claimed");
     }
 
-    /// @dev Whatever the beacon, a dispute draws `mediatorCount` distinct operators that are not
+    /// @dev Whatever the draw blocks, a dispute draws `mediatorCount` distinct operators that are not
     /// on the job, and locks exactly their collateral.
     function testFuzz_MediatorsAreFreshDistinctAndLocked(bytes32 beacon, bytes32 disputeBeacon) public {
-        vm.prevrandao(beacon);
+        vm.roll(block.number + uint256(beacon) % 100_000); // a different draw block
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, MAX_PRICE);
+        _bidSelect(jobId, 0, 3, MAX_PRICE);
         address[] memory d = _dealOps(jobId);
-        vm.prevrandao(disputeBeacon);
+        vm.roll(block.number + uint256(disputeBeacon) % 100_000);
         _commitReveal(jobId, _results(GOOD, BAD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Disputed);
         address[] memory m = _mediatorOps(jobId);
@@ -188,15 +188,15 @@ contract JobMarketFuzzTest is Fixture {
     }
 
     /// @dev Mediators are drawn one by one, not as a contiguous run of the registry: across
-    /// beacons some draw is not three consecutive registrations.
+    /// draw blocks some draw is not three consecutive registrations.
     function test_MediatorsAreNotAContiguousRun() public {
         bool scattered;
         for (uint256 seed = 1; seed <= 8 && !scattered; ++seed) {
             IJobMarket.JobParams memory p = _params(3, 2, 3);
             p.escalate = true;
             uint256 jobId = _post(p);
-            _bids(jobId, 0, 3, MAX_PRICE);
-            vm.prevrandao(bytes32(seed));
+            _bidSelect(jobId, 0, 3, MAX_PRICE);
+            vm.roll(block.number + seed);
             _commitReveal(jobId, _results(GOOD, BAD, GOOD));
             address[] memory m = _mediatorOps(jobId);
             // operator i is registered at index i, its address is 0x1000 + i

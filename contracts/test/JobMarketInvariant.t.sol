@@ -74,6 +74,7 @@ contract MarketHandler is Test {
             p.challengeWindow = uint32(bound(seed >> 140, 10, 3000));
         }
         p.escalate = (seed >> 150) % 2 == 0;
+        p.mediators = uint8(bound(seed >> 170, 0, 4)); // 0: the deployment's 3
         address creator = creators[(seed >> 160) % creators.length];
         vm.prank(creator);
         try market.postJob{value: uint256(p.concurrency) * p.maxPrice}(p) returns (uint256 jobId) {
@@ -138,9 +139,29 @@ contract MarketHandler is Test {
         _after();
     }
 
-    function warp(uint256 secs, bytes32 beacon) external {
+    /// @dev Time and blocks pass: usually one block (a draw becomes possible), sometimes 300
+    /// (an armed draw's block hash expires and the draw is re-armed).
+    function warp(uint256 secs, uint256 blocks) external {
         vm.warp(block.timestamp + bound(secs, 1, 300));
-        vm.prevrandao(beacon);
+        vm.roll(block.number + (blocks % 8 == 0 ? 300 : 1));
+        _after();
+    }
+
+    /// @dev Moves a job through bidding and its draws the way a node does: a Posted job with
+    /// enough bids is closed right after its bid deadline (arming the draw); a Drawing or
+    /// DisputeDrawing job is drawn in the block after its draw block.
+    function advance(uint256 jobSeed) external {
+        (bool found, uint256 jobId) = _pick(jobSeed, IJobMarket.JobState.Drawing, IJobMarket.JobState.DisputeDrawing);
+        if (!found) (found, jobId) = _pick(jobSeed, IJobMarket.JobState.Posted, IJobMarket.JobState.Posted);
+        if (!found) return;
+        IJobMarket.Job memory job = market.getJob(jobId);
+        if (job.state == IJobMarket.JobState.Posted) {
+            if (job.bidCount < job.minBids) return;
+            if (block.timestamp <= job.bidDeadline) vm.warp(job.bidDeadline + 1);
+        } else if (block.number <= job.phaseDeadline) {
+            vm.roll(job.phaseDeadline + 1);
+        }
+        try market.finalize(jobId) {} catch {}
         _after();
     }
 
@@ -244,7 +265,7 @@ contract JobMarketInvariantTest is Test {
     function setUp() public {
         vm.warp(1_700_000_000);
         registry = new OperatorRegistry(300, 1 ether);
-        market = new JobMarket(IOperatorRegistry(address(registry)), 3, 0.5 ether, 10, 10, 10, 10, 100);
+        market = new JobMarket(IOperatorRegistry(address(registry)), 3, 0.5 ether, 10, 10, 10, 10, 100, 0);
         registry.setMarket(address(market));
         address[] memory ops = new address[](8);
         for (uint256 i; i < ops.length; ++i) {
@@ -334,12 +355,14 @@ contract JobMarketInvariantTest is Test {
 
     /// @dev Prints which states the run reached (forge test -vv).
     function afterInvariant() public view {
-        string[10] memory names = [
+        string[12] memory names = [
             "None",
             "Posted",
+            "Drawing",
             "Running",
             "Revealing",
             "Challengeable",
+            "DisputeDrawing",
             "Disputed",
             "DisputeRevealing",
             "Verified",
@@ -349,7 +372,7 @@ contract JobMarketInvariantTest is Test {
         log("handler calls", handler.calls());
         log("jobs posted", handler.jobCount());
         log("post attempts", handler.attempts(MarketHandler.post.selector));
-        for (uint8 i = 1; i < 10; ++i) {
+        for (uint8 i = 1; i < 12; ++i) {
             log(names[i], handler.reached(i));
         }
     }

@@ -4,6 +4,8 @@ pragma solidity ^0.8.24;
 import {Fixture} from "./utils/Fixture.sol";
 import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
+import {JobMarket} from "../src/JobMarket.sol";
+import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 
 /// @notice The "market safety" exploits, each performed against the market: it must now revert
 /// or cost the attacker.
@@ -80,7 +82,7 @@ contract JobMarketSafetyTest is Fixture {
         p.revealWindow = MIN_REVEAL_WINDOW;
         p.collateral = MAX_PRICE * COLLATERAL_FACTOR;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         vm.warp(block.timestamp + MIN_EXEC_WINDOW + 1);
         market.finalize(jobId);
@@ -100,7 +102,7 @@ contract JobMarketSafetyTest is Fixture {
     /// to the right ones, not to the creator.
     function test_SlashedCollateralPaysTheHonestSideNotTheCreator() public {
         uint256 jobId = _post(_params(3, 1, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         _commit(jobId, d[0], GOOD);
         vm.warp(block.timestamp + WINDOW + 1);
@@ -145,6 +147,273 @@ contract JobMarketSafetyTest is Fixture {
     }
 
     // =====================================================================================
+    // 2. first bidders capture a job
+    // =====================================================================================
+
+    /// @dev The attack: three colluding identities watch `JobPosted` and get their bids in first.
+    /// With minBids == concurrency the third bid used to run the selection on the spot, without a
+    /// shuffle, so the first three bidders always held the whole job (and verified any result).
+    /// Now bidding stays open until the deadline and the three deals are drawn uniformly from all
+    /// twelve bids: over 24 draw blocks the colluders hold about a quarter of the deals (18 of 72
+    /// expected) and the whole job at most rarely (1 in 220 per job).
+    function test_Attack_FirstBiddersCannotCaptureJob() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.collateral = 0; // nothing locked: 24 jobs in a row on the same operators
+        uint256 seats;
+        uint256 captured;
+        for (uint256 j; j < 24; ++j) {
+            uint256 jobId = _post(p);
+            _bids(jobId, 0, 3, PRICE); // the colluders, first
+            _assertState(jobId, IJobMarket.JobState.Posted); // the third bid no longer selects
+            _bids(jobId, 3, 9, PRICE); // nine honest operators, later in the window
+            vm.roll(block.number + 1 + j); // a different draw block per job
+            _close(jobId);
+            address[] memory d = _dealOps(jobId);
+            uint256 mine;
+            for (uint256 i; i < 3; ++i) {
+                if (uint160(d[i]) < uint160(ops[3])) ++mine; // ops[0..2]
+            }
+            seats += mine;
+            if (mine == 3) ++captured;
+        }
+        assertLe(captured, 1, "the first bidders do not capture the job");
+        assertGe(seats, 6, "the colluders are drawn like anyone else");
+        assertLe(seats, 36, "at about their share of the bids (18 of 72 expected)");
+    }
+
+    /// @dev minBids stays a hard minimum: fewer bids by the deadline expire the job (refund).
+    function test_MinBidsIsAHardMinimum() public {
+        uint256 jobId = _post(_params(3, 2, 5));
+        _bids(jobId, 0, 4, PRICE);
+        _close(jobId);
+        _assertState(jobId, IJobMarket.JobState.Expired);
+        assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
+    }
+
+    /// @dev The MAX_BIDS-th bid closes bidding early (arms the draw); later bids are rejected.
+    function test_MaxBidsClosesBiddingEarly() public {
+        for (uint256 i = ops.length; i < market.MAX_BIDS() + 1; ++i) {
+            ops.push(_newOperator(i));
+        }
+        uint256 jobId = _post(_params(3, 2, 3));
+        _bids(jobId, 0, market.MAX_BIDS(), PRICE);
+        _assertState(jobId, IJobMarket.JobState.Drawing);
+        vm.prank(ops[market.MAX_BIDS()]);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Drawing)
+        );
+        market.bid(jobId, PRICE);
+        _draw(jobId);
+        _assertState(jobId, IJobMarket.JobState.Running);
+    }
+
+    // =====================================================================================
+    // 3. steerable randomness
+    // =====================================================================================
+
+    /// @dev The attack: the last revealer opens the dispute, so it used to choose the block (and so
+    /// the `prevrandao`) that seeded the mediator draw, and kept the best of the blocks in its
+    /// reveal window. Now its reveal only arms the draw; the mediators follow from the hash of the
+    /// arming block, drawn by a later transaction. Whatever beacon value the attacker's block has,
+    /// whenever and by whomever the draw is sent, the same mediators are drawn; only the block
+    /// hash, which nobody but the block's builder knows when sending the reveal, changes them.
+    function test_Attack_LastRevealerCannotSteerMediators() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bidSelect(jobId, 0, 3, PRICE);
+        address last = _allButLastReveal(jobId, _results(BAD, GOOD, BAD), false);
+        uint256 before = vm.snapshotState();
+        address[] memory first;
+        for (uint256 t; t < 8; ++t) {
+            vm.revertToState(before);
+            vm.prevrandao(bytes32(t * 7919)); // the attacker grinds its block's beacon value
+            _reveal(jobId, last, BAD);
+            _assertState(jobId, IJobMarket.JobState.DisputeDrawing);
+            assertEq(market.getMediators(jobId).length, 0, "nothing drawn by the reveal");
+            vm.roll(block.number + 1 + t * 31); // and the time of the draw
+            vm.prevrandao(bytes32(t));
+            vm.prank(t % 2 == 0 ? last : ops[11]); // and who sends it
+            market.finalize(jobId);
+            address[] memory m = _mediatorOps(jobId);
+            if (t == 0) first = m;
+            for (uint256 i; i < m.length; ++i) {
+                assertEq(m[i], first[i], "the same mediators whatever the attacker tries");
+            }
+        }
+        // the draw does depend on the block hash (so the test above can fail)
+        bool differs;
+        for (uint256 h = 1; h <= 8 && !differs; ++h) {
+            vm.revertToState(before);
+            _reveal(jobId, last, BAD);
+            vm.setBlockhash(block.number, keccak256(abi.encode(h)));
+            vm.roll(block.number + 1);
+            market.finalize(jobId);
+            address[] memory m = _mediatorOps(jobId);
+            for (uint256 i; i < m.length; ++i) {
+                if (m[i] != first[i]) differs = true;
+            }
+        }
+        assertTrue(differs, "another block hash draws other mediators");
+    }
+
+    /// @dev The same for the selection: the bids are frozen once the draw is armed, and neither
+    /// the beacon value nor the time or sender of the drawing transaction changes the deals.
+    function test_Attack_CloserCannotSteerSelection() public {
+        uint256 jobId = _post(_params(3, 2, 3));
+        _bids(jobId, 0, 9, PRICE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.closeBidding(jobId); // arms
+        vm.prank(ops[9]);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Drawing)
+        );
+        market.bid(jobId, PRICE); // bids are frozen
+        uint256 before = vm.snapshotState();
+        address[] memory first;
+        for (uint256 t; t < 6; ++t) {
+            vm.revertToState(before);
+            vm.roll(block.number + 1 + t * 40);
+            vm.prevrandao(bytes32(t * 104729));
+            vm.prank(ops[t]);
+            market.closeBidding(jobId);
+            address[] memory d = _dealOps(jobId);
+            if (t == 0) first = d;
+            for (uint256 i; i < 3; ++i) {
+                assertEq(d[i], first[i], "the same deals whatever the closer tries");
+            }
+        }
+    }
+
+    /// @dev The attack: once the dispute is armed (and, with a delay of 0, the seed can be read
+    /// from the next block on), operators leave and rejoin the pool and register new identities to
+    /// change who sits at the drawn indices. The draw uses the pool size at the arm block and skips
+    /// every entry that took its index in or after that block: the newcomers and the re-entered
+    /// are never drawn, and everyone else is drawn exactly as without the manipulation.
+    function test_Attack_ReRegisteringDoesNotReshufflePool() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bidSelect(jobId, 0, 3, PRICE);
+        address last = _allButLastReveal(jobId, _results(BAD, GOOD, BAD), false);
+        _reveal(jobId, last, BAD); // arms the mediator draw
+        uint256 armBlock = block.number;
+        uint256 before = vm.snapshotState();
+        vm.roll(armBlock + 1);
+        market.finalize(jobId);
+        address[] memory honest = _mediatorOps(jobId);
+
+        vm.revertToState(before);
+        vm.roll(armBlock + 1);
+        // the attacker: the last registered operator, if it was not drawn, leaves and rejoins (it
+        // is popped from the end, nobody moves) ...
+        address mover = ops[ops.length - 1];
+        bool moverDrawn;
+        for (uint256 i; i < honest.length; ++i) {
+            if (honest[i] == mover) moverDrawn = true;
+        }
+        if (!moverDrawn) {
+            vm.startPrank(mover);
+            registry.requestWithdrawal(OPERATOR_STAKE);
+            registry.stake{value: OPERATOR_STAKE}();
+            vm.stopPrank();
+            assertGe(registry.eligibleSince(mover), armBlock + 1, "rejoining never resets to an earlier block");
+        }
+        // ... and five fresh identities register
+        for (uint256 i; i < 5; ++i) {
+            _newOperator(500 + i);
+        }
+        assertEq(registry.eligibleCount(), ops.length + 5, "the live pool grew");
+        market.finalize(jobId);
+        address[] memory m = _mediatorOps(jobId);
+        for (uint256 i; i < m.length; ++i) {
+            assertEq(m[i], honest[i], "the same mediators as without the manipulation");
+            assertLe(registry.eligibleSince(m[i]) + 1, armBlock, "drawn from the pool at the arm block");
+        }
+    }
+
+    /// @dev An operator moved by a swap-and-pop after the arm block (another one left) is skipped
+    /// at its new index: leaving cannot put someone else at a drawn index.
+    function test_MovedOperatorIsSkippedByAnArmedDraw() public {
+        uint256 armBlock = block.number;
+        vm.roll(armBlock + 1);
+        address last = ops[ops.length - 1];
+        vm.prank(ops[0]);
+        registry.requestWithdrawal(OPERATOR_STAKE); // `last` moves to index 0
+        (address op, uint64 since) = registry.eligibleEntry(0);
+        assertEq(op, last, "swap-and-pop");
+        assertGe(since, armBlock + 1, "moved after the arm block: skipped by that draw");
+    }
+
+    /// @dev Nobody draws for more than 256 blocks: the draw block's hash is gone. The next call
+    /// re-arms (DrawRearmed) instead of drawing from anything else, and a later call draws.
+    function test_DrawRearmsAfter256Blocks() public {
+        uint256 jobId = _post(_params(3, 2, 3));
+        _bids(jobId, 0, 5, PRICE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.closeBidding(jobId);
+        uint64 stale = market.getJob(jobId).phaseDeadline;
+        vm.roll(stale + 300);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.DrawRearmed(jobId, stale, uint64(block.number + DRAW_DELAY));
+        market.closeBidding(jobId);
+        _assertState(jobId, IJobMarket.JobState.Drawing);
+        assertEq(market.getJob(jobId).phaseDeadline, block.number + DRAW_DELAY, "new draw block");
+        assertEq(market.getDeals(jobId).length, 0, "nothing drawn");
+        _draw(jobId);
+        _assertState(jobId, IJobMarket.JobState.Running);
+
+        // the same for a dispute's mediators
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 other = _post(p);
+        _bidSelect(other, 5, 3, PRICE);
+        address last = _allButLastReveal(other, _results(BAD, GOOD, BAD), false);
+        _reveal(other, last, BAD);
+        stale = market.getJob(other).phaseDeadline;
+        vm.roll(stale + 257);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.DrawRearmed(other, stale, uint64(block.number + DRAW_DELAY));
+        market.finalize(other);
+        _assertState(other, IJobMarket.JobState.DisputeDrawing);
+        _draw(other);
+        _assertState(other, IJobMarket.JobState.Disputed);
+        assertEq(_mediatorOps(other).length, MEDIATORS, "mediators drawn");
+    }
+
+    /// @dev With a draw delay the draw block is later than the arming block, and the draw waits
+    /// for the block after it.
+    function test_DrawDelayPostponesTheDraw() public {
+        registry = new OperatorRegistry(UNBONDING, MIN_STAKE);
+        market = new JobMarket(
+            IOperatorRegistry(address(registry)),
+            MEDIATORS,
+            BOND,
+            MIN_BID_WINDOW,
+            MIN_EXEC_WINDOW,
+            MIN_REVEAL_WINDOW,
+            COLLATERAL_FACTOR,
+            BOND_PERCENT,
+            2
+        );
+        registry.setMarket(address(market));
+        _newOperator(0);
+        _newOperator(1);
+        uint256 jobId = _post(_params(1, 1, 1));
+        _bids(jobId, 0, 2, PRICE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.closeBidding(jobId);
+        uint64 drawBlock = uint64(block.number + 2);
+        assertEq(market.getJob(jobId).phaseDeadline, drawBlock, "draw block = arm block + delay");
+        vm.roll(drawBlock);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__DrawNotReady.selector, jobId, drawBlock));
+        market.closeBidding(jobId);
+        vm.roll(drawBlock + 1);
+        market.closeBidding(jobId);
+        _assertState(jobId, IJobMarket.JobState.Running);
+    }
+
+    // =====================================================================================
     // 5. a challenge is a free refund
     // =====================================================================================
 
@@ -162,7 +431,7 @@ contract JobMarketSafetyTest is Fixture {
         p.challengeWindow = WINDOW;
         uint256 creatorBefore = creator.balance;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 1, price);
+        _bidSelect(jobId, 0, 1, price);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
@@ -212,19 +481,53 @@ contract JobMarketSafetyTest is Fixture {
         p.verifier = IJobMarket.Verifier.Optimistic;
         p.challengeWindow = WINDOW;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 1, PRICE);
+        _bidSelect(jobId, 0, 1, PRICE);
         address op = _dealOps(jobId)[0];
         _commit(jobId, op, GOOD);
         _reveal(jobId, op, GOOD);
         address watcher = ops[11];
         vm.prank(watcher);
         market.challenge{value: BOND}(jobId); // max(0.5 ether, 0.1 ether): the floor
+        _draw(jobId);
         vm.warp(block.timestamp + WINDOW + 1);
         market.finalize(jobId);
         _assertState(jobId, IJobMarket.JobState.Verified);
         assertEq(market.withdrawable(watcher), 0, "bond lost");
         assertEq(market.withdrawable(op), PRICE + BOND + 3 * COLLATERAL, "price + bond + absent mediators' collateral");
         assertEq(market.withdrawable(creator), MAX_PRICE - PRICE, "creator: price slack");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev An upheld challenge used to get only its bond back, so watching paid nothing. Now the
+    /// challenger is paid from the slashed collateral after the mediators' fees, up to its bond,
+    /// before the operators that were right are compensated: three optimistic results, one wrong;
+    /// its 1 ether pays 3 x 0.1 fees, 0.5 to the challenger, 0.1 to each right operator.
+    function test_UpheldChallengeIsPaid() public {
+        IJobMarket.JobParams memory p = _params(3, 1, 3);
+        p.verifier = IJobMarket.Verifier.Optimistic;
+        p.challengeWindow = WINDOW;
+        uint256 jobId = _post(p);
+        _bidSelect(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        _commitReveal(jobId, _results(GOOD, BAD, GOOD));
+        _assertState(jobId, IJobMarket.JobState.Challengeable);
+        address watcher = ops[11];
+        uint256 bond = market.challengeBondOf(jobId);
+        vm.prank(watcher);
+        market.challenge{value: bond}(jobId);
+        assertEq(_mediatorOps(jobId).length, 0, "drawn later");
+        address last = _allButLastReveal(jobId, _results(GOOD, GOOD, GOOD), true);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Paid(jobId, watcher, bond, IJobMarket.PaymentKind.BondReturned);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Paid(jobId, watcher, bond, IJobMarket.PaymentKind.ChallengeReward);
+        _reveal(jobId, last, GOOD);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        uint256 rest = COLLATERAL - 3 * MAX_PRICE - bond;
+        assertEq(market.withdrawable(watcher), 2 * bond, "bond back and a reward of the bond");
+        assertEq(market.withdrawable(d[0]), PRICE + rest / 2, "right operator: price + compensation");
+        assertEq(market.withdrawable(d[1]), 0, "wrong operator: nothing");
+        assertEq(_stake(d[1]), OPERATOR_STAKE - COLLATERAL, "wrong operator slashed");
         _assertConservation(_one(jobId), _all());
     }
 
@@ -247,7 +550,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(5, 4, 5);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 5, PRICE);
+        _bidSelect(jobId, 0, 5, PRICE);
         address[] memory d = _dealOps(jobId);
         _commitReveal(jobId, _five(GOOD, GOOD, GOOD, GOOD, BAD)); // d[4] is the attacker's
         _assertState(jobId, IJobMarket.JobState.Disputed);
@@ -285,7 +588,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(5, 5, 5);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 5, PRICE);
+        _bidSelect(jobId, 0, 5, PRICE);
         address[] memory d = _dealOps(jobId);
         _commitReveal(jobId, _five(GOOD, GOOD, BAD, BAD, BAD));
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
@@ -294,7 +597,7 @@ contract JobMarketSafetyTest is Fixture {
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
 
         uint256 other = _post(p);
-        _bids(other, 5, 5, PRICE);
+        _bidSelect(other, 5, 5, PRICE);
         d = _dealOps(other);
         uint256 before = market.withdrawable(d[0]); // a mediator fee from the first job, maybe
         _commitReveal(other, _five(GOOD, BAD, BAD, BAD, BAD));
@@ -312,6 +615,31 @@ contract JobMarketSafetyTest is Fixture {
             assertEq(_locked(m[i]), 0, "mediators unlocked");
             assertEq(_stake(m[i]), medStake[i], "mediators not slashed");
         }
+    }
+
+    /// @dev A job sets its own mediator count (here 5 instead of the deployment's 3); 0 means the
+    /// deployment's; more than MAX_MEDIATORS is rejected.
+    function test_JobChoosesItsMediatorCount() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        p.mediators = 5;
+        uint256 jobId = _post(p);
+        _bidSelect(jobId, 0, 3, PRICE);
+        _commitReveal(jobId, _results(BAD, GOOD, BAD));
+        _assertState(jobId, IJobMarket.JobState.Disputed);
+        assertEq(_mediatorOps(jobId).length, 5, "five mediators");
+        assertEq(market.getJob(jobId).mediatorCount, 5, "getJob reports them");
+        bytes32[] memory r = new bytes32[](5);
+        for (uint256 i; i < 5; ++i) {
+            r[i] = GOOD;
+        }
+        _mediate(jobId, r);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+
+        p.mediators = market.MAX_MEDIATORS() + 1;
+        _postExpect(
+            p, abi.encodeWithSelector(IJobMarket.JobMarket__BadMediators.selector, p.mediators, market.MAX_MEDIATORS())
+        );
     }
 
     // =====================================================================================
@@ -343,7 +671,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         _commitReveal(jobId, _results(BAD, GOOD, BAD)); // d[0], d[2] collude on BAD
         _assertState(jobId, IJobMarket.JobState.Disputed);
@@ -369,7 +697,7 @@ contract JobMarketSafetyTest is Fixture {
         IJobMarket.JobParams memory p = _params(3, 2, 3);
         p.escalate = true;
         uint256 jobId = _post(p);
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         for (uint256 i = 3; i < ops.length - 1; ++i) {
             vm.prank(ops[i]);
@@ -377,9 +705,10 @@ contract JobMarketSafetyTest is Fixture {
         }
         assertEq(registry.eligibleCount(), 4, "three busy deal holders and one live operator");
         address last = _allButLastReveal(jobId, _results(BAD, GOOD, BAD), false);
+        _reveal(jobId, last, BAD);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
-        _reveal(jobId, last, BAD);
+        _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Failed);
         assertEq(market.getJob(jobId).resultHash, bytes32(0), "no result");
         assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
@@ -400,7 +729,7 @@ contract JobMarketSafetyTest is Fixture {
         registry.requestWithdrawal(OPERATOR_STAKE - 1.5 ether); // 1.5 ether stake left
         assertTrue(registry.isEligible(op), "1.5 ether free >= min stake");
         uint256 jobId = _post(_params(1, 1, 1));
-        _bids(jobId, 0, 1, PRICE); // locks 1 ether: 0.5 ether free
+        _bidSelect(jobId, 0, 1, PRICE); // locks 1 ether: 0.5 ether free
         assertFalse(registry.isEligible(op), "busy: not drawable");
         assertEq(registry.eligibleCount(), 11, "pool shrank");
         _commitReveal(jobId, _one32(GOOD));
@@ -422,7 +751,7 @@ contract JobMarketSafetyTest is Fixture {
     /// dissenter is slashed (WrongResult) and its collateral burned; the majority is unlocked.
     function test_Attack_DissentUnderUnanimityIsSlashed() public {
         uint256 jobId = _post(_params(3, 3, 3));
-        _bids(jobId, 0, 3, PRICE);
+        _bidSelect(jobId, 0, 3, PRICE);
         address[] memory d = _dealOps(jobId);
         address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
         vm.expectEmit(true, true, false, true, address(market));
@@ -447,7 +776,7 @@ contract JobMarketSafetyTest is Fixture {
     /// @dev Without a strict majority under unanimity nobody can tell who was right: nobody slashed.
     function test_DissentUnderUnanimityWithoutMajority_NobodySlashed() public {
         uint256 jobId = _post(_params(4, 4, 4));
-        _bids(jobId, 0, 4, PRICE);
+        _bidSelect(jobId, 0, 4, PRICE);
         address[] memory d = _dealOps(jobId);
         bytes32[] memory r = new bytes32[](4);
         (r[0], r[1], r[2], r[3]) = (GOOD, BAD, GOOD, BAD);
@@ -458,26 +787,5 @@ contract JobMarketSafetyTest is Fixture {
             assertEq(_locked(d[i]), 0, "unlocked");
         }
         assertEq(market.withdrawable(address(0)), 0, "nothing burned");
-    }
-
-    /// @dev The attack: bid, make the stake unlockable right before the deciding bid so that the
-    /// selection fails, then bid again (and again). Now a dropped bidder cannot bid again.
-    function test_RevertWhen_DroppedBidderBidsAgain() public {
-        uint256 jobId = _post(_params(3, 2, 3));
-        _bids(jobId, 0, 2, PRICE);
-        vm.prank(ops[0]);
-        registry.requestWithdrawal(OPERATOR_STAKE);
-        _bids(jobId, 2, 1, PRICE); // ops[0] dropped, job stays in bidding
-        _assertState(jobId, IJobMarket.JobState.Posted);
-        vm.prank(ops[0]);
-        registry.stake{value: OPERATOR_STAKE}();
-        vm.prank(ops[0]);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__DroppedBidder.selector, jobId, ops[0]));
-        market.bid(jobId, PRICE);
-        // others still can; and the dropped operator may bid on other jobs
-        _bids(jobId, 3, 1, PRICE);
-        _assertState(jobId, IJobMarket.JobState.Running);
-        uint256 other = _post(_params(1, 1, 2));
-        _bids(other, 0, 1, PRICE);
     }
 }

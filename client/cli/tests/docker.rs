@@ -45,7 +45,7 @@ fn docker_job_with_env_and_output() {
         "-o",
         "outputs:/outputs",
         "--bid-window",
-        "10s",
+        "6s",
         "--exec-window",
         "60s",
         "--reveal-window",

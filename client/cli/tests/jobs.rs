@@ -12,7 +12,7 @@ use common::{Devstack, fails, json, ok, repo_root};
 
 const WINDOWS: [&str; 6] = [
     "--bid-window",
-    "10s",
+    "6s",
     "--exec-window",
     "60s",
     "--reveal-window",

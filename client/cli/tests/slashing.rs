@@ -70,7 +70,7 @@ fn slashed_node_in_deal_history_and_explorer() {
     let wasm = repo_root().join("node/executor/testdata/wasm/hello.wasm");
     let windows = [
         "--bid-window",
-        "10s",
+        "6s",
         "--exec-window",
         "30s",
         "--reveal-window",

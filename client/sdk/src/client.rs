@@ -388,12 +388,12 @@ pub fn pack_car(path: &Path) -> Result<(Cid, Vec<u8>)> {
     Ok((imported.cid, car))
 }
 
-fn tempdir() -> Result<TempDir> {
+pub(crate) fn tempdir() -> Result<TempDir> {
     TempDir::new()
 }
 
 /// A scratch folder removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> Result<Self> {
@@ -405,7 +405,7 @@ impl TempDir {
         std::fs::create_dir_all(&p).map_err(|e| Error::io("scratch folder", &p, e))?;
         Ok(Self(p))
     }
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

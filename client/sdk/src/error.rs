@@ -54,6 +54,9 @@ pub enum Error {
     /// The job spec is invalid.
     #[error(transparent)]
     Spec(#[from] shoal_types::Error),
+    /// A sharded job cannot be prepared (docs/sharding.md).
+    #[error("sharded job: {0}")]
+    Shards(String),
     /// A command-line style argument is malformed.
     #[error("{flag} `{value}`: {reason}")]
     BadArg {

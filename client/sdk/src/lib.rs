@@ -3,6 +3,7 @@
 pub mod config;
 mod error;
 pub mod job;
+pub mod shards;
 pub mod wallet;
 
 pub use config::Config;

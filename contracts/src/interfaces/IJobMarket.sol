@@ -8,13 +8,17 @@ import {IOperatorRegistry} from "./IOperatorRegistry.sol";
 /// result hashes, tally, mediation of disputes and optimistic acceptance. Payouts are pulled
 /// with `claim()`. See docs/protocol.md for the full state machine.
 interface IJobMarket {
-    /// @notice Life cycle of a job. Verified, Failed and Expired are final.
+    /// @notice Life cycle of a job. Verified, Failed and Expired are final. In Drawing and
+    /// DisputeDrawing `phaseDeadline` is the draw block (a block number, not a time): the draw is
+    /// made by `closeBidding`/`finalize` in any later block.
     enum JobState {
         None, // no such job
         Posted, // accepting bids
+        Drawing, // bidding closed, bids frozen; the deals are drawn in a block after the draw block
         Running, // deals selected, operators execute and commit
         Revealing, // commit phase closed, committers reveal
         Challengeable, // optimistic job: results revealed, challenge window open
+        DisputeDrawing, // dispute opened, pool snapshotted; mediators drawn after the draw block
         Disputed, // mediators execute and commit
         DisputeRevealing, // mediators reveal
         Verified, // final: result accepted, winners paid
@@ -47,7 +51,8 @@ interface IJobMarket {
         Execution, // an operator's bid price for a correct result
         Mediation, // a mediator's fee, paid from slashed stake and lost bonds
         Compensation, // slashed stake or a lost bond left after mediation fees, shared by the operators whose result was accepted (never the creator)
-        BondReturned // a challenge bond returned to a challenger who was right
+        BondReturned, // a challenge bond returned to a challenger who was right (or whose dispute found no mediators)
+        ChallengeReward // an upheld challenger's reward: slashed stake after mediator fees, at most its bond
     }
 
     /// @notice Parameters of `postJob`; immutable afterwards.
@@ -56,6 +61,8 @@ interface IJobMarket {
     /// `collateral <= maxCollateralFactor * maxPrice`.
     /// `challengeWindow` is used by optimistic jobs only (must be 0 for deterministic ones).
     /// `escalate`: any disagreement opens mediation instead of a plain tally.
+    /// `mediators`: mediators a dispute of this job draws, 1..MAX_MEDIATORS; 0 = the deployment's
+    /// `mediatorCount`.
     struct JobParams {
         bytes specCid;
         bytes32 specHash;
@@ -70,12 +77,14 @@ interface IJobMarket {
         uint32 challengeWindow;
         Verifier verifier;
         bool escalate;
+        uint8 mediators;
     }
 
     /// @notice A job as returned by `getJob`.
     /// @dev `phaseDeadline` is the end of the current phase: commit deadline in Running and
     /// Disputed, reveal deadline in Revealing and DisputeRevealing, end of the challenge window in
-    /// Challengeable; the time the job ended in a final state. `resultHash` is set once Verified.
+    /// Challengeable; the draw block (a block number) in Drawing and DisputeDrawing; the time the
+    /// job ended in a final state. `mediatorCount` is the number of mediators drawn (0 before). `resultHash` is set once Verified.
     /// `escrow` is the money the market still holds for the job (escrow and challenge bond).
     struct Job {
         address creator;
@@ -127,7 +136,12 @@ interface IJobMarket {
     event BidPlaced(uint256 indexed jobId, address indexed operator, uint96 price);
     event BidDropped(uint256 indexed jobId, address indexed operator);
     event DealAccepted(uint256 indexed jobId, address indexed operator, uint96 price, uint96 collateral);
+    /// @notice A new phase. For Drawing and DisputeDrawing `deadline` is the draw block number
+    /// (also emitted again when a draw is re-armed).
     event PhaseStarted(uint256 indexed jobId, JobState indexed state, uint64 deadline);
+    /// @notice The draw block's hash expired (more than 256 blocks passed) before anyone drew:
+    /// the draw is re-armed with a new draw block; nothing else changes.
+    event DrawRearmed(uint256 indexed jobId, uint64 staleDrawBlock, uint64 drawBlock);
     event ResultCommitted(uint256 indexed jobId, address indexed operator, bytes32 commitment);
     event ResultRevealed(uint256 indexed jobId, address indexed operator, bytes32 resultHash, bytes resultCid);
     event JobVerified(uint256 indexed jobId, bytes32 resultHash, uint8 winners);
@@ -175,7 +189,6 @@ interface IJobMarket {
     error JobMarket__NothingToClaim(address account);
     error JobMarket__TransferFailed(address to, uint256 amount);
     error JobMarket__OnlyRegistry(address caller);
-    error JobMarket__NoMediators(uint256 jobId, uint8 found, uint8 needed);
     error JobMarket__BadConfig(uint8 mediatorCount, uint96 challengeBond);
     error JobMarket__BadSafetyConfig(
         uint32 minBidWindow, uint32 minExecWindow, uint32 minRevealWindow, uint16 maxCollateralFactor
@@ -189,7 +202,8 @@ interface IJobMarket {
         uint32 minRevealWindow
     );
     error JobMarket__CollateralTooHigh(uint96 collateral, uint256 maxCollateral);
-    error JobMarket__DroppedBidder(uint256 jobId, address operator);
+    error JobMarket__BadMediators(uint8 mediators, uint8 maxMediators);
+    error JobMarket__DrawNotReady(uint256 jobId, uint64 drawBlock);
 
     // ---- job creator ----
 
@@ -197,16 +211,19 @@ interface IJobMarket {
     function postJob(JobParams calldata params) external payable returns (uint256 jobId);
 
     /// @notice Challenges an optimistic job's results during its challenge window by paying
-    /// exactly `challengeBondOf(jobId)`; opens mediation. Anyone may challenge. The bond comes back
-    /// only when the challenge is upheld (a mediator majority finds some revealed result wrong);
-    /// otherwise it pays the mediators' fees and the operators whose result stood.
+    /// exactly `challengeBondOf(jobId)`; opens the dispute (DisputeDrawing: the mediators are
+    /// drawn by `finalize` in a later block). Anyone may challenge. The bond comes back only when
+    /// the challenge is upheld (a mediator majority finds some revealed result wrong), with a
+    /// reward of up to the bond from the slashed stake after mediator fees; or when no mediators
+    /// can be drawn (the result stands). Otherwise it pays the mediators' fees and the operators
+    /// whose result stood.
     function challenge(uint256 jobId) external payable;
 
     // ---- operators ----
 
-    /// @notice Bids `price` (<= maxPrice) for one execution. One bid per operator, before the bid
-    /// deadline, with at least `collateral` free stake; an operator whose bid was dropped at a
-    /// selection may not bid again on that job. The `minBids`-th bid selects the deals.
+    /// @notice Bids `price` (<= maxPrice) for one execution. One bid per operator, until the bid
+    /// deadline, with at least `collateral` free stake. The `MAX_BIDS`-th bid closes bidding early
+    /// (arms the draw, as `closeBidding` does after the deadline).
     function bid(uint256 jobId, uint96 price) external;
 
     /// @notice Commits `keccak256(abi.encode(jobId, msg.sender, resultHash, salt))`.
@@ -218,12 +235,17 @@ interface IJobMarket {
 
     // ---- anyone ----
 
-    /// @notice After the bid deadline: selects deals if there are at least `concurrency` bids,
-    /// otherwise expires the job and refunds the creator.
+    /// @notice Posted, after the bid deadline: arms the draw (-> Drawing, draw block =
+    /// `block.number + drawDelay`) when there are at least `minBids` bids, otherwise expires the
+    /// job and refunds the creator. Drawing, in a block after the draw block: draws `concurrency`
+    /// winners uniformly from all bids and locks their collateral (-> Running), or expires when
+    /// fewer can be locked; re-arms instead when the draw block's hash has expired.
     function closeBidding(uint256 jobId) external;
 
-    /// @notice Moves a job past a phase whose deadline is over (bidding, commit, reveal,
-    /// challenge window, mediation), settling it when that ends the job.
+    /// @notice Moves a job past a phase that is over: bidding and the selection draw (as
+    /// `closeBidding`), the mediator draw (DisputeDrawing, in a block after the draw block),
+    /// commit, reveal, challenge window and mediation (after their deadline), settling it when that
+    /// ends the job.
     function finalize(uint256 jobId) external;
 
     /// @notice Pays out the caller's accumulated payouts and refunds.
@@ -253,7 +275,18 @@ interface IJobMarket {
 
     function nextJobId() external view returns (uint256);
 
+    /// @notice Mediators a dispute draws for a job that does not set `JobParams.mediators`.
     function mediatorCount() external view returns (uint8);
+
+    /// @notice Blocks between arming a draw and the block whose hash seeds it (0: the arming
+    /// block's own hash; the draw is made in any later block).
+    function drawDelay() external view returns (uint32);
+
+    /// @notice The helper contract (deployed by the constructor) that computes the draws.
+    function draws() external view returns (address);
+
+    /// @notice Largest `JobParams.mediators`.
+    function MAX_MEDIATORS() external view returns (uint8);
 
     /// @notice The smallest challenge bond; see `challengeBondOf`.
     function challengeBond() external view returns (uint96);

@@ -3,8 +3,8 @@ pragma solidity ^0.8.24;
 
 /// @title Shoal operator registry
 /// @notice Operators register a libp2p peer id and their capabilities, bond native-token stake,
-/// and withdraw it after an unbonding period. Only the job market may lock, unlock and slash
-/// stake; locked stake can never be withdrawn.
+/// and withdraw it after an unbonding period. Only the markets (the job market and the shard
+/// market) may lock, unlock and slash stake; locked stake can never be withdrawn.
 interface IOperatorRegistry {
     /// @notice What an operator's node can run. `engines` is a bit set: bit 0 = wasm, bit 1 = docker.
     struct Capabilities {
@@ -37,6 +37,7 @@ interface IOperatorRegistry {
     event StakeUnlocked(uint256 indexed jobId, address indexed operator, uint96 amount);
     event StakeSlashed(uint256 indexed jobId, address indexed operator, uint96 amount);
     event MarketSet(address indexed market);
+    event ShardMarketSet(address indexed shardMarket);
 
     error OperatorRegistry__AlreadyRegistered(address operator);
     error OperatorRegistry__NotRegistered(address operator);
@@ -76,6 +77,10 @@ interface IOperatorRegistry {
     /// @notice Sets the only address allowed to lock, unlock and slash. Once, by the deployer.
     function setMarket(address market) external;
 
+    /// @notice Sets the second address allowed to lock, unlock and slash (the ShardMarket). Once,
+    /// by the deployer.
+    function setShardMarket(address shardMarket) external;
+
     /// @notice Locks `amount` of `operator`'s free stake for `jobId`. Returns false (and changes
     /// nothing) when the operator is not registered or has too little free stake.
     function lock(address operator, uint256 jobId, uint96 amount) external returns (bool);
@@ -113,7 +118,18 @@ interface IOperatorRegistry {
     /// @notice Whether `operator` is in the mediator draw pool.
     function isEligible(address operator) external view returns (bool);
 
+    /// @notice Block number in which `operator` last took its current index in the pool (joined
+    /// it, or was moved there when another operator left); 0 = never eligible. A mediator draw
+    /// armed in or before that block skips the operator (see `JobMarket`): entering, leaving or
+    /// re-entering the pool after a draw is armed cannot change who that draw picks.
+    function eligibleSince(address operator) external view returns (uint64);
+
+    /// @notice `eligibleAt(index)` and its `eligibleSince`, in one call.
+    function eligibleEntry(uint256 index) external view returns (address operator, uint64 since);
+
     function market() external view returns (address);
+
+    function shardMarket() external view returns (address);
 
     function deployer() external view returns (address);
 

@@ -25,6 +25,8 @@ abstract contract Fixture is Test {
     uint16 internal constant COLLATERAL_FACTOR = 10;
     /// @dev The challenge bond is at least the job's escrow (100 %).
     uint16 internal constant BOND_PERCENT = 100;
+    /// @dev The devchain/anvil setting: the arming block's own hash seeds the draw.
+    uint32 internal constant DRAW_DELAY = 0;
 
     bytes32 internal constant GOOD = keccak256("the right result");
     bytes32 internal constant BAD = keccak256("a wrong result");
@@ -43,10 +45,11 @@ abstract contract Fixture is Test {
         vm.deal(creator, 1000 ether);
         vm.label(creator, "creator");
         vm.warp(1_700_000_000);
-        vm.prevrandao(bytes32(uint256(42)));
         for (uint256 i; i < 12; ++i) {
             ops.push(_newOperator(i));
         }
+        // a mediator draw armed in the block an operator joined the pool skips it: start a block on
+        vm.roll(block.number + 1);
     }
 
     function _newMarket(OperatorRegistry r) internal returns (JobMarket) {
@@ -58,7 +61,8 @@ abstract contract Fixture is Test {
             MIN_EXEC_WINDOW,
             MIN_REVEAL_WINDOW,
             COLLATERAL_FACTOR,
-            BOND_PERCENT
+            BOND_PERCENT,
+            DRAW_DELAY
         );
     }
 
@@ -103,6 +107,30 @@ abstract contract Fixture is Test {
         }
     }
 
+    /// @dev Makes an armed draw (Drawing or DisputeDrawing): mines up to the block after the draw
+    /// block and calls `finalize` there, like the node does.
+    function _draw(uint256 jobId) internal {
+        uint256 drawBlock = market.getJob(jobId).phaseDeadline;
+        if (block.number <= drawBlock) vm.roll(drawBlock + 1);
+        market.finalize(jobId);
+    }
+
+    /// @dev Ends bidding in a new block after the bid deadline: selects (exactly `concurrency`
+    /// bids), arms the selection draw and draws in the next block (more bids), or expires.
+    function _close(uint256 jobId) internal {
+        IJobMarket.Job memory j = market.getJob(jobId);
+        if (block.timestamp <= j.bidDeadline) vm.warp(j.bidDeadline + 1);
+        vm.roll(block.number + 1);
+        market.closeBidding(jobId);
+        if (_state(jobId) == IJobMarket.JobState.Drawing) _draw(jobId);
+    }
+
+    /// @dev Bids from ops[first..first+count) at `price`, then closes bidding and draws the deals.
+    function _bidSelect(uint256 jobId, uint256 first, uint256 count, uint96 price) internal {
+        _bids(jobId, first, count, price);
+        _close(jobId);
+    }
+
     function _salt(address op) internal pure returns (bytes32) {
         return keccak256(abi.encode("salt", op));
     }
@@ -133,7 +161,8 @@ abstract contract Fixture is Test {
         }
     }
 
-    /// @dev Commits results[i] for deal i, then reveals them all (the last reveal settles).
+    /// @dev Commits results[i] for deal i, then reveals them all (the last reveal settles); when
+    /// that opens a dispute, draws its mediators in the next block.
     function _commitReveal(uint256 jobId, bytes32[] memory results) internal {
         address[] memory d = _dealOps(jobId);
         for (uint256 i; i < d.length; ++i) {
@@ -142,6 +171,7 @@ abstract contract Fixture is Test {
         for (uint256 i; i < d.length; ++i) {
             _reveal(jobId, d[i], results[i]);
         }
+        if (_state(jobId) == IJobMarket.JobState.DisputeDrawing) _draw(jobId);
     }
 
     /// @dev Commits results[i] for deal i (or mediator i) and reveals all but the last; returns
@@ -150,6 +180,7 @@ abstract contract Fixture is Test {
         internal
         returns (address last)
     {
+        if (mediators && _state(jobId) == IJobMarket.JobState.DisputeDrawing) _draw(jobId);
         address[] memory d = mediators ? _mediatorOps(jobId) : _dealOps(jobId);
         for (uint256 i; i < d.length; ++i) {
             _commit(jobId, d[i], results[i]);
@@ -160,7 +191,10 @@ abstract contract Fixture is Test {
         return d[d.length - 1];
     }
 
+    /// @dev Draws the mediators of a dispute the last reveal (or a challenge) opened, if not yet
+    /// drawn, then commits results[i] for mediator i and reveals them all.
     function _mediate(uint256 jobId, bytes32[] memory results) internal {
+        if (_state(jobId) == IJobMarket.JobState.DisputeDrawing) _draw(jobId);
         address[] memory d = _mediatorOps(jobId);
         for (uint256 i; i < d.length; ++i) {
             _commit(jobId, d[i], results[i]);

@@ -14,6 +14,9 @@ interface Vm {
     function warp(uint256 newTimestamp) external;
     function roll(uint256 newHeight) external;
     function prevrandao(bytes32 newPrevrandao) external;
+    function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
     function chainId(uint256 newChainId) external;
     function deal(address account, uint256 newBalance) external;
     function label(address account, string calldata newLabel) external;

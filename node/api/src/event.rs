@@ -6,7 +6,7 @@ use alloy::primitives::utils::format_ether;
 use alloy::primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shoal_chain::{ChainEvent, MarketEvent};
+use shoal_chain::{ChainEvent, JobState, MarketEvent};
 
 use crate::cid::{cid_text, results_cid_of};
 
@@ -108,7 +108,11 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&d.operator), "price": d.price.to_string(), "collateral": d.collateral.to_string() }),
         ),
         M::PhaseStarted(p) => (
-            format!("phase {} until {}", p.state, p.deadline),
+            if matches!(p.state, JobState::Drawing | JobState::DisputeDrawing) {
+                format!("phase {}: drawn from the hash of block {}", p.state, p.deadline)
+            } else {
+                format!("phase {} until {}", p.state, p.deadline)
+            },
             json!({ "state": p.state.to_string(), "deadline": p.deadline }),
         ),
         M::ResultCommitted(c) => (
@@ -172,6 +176,13 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
                 }
             ),
             json!({ "resultHash": r.resultHash.to_string(), "challengeUpheld": r.challengeUpheld }),
+        ),
+        M::DrawRearmed(r) => (
+            format!(
+                "the draw from block {} was not taken within 256 blocks; re-armed at block {}",
+                r.staleDrawBlock, r.drawBlock
+            ),
+            json!({ "staleDrawBlock": r.staleDrawBlock, "drawBlock": r.drawBlock }),
         ),
         M::Paid(p) => (
             format!("paid {} to {} ({})", eth(p.amount), a(&p.to), p.kind),

@@ -212,3 +212,38 @@ mod tests {
         assert_eq!(serde_json::from_value::<BidDecision>(json).ok(), Some(d));
     }
 }
+
+/// A watcher's check of an optimistic job it has no deal on (`[watch]` in the node config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchCheck {
+    /// The result hash the watcher's own re-run produced.
+    pub result_hash: Option<B256>,
+    /// What the watcher did (`verdict`, with `tx`/`bond` or `reason`).
+    #[serde(flatten)]
+    pub verdict: WatchVerdict,
+    /// Unix seconds of the verdict.
+    pub at: u64,
+}
+
+/// What a watcher did about an optimistic job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "verdict")]
+pub enum WatchVerdict {
+    /// Every revealed result equals the watcher's: nothing to do.
+    Agreed,
+    /// A revealed result differs: the watcher challenged the job.
+    Challenged {
+        /// The challenge transaction.
+        tx: B256,
+        /// The bond paid, in wei.
+        #[serde(with = "crate::wei")]
+        bond: U256,
+    },
+    /// A revealed result differs but the challenge could not be made (window over, already
+    /// disputed, no mediators, bond too high).
+    NotChallenged {
+        /// Why.
+        reason: String,
+    },
+}

@@ -5,7 +5,7 @@ use shoal_chain::{
     Address, B256, FailReason, JobId, JobState, PaymentKind, SlashReason, U256, Verifier,
 };
 
-use crate::execution::{BidDecision, ExecutionView};
+use crate::execution::{BidDecision, ExecutionView, WatchCheck};
 
 /// Job parameters as posted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +160,8 @@ pub struct JobDetail {
     pub decision: Option<BidDecision>,
     /// This node's execution.
     pub execution: Option<ExecutionView>,
+    /// This node's watcher check, for an optimistic job it re-ran.
+    pub watch: Option<WatchCheck>,
     /// The operator of the node that answered.
     pub node: Option<Address>,
 }

@@ -6,13 +6,14 @@ mod execution;
 mod job;
 mod node;
 mod pin;
+pub mod shard;
 pub mod wei;
 
 pub use cid::{
     DAG_PB, RAW, SHA2_256, cid_from_chain_bytes, cid_text, result_hash_of, results_cid_of,
 };
 pub use event::{EventRecord, describe};
-pub use execution::{BidDecision, Execution, ExecutionView, Role, Step};
+pub use execution::{BidDecision, Execution, ExecutionView, Role, Step, WatchCheck, WatchVerdict};
 pub use job::{
     BidView, DealView, JobDetail, JobList, JobParamsView, JobView, RefundKind, Transfer,
 };

@@ -531,22 +531,21 @@ impl ChainClient {
             .await
     }
 
-    /// Challenges an optimistic job's results, paying the market's challenge bond.
-    pub async fn challenge(&self, job: JobId) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
-        // The bond scales with the job's escrow (`challengeBondOf`).
-        let bond = self
-            .market()?
+    /// The bond `challenge` takes for a job (it scales with the job's escrow).
+    pub async fn challenge_bond_of(&self, job: JobId) -> Result<U256> {
+        self.market()?
             .challengeBondOf(job.0)
             .call()
             .await
-            .map_err(call_error("challengeBondOf"))?;
-        self.send_call(
-            to,
-            JobMarket::challengeCall { jobId: job.0 },
-            U256::from(bond),
-        )
-        .await
+            .map_err(call_error("challengeBondOf"))
+    }
+
+    /// Challenges an optimistic job's results, paying the market's challenge bond.
+    pub async fn challenge(&self, job: JobId) -> Result<TransactionReceipt> {
+        let to = self.deployment()?.job_market;
+        let bond = self.challenge_bond_of(job).await?;
+        self.send_call(to, JobMarket::challengeCall { jobId: job.0 }, bond)
+            .await
     }
 
     /// Pays out the key's accumulated payouts and refunds.

@@ -60,6 +60,10 @@ pub struct DeployParams {
     /// A challenge's bond as a percentage of the job's escrow (at least `challenge_bond`).
     #[serde(default = "defaults::challenge_bond_percent")]
     pub challenge_bond_percent: u16,
+    /// Blocks between arming a draw (bid selection, mediators) and the block whose hash seeds
+    /// it; 0 uses the arming block's own hash (2 recommended on a chain with 12 s blocks).
+    #[serde(default)]
+    pub draw_delay: u32,
 }
 
 /// The devchain defaults of `script/Deploy.s.sol` for the safety parameters (docs/protocol.md
@@ -96,6 +100,7 @@ impl Default for DeployParams {
             min_reveal_window: defaults::min_reveal_window(),
             max_collateral_factor: defaults::max_collateral_factor(),
             challenge_bond_percent: defaults::challenge_bond_percent(),
+            draw_delay: 0,
         }
     }
 }
@@ -173,6 +178,7 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         minRevealWindow_: params.min_reveal_window,
         maxCollateralFactor_: params.max_collateral_factor,
         challengeBondPercent_: params.challenge_bond_percent,
+        drawDelay_: params.draw_delay,
     };
     let market = create(
         client,

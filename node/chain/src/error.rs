@@ -438,14 +438,16 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             "JobMarket__OnlyRegistry: only the operator registry may send ETH to the market, not {}",
             addr(caller)
         ),
-        M::JobMarket__NoMediators(J::JobMarket__NoMediators {
-            jobId,
-            found,
-            needed,
+        M::JobMarket__BadMediators(J::JobMarket__BadMediators {
+            mediators,
+            maxMediators,
         }) => write!(
             f,
-            "JobMarket__NoMediators: job {jobId} needs {needed} mediators but only {found} eligible operators have enough free stake; \
-             more operators must register and stake"
+            "JobMarket__BadMediators: a job may ask for at most {maxMediators} mediators, not {mediators}; use 0 for the market's default"
+        ),
+        M::JobMarket__DrawNotReady(J::JobMarket__DrawNotReady { jobId, drawBlock }) => write!(
+            f,
+            "JobMarket__DrawNotReady: job {jobId} draws from the hash of block {drawBlock}; send this again in a block after it"
         ),
         M::JobMarket__BadConfig(J::JobMarket__BadConfig {
             mediatorCount,
@@ -483,10 +485,6 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             "JobMarket__CollateralTooHigh: a collateral of {} is above this market's cap of {} (its collateral factor times the max price); lower the collateral or raise the max price",
             eth(wei96(*collateral)),
             eth(*maxCollateral)
-        ),
-        M::JobMarket__DroppedBidder(J::JobMarket__DroppedBidder { jobId, operator }) => write!(
-            f,
-            "JobMarket__DroppedBidder: {operator} was dropped from job {jobId} at selection (not enough free stake) and cannot bid on it again"
         ),
     }
 }

@@ -40,5 +40,6 @@ pub fn job_params(spec: &JobSpec, spec_cid: impl Into<Bytes>) -> JobParams {
             Verifier::Deterministic
         },
         escalate: d.mediation,
+        mediators: d.mediators.map_or(0, |m| u8c(m)),
     }
 }

@@ -74,12 +74,13 @@ async fn scenario(endpoint: &Endpoint) {
         minBids: 3,
         maxPrice: ok("u96", u96(max_price)),
         collateral: ok("u96", u96(eth(1000))),
-        bidWindow: 3600,
+        bidWindow: 2,
         execWindow: 3600,
         revealWindow: 3600,
         challengeWindow: 0,
         verifier: Verifier::Deterministic,
         escalate: false,
+        mediators: 0,
     };
     let creator_addr = creator.address().unwrap_or_default();
     let (job, receipt) = ok("post_job", creator.post_job(params).await);
@@ -90,12 +91,21 @@ async fn scenario(endpoint: &Endpoint) {
         JobState::Posted
     );
 
-    // Three bids; the third selects the deals.
+    // Three bids; after the bid window, closing the bidding selects all three (exactly
+    // `concurrency` bids need no draw).
     let prices = [eth(50), eth(60), eth(70)];
     for (i, op) in operators.iter().enumerate() {
         let r = ok("bid", op.bid(job, prices[i]).await);
         gas.push((format!("bid #{}", i + 1), r.gas_used));
     }
+    assert_eq!(
+        ok("get_job", creator.get_job(job).await).state,
+        JobState::Posted,
+        "bidding stays open until the bid deadline"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let r = ok("close_bidding", creator.close_bidding(job).await);
+    gas.push(("closeBidding".into(), r.gas_used));
     let state = ok("get_job", creator.get_job(job).await);
     assert_eq!(state.state, JobState::Running);
     assert_eq!(ok("get_bids", creator.get_bids(job).await).len(), 3);

@@ -149,6 +149,7 @@ fn job_params() -> JobParams {
         challengeWindow: 0,
         verifier: Verifier::Deterministic,
         escalate: false,
+        mediators: 0,
     }
 }
 

@@ -235,6 +235,7 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
         2u32,
         20u16,
         100u16,
+        0u32,
     )
     .await?;
     registry
@@ -285,6 +286,7 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
             challengeWindow: 0,
             verifier: 0,
             escalate: false,
+            mediators: 0,
         };
         let r = market
             .postJob(params)

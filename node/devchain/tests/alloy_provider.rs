@@ -178,6 +178,7 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
         2u32,
         20u16,
         100u16,
+        0u32,
     )
     .await?;
     reg.setMarket(*market.address())
@@ -199,6 +200,7 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
         challengeWindow: 0,
         verifier: 0,
         escalate: false,
+        mediators: 0,
     };
     let receipt = market
         .postJob(params)

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The replicated pinset (docs/pinning.md).
     pub pinning: crate::pinning::PinningConfig,
+    /// Re-running other operators' optimistic jobs and challenging wrong results.
+    pub watch: WatchConfig,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +58,36 @@ impl Default for NodeConfig {
             bid: BidPolicy::default(),
             labels: std::collections::BTreeMap::new(),
             pinning: crate::pinning::PinningConfig::default(),
+            watch: WatchConfig::default(),
+        }
+    }
+}
+
+/// The watcher (docs/node.md, "Watching optimistic jobs"): while an optimistic job's challenge
+/// window is open, the node re-runs a sample of the jobs it has no deal on and challenges the
+/// job when a revealed result differs from its own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Watch at all.
+    pub enabled: bool,
+    /// Fraction of optimistic jobs re-run, 0.0..=1.0. Which jobs is decided by a hash of the
+    /// job id and this node's operator address, so each watcher samples different jobs.
+    pub sample: f64,
+    /// Largest challenge bond this node pays, in wei; jobs asking more are not watched.
+    pub max_bond_wei: u64,
+    /// Jobs whose challenge window ends in fewer seconds than this are not started: a re-run
+    /// that finishes after the window cannot challenge.
+    pub min_window_left_secs: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sample: 0.1,
+            max_bond_wei: 1_000_000_000_000_000_000,
+            min_window_left_secs: 2,
         }
     }
 }
@@ -429,6 +461,12 @@ impl NodeConfig {
             if !(p.starts_with("http://") || p.starts_with("https://")) {
                 return Err(Error::Config(format!("peers: `{p}` is not an http(s) URL")));
             }
+        }
+        if !(0.0..=1.0).contains(&self.watch.sample) {
+            return Err(Error::Config(format!(
+                "watch.sample must be between 0.0 and 1.0, got {}",
+                self.watch.sample
+            )));
         }
         if self.p2p.enabled {
             self.p2p.addrs()?;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub tx_errors: AtomicU64,
     pub announcements_sent: AtomicU64,
     pub announcements_received: AtomicU64,
+    pub watch_checks: AtomicU64,
+    pub watch_challenges: AtomicU64,
 }
 
 impl Metrics {
@@ -31,7 +33,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, jobs_by_state: &[(String, usize)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "shoal_http_requests_total",
                 "HTTP requests served",
@@ -101,6 +103,16 @@ impl Metrics {
                 "shoal_job_announcements_received_total",
                 "valid job announcements received from the swarm",
                 &self.announcements_received,
+            ),
+            (
+                "shoal_watch_checks_total",
+                "optimistic jobs re-run by this node's watcher",
+                &self.watch_checks,
+            ),
+            (
+                "shoal_watch_challenges_total",
+                "challenges sent by this node's watcher",
+                &self.watch_challenges,
             ),
         ];
         for (name, help, c) in counters {

@@ -121,6 +121,12 @@ impl NodeHandle {
         self.node.chain.operator
     }
 
+    /// The node itself, for the crate's unit tests.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     /// The node's state store (read it, do not write it).
     pub fn state(&self) -> &StateStore {
         &self.node.db

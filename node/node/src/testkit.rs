@@ -16,7 +16,7 @@ use crate::state::StateStore;
 const ETHER: u128 = 1_000_000_000_000_000_000;
 
 /// A deal for one operator: n = k = m = 1, no mediation.
-pub(crate) const SOLO_DEAL: &str = "deal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {bid: 10s, exec: 20s, reveal: 20s}\n";
+pub(crate) const SOLO_DEAL: &str = "deal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {bid: 3s, exec: 20s, reveal: 20s}\n";
 
 pub(crate) struct Kit {
     pub(crate) node: NodeHandle,

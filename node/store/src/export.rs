@@ -72,6 +72,32 @@ fn safe_name(cid: &Cid, name: &[u8]) -> Result<String> {
 }
 
 /// The entries of a directory (flat or HAMT), as (name, CID).
+/// A stored DAG's root as a parent folder links it: its CID, cumulative size (the root block
+/// plus its links' recorded sizes) and content size (files only).
+pub fn imported_of(store: &Blockstore, cid: &Cid) -> Result<crate::Imported> {
+    let data = store.get(cid)?;
+    let len = data.len() as u64;
+    match decode(store, cid)? {
+        None => Ok(crate::Imported {
+            cid: *cid,
+            tsize: len,
+            file_size: len,
+        }),
+        Some((node, fs)) => {
+            let links: u64 = node.links.iter().map(|l| l.tsize.unwrap_or(0)).sum();
+            let file_size = match fs.kind {
+                UnixfsType::File | UnixfsType::Raw => fs.filesize.unwrap_or(0),
+                _ => 0,
+            };
+            Ok(crate::Imported {
+                cid: *cid,
+                tsize: len + links,
+                file_size,
+            })
+        }
+    }
+}
+
 pub fn list_dir(store: &Blockstore, cid: &Cid) -> Result<Vec<(String, Cid)>> {
     let Some((node, fs)) = decode(store, cid)? else {
         return Err(Error::Malformed {

@@ -274,6 +274,37 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// A folder linking DAGs that already exist (a merged result: one entry per shard's results
+    /// folder): `entries` are (name, the child's root and cumulative size, whether it counts
+    /// toward the HAMT size estimate — files and empty folders do, non-empty folders do not,
+    /// exactly as when the folder is imported from disk). Only the folder's own blocks are
+    /// written to the sink; the result equals importing the same tree from disk.
+    pub fn directory(&mut self, entries: Vec<(String, Imported, bool)>) -> Result<Imported> {
+        let mut entries: Vec<DirEntry> = entries
+            .into_iter()
+            .map(|(name, imported, counts)| DirEntry {
+                name: name.into_bytes(),
+                imported,
+                counts,
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if entries.windows(2).any(|w| w[0].name == w[1].name) {
+            return Err(internal(
+                "a folder cannot hold two entries of the same name",
+            ));
+        }
+        if self.estimate(&entries) > self.profile.shard_threshold() {
+            let mut root = Bucket::default();
+            for e in entries {
+                root.insert(e, 0);
+            }
+            self.flush_bucket(root)
+        } else {
+            self.flat_dir(entries)
+        }
+    }
+
     fn estimate(&self, entries: &[DirEntry]) -> usize {
         let counted = entries.iter().filter(|e| e.counts);
         match self.profile.shard_estimate() {

@@ -208,3 +208,46 @@ fn truncated_or_tampered_car_is_refused() {
     ));
     assert!(!other.has(&root));
 }
+
+/// A folder built from already-stored DAGs (a sharded job's merged result) has the CID of the
+/// same tree imported from disk, flat and past the HAMT threshold, in both profiles.
+#[test]
+fn a_folder_of_stored_dags_equals_importing_the_tree() {
+    use shoal_store::{Importer, StoreSink};
+    for profile in [Profile::UnixfsV1_2025, Profile::UnixfsV0_2015] {
+        for (count, files_too) in [(3usize, true), (40, false), (3000, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let tree = dir.path().join("tree");
+            for i in 0..count {
+                let sub = tree.join(format!("shard-{i:06}"));
+                fs::create_dir_all(sub.join("outputs")).unwrap();
+                fs::write(sub.join("stdout"), format!("shard {i}\n")).unwrap();
+                fs::write(sub.join("exitCode"), "0").unwrap();
+                if files_too && i % 2 == 0 {
+                    fs::write(tree.join(format!("note-{i}.txt")), b"n").unwrap();
+                }
+            }
+            let want = hash_path(&tree, profile).unwrap();
+            let store = Blockstore::open(dir.path().join("store")).unwrap();
+            let mut entries = Vec::new();
+            for e in fs::read_dir(&tree).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                let added = store.add_path(&p, profile).unwrap();
+                let imported = export::imported_of(&store, &added.cid).unwrap();
+                assert_eq!(imported, added, "{name}");
+                entries.push((name, imported, !p.is_dir()));
+            }
+            let mut sink = StoreSink(&store);
+            let got = Importer::new(profile, &mut sink)
+                .directory(entries)
+                .unwrap();
+            assert_eq!(got.cid, want, "{profile:?} {count}");
+            let listed = export::list_dir(&store, &got.cid).unwrap();
+            assert_eq!(
+                listed.len(),
+                count + if files_too { count.div_ceil(2) } else { 0 }
+            );
+        }
+    }
+}

@@ -45,6 +45,10 @@ pub struct JobSpec {
     /// only nodes satisfying all of them bid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<crate::Constraint>,
+    /// A sharded job (docs/sharding.md): the files of an input tree selected here run one by
+    /// one, in batches of `size` per operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<crate::ShardRule>,
     /// How many nodes keep the verified results pinned (docs/pinning.md). Left out: between
     /// [`PinSpec::DEFAULT_MIN`] and [`PinSpec::DEFAULT_MAX`]; a spec without it keeps its
     /// canonical form (and hash).
@@ -368,6 +372,9 @@ pub struct DealParams {
     /// Whether disagreement escalates to mediation by fresh operators.
     #[serde(default = "default_true")]
     pub mediation: bool,
+    /// Mediators drawn for a dispute (1..=16); unset takes the market's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mediators: Option<u32>,
     /// Phase lengths.
     #[serde(default)]
     pub windows: Windows,
@@ -396,6 +403,7 @@ impl Default for DealParams {
             collateral: default_price(),
             verifier: Verifier::default(),
             mediation: true,
+            mediators: None,
             windows: Windows::default(),
         }
     }
@@ -451,6 +459,39 @@ impl JobSpec {
     }
 
     /// Checks every rule a spec must satisfy before it is posted or run.
+    /// The spec one shard runs: the job's inputs without the sharded tree (the input mounted
+    /// at the manifest's `mount`), plus the shard's file at its path; no `shards` section.
+    pub fn for_shard(&self, manifest: &crate::Manifest, index: u32) -> Result<JobSpec> {
+        let entry = manifest.shards.get(index as usize).ok_or_else(|| {
+            Error::invalid(
+                "shards",
+                format!(
+                    "shard {index} is not in the manifest ({} shards)",
+                    manifest.shards.len()
+                ),
+            )
+        })?;
+        let mount = manifest.mount.trim_end_matches('/');
+        let mut spec = self.clone();
+        spec.shards = None;
+        spec.inputs
+            .retain(|i| i.path.trim_end_matches('/') != mount);
+        spec.inputs.push(InputSpec {
+            source: InputSource::Ipfs(entry.cid.clone()),
+            path: entry.path.clone(),
+            checksum: None,
+        });
+        Ok(spec)
+    }
+
+    /// The input whose tree a glob-sharded job splits: the one whose path the glob is under.
+    pub fn shard_input(&self) -> Option<&InputSpec> {
+        let glob = self.shards.as_ref()?.glob.as_ref()?;
+        self.inputs
+            .iter()
+            .find(|i| glob.starts_with(&format!("{}/", i.path.trim_end_matches('/'))))
+    }
+
     pub fn validate(&self) -> Result<()> {
         let d = &self.deal;
         if d.concurrency == 0 || d.concurrency > MAX_CONCURRENCY {
@@ -482,6 +523,14 @@ impl JobSpec {
         }
         if d.max_price == 0 {
             return Err(Error::invalid("deal.max_price", "must be more than 0 wei"));
+        }
+        if let Some(m) = d.mediators
+            && !(1..=16).contains(&m)
+        {
+            return Err(Error::invalid(
+                "deal.mediators",
+                format!("must be between 1 and 16, got {m}"),
+            ));
         }
         for (name, w) in [
             ("bid", d.windows.bid),
@@ -527,6 +576,20 @@ impl JobSpec {
         }
         if self.resources.timeout.is_zero() {
             return Err(Error::invalid("resources.timeout", "must be more than 0s"));
+        }
+        if let Some(rule) = &self.shards {
+            rule.validate()?;
+            if let Some(glob) = &rule.glob
+                && self.shard_input().is_none()
+            {
+                return Err(Error::invalid(
+                    "shards.glob",
+                    format!(
+                        "`{glob}` is not under the path of any input; mount the input tree \
+                         (e.g. `inputs: [{{source: ipfs://CID, path: /inputs}}]`) and glob under it"
+                    ),
+                ));
+            }
         }
         if self.resources.timeout > d.windows.exec {
             return Err(Error::invalid(

@@ -65,7 +65,7 @@ pub async fn get_json(url: &str) -> Result<Value> {
 pub const FOX: &[u8] = b"the quick brown fox\njumps over the lazy dog\n";
 
 /// Three deals, two must agree, no mediation, roomy windows.
-pub const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+pub const HONEST_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 6s, exec: 30s, reveal: 30s}\n";
 
 /// A posted job.
 #[derive(Debug, Clone, Copy)]

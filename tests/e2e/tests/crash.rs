@@ -112,7 +112,7 @@ async fn process_killed_mid_execution_reruns_after_restart() -> Result<()> {
     let (stack, mut node, operator) = stack_with_process(&dir, BTreeMap::new()).await?;
     let r = async {
         // A few seconds of computing on each node; the exec window leaves room for a rerun.
-        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 180s, reveal: 60s}\n";
+        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 6s, exec: 180s, reveal: 60s}\n";
         let job = post_spin(&stack, 1500, Duration::from_secs(120), deal).await?;
         wait_job(
             node.api_url(),
@@ -173,7 +173,7 @@ async fn process_killed_after_commit_reveals_after_restart() -> Result<()> {
     let (mut stack, mut node, operator) =
         stack_with_process(&dir, fault_on(1, Fault::CrashWhileRunning)).await?;
     let r = async {
-        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 20s, exec: 90s, reveal: 90s}\n";
+        let deal = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 6s, exec: 90s, reveal: 90s}\n";
         let job = post_wordcount(&stack, deal, None).await?;
         // Committed locally and the commitment read back from the chain by node 2 itself.
         let v = wait_job(

@@ -16,7 +16,7 @@ use shoal_e2e::{
 };
 
 /// Three deals, two must agree, a mediator on disagreement.
-const MEDIATED_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 20s, exec: 30s, reveal: 30s}\n";
+const MEDIATED_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 6s, exec: 30s, reveal: 30s}\n";
 
 /// Three deals, two must agree, no mediation, a short bid window.
 const SHORT_BID_DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {bid: 2s, exec: 10s, reveal: 10s}\n";
@@ -621,6 +621,79 @@ async fn colluding_majority_is_overturned_by_mediation() -> Result<()> {
     r
 }
 
+/// One deal, accepted optimistically after a challenge window unless challenged.
+const OPTIMISTIC_DEAL: &str = "deal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  verifier: optimistic\n  mediation: true\n  windows: {bid: 3s, exec: 30s, reveal: 30s}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watcher_challenges_a_wrong_optimistic_result() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // Node 0 lies and is the only bidder; nodes 1-3 never bid and watch every optimistic job.
+    let customize: devstack::Customize =
+        std::sync::Arc::new(|i, c: &mut shoal_node::NodeConfig| {
+            if i > 0 {
+                c.bid.enabled = false;
+                c.watch.sample = 1.0;
+            }
+        });
+    let faults = fault_on(0, Fault::WrongResult);
+    let stack = stack_with_faults(&dir, 4, None, Some(customize), faults).await?;
+    let r = async {
+        let job = post_wordcount(&stack, OPTIMISTIC_DEAL, None).await?;
+        let api = stack.nodes[1].api_url();
+        let v = wait_job(&api, job.id, Duration::from_secs(90), "settled", |v| {
+            v["state"] == "Failed" || v["state"] == "Verified"
+        })
+        .await?;
+        ensure!(
+            v["state"] == "Failed" && v["failReason"] == "NoCorrectResult",
+            "the wrong result was not overturned: {v:#}"
+        );
+        let liar = operator_of(&stack.nodes[0])?;
+        let v = wait_job(&api, job.id, Duration::from_secs(10), "liar slashed", |v| {
+            listed(v, "slashes", &liar)
+        })
+        .await?;
+        let names = event_names(&api, job.id).await?;
+        for want in ["DisputeOpened", "MediatorSelected", "DisputeResolved"] {
+            ensure!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
+        }
+        // Exactly one watcher challenged; it got its bond back and is not slashed.
+        let mut challengers = Vec::new();
+        for i in 1..4 {
+            let d = get_json(&format!(
+                "{}/api/v1/jobs/{}",
+                stack.nodes[i].api_url(),
+                job.id
+            ))
+            .await?;
+            if d["watch"]["verdict"] == "challenged" {
+                challengers.push(operator_of(&stack.nodes[i])?);
+            }
+        }
+        ensure!(challengers.len() == 1, "challengers {challengers:?}: {v:#}");
+        ensure!(
+            !listed(&v, "slashes", &challengers[0]),
+            "the challenger was slashed: {v:#}"
+        );
+        wait_job(
+            &api,
+            job.id,
+            Duration::from_secs(10),
+            "bond returned",
+            |v| listed(v, "payments", &challengers[0]),
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}
+
 /// A Docker job with `network: {domains: [localhost]}` reaches an allow-listed origin through
 /// the node's egress proxy, is refused another host with the reason, and has no route out
 /// around the proxy.
@@ -659,7 +732,7 @@ async fn docker_job_reaches_only_allow_listed_domains() -> Result<()> {
              printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 1.1.1.1 80 >/dev/null 2>&1 || echo no route out"
         );
         let yaml = format!(
-            "name: egress\nengine:\n  docker:\n    image: shoal-test/busybox:latest\n    cmd: [\"sh\", \"-c\", {script:?}]\nnetwork: {{domains: [localhost]}}\nresources:\n  timeout: 20s\ndeal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {{bid: 20s, exec: 30s, reveal: 30s}}\n"
+            "name: egress\nengine:\n  docker:\n    image: shoal-test/busybox:latest\n    cmd: [\"sh\", \"-c\", {script:?}]\nnetwork: {{domains: [localhost]}}\nresources:\n  timeout: 20s\ndeal:\n  concurrency: 1\n  confidence: 1\n  min_bids: 1\n  mediation: false\n  windows: {{bid: 5s, exec: 30s, reveal: 30s}}\n"
         );
         let job = post_spec(&stack, &api, &yaml).await?;
         let stdout = verified_stdout(&api, job.id, Duration::from_secs(90)).await?;

@@ -94,11 +94,13 @@ pub(super) async fn get_job(
         .execution(id)
         .map_err(ApiError::internal)?
         .map(|e| e.view());
+    let watch = inner.db.watch(id).map_err(ApiError::internal)?;
     Ok(Json(JobDetail {
         job,
         spec,
         decision,
         execution,
+        watch,
         node: inner.chain.operator,
     }))
 }

@@ -7,6 +7,8 @@
 //! - [`pins`]: the replicated pinset and a node's graceful leave.
 
 mod content;
+#[cfg(test)]
+mod fuzz;
 mod jobs;
 mod network;
 mod pins;

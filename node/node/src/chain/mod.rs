@@ -155,6 +155,24 @@ impl Chain {
         Ok(r.transaction_hash)
     }
 
+    /// The bond a challenge of `job` takes, in wei.
+    pub async fn challenge_bond(&self, job: JobId) -> Result<U256> {
+        self.client
+            .challenge_bond_of(job)
+            .await
+            .map_err(Error::chain("challengeBondOf"))
+    }
+
+    /// `challenge(jobId)` with the job's bond.
+    pub async fn challenge(&self, job: JobId) -> Result<B256> {
+        let r = self
+            .client
+            .challenge(job)
+            .await
+            .map_err(Error::chain("challenge"))?;
+        Ok(r.transaction_hash)
+    }
+
     /// `finalize(jobId)`.
     pub async fn finalize(&self, job: JobId) -> Result<B256> {
         let r = self

@@ -170,6 +170,7 @@ mod tests {
             challengeWindow: 0,
             verifier: shoal_chain::Verifier::Deterministic,
             escalate: false,
+            mediators: 0,
         };
         let posted = M::JobPosted {
             jobId: U256::from(1u64),

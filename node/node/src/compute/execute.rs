@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cid::Cid;
-use shoal_api::{Execution, JobView, Role, Step, now_secs, result_hash_of};
+use shoal_api::{Execution, JobId, JobView, Role, Step, now_secs, result_hash_of};
 use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
 use shoal_chain::{Address, B256};
 use shoal_executor::{
@@ -42,7 +42,7 @@ pub(crate) async fn execute(node: Arc<Node>, job: JobView, role: Role) -> Result
     set_step(&node, &job, role, Step::Fetching)?;
     Metrics::inc(&node.metrics.executions_started);
     tracing::info!(job = %id, ?role, "execution started");
-    let (cid, results_dir, exit_code) = match run_job(&node, &job, role).await {
+    let (cid, results_dir, exit_code) = match run_job(&node, &job, RunFor::Deal(role)).await {
         Ok(v) => v,
         // Data that cannot be fetched now may be fetchable later (a peer restarting): retry.
         Err(e @ (Error::Content { .. } | Error::Input { .. })) => {
@@ -189,11 +189,52 @@ fn engine(spec: &shoal_types::EngineSpec, module: Option<Arc<[u8]>>, seed: u64) 
     }
 }
 
+/// Why a job is run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunFor {
+    /// This node's deal (or mediation): the execution's steps are recorded.
+    Deal(Role),
+    /// A watcher's re-run of an optimistic job (`[watch]`): nothing is recorded.
+    Watch,
+}
+
+impl RunFor {
+    /// The execution id and work folder name of a run of `job`.
+    fn name(self, job: JobId) -> String {
+        match self {
+            Self::Deal(_) => format!("job-{job}"),
+            Self::Watch => format!("watch-{job}"),
+        }
+    }
+}
+
 /// Fetches the module and inputs, runs the executor, returns (result CID, results folder, exit
 /// code).
-async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, PathBuf, i32)> {
+pub(crate) async fn run_job(
+    node: &Arc<Node>,
+    job: &JobView,
+    run_for: RunFor,
+) -> Result<(Cid, PathBuf, i32)> {
     let spec = load_spec(&node.content, job).await?;
-    let work = node.work_root.join(format!("job-{}", job.id));
+    // The seed of the job's randomness: the job id's low 64 bits, the same on every node.
+    let seed = job.id.as_u256().as_limbs()[0];
+    run_spec(node, &spec, &run_for.name(job.id), seed, || match run_for {
+        RunFor::Deal(role) => set_step(node, job, role, Step::Running).map(|_| ()),
+        RunFor::Watch => Ok(()),
+    })
+    .await
+}
+
+/// Runs `spec` as execution `name` (its work folder and results folder) with the random seed
+/// `seed`; `on_running` is called once the run has an executor slot, just before it starts.
+pub(crate) async fn run_spec(
+    node: &Arc<Node>,
+    spec: &shoal_types::JobSpec,
+    name: &str,
+    seed: u64,
+    on_running: impl FnOnce() -> Result<()>,
+) -> Result<(Cid, PathBuf, i32)> {
+    let work = node.work_root.join(name);
     shoal_store::paths::remove_tree(&work)?;
     let (scratch, inputs) = (work.join("module"), work.join("inputs"));
     for dir in [&scratch, &inputs] {
@@ -205,9 +246,7 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
         }
         shoal_types::EngineSpec::Docker(_) => None,
     };
-    // The seed of the job's randomness: the job id's low 64 bits, the same on every node.
-    let seed = job.id.as_u256().as_limbs()[0];
-    let exec_id = ExecutionId::new(format!("job-{}", job.id))?;
+    let exec_id = ExecutionId::new(name)?;
     let mut req = ExecutionRequest::new(exec_id.clone(), engine(&spec.engine, module, seed));
     for input in &spec.inputs {
         let host_path = mount(&node.providers, input, &inputs).await?;
@@ -264,7 +303,7 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
         .acquire()
         .await
         .map_err(|_| Error::Config("the execution queue is closed".into()))?;
-    set_step(node, job, role, Step::Running)?;
+    on_running()?;
     let outputs = req.outputs.clone();
     let ran = node
         .executors
@@ -275,14 +314,14 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
         // A run stopped at its timeout still has a result, the same on every node: the job
         // verifies as timed out and nobody loses collateral over a slow program.
         Err(shoal_executor::Error::Timeout { timeout }) => {
-            tracing::info!(job = %job.id, ?timeout, "the job ran longer than its timeout");
+            tracing::info!(execution = %name, ?timeout, "the run took longer than its timeout");
             let root = node.results_root.clone();
             let (dir, cid) = tokio::task::spawn_blocking(move || {
                 shoal_executor::write_timed_out(&root, &exec_id, &outputs, timeout)
             })
             .await
             .map_err(|e| Error::Content {
-                cid: format!("results of job {}", job.id),
+                cid: format!("results of {name}"),
                 reason: format!("writing the timed-out result was interrupted: {e}"),
             })??;
             (cid, dir, shoal_executor::TIMED_OUT_EXIT_CODE)
@@ -290,7 +329,7 @@ async fn run_job(node: &Arc<Node>, job: &JobView, role: Role) -> Result<(Cid, Pa
         Err(e) => return Err(e.into()),
     };
     if let Err(e) = shoal_store::paths::remove_tree(&work) {
-        tracing::warn!(job = %job.id, error = %e, "cannot remove the job's work folder");
+        tracing::warn!(execution = %name, error = %e, "cannot remove the work folder");
     }
     Ok((cid, dir, exit_code))
 }

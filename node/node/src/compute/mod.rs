@@ -6,6 +6,7 @@
 //! - [`bid`]: deciding on a posted job (the [`strategy`]) and bidding.
 //! - [`execute`]: fetching inputs ([`inputs`]), running the executor, commit and reveal.
 //! - [`settle`]: publishing verified results, closing executions, claiming payouts.
+//! - [`watch`]: re-running other operators' optimistic jobs and challenging wrong results.
 //!
 //! Every step is persisted in the state store before it is acted on, so a restarted node
 //! takes up each job where it stopped.
@@ -18,6 +19,7 @@ pub(crate) mod reconcile;
 pub(crate) mod scheduler;
 pub(crate) mod settle;
 pub mod strategy;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

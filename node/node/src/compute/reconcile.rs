@@ -6,7 +6,7 @@ use shoal_api::{Execution, JobId, JobView, Role, Step, now_secs};
 use shoal_chain::{Address, JobState};
 
 use super::scheduler::{Action, spawn_action};
-use super::{bid, execute, settle};
+use super::{bid, execute, settle, watch};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -74,10 +74,20 @@ fn step(
                 });
             }
         }
-        JobState::Posted => {
+        // After the bid window: close the bidding (which selects at once, expires, or arms
+        // the draw); an armed draw is taken by the next call in a later block (with
+        // `drawDelay` 0, the next transaction). Anyone may send these; a node that loses the
+        // race gets a revert and looks again.
+        JobState::Posted | JobState::Drawing => {
             let n = node.clone();
             spawn_action(node, id, Action::Close, async move {
                 n.chain.close_bidding(id).await.map(|_| ())
+            });
+        }
+        JobState::DisputeDrawing => {
+            let n = node.clone();
+            spawn_action(node, id, Action::Finalize, async move {
+                n.chain.finalize(id).await.map(|_| ())
             });
         }
         JobState::Running | JobState::Disputed => {
@@ -103,7 +113,10 @@ fn step(
             }
             due_finalize(node, job, now);
         }
-        JobState::Challengeable => due_finalize(node, job, now),
+        JobState::Challengeable => {
+            watch::due(node, job, me, now)?;
+            due_finalize(node, job, now);
+        }
         JobState::Verified | JobState::Failed | JobState::Expired => {
             if let Some(e) = exec {
                 settle::settle(node, job, e);

@@ -31,6 +31,8 @@ pub(crate) enum Action {
     Finalize,
     Publish,
     Claim,
+    /// A watcher's re-run of an optimistic job.
+    Watch,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView};
+use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView, WatchCheck};
 use shoal_chain::{Cursor, U256};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("follower");
@@ -18,6 +18,9 @@ const JOBS: TableDefinition<Key, &[u8]> = TableDefinition::new("jobs");
 const EVENTS: TableDefinition<(Key, u64), &[u8]> = TableDefinition::new("events");
 const DECISIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("decisions");
 const EXECUTIONS: TableDefinition<Key, &[u8]> = TableDefinition::new("executions");
+const WATCHES: TableDefinition<Key, &[u8]> = TableDefinition::new("watches");
+/// (sharded job, shard index) → the CID of this node's results of the shard.
+const SHARD_RESULTS: TableDefinition<(Key, u32), &str> = TableDefinition::new("shard_results");
 
 /// A job id as a table key: its 32 big-endian bytes (ordered as the ids are).
 type Key = [u8; 32];
@@ -80,6 +83,8 @@ impl StateStore {
             txn.open_table(EVENTS).map_err(|e| store.err(e))?;
             txn.open_table(DECISIONS).map_err(|e| store.err(e))?;
             txn.open_table(EXECUTIONS).map_err(|e| store.err(e))?;
+            txn.open_table(WATCHES).map_err(|e| store.err(e))?;
+            txn.open_table(SHARD_RESULTS).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -207,10 +212,12 @@ impl StateStore {
             // decision and execution for it go too (its id may be reused by another job).
             let mut dt = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
             let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
+            let mut wt = txn.open_table(WATCHES).map_err(|e| self.err(e))?;
             for id in forgotten {
                 jt.remove(key(*id)).map_err(|e| self.err(e))?;
                 dt.remove(key(*id)).map_err(|e| self.err(e))?;
                 xt.remove(key(*id)).map_err(|e| self.err(e))?;
+                wt.remove(key(*id)).map_err(|e| self.err(e))?;
             }
             for (job, events) in rebuilt {
                 let bytes = self.encode(job)?;
@@ -322,5 +329,34 @@ impl StateStore {
     /// Persists an execution (before the step it records is acted on).
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
         self.put(EXECUTIONS, key(e.job_id), e)
+    }
+
+    /// The CID of this node's results of shard `shard` of sharded job `job`, once run.
+    pub fn shard_result(&self, job: JobId, shard: u32) -> Result<Option<String>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
+        Ok(t.get((key(job), shard))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_owned()))
+    }
+
+    /// Records a shard's results (after they are in the blockstore).
+    pub fn put_shard_result(&self, job: JobId, shard: u32, cid: &str) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
+            t.insert((key(job), shard), cid).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// This node's watcher check of an optimistic job.
+    pub fn watch(&self, id: JobId) -> Result<Option<WatchCheck>> {
+        self.get(WATCHES, key(id))
+    }
+
+    /// Records a watcher check (before a challenge is sent, so it is sent once).
+    pub fn put_watch(&self, id: JobId, w: &WatchCheck) -> Result<()> {
+        self.put(WATCHES, key(id), w)
     }
 }

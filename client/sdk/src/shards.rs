@@ -1,0 +1,108 @@
+//! Sharded jobs on the client (docs/sharding.md): the input tree is walked once, here, into
+//! the shard manifest the nodes work from.
+
+use shoal_store::export::{self, Kind};
+use shoal_store::{Blockstore, Cid};
+use shoal_types::{JobSpec, Manifest};
+
+use crate::api::NodeApi;
+use crate::error::{Error, Result};
+
+/// Every file under `root` (a UnixFS folder in `store`) as (path under `mount`, CID, size).
+pub fn tree_files(
+    store: &Blockstore,
+    root: &Cid,
+    mount: &str,
+) -> Result<Vec<(String, String, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(mount.trim_end_matches('/').to_owned(), *root)];
+    while let Some((path, cid)) = stack.pop() {
+        match export::kind(store, &cid)? {
+            Kind::File => {
+                let size = export::imported_of(store, &cid)?.file_size;
+                out.push((path, cid.to_string(), size));
+            }
+            Kind::Directory => {
+                for (name, child) in export::list_dir(store, &cid)? {
+                    stack.push((format!("{path}/{name}"), child));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The manifest of a glob-sharded spec whose tree input is `ipfs://` content: the folder's
+/// blocks are fetched from `api` once (every block verified) and walked here.
+pub async fn build_manifest(api: &NodeApi, spec: &JobSpec) -> Result<Manifest> {
+    let rule = spec
+        .shards
+        .as_ref()
+        .ok_or_else(|| Error::Shards("the spec has no `shards` section".into()))?;
+    let glob = rule.glob.as_deref().ok_or_else(|| {
+        Error::Shards("the spec names a manifest; there is nothing to build".into())
+    })?;
+    let input = spec.shard_input().ok_or_else(|| {
+        Error::Shards(format!(
+            "shards.glob `{glob}` is not under the path of any input"
+        ))
+    })?;
+    let shoal_types::InputSource::Ipfs(root) = &input.source else {
+        return Err(Error::Shards(format!(
+            "the sharded input at {} must be ipfs:// content (upload a local folder first)",
+            input.path
+        )));
+    };
+    let root_cid = shoal_store::parse_cid(root)?;
+    let car = api.content_car(root).await?;
+    let mount = input.path.clone();
+    let glob = glob.to_owned();
+    let root = root.clone();
+    tokio::task::spawn_blocking(move || -> Result<Manifest> {
+        let tmp = crate::client::tempdir()?;
+        let store = Blockstore::open(tmp.path())?;
+        shoal_store::car::import_car(&store, &mut &car[..])?;
+        let files = tree_files(&store, &root_cid, &mount)?;
+        Ok(Manifest::from_files(&root, &mount, &glob, files)?)
+    })
+    .await
+    .map_err(|e| Error::Shards(format!("walking the input tree was interrupted: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_walks_into_a_sorted_manifest_of_the_matching_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
+        for (p, body) in [
+            ("b.txt", "bb"),
+            ("a.txt", "a"),
+            ("sub/c.txt", "ccc"),
+            ("x.bin", "x"),
+        ] {
+            std::fs::write(tree.join(p), body).expect("write");
+        }
+        let store = Blockstore::open(dir.path().join("store")).expect("store");
+        let root = store
+            .add_path(&tree, shoal_store::Profile::UnixfsV1_2025)
+            .expect("add")
+            .cid;
+        let files = tree_files(&store, &root, "/inputs/").expect("walk");
+        assert_eq!(files.len(), 4);
+        let m = Manifest::from_files(&root.to_string(), "/inputs", "/inputs/**/*.txt", files)
+            .expect("manifest");
+        let paths: Vec<&str> = m.shards.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/inputs/a.txt", "/inputs/b.txt", "/inputs/sub/c.txt"]
+        );
+        assert_eq!(m.shards[2].size, 3);
+        let a =
+            shoal_store::hash_reader(&b"a"[..], shoal_store::Profile::UnixfsV1_2025).expect("hash");
+        assert_eq!(m.shards[0].cid, a.to_string());
+    }
+}

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ShardFixture} from "./utils/ShardFixture.sol";
+import {IShardMarket, IShardMarketTypes} from "../src/interfaces/IShardMarket.sol";
+
+/// @notice What a sharded job costs on chain: every transaction of a verified 10,000-shard job
+/// (batches of 100, concurrency 3, 5 bidders), and the largest draw chunk. -vv prints the
+/// figures. With `--isolate` (`scripts/contracts.sh test --match-contract ShardGasTest --isolate
+/// -vv`) every call runs as its own transaction on cold state and the gasleft delta is what a
+/// receipt says (21,000 + calldata + execution): the figure to quote. Without it (the gas
+/// snapshot) the calls share the test's warm state and each is counted as its gasleft delta +
+/// 21,000 + calldata (16 gas per nonzero byte, 4 per zero byte), an underestimate.
+contract ShardGasTest is ShardFixture {
+    uint256 internal constant BLOCK_GAS_LIMIT = 30_000_000;
+
+    uint256 internal _total;
+    uint256 internal _largest;
+    /// @dev forge runs each call as a transaction of its own (--isolate): deltas include 21,000.
+    bool internal _isolated;
+
+    function setUp() public override {
+        super.setUp();
+        uint256 g = gasleft();
+        (bool ok,) = address(shards).call(abi.encodeCall(IShardMarket.nextJobId, ()));
+        _isolated = ok && g - gasleft() > 21_000;
+    }
+
+    /// @dev Sends `data` to the shard market from `from`, adds the transaction's gas to the total.
+    function _send(address from, bytes memory data, string memory what) internal returns (uint256) {
+        return _send(from, 0, data, what);
+    }
+
+    function _send(address from, uint256 value, bytes memory data, string memory what) internal returns (uint256 gas) {
+        vm.prank(from);
+        uint256 g = gasleft();
+        (bool ok, bytes memory ret) = address(shards).call{value: value}(data);
+        gas = g - gasleft();
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        if (!_isolated) gas += 21_000 + _calldataGas(data);
+        assertLe(gas, BLOCK_GAS_LIMIT, "fits a 30M block");
+        if (gas > _largest) _largest = gas;
+        _total += gas;
+        log(what, gas);
+    }
+
+    function _calldataGas(bytes memory data) internal pure returns (uint256 gas) {
+        for (uint256 i; i < data.length; ++i) {
+            gas += data[i] == 0 ? 4 : 16;
+        }
+    }
+
+    function test_Gas_ShardJob10kShards() public {
+        IShardMarketTypes.ShardJobParams memory p = _sparams(10_000, 100, 3, 2, 5);
+        p.pricePerShard = 0.0001 ether;
+        p.collateralPerBatch = 0.05 ether;
+        uint256 escrow = _escrowOf(p);
+        vm.deal(creator, escrow + 1 ether);
+        _send(
+            creator,
+            escrow,
+            abi.encodeWithSignature(
+                "postShardedJob((bytes,bytes32,bytes,bytes32,uint32,uint16,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32))",
+                p
+            ),
+            "postShardedJob"
+        );
+        uint256 jobId = shards.nextJobId() - 1;
+        assertEq(shards.getShardJob(jobId).escrow, escrow, "posted");
+
+        // bidder i holds the data of every fifth batch from i
+        for (uint256 i; i < 5; ++i) {
+            uint256[] memory prefer = new uint256[](1);
+            for (uint256 b = i; b < 100; b += 5) {
+                prefer[0] |= 1 << b;
+            }
+            _send(ops[i], abi.encodeCall(IShardMarket.bid, (jobId, prefer)), "bid");
+        }
+        vm.warp(block.timestamp + WINDOW + 1);
+        _send(ops[11], abi.encodeCall(IShardMarket.closeBidding, (jobId)), "closeBidding (arms)");
+        vm.roll(block.number + SHARD_DRAW_DELAY + 1);
+        _send(ops[11], abi.encodeCall(IShardMarket.closeBidding, (jobId)), "closeBidding (draws 100 batches)");
+        assertEq(
+            uint256(shards.getShardJob(jobId).state), uint256(IShardMarketTypes.ShardJobState.Running), "one draw call"
+        );
+
+        vm.pauseGasMetering();
+        uint32[][] memory held = new uint32[][](5);
+        for (uint256 i; i < 5; ++i) {
+            held[i] = _held(jobId, ops[i], IShardMarketTypes.BatchState.Assigned);
+        }
+        vm.resumeGasMetering();
+        for (uint256 i; i < 5; ++i) {
+            bytes32[] memory c = new bytes32[](held[i].length);
+            for (uint256 j; j < c.length; ++j) {
+                c[j] = shards.commitmentOf(jobId, held[i][j], ops[i], _root(held[i][j]), _bsalt(ops[i], held[i][j]));
+            }
+            _send(
+                ops[i],
+                abi.encodeCall(IShardMarket.commitBatches, (jobId, held[i], c)),
+                string.concat("commitBatches x", vm.toString(held[i].length))
+            );
+        }
+        for (uint256 i; i < 5; ++i) {
+            (bytes32[] memory roots, bytes32[] memory salts, bytes[] memory cids) = _revealArgs(ops[i], held[i], false);
+            _send(
+                ops[i],
+                abi.encodeCall(IShardMarket.revealBatches, (jobId, held[i], roots, salts, cids)),
+                string.concat("revealBatches x", vm.toString(held[i].length))
+            );
+        }
+        _send(ops[11], abi.encodeCall(IShardMarket.settleBatches, (jobId, _allBatches(jobId))), "settleBatches x100");
+        _send(ops[11], abi.encodeCall(IShardMarket.finalize, (jobId)), "finalize");
+
+        IShardMarketTypes.ShardJob memory job = shards.getShardJob(jobId);
+        assertEq(job.verifiedBatches, 100, "all verified");
+        assertEq(uint256(job.state), uint256(IShardMarketTypes.ShardJobState.Done), "done");
+        log("total gas, post to finalize", _total);
+        log("gas per shard", _total / 10_000);
+        log("largest transaction", _largest);
+        log(_isolated ? "(isolated: per-transaction receipts)" : "(shared warm state: an underestimate)");
+        assertLe(_total / 10_000, 3_000, "at most 3,000 gas per shard");
+    }
+
+    /// @dev The largest job (1,024 batches) at the largest concurrency (8) with the most bidders
+    /// (64): every `closeBidding` chunk of DRAW_CHUNK batches fits a 30M block.
+    function test_DrawChunks_WorstCaseFitABlock() public {
+        vm.pauseGasMetering();
+        for (uint256 i = ops.length; i < 64; ++i) {
+            ops.push(_newOperator(i));
+        }
+        IShardMarketTypes.ShardJobParams memory p = _sparams(65_536, 64, 8, 5, 64);
+        p.pricePerShard = 1e12;
+        p.collateralPerBatch = 1e14;
+        vm.deal(creator, _escrowOf(p));
+        uint256 jobId = _spost(p);
+        for (uint256 i; i < 64; ++i) {
+            uint256[] memory prefer = new uint256[](4);
+            prefer[i % 4] = type(uint256).max; // many preferring bidders per batch
+            vm.prank(ops[i]);
+            shards.bid(jobId, prefer);
+        }
+        vm.warp(block.timestamp + WINDOW + 1);
+        shards.closeBidding(jobId);
+        vm.roll(block.number + SHARD_DRAW_DELAY + 1);
+        vm.resumeGasMetering();
+        uint256 calls;
+        while (shards.getShardJob(jobId).state == IShardMarketTypes.ShardJobState.Drawing) {
+            _send(ops[0], abi.encodeCall(IShardMarket.closeBidding, (jobId)), "closeBidding chunk");
+            ++calls;
+        }
+        assertEq(calls, 8, "1024 batches in 8 chunks of 128");
+        assertEq(shards.getShardJob(jobId).failedBatches, 0, "all assigned");
+        log("largest chunk", _largest);
+    }
+}

@@ -19,7 +19,22 @@ fn pin_add_ls_status_rm() {
         .to_owned();
 
     // The nodes know each other once their first heartbeats arrive.
+    let node = stack.var("SHOAL_NODE");
     let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = common::http(&format!("{node}/api/v1/pinning/peers"), None);
+        let live = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.as_array()
+                    .map(|a| a.iter().filter(|p| p["live"] == true).count())
+            });
+        if live == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 3 live members: {body}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let added = loop {
         let out = stack
             .shoal()
@@ -103,6 +118,16 @@ fn pin_add_ls_status_rm() {
     assert!(err.contains("not in the pinset"), "{err}");
     let err = fails(stack.shoal().args(["pin", "status", "not-a-cid"]));
     assert!(err.contains("not a CID"), "{err}");
+    // Malformed requests get a JSON error with a hint, like the rest of the API.
+    for (url, body) in [
+        (format!("{node}/api/v1/pins"), Some("{\"cid\": 5}")),
+        (format!("{node}/api/v1/pins"), Some("not json")),
+        (format!("{node}/api/v1/pins?removed=maybe"), None),
+    ] {
+        let (status, text) = common::http(&url, body);
+        assert_eq!(status, 400, "{url}: {text}");
+        assert!(text.contains("\"hint\""), "{url}: {text}");
+    }
 }
 
 /// A node joins the pinning swarm with `shoal serve --bootstrap`, takes its share of a pin,

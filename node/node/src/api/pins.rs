@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -44,9 +45,16 @@ fn pin_error(e: Error) -> ApiError {
 
 pub(super) async fn add_pin(
     State(inner): State<Shared>,
-    Json(req): Json<PinRequest>,
+    body: Bytes,
 ) -> ApiResult<(StatusCode, Json<PinView>)> {
     let p = pinning(&inner)?;
+    // Parsed here rather than by the extractor, so a malformed body gets a JSON error too.
+    let req: PinRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            format!("the body is not a pin request: {e}"),
+            "send {\"cid\": \"bafy…\", \"replicationMin\": 2, \"replicationMax\": 3}",
+        )
+    })?;
     let v = p.add(req).await.map_err(pin_error)?;
     Ok((StatusCode::ACCEPTED, Json(v)))
 }
@@ -60,8 +68,10 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list_pins(
     State(inner): State<Shared>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<PinView>>> {
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(e.body_text(), "use ?removed=true or leave it out"))?;
     Ok(Json(pinning(&inner)?.list(q.removed)))
 }
 

@@ -44,6 +44,12 @@ enum Command {
     Content(cmd::content::Command),
     /// Run the embedded EVM devchain as a standalone JSON-RPC server.
     Devchain(cmd::devchain::Args),
+    /// Pin CIDs on the swarm with a replication factor; list, inspect and remove pins.
+    #[command(subcommand)]
+    Pin(cmd::pin::Command),
+    /// A running node's membership of the swarm (`shoal node leave`).
+    #[command(subcommand)]
+    Node(cmd::node::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +103,8 @@ async fn main() -> std::process::ExitCode {
             Command::Devstack(a) => cmd::devstack::run(a).await,
             Command::Content(c) => cmd::content::run(&ctx, c).await,
             Command::Devchain(a) => cmd::devchain::run(a).await,
+            Command::Pin(c) => cmd::pin::run(&ctx, c).await,
+            Command::Node(c) => cmd::node::run(&ctx, c).await,
         }
     }
     .await;

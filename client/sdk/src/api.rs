@@ -4,7 +4,8 @@ use std::time::Duration;
 
 pub use shoal_api::{
     ApiErrorBody, DeploymentView as Deployment, EventRecord, Health, JobDetail, JobId, JobList,
-    Logs, NodeView,
+    LeaveView, LeaveWait, Logs, NodeView, PeerPinStatus, PinPeerView, PinRequest, PinState,
+    PinStatusView, PinView,
 };
 
 use crate::{Error, Result};
@@ -70,6 +71,71 @@ impl NodeApi {
             message: format!("unexpected answer to GET {path}: {e}"),
             hint: Some("is this a Shoal node of the same version?".into()),
         })
+    }
+
+    async fn json_of<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        resp: reqwest::Response,
+    ) -> Result<T> {
+        resp.json().await.map_err(|e| Error::Api {
+            status: 200,
+            message: format!("unexpected answer to {what}: {e}"),
+            hint: Some("is this a Shoal node of the same version?".into()),
+        })
+    }
+
+    /// `POST /api/v1/pins`: adds `req.cid` to the swarm's pinset (docs/pinning.md); the
+    /// answer shows its allocation. The copies are made in the background: follow them with
+    /// [`NodeApi::pin_status`].
+    pub async fn pin_add(&self, req: &PinRequest) -> Result<PinView> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/api/v1/pins", self.base))
+                    .json(req),
+            )
+            .await?;
+        self.json_of("POST /api/v1/pins", resp).await
+    }
+
+    /// `GET /api/v1/pins` (`removed`: with tombstones).
+    pub async fn pins(&self, removed: bool) -> Result<Vec<PinView>> {
+        self.get_json(&format!("/api/v1/pins?removed={removed}"))
+            .await
+    }
+
+    /// `GET /api/v1/pins/{cid}`: the pin and each node's status of it.
+    pub async fn pin_status(&self, cid: &str) -> Result<PinStatusView> {
+        self.get_json(&format!("/api/v1/pins/{cid}")).await
+    }
+
+    /// `DELETE /api/v1/pins/{cid}`: removes it from the pinset; every node unpins it.
+    pub async fn pin_rm(&self, cid: &str) -> Result<PinView> {
+        let path = format!("/api/v1/pins/{cid}");
+        let resp = self
+            .send(self.http.delete(format!("{}{path}", self.base)))
+            .await?;
+        self.json_of(&format!("DELETE {path}"), resp).await
+    }
+
+    /// `GET /api/v1/pinning/peers`: the pinning swarm as this node sees it.
+    pub async fn pinning_peers(&self) -> Result<Vec<PinPeerView>> {
+        self.get_json("/api/v1/pinning/peers").await
+    }
+
+    /// `POST /api/v1/node/leave`: starts a graceful leave; the node stops once every CID it
+    /// holds has its copies elsewhere.
+    pub async fn leave(&self) -> Result<LeaveView> {
+        let resp = self
+            .send(self.http.post(format!("{}/api/v1/node/leave", self.base)))
+            .await?;
+        self.json_of("POST /api/v1/node/leave", resp).await
+    }
+
+    /// `GET /api/v1/node/leave`: a leave's progress.
+    pub async fn leave_progress(&self) -> Result<LeaveView> {
+        self.get_json("/api/v1/node/leave").await
     }
 
     /// `GET /healthz` (an error when the node is unhealthy).

@@ -5,6 +5,7 @@ mod event;
 mod execution;
 mod job;
 mod node;
+mod pin;
 pub mod shard;
 pub mod wei;
 
@@ -19,6 +20,9 @@ pub use job::{
 pub use node::{
     ApiErrorBody, CidResponse, DeploymentView, Health, Logs, NodeStatus, NodeView, PeerView,
     PeersView,
+};
+pub use pin::{
+    LeaveView, LeaveWait, PeerPinStatus, PinPeerView, PinRequest, PinState, PinStatusView, PinView,
 };
 pub use shoal_chain::{
     AbiEnum, Address, B256, FailReason, JobId, JobState, PaymentKind, SlashReason, U256, Verifier,

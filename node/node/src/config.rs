@@ -37,6 +37,8 @@ pub struct NodeConfig {
     /// This node's labels (`region = "eu"`), matched against jobs' placement constraints and
     /// shown by `GET /api/v1/status`.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The replicated pinset (docs/pinning.md).
+    pub pinning: crate::pinning::PinningConfig,
     /// Re-running other operators' optimistic jobs and challenging wrong results.
     pub watch: WatchConfig,
 }
@@ -55,6 +57,7 @@ impl Default for NodeConfig {
             executor: ExecutorConfig::default(),
             bid: BidPolicy::default(),
             labels: std::collections::BTreeMap::new(),
+            pinning: crate::pinning::PinningConfig::default(),
             watch: WatchConfig::default(),
         }
     }
@@ -475,6 +478,7 @@ impl NodeConfig {
         if self.p2p.enabled {
             self.p2p.addrs()?;
         }
+        self.pinning.validate()?;
         self.resolve_deployment()?;
         self.operator.signer()?;
         Ok(())

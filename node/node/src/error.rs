@@ -56,6 +56,22 @@ pub enum Error {
     /// The libp2p swarm could not start or failed.
     #[error("p2p: {0}")]
     P2p(String),
+    /// A pin request was wrong (a bad CID, replication or name).
+    #[error("{0}")]
+    PinRequest(String),
+    /// Too few nodes to allocate a pin to.
+    #[error(
+        "a pin needs at least {needed} nodes to hold it and this node knows {eligible} live, \
+         non-leaving ones (itself included); lower --replication-min or start more nodes \
+         (peers are known once their heartbeats arrive, a few seconds after they join)"
+    )]
+    NotEnoughPeers { needed: u32, eligible: usize },
+    /// The CID is not in the pinset.
+    #[error("{0} is not in the pinset")]
+    PinNotFound(String),
+    /// Pinning failed or is off.
+    #[error("pinning: {0}")]
+    Pinning(String),
     /// A critical task of the node stopped while the node was running.
     #[error("the node's {task} task {how}; the node stopped (see the log above for the cause)")]
     TaskDied { task: &'static str, how: String },

@@ -10,6 +10,7 @@ mod metrics;
 mod network;
 mod node;
 mod openapi;
+pub mod pinning;
 pub mod shards;
 pub mod state;
 mod supervisor;

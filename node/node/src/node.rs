@@ -64,6 +64,8 @@ pub(crate) struct Node {
     /// The libp2p swarm, when `p2p.enabled`.
     pub(crate) p2p: Option<shoal_p2p::P2p>,
     pub(crate) announcer: crate::network::Announcer,
+    /// The replicated pinset, with the swarm and `pinning.enabled`.
+    pub(crate) pinning: Option<Arc<crate::pinning::Pinning>>,
     /// Makes the chain follower read now (a job announcement arrived).
     pub(crate) poke: Arc<Notify>,
     /// What the compute loop looks at, and what it is doing.
@@ -171,6 +173,12 @@ impl NodeHandle {
         self.node.tasks.shutdown().await;
     }
 
+    /// Whether the node left the swarm (`POST /api/v1/node/leave` finished): it then stops by
+    /// itself, and that is not a failure.
+    pub fn has_left(&self) -> bool {
+        self.node.pinning.as_ref().is_some_and(|p| p.has_left())
+    }
+
     /// Waits until the node stopped, by [`NodeHandle::shutdown`] (`Ok`) or because a critical
     /// task ended ([`Error::TaskDied`]).
     pub async fn stopped(&self) -> Result<()> {
@@ -253,6 +261,17 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
     if let Some(p) = &p2p {
         content = content.with_p2p(p.clone(), Duration::from_secs(cfg.p2p.fetch_timeout_secs));
     }
+    let pinning = match &p2p {
+        Some(p) if cfg.pinning.enabled => Some(Arc::new(crate::pinning::Pinning::open(
+            cfg.pinning.clone(),
+            cfg.labels.clone(),
+            p.clone(),
+            content.clone(),
+            cfg.data_dir.clone(),
+            cancel.clone(),
+        )?)),
+        _ => None,
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -284,6 +303,7 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
         http,
         p2p,
         announcer: crate::network::Announcer::default(),
+        pinning,
         poke: Arc::new(Notify::new()),
         tasks: Supervisor::new(cancel),
         observer: options.observer,
@@ -306,6 +326,11 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
     if node.p2p.is_some() {
         announce_held_content(&node);
         crate::network::spawn_listener(&node);
+    }
+    if let Some(p) = node.pinning.clone() {
+        let tasks = node.tasks.clone();
+        node.tasks
+            .spawn_critical("pinning", async move { p.run(tasks).await });
     }
     let n = node.clone();
     node.tasks

@@ -58,6 +58,24 @@ pub fn document() -> Value {
             "/api/v1/peers": {"get": op("This node's libp2p peer id and listen addresses, and its connected peers with agent, ping RTT and gossipsub score (503 without the swarm)", json!([]), json_ok("{peerId, listen, peers}"))},
             "/api/v1/peers/{peer}/jobs/{id}": {"get": op("A job's live status as a peer knows it, asked over the /shoal/status/1.0.0 protocol; logs=true adds its logs once the job ended",
                 json!([path_param("peer", "libp2p peer id"), id.clone(), query_param("logs", "true to include logs")]), json_ok("{job_id, found, state, executions, logs} (the wire format of /shoal/status/1.0.0, snake_case)"))},
+            "/api/v1/pins": {
+                "get": op("The swarm's pinset (docs/pinning.md): every pin with its allocation, live pinned copies and summary", json!([query_param("removed", "true to list removed pins too")]), json_ok("[PinView]")),
+                "post": {
+                    "summary": "Pin a CID on the swarm with a replication factor: {cid, name?, replicationMin?, replicationMax?}; 202 with the pin and its allocation",
+                    "requestBody": {"content": {"application/json": {}}},
+                    "responses": {"202": json_ok("PinView"),
+                                  "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}
+                }
+            },
+            "/api/v1/pins/{cid}": {
+                "get": op("A pin and each node's status of it: pinned, pinning, error (with the message) or unpinned", json!([path_param("cid", "root CID")]), json_ok("PinStatusView")),
+                "delete": op("Remove a pin from the swarm's pinset; nodes unpin it", json!([path_param("cid", "root CID")]), json_ok("PinView"))
+            },
+            "/api/v1/pinning/peers": {"get": op("The pinning swarm as this node sees it: live, leaving, last heartbeat, free bytes, pinned CIDs", json!([]), json_ok("[PinPeerView]"))},
+            "/api/v1/node/leave": {
+                "get": op("A graceful leave's progress", json!([]), json_ok("LeaveView")),
+                "post": op("Start a graceful leave: this node's pins move to others, then it stops (202)", json!([]), json_ok("LeaveView"))
+            },
             "/api/v1/status": {"get": op("This node: operator address, API URL, chain id, executors, synced block", json!([]), json_ok("status"))},
             "/api/v1/deployment": {"get": op("Chain id, RPC URL, contract addresses and deploy block", json!([]), json_ok("deployment"))},
             "/healthz": {"get": op("Liveness", json!([]), json_ok("ok"))},

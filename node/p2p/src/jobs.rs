@@ -39,6 +39,15 @@ impl NetworkId {
         })
     }
 
+    /// The pinset topic: `shoal/pins/<chain id>/<market, lowercase hex>` (docs/pinning.md).
+    pub fn pins_topic(&self) -> Result<String> {
+        Ok(format!(
+            "shoal/pins/{}/{}",
+            self.chain_id,
+            self.normalized_market()?
+        ))
+    }
+
     /// The gossipsub topic: `shoal/jobs/<chain id>/<market, lowercase hex>`.
     pub fn jobs_topic(&self) -> Result<String> {
         Ok(format!(
@@ -176,9 +185,9 @@ pub(crate) fn topic_score_params() -> TopicScoreParams {
     }
 }
 
-pub(crate) fn peer_score_params(topic: Option<&IdentTopic>) -> PeerScoreParams {
+pub(crate) fn peer_score_params(topics_in: &[&IdentTopic]) -> PeerScoreParams {
     let mut topics = HashMap::new();
-    if let Some(t) = topic {
+    for t in topics_in {
         topics.insert(t.hash(), topic_score_params());
     }
     PeerScoreParams {
@@ -273,7 +282,7 @@ mod tests {
     #[test]
     fn score_params_are_valid() {
         let t = IdentTopic::new("shoal/jobs/1/x");
-        peer_score_params(Some(&t)).validate().expect("params");
+        peer_score_params(&[&t]).validate().expect("params");
         peer_score_thresholds().validate().expect("thresholds");
     }
 }

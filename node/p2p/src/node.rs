@@ -45,6 +45,11 @@ const MAX_MULTIHASH: usize = 64;
 const COMMAND_QUEUE: usize = 256;
 /// Announcements buffered per [`P2p::job_announcements`] receiver.
 const ANNOUNCEMENT_QUEUE: usize = 256;
+/// Pinset messages buffered per [`P2p::pin_messages`] receiver.
+const PIN_MESSAGE_QUEUE: usize = 1024;
+/// Largest pinset message (payload) accepted or published; the gossip frame limit
+/// (`MAX_TRANSMIT_BYTES`) must hold it with its envelope.
+pub const MAX_PIN_MESSAGE_BYTES: usize = 3 * 1024;
 /// Status lookups answered at once; further requests are dropped.
 const MAX_STATUS_LOOKUPS: usize = 32;
 /// Time a [`StatusSource`] gets to answer.
@@ -184,6 +189,10 @@ enum Command {
         cid: Cid,
         reply: oneshot::Sender<Result<Vec<PeerId>>>,
     },
+    PublishPins {
+        data: Vec<u8>,
+        reply: Reply<()>,
+    },
     Publish {
         data: Vec<u8>,
         /// Report "no peers yet" and "already published" as errors.
@@ -221,6 +230,7 @@ pub struct P2p {
     /// Chain id and normalised market address.
     network: Option<(u64, String)>,
     announcements: broadcast::Sender<(PeerId, JobAnnouncement)>,
+    pin_messages: broadcast::Sender<(PeerId, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for P2p {
@@ -258,7 +268,7 @@ fn pnet_tcp(
 fn behaviour(
     key: &Keypair,
     adapter: Arc<StoreAdapter>,
-    topic: Option<&IdentTopic>,
+    topics: &[&IdentTopic],
     request_timeout: Duration,
 ) -> Result<Behaviour> {
     let peer_id = key.public().to_peer_id();
@@ -271,11 +281,11 @@ fn behaviour(
     let mut gossipsub = jobs::behaviour(key)?;
     gossipsub
         .with_peer_score(
-            jobs::peer_score_params(topic),
+            jobs::peer_score_params(topics),
             jobs::peer_score_thresholds(),
         )
         .map_err(|e| Error::Config(format!("gossipsub scoring: {e}")))?;
-    if let Some(t) = topic {
+    for t in topics {
         gossipsub
             .subscribe(t)
             .map_err(|e| Error::Config(format!("cannot subscribe to {t}: {e}")))?;
@@ -324,13 +334,18 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
         Some(n) => Some(IdentTopic::new(n.jobs_topic()?)),
         None => None,
     };
+    let pins_topic = match &config.network {
+        Some(n) => Some(IdentTopic::new(n.pins_topic()?)),
+        None => None,
+    };
     let keypair = config
         .keypair
         .clone()
         .unwrap_or_else(Keypair::generate_ed25519);
     let adapter = Arc::new(StoreAdapter(store.clone()));
     let request_timeout = config.request_timeout;
-    let behaviour = behaviour(&keypair, adapter, topic.as_ref(), request_timeout)?;
+    let topics: Vec<&IdentTopic> = topic.iter().chain(pins_topic.iter()).collect();
+    let behaviour = behaviour(&keypair, adapter, &topics, request_timeout)?;
     let swarm_config =
         move |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
     let transport_err = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
@@ -365,6 +380,7 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
     let peer_id = *swarm.local_peer_id();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (announcements, _) = broadcast::channel(ANNOUNCEMENT_QUEUE);
+    let (pin_messages, _) = broadcast::channel(PIN_MESSAGE_QUEUE);
     let mut event_loop = EventLoop {
         swarm,
         rx,
@@ -375,6 +391,8 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
         listen: Vec::new(),
         peers: HashMap::new(),
         jobs: topic.zip(network.clone()),
+        pins: pins_topic,
+        pin_messages: pin_messages.clone(),
         announcements: announcements.clone(),
         status_source: config.status.clone(),
         status_lookups: Arc::new(Semaphore::new(MAX_STATUS_LOOKUPS)),
@@ -409,6 +427,7 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
         request_timeout,
         network,
         announcements,
+        pin_messages,
     };
     for addr in config.bootstrap {
         if let Err(e) = p2p.dial(addr.clone()).await {
@@ -584,6 +603,29 @@ impl P2p {
         .await?
     }
 
+    /// Publishes a pinset message (at most [`MAX_PIN_MESSAGE_BYTES`]) on the network's pin
+    /// topic (docs/pinning.md). No subscribed peer yet, or the same bytes published before,
+    /// is not an error.
+    pub async fn publish_pins(&self, data: Vec<u8>) -> Result<()> {
+        if self.network.is_none() {
+            return Err(Error::NoNetwork);
+        }
+        if data.len() > MAX_PIN_MESSAGE_BYTES {
+            return Err(Error::Gossip(format!(
+                "pin message of {} bytes, limit {MAX_PIN_MESSAGE_BYTES}",
+                data.len()
+            )));
+        }
+        self.call(|reply| Command::PublishPins { data, reply })
+            .await?
+    }
+
+    /// Pinset messages from peers, with their signed author. The payload is only checked for
+    /// size here; the receiver judges it. A slow receiver loses the oldest ones.
+    pub fn pin_messages(&self) -> broadcast::Receiver<(PeerId, Vec<u8>)> {
+        self.pin_messages.subscribe()
+    }
+
     /// Announcements accepted from peers (after validation), with the peer
     /// that published each. A slow receiver loses the oldest ones
     /// (`RecvError::Lagged`).
@@ -668,6 +710,9 @@ struct EventLoop {
     /// The job topic with our chain id and normalised market.
     jobs: Option<(IdentTopic, (u64, String))>,
     announcements: broadcast::Sender<(PeerId, JobAnnouncement)>,
+    /// The pinset topic.
+    pins: Option<IdentTopic>,
+    pin_messages: broadcast::Sender<(PeerId, Vec<u8>)>,
     status_source: Option<Arc<dyn StatusSource>>,
     status_lookups: Arc<Semaphore>,
     status_reqs: HashMap<OutboundRequestId, (PeerId, String, Reply<StatusResponse>)>,
@@ -741,6 +786,11 @@ impl EventLoop {
         let Some((topic, _)) = &self.jobs else {
             return Err(Error::NoNetwork);
         };
+        let topic = topic.clone();
+        self.publish_on(topic, data, strict)
+    }
+
+    fn publish_on(&mut self, topic: IdentTopic, data: Vec<u8>, strict: bool) -> Result<()> {
         match self
             .swarm
             .behaviour_mut()
@@ -924,6 +974,13 @@ impl EventLoop {
             } => {
                 let _ = reply.send(self.publish(data, strict));
             }
+            Command::PublishPins { data, reply } => {
+                let r = match self.pins.clone() {
+                    Some(topic) => self.publish_on(topic, data, false),
+                    None => Err(Error::NoNetwork),
+                };
+                let _ = reply.send(r);
+            }
             Command::PeerScore { peer, reply } => {
                 let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
@@ -958,6 +1015,23 @@ impl EventLoop {
         else {
             return;
         };
+        if let Some(pins) = &self.pins
+            && message.topic == pins.hash()
+        {
+            let acceptance = if message.data.len() > MAX_PIN_MESSAGE_BYTES {
+                tracing::debug!(peer = %propagation_source, "dropping an oversized pin message");
+                gossipsub::MessageAcceptance::Reject
+            } else {
+                let from = message.source.unwrap_or(propagation_source);
+                let _ = self.pin_messages.send((from, message.data));
+                gossipsub::MessageAcceptance::Accept
+            };
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            return;
+        }
         let verdict = match &self.jobs {
             Some((topic, (chain_id, market))) if message.topic == topic.hash() => {
                 jobs::judge(&message.data, *chain_id, market)

@@ -11,6 +11,6 @@ pub use error::{Error, Result};
 pub use network::Network;
 pub use shard::{Manifest, ShardEntry, ShardRule, batch_count, batch_range, glob_match};
 pub use spec::{
-    DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, Resources,
-    Verifier, WasmEngine, Windows, human_bytes,
+    DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, PinSpec,
+    Resources, Verifier, WasmEngine, Windows, human_bytes,
 };

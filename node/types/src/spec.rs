@@ -49,6 +49,48 @@ pub struct JobSpec {
     /// one, in batches of `size` per operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<crate::ShardRule>,
+    /// How many nodes keep the verified results pinned (docs/pinning.md). Left out: between
+    /// [`PinSpec::DEFAULT_MIN`] and [`PinSpec::DEFAULT_MAX`]; a spec without it keeps its
+    /// canonical form (and hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<PinSpec>,
+}
+
+/// The replication of a job's verified results on the swarm's pinset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinSpec {
+    /// Fewest nodes that keep a copy.
+    #[serde(default = "PinSpec::default_min")]
+    pub replication_min: u32,
+    /// Most nodes that keep a copy.
+    #[serde(default = "PinSpec::default_max")]
+    pub replication_max: u32,
+}
+
+impl PinSpec {
+    /// Copies when the spec names none.
+    pub const DEFAULT_MIN: u32 = 2;
+    /// Most copies when the spec names none.
+    pub const DEFAULT_MAX: u32 = 3;
+    /// Most copies a spec may ask for.
+    pub const MAX: u32 = 10;
+
+    fn default_min() -> u32 {
+        Self::DEFAULT_MIN
+    }
+    fn default_max() -> u32 {
+        Self::DEFAULT_MAX
+    }
+}
+
+impl Default for PinSpec {
+    fn default() -> Self {
+        Self {
+            replication_min: Self::DEFAULT_MIN,
+            replication_max: Self::DEFAULT_MAX,
+        }
+    }
 }
 
 /// The execution engine and its program.
@@ -517,6 +559,21 @@ impl JobSpec {
                 format!("at most 32, got {}", self.constraints.len()),
             ));
         }
+        if let Some(p) = self.pin {
+            let max = p.replication_max.max(p.replication_min);
+            if p.replication_min == 0 || p.replication_min > p.replication_max || max > PinSpec::MAX
+            {
+                return Err(Error::invalid(
+                    "pin",
+                    format!(
+                        "replication_min {} and replication_max {} must satisfy 1 <= min <= max <= {}",
+                        p.replication_min,
+                        p.replication_max,
+                        PinSpec::MAX
+                    ),
+                ));
+            }
+        }
         if self.resources.timeout.is_zero() {
             return Err(Error::invalid("resources.timeout", "must be more than 0s"));
         }
@@ -840,6 +897,37 @@ mod wei {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pin_field_is_optional_and_checked() {
+        let base = EXAMPLE.to_owned();
+        let plain = JobSpec::from_yaml(&base).expect("a spec without pin");
+        assert_eq!(plain.pin, None);
+        assert!(
+            !String::from_utf8_lossy(&plain.to_canonical_json()).contains("pin"),
+            "a spec without pin keeps its canonical form"
+        );
+        let with = JobSpec::from_yaml(&format!("{base}pin: {{replication_min: 3}}\n"))
+            .expect("a spec with pin");
+        assert_eq!(
+            with.pin,
+            Some(PinSpec {
+                replication_min: 3,
+                replication_max: PinSpec::DEFAULT_MAX
+            })
+        );
+        for bad in [
+            "pin: {replication_min: 0}",
+            "pin: {replication_min: 4, replication_max: 3}",
+            "pin: {replication_min: 2, replication_max: 11}",
+            "pin: {copies: 2}",
+        ] {
+            assert!(
+                JobSpec::from_yaml(&format!("{base}{bad}\n")).is_err(),
+                "{bad} is accepted"
+            );
+        }
+    }
 
     const EXAMPLE: &str = r#"
 name: wordcount

@@ -399,6 +399,23 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// Waits up to `timeout` for the process to exit by itself (e.g. after `shoal node leave`);
+    /// its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let child = self.child.as_mut().context("the node is not running")?;
+        let status = tokio::time::timeout(timeout, child.wait())
+            .await
+            .with_context(|| {
+                format!(
+                    "the node at {} did not exit within {} s",
+                    self.api,
+                    timeout.as_secs()
+                )
+            })??;
+        self.child = None;
+        Ok(status)
+    }
+
     /// Starts the process (again) with the same config and data dir; waits for its API. Retries
     /// while the API port is still held by the previous process.
     pub async fn restart(&mut self) -> Result<()> {

@@ -1,7 +1,8 @@
 //! End-to-end over the libp2p swarm: nodes that share no HTTP peers find each
 //! other from their bootstrap addresses, hear of a job from a gossipsub
 //! announcement, move its module, input, spec and results over Bitswap, and
-//! answer a job's status and logs over `/shoal/status/1.0.0`.
+//! answer a job's status and logs over `/shoal/status/1.0.0`; the verified results go on the
+//! swarm's pinset with the replication the spec asks for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ async fn flow(stack: &Devstack) -> Result<()> {
     let module = upload(&req, wasm("wordcount")?).await?;
     let input = upload(&req, FOX.to_vec()).await?;
     let yaml = format!(
-        "name: wordcount\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\ninputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{HONEST_DEAL}"
+        "name: wordcount\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\ninputs:\n  - source: ipfs://{input}\n    path: /inputs/fox.txt\nresources:\n  timeout: 30s\n{HONEST_DEAL}pin: {{replication_min: 4, replication_max: 4}}\n"
     );
     let job = post_spec(stack, &req, &yaml).await?;
     let v = wait_verified(&api0, job.id, Duration::from_secs(60)).await?;
@@ -66,6 +67,13 @@ async fn flow(stack: &Devstack) -> Result<()> {
     // Node 3 ran nothing and has no HTTP peers: the results reach it over Bitswap.
     let stdout = check_results_from(&req, job.id, &result_cid).await?;
     ensure!(stdout.contains("words 9"), "unexpected stdout {stdout:?}");
+    // The spec asks for 4 copies of the results: every node, node 3 included, pins them.
+    wait_json(
+        &format!("{req}/api/v1/pins/{result_cid}"),
+        "the results pinned on all 4 nodes",
+        |v| v["pin"]["pinnedCopies"] == 4 && v["pin"]["replicationMin"] == 4,
+    )
+    .await?;
 
     // Node 3 held the spec, so it announced the job; the operators heard it.
     ensure!(

@@ -144,6 +144,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => {}
         r = node.stopped() => {
             r.context("the node stopped by itself")?;
+            if node.has_left() {
+                eprintln!("left the swarm (shoal node leave); stopped");
+                return Ok(());
+            }
             anyhow::bail!("the node stopped by itself; see the log above");
         }
     }

@@ -4,12 +4,14 @@
 //! - [`content`]: uploads and content by CID.
 //! - [`jobs`]: jobs, their events, results and logs.
 //! - [`network`]: this node, the operators, the swarm, the deployment, health and metrics.
+//! - [`pins`]: the replicated pinset and a node's graceful leave.
 
 mod content;
 #[cfg(test)]
 mod fuzz;
 mod jobs;
 mod network;
+mod pins;
 mod shards;
 
 use std::collections::HashMap;
@@ -148,6 +150,16 @@ pub(crate) fn router(inner: Shared) -> Router {
         .route("/api/v1/peers/{peer}/jobs/{id}", get(peer_job_status))
         .route("/api/v1/shards/{id}", get(shards::get_shard_job))
         .route("/api/v1/shards/{id}/result", get(shards::get_merged_result))
+        .route("/api/v1/pins", get(pins::list_pins).post(pins::add_pin))
+        .route(
+            "/api/v1/pins/{cid}",
+            get(pins::pin_status).delete(pins::remove_pin),
+        )
+        .route("/api/v1/pinning/peers", get(pins::pinning_peers))
+        .route(
+            "/api/v1/node/leave",
+            get(pins::leave_progress).post(pins::start_leave),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/deployment", get(deployment))
         .route("/healthz", get(healthz))

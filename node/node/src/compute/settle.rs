@@ -163,6 +163,7 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
             Metrics::inc(&node.metrics.published);
             tracing::info!(job = %job.id, cid = %imported.cid, "verified results published");
             node.content.announce(&imported.cid).await;
+            crate::pinning::pin_results(&node, &job, &imported.cid).await;
             Step::Published {
                 result_cid: imported.cid.to_string(),
             }

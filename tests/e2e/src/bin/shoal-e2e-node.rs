@@ -53,6 +53,10 @@ async fn main() -> anyhow::Result<()> {
         _ = term.recv() => {}
         r = node.stopped() => {
             r.context("the node stopped by itself")?;
+            if node.has_left() {
+                eprintln!("left the swarm; stopped");
+                return Ok(());
+            }
             bail!("the node stopped by itself; see the log above");
         }
     }

@@ -26,7 +26,7 @@ pub use error::{ContractError, Error, Result};
 pub use events::{ChainEvent, MarketEvent};
 pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, FollowerUpdate};
 pub use ids::{JobId, ParseJobIdError};
-pub use params::job_params;
+pub use params::{job_params, shard_job_params};
 pub use shards::{
     BatchReveal, BatchState, ShardBatch, ShardJob, ShardJobParams, ShardJobState, batch_commitment,
 };

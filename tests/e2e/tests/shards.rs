@@ -1,0 +1,140 @@
+//! Sharded jobs end to end (docs/sharding.md): 1,000 small files in batches of 100 on a
+//! 5-node devstack, one post, every batch verified by commit-reveal of Merkle roots, a lying
+//! node slashed on its batches only, and the merged result folder built from the verified
+//! leaves documents.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use shoal_chain::ChainClient;
+use shoal_devstack::Fault;
+use shoal_e2e::{fault_on, get_json, init_tracing, stack_with_faults, upload, wasm};
+use shoal_types::JobSpec;
+
+const FILES: usize = 1000;
+const BATCH: u32 = 100;
+
+async fn wait_shards(url: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let v = get_json(url).await.unwrap_or(Value::Null);
+        if pred(&v) {
+            return Ok(v);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting on {url}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_files_verify_per_batch_and_a_liar_loses_only_its_batches() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // Node 4 returns wrong results for every shard it runs.
+    let stack = stack_with_faults(&dir, 5, None, None, fault_on(4, Fault::WrongResult)).await?;
+    let r = async {
+        let api = stack.nodes[0].api_url();
+        let module = upload(&api, wasm("wordcount")?).await?;
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(&tree)?;
+        for i in 0..FILES {
+            std::fs::write(
+                tree.join(format!("f{i:04}.txt")),
+                "word ".repeat(i % 7 + 1),
+            )?;
+        }
+        std::fs::write(tree.join("README"), "not a shard")?;
+        // Every node holds the tree (data locality: each prefers every batch).
+        let mut root = None;
+        for n in &stack.nodes {
+            let node = shoal_sdk::api::NodeApi::new(&n.api_url())?;
+            root = Some(node.upload_path(&tree).await?);
+        }
+        let root = root.context("no nodes")?;
+        let spec = JobSpec::from_yaml(&format!(
+            "name: wordcount-many\nengine:\n  wasm:\n    module: ipfs://{module}\n    args: [\"/inputs\"]\ninputs:\n  - source: ipfs://{root}\n    path: /inputs\nshards:\n  glob: /inputs/*.txt\n  size: {BATCH}\nresources:\n  timeout: 10s\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: 6s, exec: 120s, reveal: 60s}}\n"
+        ))?;
+        spec.validate()?;
+        let node0 = shoal_sdk::api::NodeApi::new(&api)?;
+        let manifest = shoal_sdk::shards::build_manifest(&node0, &spec).await?;
+        ensure!(manifest.shards.len() == FILES, "{} shards", manifest.shards.len());
+        let manifest_json = manifest.to_canonical_json();
+        let manifest_cid = shoal_store::parse_cid(&upload(&api, manifest_json.clone()).await?)?;
+        let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
+
+        let creator = ChainClient::connect(&stack.rpc_url, Some(stack.creator_key.parse()?))
+            .await?
+            .with_deployment(stack.deployment.on_chain(stack.chain_id))?;
+        let liar = stack.nodes[4].operator().context("operator")?;
+        let staked = creator.operator_status(liar).await?.stake;
+        let params = shoal_chain::shard_job_params(
+            &spec,
+            spec_cid.to_bytes(),
+            &manifest_json,
+            manifest_cid.to_bytes(),
+            FILES as u32,
+        );
+        let (id, receipt) = creator.post_sharded_job(params).await?;
+        eprintln!("sharded job {id} posted, {} gas", receipt.gas_used);
+
+        let url = format!("{api}/api/v1/shards/{id}");
+        let v = wait_shards(&url, Duration::from_secs(300), |v| v["state"] == "Done").await?;
+        let batches = v["batches"].as_array().context("batches")?;
+        ensure!(batches.len() == FILES / BATCH as usize, "{v:#}");
+        ensure!(
+            v["verified"] == FILES / BATCH as usize && v["failed"] == 0,
+            "every batch verifies despite the liar: {v:#}"
+        );
+        let liar_text = format!("{liar:?}").to_lowercase();
+        let liar_batches = batches
+            .iter()
+            .filter(|b| {
+                b["operators"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|a| a.as_str().map(str::to_lowercase).as_deref() == Some(liar_text.as_str())))
+            })
+            .count();
+        ensure!(liar_batches > 0, "the liar was drawn on no batch: {v:#}");
+        // Slashed once per batch it lied on; honest operators keep their stake.
+        let after = creator.operator_status(liar).await?.stake;
+        let collateral = shoal_chain::U256::from(spec.deal.collateral);
+        ensure!(
+            staked - after == collateral * shoal_chain::U256::from(liar_batches),
+            "the liar lost {} for {liar_batches} batches",
+            staked - after
+        );
+        for n in &stack.nodes[..4] {
+            let op = n.operator().context("operator")?;
+            ensure!(
+                creator.operator_status(op).await?.stake == staked,
+                "honest {op} was slashed"
+            );
+        }
+
+        // The merged result: one folder with every shard's results.
+        let m = get_json(&format!("{api}/api/v1/shards/{id}/result")).await?;
+        ensure!(m["shards"] == FILES && m["failedBatches"] == serde_json::json!([]), "{m:#}");
+        let cid = m["cid"].as_str().context("cid")?;
+        let car = node0.content_car(cid).await?;
+        let store = shoal_store::Blockstore::open(dir.path().join("check"))?;
+        let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
+        ensure!(roots.first().map(ToString::to_string).as_deref() == Some(cid));
+        let merged = shoal_store::parse_cid(cid)?;
+        let listed = shoal_store::export::list_dir(&store, &merged)?;
+        ensure!(listed.len() == FILES, "{} entries", listed.len());
+        let stdout = shoal_store::export::resolve(&store, &merged, "shard-000009/stdout")?;
+        let mut out = Vec::new();
+        shoal_store::export::write_file(&store, &stdout, &mut out)?;
+        let text = String::from_utf8_lossy(&out);
+        // f0009.txt holds "word " three times (9 % 7 + 1).
+        ensure!(text.contains('3'), "shard 9's own count: {text}");
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}

@@ -138,6 +138,16 @@ impl NodeApi {
         self.get_json("/api/v1/node/leave").await
     }
 
+    /// `GET /api/v1/shards/{id}`: a sharded job and its batches.
+    pub async fn shard_job(&self, id: JobId) -> Result<shoal_api::shard::ShardJobView> {
+        self.get_json(&format!("/api/v1/shards/{id}")).await
+    }
+
+    /// `GET /api/v1/shards/{id}/result`: the merged result folder of a finished sharded job.
+    pub async fn merged_result(&self, id: JobId) -> Result<shoal_api::shard::MergedResult> {
+        self.get_json(&format!("/api/v1/shards/{id}/result")).await
+    }
+
     /// `GET /healthz` (an error when the node is unhealthy).
     pub async fn health(&self) -> Result<Health> {
         self.get_json("/healthz").await

@@ -69,6 +69,130 @@ pub async fn build_manifest(api: &NodeApi, spec: &JobSpec) -> Result<Manifest> {
     .map_err(|e| Error::Shards(format!("walking the input tree was interrupted: {e}")))?
 }
 
+/// A posted sharded job.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostedShards {
+    /// The sharded job's id (ShardMarket ids are their own sequence).
+    pub job_id: shoal_chain::JobId,
+    /// CID of the canonical spec.
+    pub spec_cid: String,
+    /// CID of the manifest.
+    pub manifest_cid: String,
+    /// Shards in the manifest.
+    pub shards: u32,
+    /// Batches they make.
+    pub batches: u32,
+    /// The post transaction.
+    pub tx: String,
+    /// Escrow paid, wei: shards × concurrency × max price.
+    pub escrow: String,
+}
+
+impl crate::Client {
+    /// Builds the manifest of a sharded spec (walking its input tree once, through the node),
+    /// uploads the manifest and the spec, and posts the job on the ShardMarket, paying
+    /// `shards × concurrency × deal.max_price`.
+    pub async fn post_sharded(&self, spec: &JobSpec) -> Result<PostedShards> {
+        spec.validate()?;
+        let rule = spec
+            .shards
+            .as_ref()
+            .ok_or_else(|| Error::Shards("the spec has no `shards` section".into()))?;
+        let manifest = match &rule.manifest {
+            Some(m) => {
+                let cid = m.trim_start_matches("ipfs://");
+                Manifest::from_json(&self.api().content(cid).await?)?
+            }
+            None => build_manifest(self.api(), spec).await?,
+        };
+        let shards = manifest.shards.len() as u32;
+        let batches = manifest.batch_count(rule.size);
+        if batches > shoal_types::shard::MAX_BATCHES {
+            return Err(Error::Shards(format!(
+                "{shards} shards in batches of {} make {batches} batches; the market takes at most {}: raise shards.size",
+                rule.size,
+                shoal_types::shard::MAX_BATCHES
+            )));
+        }
+        let escrow = shoal_chain::U256::from(shards)
+            * shoal_chain::U256::from(spec.deal.concurrency)
+            * shoal_chain::U256::from(spec.deal.max_price);
+        let me = self.address()?;
+        let balance = self
+            .chain()
+            .balance(me)
+            .await
+            .map_err(|e| Error::Chain(e.to_string()))?;
+        if balance <= escrow {
+            return Err(Error::NoFunds {
+                address: me,
+                balance,
+                action: "posting this sharded job".into(),
+                needed: escrow,
+            });
+        }
+        let manifest_json = manifest.to_canonical_json();
+        let manifest_cid =
+            shoal_store::parse_cid(&self.api().upload_bytes(manifest_json.clone()).await?)?;
+        let spec_cid =
+            shoal_store::parse_cid(&self.api().upload_bytes(spec.to_canonical_json()).await?)?;
+        let params = shoal_chain::shard_job_params(
+            spec,
+            spec_cid.to_bytes(),
+            &manifest_json,
+            manifest_cid.to_bytes(),
+            shards,
+        );
+        let (id, receipt) = self
+            .chain()
+            .post_sharded_job(params)
+            .await
+            .map_err(|e| Error::Chain(e.to_string()))?;
+        Ok(PostedShards {
+            job_id: id,
+            spec_cid: spec_cid.to_string(),
+            manifest_cid: manifest_cid.to_string(),
+            shards,
+            batches,
+            tx: receipt.transaction_hash.to_string(),
+            escrow: escrow.to_string(),
+        })
+    }
+
+    /// Waits until the sharded job is Done (or Expired), calling `progress` with each new view.
+    pub async fn wait_sharded(
+        &self,
+        id: shoal_chain::JobId,
+        timeout: std::time::Duration,
+        mut progress: impl FnMut(&shoal_api::shard::ShardJobView),
+    ) -> Result<shoal_api::shard::ShardJobView> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last: Option<(String, u16, u16)> = None;
+        loop {
+            let v = self.api().shard_job(id).await?;
+            let now = (v.state.clone(), v.verified, v.failed);
+            if last.as_ref() != Some(&now) {
+                progress(&v);
+                last = Some(now);
+            }
+            if v.state == "Done" || v.state == "Expired" {
+                return Ok(v);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Shards(format!(
+                    "sharded job {id} is still {} after {}s ({} of {} batches verified); see it with `shoal job shards {id}`",
+                    v.state,
+                    timeout.as_secs(),
+                    v.verified,
+                    v.batches.len()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -422,6 +422,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         "chainId": chain_id,
         "operatorRegistry": deployment.operator_registry,
         "jobMarket": deployment.job_market,
+        "shardMarket": deployment.shard_market,
         "deployBlock": deployment.deploy_block,
         "rpcUrl": rpc_url,
     });

@@ -72,6 +72,12 @@ pub enum Command {
         /// Job id.
         id: JobId,
     },
+    /// Show a sharded job (docs/sharding.md): every batch with its state, attempt and
+    /// operators, and (once Done) the merged result folder's CID.
+    Shards {
+        /// Sharded job id (the ShardMarket's own sequence, as `job run` printed it).
+        id: JobId,
+    },
     /// Print a job's stdout and stderr as run by the node.
     Logs {
         /// Job id.
@@ -186,6 +192,99 @@ async fn check_placement(ctx: &Ctx, client: &Client, spec: &JobSpec) -> anyhow::
 }
 
 /// Posts a spec and, unless --no-wait, follows it to the end and prints the verified output.
+/// One line per batch of a sharded job.
+fn print_shards(v: &shoal_api::shard::ShardJobView) {
+    println!(
+        "sharded job {}: {} — {} shards in batches of {}, n={} k={}, {} verified, {} failed",
+        v.id,
+        v.state,
+        v.shard_count,
+        v.batch_size,
+        v.concurrency,
+        v.confidence,
+        v.verified,
+        v.failed
+    );
+    for b in &v.batches {
+        let ops: Vec<String> = b.operators.iter().map(|o| o.to_string()).collect();
+        println!(
+            "  batch {:>4}  {:<9} attempt {}  {}",
+            b.batch,
+            b.state,
+            b.attempt,
+            ops.join(" ")
+        );
+    }
+}
+
+/// Posts a sharded spec and (by default) waits until every batch is final, showing progress,
+/// then prints the merged result's CID.
+async fn submit_sharded(
+    ctx: &Ctx,
+    client: &Client,
+    spec: &JobSpec,
+    flags: &SubmitFlags,
+) -> anyhow::Result<()> {
+    let posted = client.post_sharded(spec).await?;
+    let id = posted.job_id;
+    if !ctx.json() && !flags.id_only {
+        eprintln!(
+            "sharded job {id} posted: {} shards in {} batches (tx {}, escrow {}, manifest ipfs://{})",
+            posted.shards,
+            posted.batches,
+            posted.tx,
+            eth(posted.escrow.parse().unwrap_or_default()),
+            posted.manifest_cid
+        );
+    }
+    if flags.no_wait || flags.id_only {
+        if ctx.json() {
+            print_json(&json!({ "shardJobId": id, "posted": posted }))?;
+        } else {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    let timeout = parse_duration(&flags.wait_timeout)?;
+    let quiet = ctx.json();
+    let view = client
+        .wait_sharded(id, timeout, |v| {
+            if !quiet {
+                eprintln!(
+                    "  {:<8} batches: {} verified, {} failed, {} in all",
+                    v.state,
+                    v.verified,
+                    v.failed,
+                    v.batches.len()
+                );
+            }
+        })
+        .await?;
+    if view.state == "Expired" {
+        anyhow::bail!(
+            "sharded job {id} expired: fewer than {} operators bid; the escrow is refunded (claim it with `shoal job cancel`)",
+            spec.deal.min_bids
+        );
+    }
+    let merged = client.api().merged_result(id).await?;
+    if ctx.json() {
+        return print_json(
+            &json!({ "shardJobId": id, "job": view, "merged": merged, "posted": posted }),
+        );
+    }
+    println!(
+        "merged result ipfs://{} ({} shards)",
+        merged.cid, merged.shards
+    );
+    if !merged.failed_batches.is_empty() {
+        anyhow::bail!(
+            "sharded job {id}: batches {:?} failed (no agreeing results); their shards are not in the merged result",
+            merged.failed_batches
+        );
+    }
+    Ok(())
+}
+
 pub async fn submit(
     ctx: &Ctx,
     client: &Client,
@@ -193,6 +292,9 @@ pub async fn submit(
     flags: &SubmitFlags,
 ) -> anyhow::Result<()> {
     check_placement(ctx, client, spec).await?;
+    if spec.shards.is_some() {
+        return submit_sharded(ctx, client, spec, flags).await;
+    }
     let posted = client.post(spec).await?;
     let id = posted.job_id;
     if !ctx.json() && !flags.id_only {
@@ -364,6 +466,23 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 );
             }
             eprintln!("{} of {} job(s)", list.jobs.len(), list.total);
+            Ok(())
+        }
+        Command::Shards { id } => {
+            let api = shoal_sdk::api::NodeApi::new(&ctx.node_url())?;
+            let view = api.shard_job(id).await?;
+            let merged = if view.state == "Done" {
+                Some(api.merged_result(id).await?)
+            } else {
+                None
+            };
+            if ctx.json() {
+                return print_json(&json!({ "job": view, "merged": merged }));
+            }
+            print_shards(&view);
+            if let Some(m) = merged {
+                println!("merged result ipfs://{} ({} shards)", m.cid, m.shards);
+            }
             Ok(())
         }
         Command::Describe { id } => {

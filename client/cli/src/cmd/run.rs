@@ -73,6 +73,14 @@ pub struct JobArgs {
     /// before posting: a job no known node matches is refused, naming the constraint.
     #[arg(long = "constraint", value_name = "SELECTOR")]
     pub constraints: Vec<String>,
+    /// Shard the job (docs/sharding.md): every file of an input tree matching this glob
+    /// (`/inputs/*.tif`; `*`/`?` within a path segment, `**` across segments) runs once, on
+    /// its own, in batches of `--shard-size` per operator; one post for all of them.
+    #[arg(long, value_name = "GLOB")]
+    pub shard_glob: Option<String>,
+    /// Shards per batch (with --shard-glob).
+    #[arg(long, default_value_t = 100, requires = "shard_glob")]
+    pub shard_size: u32,
     /// Job name, for display.
     #[arg(long)]
     pub name: Option<String>,
@@ -185,7 +193,7 @@ pub async fn wasm(ctx: &Ctx, cmd: WasmRun) -> anyhow::Result<()> {
         );
     };
     let flags = flags(ctx, &client, &cmd.job).await?;
-    let spec = build_spec(
+    let mut spec = build_spec(
         EngineArg::Wasm {
             module,
             args: cmd.args,
@@ -193,6 +201,7 @@ pub async fn wasm(ctx: &Ctx, cmd: WasmRun) -> anyhow::Result<()> {
         },
         &flags,
     )?;
+    shard(&mut spec, &cmd.job)?;
     submit(ctx, &client, &spec, &cmd.job.submit).await
 }
 
@@ -200,7 +209,7 @@ pub async fn docker(ctx: &Ctx, cmd: DockerRun) -> anyhow::Result<()> {
     let client = ctx.client(true).await?;
     let flags = flags(ctx, &client, &cmd.job).await?;
     let entrypoint = (!cmd.entrypoint.is_empty()).then_some(cmd.entrypoint);
-    let spec = build_spec(
+    let mut spec = build_spec(
         EngineArg::Docker {
             image: cmd.image,
             cmd: cmd.cmd,
@@ -208,5 +217,19 @@ pub async fn docker(ctx: &Ctx, cmd: DockerRun) -> anyhow::Result<()> {
         },
         &flags,
     )?;
+    shard(&mut spec, &cmd.job)?;
     submit(ctx, &client, &spec, &cmd.job.submit).await
+}
+
+/// Applies `--shard-glob`/`--shard-size`.
+fn shard(spec: &mut shoal_types::JobSpec, a: &JobArgs) -> anyhow::Result<()> {
+    if let Some(glob) = &a.shard_glob {
+        spec.shards = Some(shoal_types::ShardRule {
+            glob: Some(glob.clone()),
+            manifest: None,
+            size: a.shard_size,
+        });
+        spec.validate()?;
+    }
+    Ok(())
 }

@@ -173,6 +173,8 @@ pub enum ContractError {
     Market(Box<M>),
     /// An `OperatorRegistry__*` custom error.
     Registry(Box<R>),
+    /// A `ShardMarket__*` custom error (sharded jobs).
+    Shards(Box<crate::bindings::ShardMarket::ShardMarketErrors>),
     /// `Error(string)` from `require` or a library.
     Message(String),
     /// A Solidity panic (`Panic(uint256)`: overflow, division by zero, …).
@@ -190,6 +192,9 @@ impl ContractError {
         if let Ok(e) = R::abi_decode(data) {
             return ContractError::Registry(Box::new(e));
         }
+        if let Ok(e) = crate::bindings::ShardMarket::ShardMarketErrors::abi_decode(data) {
+            return ContractError::Shards(Box::new(e));
+        }
         match GenericContractError::abi_decode(data) {
             Ok(GenericContractError::Revert(r)) => ContractError::Message(r.reason),
             Ok(GenericContractError::Panic(p)) => ContractError::Panic(p.code),
@@ -202,6 +207,7 @@ impl ContractError {
         match self {
             ContractError::Market(e) => variant_name(e.as_ref()),
             ContractError::Registry(e) => variant_name(e.as_ref()),
+            ContractError::Shards(e) => variant_name(e.as_ref()),
             ContractError::Message(_) => "Error".into(),
             ContractError::Panic(_) => "Panic".into(),
             ContractError::Unknown(_) => "Unknown".into(),
@@ -240,6 +246,15 @@ impl fmt::Display for ContractError {
         match self {
             ContractError::Market(e) => market(e, f),
             ContractError::Registry(e) => registry(e, f),
+            // The error's name and fields, e.g. `ShardMarket__NotOnBatch(jobId: 1, batch: 3,
+            // operator: 0x…)`: each ShardMarket error names what was wrong (docs/sharding.md).
+            ContractError::Shards(e) => {
+                let text = format!("{e:?}");
+                let inner = text
+                    .split_once('(')
+                    .map_or(text.as_str(), |(_, rest)| rest.trim_end_matches(')'));
+                write!(f, "the sharded-job market refused: {inner}")
+            }
             ContractError::Message(m) => write!(f, "the contract reverted: {m}"),
             ContractError::Panic(code) => write!(
                 f,

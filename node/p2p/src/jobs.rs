@@ -144,6 +144,16 @@ pub(crate) fn behaviour(key: &libp2p::identity::Keypair) -> Result<gossipsub::Be
         .validation_mode(ValidationMode::Strict)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| {
+            // A job announcement is the same message whoever relays it; pinset messages
+            // (heartbeats above all) from different nodes may be byte-identical and must
+            // not be dropped as duplicates of each other, so their id includes the sender.
+            if m.topic.as_str().starts_with("shoal/pins/")
+                && let Some(source) = m.source
+            {
+                let mut bytes = source.to_bytes();
+                bytes.extend_from_slice(&m.data);
+                return MessageId::from(Code::Sha2_256.digest(&bytes).digest().to_vec());
+            }
             MessageId::from(Code::Sha2_256.digest(&m.data).digest().to_vec())
         })
         .max_transmit_size(MAX_TRANSMIT_BYTES)

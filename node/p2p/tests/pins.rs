@@ -73,3 +73,34 @@ async fn without_a_network_there_is_no_pin_topic() {
         Err(Error::NoNetwork)
     ));
 }
+
+/// Two members publishing byte-identical pin messages (heartbeats of two fresh nodes on one
+/// disk are) both reach a third: the message id includes the author on this topic.
+#[tokio::test]
+async fn identical_pin_messages_from_two_authors_both_arrive() {
+    let (a, b, c) = (member().await, member().await, member().await);
+    a.p2p.dial(c.addr().await).await.unwrap();
+    b.p2p.dial(c.addr().await).await.unwrap();
+    eventually("a and b on c's topic", Duration::from_secs(10), || async {
+        c.sees_on_topic(a.p2p.peer_id()).await && c.sees_on_topic(b.p2p.peer_id()).await
+    })
+    .await;
+    let mut rx = c.p2p.pin_messages();
+    // Without the author in the id, c keeps only the first copy of each payload.
+    let mut authors = std::collections::HashSet::new();
+    for n in 0..40u32 {
+        let same = format!("{{\"beat\":{n}}}").into_bytes();
+        a.p2p.publish_pins(same.clone()).await.unwrap();
+        b.p2p.publish_pins(same.clone()).await.unwrap();
+        authors.clear();
+        while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            if m.1 == same {
+                authors.insert(m.0);
+            }
+        }
+        if authors.len() == 2 {
+            return;
+        }
+    }
+    panic!("only {authors:?} arrived");
+}

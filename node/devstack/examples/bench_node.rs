@@ -65,7 +65,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     let yaml = format!(
-        "name: hello\nengine:\n  wasm:\n    module: ipfs://{module}\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: 60s, exec: 60s, reveal: 60s}}\n"
+        "name: hello\nengine:\n  wasm:\n    module: ipfs://{module}\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: 5s, exec: 60s, reveal: 60s}}\n"
     );
     let spec = JobSpec::from_yaml(&yaml)?;
     let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;

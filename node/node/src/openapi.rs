@@ -43,7 +43,7 @@ pub fn document() -> Value {
                 json!([path_param("cid", "CID"), query_param("format", "car for a CAR of the DAG")]),
                 json!({"description": "bytes", "content": {"application/octet-stream": {}, "application/vnd.ipld.car": {}}}))},
             "/api/v1/jobs": {"get": op("Jobs, newest first",
-                json!([query_param("state", "Posted, Running, Revealing, Challengeable, Disputed, DisputeRevealing, Verified, Failed, Expired"),
+                json!([query_param("state", "Posted, Drawing, Running, Revealing, Challengeable, DisputeDrawing, Disputed, DisputeRevealing, Verified, Failed, Expired"),
                        query_param("creator", "0x address"), query_param("limit", "page size (default 50, at most 500)"),
                        query_param("offset", "jobs to skip")]),
                 json_ok("{total, offset, jobs}"))},
@@ -58,6 +58,10 @@ pub fn document() -> Value {
             "/api/v1/peers": {"get": op("This node's libp2p peer id and listen addresses, and its connected peers with agent, ping RTT and gossipsub score (503 without the swarm)", json!([]), json_ok("{peerId, listen, peers}"))},
             "/api/v1/peers/{peer}/jobs/{id}": {"get": op("A job's live status as a peer knows it, asked over the /shoal/status/1.0.0 protocol; logs=true adds its logs once the job ended",
                 json!([path_param("peer", "libp2p peer id"), id.clone(), query_param("logs", "true to include logs")]), json_ok("{job_id, found, state, executions, logs} (the wire format of /shoal/status/1.0.0, snake_case)"))},
+            "/api/v1/shards/{id}": {"get": op("A sharded job (docs/sharding.md) and every batch: state, attempt, deadline, operators, verified root",
+                json!([path_param("id", "sharded job id (decimal; the ShardMarket's own sequence)")]), json_ok("ShardJobView"))},
+            "/api/v1/shards/{id}/result": {"get": op("The merged result folder of a Done sharded job, built from the verified batches' leaves documents (409 before Done)",
+                json!([path_param("id", "sharded job id (decimal)")]), json_ok("{cid, shards, failedBatches}"))},
             "/api/v1/pins": {
                 "get": op("The swarm's pinset (docs/pinning.md): every pin with its allocation, live pinned copies and summary", json!([query_param("removed", "true to list removed pins too")]), json_ok("[PinView]")),
                 "post": {

@@ -31,7 +31,7 @@ use shoal_types::JobSpec;
 use tokio::sync::Mutex;
 
 /// The deal of every soak job: three operators, two must agree, mediation on.
-const DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 30s, exec: 40s, reveal: 40s}\nresources:\n  timeout: 20s\n";
+const DEAL: &str = "deal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: true\n  windows: {bid: 5s, exec: 40s, reveal: 40s}\nresources:\n  timeout: 20s\n";
 
 #[derive(Debug, Clone)]
 struct Args {

@@ -260,9 +260,27 @@ async fn submit_sharded(
             }
         })
         .await?;
+    // The unused escrow (all of it when the job expired) is credited to the creator on the
+    // ShardMarket: withdraw it now.
+    let me = client.address()?;
+    let owed = client
+        .chain()
+        .shard_withdrawable(me)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !owed.is_zero() {
+        let r = client
+            .chain()
+            .claim_shards()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !quiet {
+            eprintln!("claimed {} of refunds ({})", eth(owed), r.transaction_hash);
+        }
+    }
     if view.state == "Expired" {
         anyhow::bail!(
-            "sharded job {id} expired: fewer than {} operators bid; the escrow is refunded (claim it with `shoal job cancel`)",
+            "sharded job {id} expired: fewer than {} operators bid; the escrow was refunded to you",
             spec.deal.min_bids
         );
     }

@@ -215,9 +215,10 @@ async fn bid(
     let Some((spec, manifest)) = &f.loaded else {
         return Ok(());
     };
-    let engine = spec.engine.kind();
-    if node.executors.get(engine).is_none() {
-        tracing::info!(job = %id, engine, "shards: not bidding: this node has no executor for the engine");
+    if let Some(reason) = declines(&node.cfg.bid, spec, job, |e| {
+        node.executors.get(e).is_some()
+    }) {
+        tracing::info!(job = %id, %reason, "shards: not bidding");
         f.bid_sent = true;
         return Ok(());
     }
@@ -240,6 +241,55 @@ async fn bid(
     tracing::info!(job = %id, "shards: bid placed");
     f.bid_sent = true;
     Ok(())
+}
+
+/// Why this node does not bid on a sharded job, if it does not: the bid policy's limits
+/// (engines, resources, windows, collateral per batch, network, price) as for a plain job.
+fn declines(
+    p: &crate::config::BidPolicy,
+    spec: &JobSpec,
+    job: &ShardJob,
+    installed: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let engine = spec.engine.kind();
+    if !installed(engine) || (!p.engines.is_empty() && !p.engines.iter().any(|e| e == engine)) {
+        return Some(format!("this node does not offer the {engine} engine"));
+    }
+    if spec.resources.memory > p.max_memory || spec.resources.cpu > p.max_cpu {
+        return Some(
+            "the job asks for more memory or CPU than bid.max_memory / bid.max_cpu".into(),
+        );
+    }
+    if spec.resources.timeout.as_secs() > p.max_timeout_secs {
+        return Some(format!(
+            "resources.timeout is above bid.max_timeout_secs ({})",
+            p.max_timeout_secs
+        ));
+    }
+    if u64::from(job.execWindow) < p.min_exec_window_secs
+        || u64::from(job.revealWindow) < p.min_reveal_window_secs
+    {
+        return Some(
+            "the exec or reveal window is shorter than bid.min_exec/reveal_window_secs".into(),
+        );
+    }
+    let per_batch = U256::from(job.pricePerShard) * U256::from(job.batchSize);
+    if U256::from(job.collateralPerBatch) > per_batch * U256::from(p.max_collateral_ratio) {
+        return Some(format!(
+            "the collateral per batch is more than bid.max_collateral_ratio ({}) times a batch's pay",
+            p.max_collateral_ratio
+        ));
+    }
+    if !spec.network.is_none() && !p.allow_network {
+        return Some("the job asks for network access (bid.allow_network = false)".into());
+    }
+    if U256::from(job.pricePerShard) < U256::from(p.min_price) {
+        return Some(format!(
+            "the price per shard is below bid.min_price ({})",
+            p.min_price
+        ));
+    }
+    None
 }
 
 /// The slot of `me` on a batch.
@@ -370,4 +420,62 @@ async fn batch_work(
     };
     node.db.put_shard_batch(id, batch, &work)?;
     Ok(work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BidPolicy;
+
+    #[test]
+    fn sharded_jobs_meet_the_bid_policy_or_are_declined_with_the_reason() {
+        let spec = JobSpec::from_yaml(
+            "engine:\n  wasm:\n    module: ipfs://bafkqaaa\nresources:\n  timeout: 10s\n",
+        )
+        .expect("spec");
+        let job = ShardJob {
+            creator: Address::ZERO,
+            state: ShardJobState::Bidding,
+            shardCount: 100,
+            batchSize: 10,
+            batchCount: 10,
+            concurrency: 3,
+            confidence: 2,
+            minBids: 3,
+            bidCount: 0,
+            pricePerShard: shoal_chain::U96::from(100u64),
+            collateralPerBatch: shoal_chain::U96::from(1000u64),
+            execWindow: 60,
+            revealWindow: 60,
+            bidDeadline: 0,
+            drawBlock: 0,
+            assignedBatches: 0,
+            verifiedBatches: 0,
+            failedBatches: 0,
+            specHash: B256::ZERO,
+            manifestHash: B256::ZERO,
+            escrow: U256::ZERO,
+        };
+        let p = BidPolicy::default();
+        assert_eq!(declines(&p, &spec, &job, |_| true), None);
+        let reason = declines(&p, &spec, &job, |_| false).expect("no executor");
+        assert!(reason.contains("wasm"), "{reason}");
+        let greedy = ShardJob {
+            collateralPerBatch: shoal_chain::U96::from(1_000_000u64),
+            ..job.clone()
+        };
+        let reason = declines(&p, &spec, &greedy, |_| true).expect("collateral");
+        assert!(reason.contains("max_collateral_ratio"), "{reason}");
+        let hasty = ShardJob {
+            execWindow: 1,
+            ..job.clone()
+        };
+        assert!(declines(&p, &spec, &hasty, |_| true).is_some());
+        let strict = BidPolicy {
+            max_timeout_secs: 5,
+            ..BidPolicy::default()
+        };
+        let reason = declines(&strict, &spec, &job, |_| true).expect("timeout");
+        assert!(reason.contains("max_timeout_secs"), "{reason}");
+    }
 }

@@ -210,24 +210,32 @@ impl ChainClient {
     /// The spec and manifest CIDs (binary) a sharded job was posted with, from its
     /// `ShardJobPosted` event.
     pub async fn shard_job_posted(&self, job: JobId) -> Result<ShardMarket::ShardJobPosted> {
-        let address = self.shard_market_address()?;
-        let from = self.deployment()?.deploy_block;
-        let filter = alloy::rpc::types::Filter::new()
-            .address(address)
-            .event_signature(ShardMarket::ShardJobPosted::SIGNATURE_HASH)
-            .topic1(job.0)
-            .from_block(from);
-        let logs = alloy::providers::Provider::get_logs(self.provider(), &filter)
-            .await
-            .map_err(Error::rpc("eth_getLogs"))?;
-        logs.iter()
-            .find_map(|l| ShardMarket::ShardJobPosted::decode_log(&l.inner).ok())
-            .map(|l| l.data)
+        self.shard_events::<ShardMarket::ShardJobPosted>(job)
+            .await?
+            .into_iter()
+            .next()
             .ok_or(Error::MissingEvent {
                 tx_hash: B256::ZERO,
                 event: "ShardJobPosted",
                 contract: "ShardMarket",
             })
+    }
+
+    /// Every `E` event of sharded job `job` (its first indexed topic), in chain order.
+    async fn shard_events<E: SolEvent>(&self, job: JobId) -> Result<Vec<E>> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.shard_market_address()?)
+            .event_signature(E::SIGNATURE_HASH)
+            .topic1(job.0)
+            .from_block(self.deployment()?.deploy_block);
+        let logs = alloy::providers::Provider::get_logs(self.provider(), &filter)
+            .await
+            .map_err(Error::rpc("eth_getLogs"))?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| E::decode_log(&l.inner).ok())
+            .map(|l| l.data)
+            .collect())
     }
 
     /// `registry.setShardMarket(shardMarket)`; once, by the registry's deployer.
@@ -260,24 +268,15 @@ pub struct BatchReveal {
 impl ChainClient {
     /// Every `BatchRevealed` of a sharded job, in chain order.
     pub async fn batch_reveals(&self, job: JobId) -> Result<Vec<BatchReveal>> {
-        let address = self.shard_market_address()?;
-        let from = self.deployment()?.deploy_block;
-        let filter = alloy::rpc::types::Filter::new()
-            .address(address)
-            .event_signature(ShardMarket::BatchRevealed::SIGNATURE_HASH)
-            .topic1(job.0)
-            .from_block(from);
-        let logs = alloy::providers::Provider::get_logs(self.provider(), &filter)
-            .await
-            .map_err(Error::rpc("eth_getLogs"))?;
-        Ok(logs
-            .iter()
-            .filter_map(|l| ShardMarket::BatchRevealed::decode_log(&l.inner).ok())
-            .map(|l| BatchReveal {
-                batch: l.data.batch,
-                operator: l.data.operator,
-                root: l.data.root,
-                leaves_cid: l.data.leavesCid.clone(),
+        Ok(self
+            .shard_events::<ShardMarket::BatchRevealed>(job)
+            .await?
+            .into_iter()
+            .map(|e| BatchReveal {
+                batch: e.batch,
+                operator: e.operator,
+                root: e.root,
+                leaves_cid: e.leavesCid,
             })
             .collect())
     }

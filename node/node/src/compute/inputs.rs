@@ -25,20 +25,31 @@ const DOWNLOAD_RETRIES: u32 = 2;
 
 /// Fetches the spec by CID and checks it against the on-chain spec hash.
 pub(crate) async fn load_spec(content: &Content, job: &JobView) -> Result<JobSpec> {
-    let cid = shoal_store::parse_cid(&job.params.spec_cid)?;
+    let bytes = fetch_checked(content, &job.params.spec_cid, job.params.spec_hash, "spec").await?;
+    Ok(JobSpec::from_canonical_json(&bytes)?)
+}
+
+/// A document (a spec, a shard manifest) by CID, from here or the network, whose keccak256
+/// must be the `what` hash posted on chain.
+pub(crate) async fn fetch_checked(
+    content: &Content,
+    cid: &str,
+    posted: alloy::primitives::B256,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let cid = shoal_store::parse_cid(cid)?;
     content.ensure(&cid).await?;
     let bytes = content.read_file(&cid)?;
     let hash = keccak256(&bytes);
-    if hash != job.params.spec_hash {
+    if hash != posted {
         return Err(Error::Content {
             cid: cid.to_string(),
             reason: format!(
-                "its keccak256 {hash} is not the spec hash {} posted on chain; the creator posted a wrong spec CID or hash",
-                job.params.spec_hash
+                "its keccak256 {hash} is not the {what} hash {posted} posted on chain; the creator posted a wrong {what} CID or hash"
             ),
         });
     }
-    Ok(JobSpec::from_canonical_json(&bytes)?)
+    Ok(bytes)
 }
 
 /// `ipfs://CID[/path]` from this node's content: its store, else the swarm, else its peers.

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use alloy::primitives::keccak256;
 use serde::{Deserialize, Serialize};
 use shoal_api::shard::LeavesDoc;
 use shoal_api::{JobId, now_secs};
@@ -13,6 +12,7 @@ use shoal_chain::{Address, B256, BatchState, Bytes, ShardBatch, ShardJob, ShardJ
 use shoal_types::{JobSpec, Manifest};
 
 use super::run::run_batch;
+use crate::compute::inputs::fetch_checked;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
@@ -33,7 +33,7 @@ struct Followed {
     spec_cid: String,
     manifest_cid: String,
     /// The spec and manifest, once fetched and checked.
-    loaded: Option<(JobSpec, Manifest)>,
+    loaded: Option<Arc<(JobSpec, Manifest)>>,
     bid_sent: bool,
 }
 
@@ -111,28 +111,15 @@ async fn discover(
     Ok(())
 }
 
-/// Fetches a document by CID and checks its keccak256 against the hash posted on chain.
-async fn fetch_checked(node: &Node, cid: &str, hash: B256, what: &str) -> Result<Vec<u8>> {
-    let c = shoal_store::parse_cid(cid)?;
-    node.content.ensure(&c).await?;
-    let bytes = node.content.read_file(&c)?;
-    let got = keccak256(&bytes);
-    if got != hash {
-        return Err(Error::Content {
-            cid: cid.to_owned(),
-            reason: format!("its keccak256 {got} is not the {what} hash {hash} posted on chain"),
-        });
+/// The job's spec and manifest, fetched and checked once.
+async fn load(node: &Node, job: &ShardJob, f: &mut Followed) -> Result<Arc<(JobSpec, Manifest)>> {
+    if let Some(loaded) = &f.loaded {
+        return Ok(loaded.clone());
     }
-    Ok(bytes)
-}
-
-async fn load(node: &Node, job: &ShardJob, f: &mut Followed) -> Result<()> {
-    if f.loaded.is_some() {
-        return Ok(());
-    }
-    let spec = fetch_checked(node, &f.spec_cid, job.specHash, "spec").await?;
+    let spec = fetch_checked(&node.content, &f.spec_cid, job.specHash, "spec").await?;
     let spec = JobSpec::from_canonical_json(&spec)?;
-    let manifest = fetch_checked(node, &f.manifest_cid, job.manifestHash, "manifest").await?;
+    let manifest =
+        fetch_checked(&node.content, &f.manifest_cid, job.manifestHash, "manifest").await?;
     let manifest = Manifest::from_json(&manifest)?;
     if manifest.shards.len() != job.shardCount as usize {
         return Err(Error::Content {
@@ -144,8 +131,9 @@ async fn load(node: &Node, job: &ShardJob, f: &mut Followed) -> Result<()> {
             ),
         });
     }
-    f.loaded = Some((spec, manifest));
-    Ok(())
+    let loaded = Arc::new((spec, manifest));
+    f.loaded = Some(loaded.clone());
+    Ok(loaded)
 }
 
 /// One look at a sharded job; `true` once this node has nothing more to do for it.
@@ -211,10 +199,8 @@ async fn bid(
         f.bid_sent = true;
         return Ok(());
     }
-    load(node, job, f).await?;
-    let Some((spec, manifest)) = &f.loaded else {
-        return Ok(());
-    };
+    let loaded = load(node, job, f).await?;
+    let (spec, manifest) = &*loaded;
     if let Some(reason) = declines(&node.cfg.bid, spec, job, |e| {
         node.executors.get(e).is_some()
     }) {
@@ -323,11 +309,8 @@ async fn running(
             .map(|(b, _)| *b)
             .collect();
         if !to_commit.is_empty() {
-            load(node, job, f).await?;
-            let (spec, manifest) = f
-                .loaded
-                .as_ref()
-                .ok_or_else(|| Error::Config("no spec".into()))?;
+            let loaded = load(node, job, f).await?;
+            let (spec, manifest) = &*loaded;
             let mut commitments = Vec::new();
             for b in &to_commit {
                 let work =

@@ -53,10 +53,12 @@ mkdir -p "$WORK/input"
 printf 'Shoal runs compute next to the data.\nStaked operators agree on results by commit-reveal.\n' >"$WORK/input/a.txt"
 printf 'verified outputs are published content-addressed\n' >"$WORK/input/b.txt"
 
+# --min-bids 3: all three nodes must bid (the default floor is twice the concurrency, more
+# operators than this devstack has).
 echo "==> shoal wasm run wordcount.wasm -i input:/inputs (3 nodes, 2 must agree)" >&2
 "$SHOAL" wasm run "$ROOT/node/executor/testdata/wasm/wordcount.wasm" \
   -i "$WORK/input:/inputs" \
-  --concurrency 3 --confidence 2 --bid-window 5s --exec-window 60s --reveal-window 30s \
+  --concurrency 3 --confidence 2 --min-bids 3 --bid-window 5s --exec-window 60s --reveal-window 30s \
   --wait-timeout 5m --download "$WORK/results" \
   -- /inputs | tee "$WORK/run.out"
 

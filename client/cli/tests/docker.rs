@@ -38,6 +38,8 @@ fn docker_job_with_env_and_output() {
         "--json",
         "--concurrency",
         "1",
+        "--min-bids",
+        "1",
         "--verifier",
         "optimistic",
         "-e",

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{Devstack, fails, json, ok, repo_root};
 
-const WINDOWS: [&str; 6] = [
+// A 3-node devstack: every node must bid (the default floor is twice the concurrency).
+const WINDOWS: [&str; 8] = [
+    "--min-bids",
+    "3",
     "--bid-window",
     "6s",
     "--exec-window",
@@ -218,7 +221,7 @@ fn wasm_jobs_end_to_end() {
         format!(
             "name: wordcount\nengine:\n  wasm:\n    module: {module}\n    args: [/inputs]\n\
              inputs:\n  - source: \"inline:six seven eight\"\n    path: /inputs/inline.txt\n\
-             deal:\n  concurrency: 2\n  confidence: 2\n  windows: {{bid: 10s, exec: 60s, reveal: 20s}}\n"
+             deal:\n  concurrency: 2\n  confidence: 2\n  min_bids: 2\n  windows: {{bid: 10s, exec: 60s, reveal: 20s}}\n"
         ),
     )
     .expect("write spec");
@@ -267,6 +270,8 @@ fn wasm_jobs_end_to_end() {
         "shoal-test/busybox:latest",
         "--concurrency",
         "1",
+        "--min-bids",
+        "1",
         "--bid-window",
         "3s",
         "--wait-timeout",
@@ -282,6 +287,8 @@ fn wasm_jobs_end_to_end() {
         "run",
         "shoal-test/busybox:latest",
         "--concurrency",
+        "1",
+        "--min-bids",
         "1",
         "--bid-window",
         "4s",

@@ -30,6 +30,8 @@ fn a_folder_of_files_runs_as_one_sharded_job() {
                 "5",
                 "--concurrency",
                 "3",
+                "--min-bids",
+                "3",
                 "--confidence",
                 "2",
                 "--bid-window",

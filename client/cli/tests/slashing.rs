@@ -92,7 +92,15 @@ fn slashed_node_in_deal_history_and_explorer() {
             .parse()
             .expect("job id")
     };
-    let plain = post(&["--concurrency", "4", "--confidence", "3", "--no-mediation"]);
+    let plain = post(&[
+        "--concurrency",
+        "4",
+        "--confidence",
+        "3",
+        "--min-bids",
+        "4",
+        "--no-mediation",
+    ]);
     let h = wait_final(&stack, plain);
     assert_eq!(h["state"], "Verified", "{h}");
     let events = h["events"].as_array().expect("events");

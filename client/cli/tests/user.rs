@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{Devstack, fails, http, json, ok, repo_root};
 
-const SOLO: [&str; 10] = [
+const SOLO: [&str; 12] = [
     "--concurrency",
+    "1",
+    "--min-bids",
     "1",
     "--bid-window",
     "3s",
@@ -210,8 +212,16 @@ fn what_a_bacalhau_user_expects() {
     // 8. --min-bids is a hard minimum: one node bids, three bids are asked, the job expires.
     let out = stack
         .shoal()
-        .args(["wasm", "run", &wasm("hello"), "--json", "--min-bids", "3"])
-        .args(SOLO)
+        .args([
+            "wasm",
+            "run",
+            &wasm("hello"),
+            "--json",
+            "--concurrency",
+            "1",
+        ])
+        .args(["--min-bids", "3"])
+        .args(&SOLO[4..])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(125), "{out:?}");

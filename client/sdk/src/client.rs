@@ -313,7 +313,7 @@ impl Client {
             "{bids} of the {min_bids} bids it needed arrived before the bid deadline; the escrow is refunded"
         );
         if reasons.is_empty() {
-            msg.push_str(". No node recorded a reason: are enough operators registered and running (`shoal operator status`, GET /api/v1/nodes)?");
+            msg.push_str(". No node recorded a reason: are enough operators registered and running (`shoal operator status`, GET /api/v1/nodes)? On a network smaller than the floor (it defaults to twice the concurrency) pass --min-bids (deal.min_bids) no larger than the number of operators");
         } else {
             msg.push_str(". ");
             msg.push_str(&reasons.join("; "));

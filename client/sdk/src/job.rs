@@ -226,7 +226,10 @@ pub fn build_spec(engine: EngineArg, flags: &JobFlags) -> Result<JobSpec> {
     put("confidence", confidence.map(Value::from));
     put(
         "min_bids",
-        flags.min_bids.or(flags.concurrency).map(Value::from),
+        flags
+            .min_bids
+            .or(flags.concurrency.map(shoal_types::default_min_bids))
+            .map(Value::from),
     );
     put("max_price", flags.max_price.map(|p| p.to_string().into()));
     put("collateral", flags.collateral.map(|p| p.to_string().into()));
@@ -336,7 +339,8 @@ mod tests {
         )?;
         assert_eq!(spec.deal.concurrency, 1);
         assert_eq!(spec.deal.confidence, 1);
-        assert_eq!(spec.deal.min_bids, 1);
+        // the floor follows --concurrency: twice it
+        assert_eq!(spec.deal.min_bids, 2);
         assert_eq!(spec.deal.max_price, 5);
         assert_eq!(spec.resources.memory, 64 * 1024 * 1024);
         assert_eq!(spec.resources.timeout.as_secs(), 30);

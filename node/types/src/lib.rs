@@ -12,5 +12,5 @@ pub use network::Network;
 pub use shard::{Manifest, ShardEntry, ShardRule, batch_count, batch_range, glob_match};
 pub use spec::{
     DealParams, DockerEngine, EngineSpec, InputSource, InputSpec, JobSpec, OutputSpec, PinSpec,
-    Resources, Verifier, WasmEngine, Windows, human_bytes,
+    Resources, Verifier, WasmEngine, Windows, default_min_bids, human_bytes,
 };

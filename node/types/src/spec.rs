@@ -12,6 +12,14 @@ use crate::{Error, Result};
 
 /// Largest `deal.concurrency` and `deal.min_bids` the market accepts.
 pub const MAX_CONCURRENCY: u32 = 32;
+/// The `deal.min_bids` a spec gets when it does not set one: twice the concurrency (at most
+/// [`MAX_CONCURRENCY`]). The deals are drawn at random from every bid of the bid window; the
+/// floor makes a job expire (refund) rather than run when so few operators bid that a handful
+/// of colluding identities would fill its deals (docs/protocol.md, market safety).
+pub fn default_min_bids(concurrency: u32) -> u32 {
+    concurrency.saturating_mul(2).min(MAX_CONCURRENCY)
+}
+
 /// Largest spec document accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 256 * 1024;
 
@@ -357,8 +365,9 @@ pub struct DealParams {
     /// Equal results needed to verify (k ≤ n).
     #[serde(default = "default_confidence")]
     pub confidence: u32,
-    /// Bids that trigger selection (m ≥ n).
-    #[serde(default = "default_concurrency")]
+    /// Bids the bid window must collect, or the job expires (n ≤ m ≤ 32); unset in YAML:
+    /// [`default_min_bids`] of the concurrency.
+    #[serde(default = "default_min_bids_of_default")]
     pub min_bids: u32,
     /// Highest price per execution, in wei (decimal string).
     #[serde(default = "default_price", with = "wei")]
@@ -383,6 +392,9 @@ pub struct DealParams {
 fn default_concurrency() -> u32 {
     3
 }
+fn default_min_bids_of_default() -> u32 {
+    default_min_bids(default_concurrency())
+}
 fn default_confidence() -> u32 {
     2
 }
@@ -398,7 +410,7 @@ impl Default for DealParams {
         Self {
             concurrency: default_concurrency(),
             confidence: default_confidence(),
-            min_bids: default_concurrency(),
+            min_bids: default_min_bids_of_default(),
             max_price: default_price(),
             collateral: default_price(),
             verifier: Verifier::default(),
@@ -431,6 +443,7 @@ impl JobSpec {
             .get("resources")
             .and_then(|r| r.get("timeout"))
             .is_some();
+        let min_bids_given = tree.get("deal").and_then(|d| d.get("min_bids")).is_some();
         // From the text, not the tree: serde_yaml's errors then name the field
         // (`deal.concurrency: …`) and the line.
         let mut spec: JobSpec =
@@ -438,6 +451,10 @@ impl JobSpec {
         // An unset timeout is the default or the whole exec window, whichever is shorter.
         if !timeout_given {
             spec.resources.timeout = spec.resources.timeout.min(spec.deal.windows.exec);
+        }
+        // An unset floor follows the concurrency the document sets.
+        if !min_bids_given {
+            spec.deal.min_bids = default_min_bids(spec.deal.concurrency);
         }
         spec.validate()?;
         Ok(spec)
@@ -964,6 +981,26 @@ deal:
         let back = JobSpec::from_canonical_json(&json).expect("canonical json parses");
         assert_eq!(back, spec);
         assert_eq!(back.to_canonical_json(), json, "canonical form is stable");
+    }
+
+    #[test]
+    fn an_unset_min_bids_is_twice_the_concurrency() {
+        let base = EXAMPLE.replace("  min_bids: 3\n", "");
+        assert_eq!(JobSpec::from_yaml(&base).expect("parses").deal.min_bids, 6);
+        let four = base.replace("concurrency: 3", "concurrency: 4");
+        assert_eq!(JobSpec::from_yaml(&four).expect("parses").deal.min_bids, 8);
+        let wide = base.replace("concurrency: 3", "concurrency: 20");
+        assert_eq!(
+            JobSpec::from_yaml(&wide).expect("parses").deal.min_bids,
+            MAX_CONCURRENCY
+        );
+        // a set floor is kept, and the canonical form carries the resolved value
+        let set = JobSpec::from_yaml(EXAMPLE).expect("parses");
+        assert_eq!(set.deal.min_bids, 3);
+        let derived = JobSpec::from_yaml(&base).expect("parses");
+        let back = JobSpec::from_canonical_json(&derived.to_canonical_json()).expect("json");
+        assert_eq!(back.deal.min_bids, 6);
+        assert_eq!(DealParams::default().min_bids, 6);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use shoal_devstack::{self as devstack, DevstackConfig};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Operator nodes.
-    #[arg(long, default_value_t = 3)]
+    /// Operator nodes (6 by default: enough bids for a job with the default deal, whose
+    /// `min_bids` is twice its concurrency of 3).
+    #[arg(long, default_value_t = 6)]
     nodes: usize,
     /// How many of them (the last ones) return wrong results, to see slashing.
     #[arg(long, default_value_t = 0)]

@@ -28,7 +28,8 @@ pub struct JobArgs {
     /// Equal results needed to verify (k ≤ n).
     #[arg(long)]
     pub confidence: Option<u32>,
-    /// Bids that trigger selection (m ≥ n).
+    /// Bids the bid window must collect or the job expires (n ≤ m ≤ 32; default 2 × the
+    /// concurrency). The deals are drawn at random from all bids.
     #[arg(long)]
     pub min_bids: Option<u32>,
     /// Highest price per execution (`0.001ether`, wei).

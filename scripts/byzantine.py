@@ -71,10 +71,12 @@ class Params:
         return f"n={self.n} k={self.k} m={self.m} med={self.mediators} c={self.collateral:g}p"
 
 
-# CLI / spec defaults: node/types/src/spec.rs (concurrency 3, confidence 2, min_bids = n,
+# The CLI / spec defaults before the draw fix: node/types/src/spec.rs (concurrency 3, confidence 2,
+# min_bids = n then; 2n now, see DEFAULTS_B),
 # max_price = collateral = 10^15 wei, mediation on); contracts/script/Deploy.s.sol (3 mediators).
 DEFAULTS = Params("defaults", n=3, k=2, m=3, mediators=3, collateral=1.0)
-# Design (B) needs m > n; with every operator bidding m does not enter the figures.
+# Design (B), the contract and defaults now (min_bids = 2n); with every operator bidding m does
+# not enter the figures.
 DEFAULTS_B = Params("defaults", n=3, k=2, m=6, mediators=3, collateral=1.0)
 # Design (B) with the default job parameters and a deployment with mediatorCount = 9.
 DEFAULTS_MED9 = Params("defaults+9med", n=3, k=2, m=3, mediators=9, collateral=1.0)

@@ -9,7 +9,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
-use shoal_api::{EventRecord, cid_text, describe};
+use shoal_api::{EventRecord, cid_text, describe, results_cid_of};
 use shoal_chain::{ChainClient, ChainEvent, FailReason, JobId, JobState, MarketEvent};
 use shoal_store::{Blockstore, Cid, Profile};
 use shoal_types::{InputSource, JobSpec};
@@ -194,6 +194,11 @@ impl Client {
         Ok(job)
     }
 
+    /// The verified result hash, once an operator published it (`ResultPublished`).
+    pub async fn published_result(&self, id: JobId) -> Result<Option<B256>> {
+        Ok(published_result(&self.events(id).await?))
+    }
+
     /// Every event of a job, straight from the chain (market and registry), in chain order.
     pub async fn events(&self, id: JobId) -> Result<Vec<ChainEvent>> {
         self.events_from(id, self.deployment.deploy_block).await
@@ -250,14 +255,17 @@ impl Client {
             }
             let job = self.job(id).await?;
             match job.state {
+                // Verified: the outcome once an operator has published the result hash
+                // (`ResultPublished`, right after verification); until then keep waiting.
                 JobState::Verified => {
-                    let cid = result_cid(&events, job.resultHash);
-                    return Ok(Outcome {
-                        job_id: id,
-                        state: JobState::Verified,
-                        result_hash: Some(job.resultHash.to_string()),
-                        result_cid: cid,
-                    });
+                    if let Some(hash) = published_result(&events) {
+                        return Ok(Outcome {
+                            job_id: id,
+                            state: JobState::Verified,
+                            result_hash: Some(hash.to_string()),
+                            result_cid: results_cid_of(hash).ok().map(|c| c.to_string()),
+                        });
+                    }
                 }
                 JobState::Failed => {
                     let reason = events
@@ -284,9 +292,16 @@ impl Client {
                 _ => {}
             }
             if start.elapsed() >= timeout {
+                let state = if job.state == JobState::Verified {
+                    "Verified, but no operator has published the result hash yet (anyone who \
+                     has it may call publishResult)"
+                        .to_string()
+                } else {
+                    job.state.to_string()
+                };
                 return Err(Error::WaitTimeout {
                     job: id,
-                    state: job.state.to_string(),
+                    state,
                     secs: timeout.as_secs(),
                 });
             }
@@ -332,7 +347,7 @@ impl Client {
                 reason: "only verified jobs have results; wait with `shoal job describe` or see `shoal deal show`".into(),
             });
         }
-        let verified = job.resultHash;
+        let sealed = job.sealedResult;
         // The chain is the authority; the node may index the verification a moment later.
         let started = Instant::now();
         let car = loop {
@@ -350,15 +365,17 @@ impl Client {
             let tmp = tempdir()?;
             let store = Blockstore::open(tmp.path())?;
             let roots = shoal_store::car::import_car(&store, &mut &car[..])?;
+            let expected = || format!("the result sealed on chain as {sealed}");
             let root = *roots.first().ok_or_else(|| Error::ResultMismatch {
                 job: id,
-                expected: verified.to_string(),
+                expected: expected(),
                 got: "a CAR without a root".into(),
             })?;
-            if root.hash().code() != 0x12 || root.hash().digest() != verified.as_slice() {
+            let hash = shoal_api::result_hash_of(&root).ok();
+            if hash.map(|h| shoal_chain::sealed_hash(id, h)) != Some(sealed) {
                 return Err(Error::ResultMismatch {
                     job: id,
-                    expected: verified.to_string(),
+                    expected: expected(),
                     got: root.to_string(),
                 });
             }
@@ -417,9 +434,11 @@ impl Drop for TempDir {
     }
 }
 
-fn result_cid(events: &[ChainEvent], hash: B256) -> Option<String> {
+/// The result hash a `ResultPublished` event made public (the market checked it against the
+/// accepted sealed hash).
+fn published_result(events: &[ChainEvent]) -> Option<B256> {
     events.iter().rev().find_map(|e| match &e.event {
-        MarketEvent::ResultRevealed(r) if r.resultHash == hash => Some(cid_text(&r.resultCid)),
+        MarketEvent::ResultPublished(p) => Some(p.resultHash),
         _ => None,
     })
 }

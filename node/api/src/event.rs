@@ -123,24 +123,26 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&c.operator), "commitment": c.commitment.to_string() }),
         ),
         M::ResultRevealed(r) => (
-            format!(
-                "reveal from {}: result {}",
-                a(&r.operator),
-                cid_text(&r.resultCid)
-            ),
-            json!({ "operator": a(&r.operator), "resultHash": r.resultHash.to_string(), "resultCid": cid_text(&r.resultCid) }),
+            format!("reveal from {}: sealed result {}", a(&r.operator), r.sealedHash),
+            json!({ "operator": a(&r.operator), "sealedHash": r.sealedHash.to_string() }),
         ),
         M::JobVerified(v) => (
             format!(
-                "verified: result hash {} agreed by {} operator(s)",
-                v.resultHash, v.winners
+                "verified: sealed result {} agreed by {} operator(s)",
+                v.sealedHash, v.winners
             ),
-            json!({
-                "resultHash": v.resultHash.to_string(),
-                "resultCid": results_cid_of(v.resultHash).ok().map(|c| c.to_string()),
-                "winners": v.winners,
-            }),
+            json!({ "sealedHash": v.sealedHash.to_string(), "winners": v.winners }),
         ),
+        M::ResultPublished(p) => {
+            let cid = results_cid_of(p.resultHash).ok().map(|c| c.to_string());
+            (
+                format!(
+                    "result published: {}",
+                    cid.as_deref().unwrap_or("(not a results CID)")
+                ),
+                json!({ "resultHash": p.resultHash.to_string(), "resultCid": cid }),
+            )
+        }
         M::JobFailed(f) => (
             format!("failed: {}", f.reason),
             json!({ "reason": f.reason.to_string() }),
@@ -170,15 +172,15 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
         ),
         M::DisputeResolved(r) => (
             format!(
-                "dispute resolved: result hash {}{}",
-                r.resultHash,
+                "dispute resolved: sealed result {}{}",
+                r.sealedHash,
                 if r.challengeUpheld {
                     ", challenge upheld"
                 } else {
                     ""
                 }
             ),
-            json!({ "resultHash": r.resultHash.to_string(), "challengeUpheld": r.challengeUpheld }),
+            json!({ "sealedHash": r.sealedHash.to_string(), "challengeUpheld": r.challengeUpheld }),
         ),
         M::DrawRearmed(r) => (
             format!(

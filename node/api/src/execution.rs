@@ -150,12 +150,13 @@ impl Execution {
         }
     }
 
-    /// What the API shows of it: no salt, no local paths.
-    pub fn view(&self) -> ExecutionView {
+    /// What the API shows of it: no salt, no local paths, and no result before the job is
+    /// final (`job_final`): the result hash is what mediators must find by running the job,
+    /// so it stays private while a dispute can still draw them.
+    pub fn view(&self, job_final: bool) -> ExecutionView {
         let (result_cid, reason) = match &self.step {
-            Step::Revealed { result_cid, .. } | Step::Published { result_cid } => {
-                (Some(result_cid.clone()), None)
-            }
+            Step::Published { result_cid } => (Some(result_cid.clone()), None),
+            Step::Revealed { result_cid, .. } if job_final => (Some(result_cid.clone()), None),
             Step::Failed { reason } | Step::Done { reason } => (None, Some(reason.clone())),
             _ => (None, None),
         };
@@ -177,7 +178,7 @@ pub struct ExecutionView {
     pub role: Role,
     /// The step's name (`running`, `committed`, `published`, …).
     pub step: String,
-    /// The result, once revealed.
+    /// The result, once the job is final.
     pub result_cid: Option<String>,
     /// The program's exit code.
     pub exit_code: Option<i32>,

@@ -70,9 +70,10 @@ pub struct DealView {
     pub mediator: bool,
     /// The commitment, once committed.
     pub commitment: Option<B256>,
-    /// The revealed result hash.
-    pub result_hash: Option<B256>,
-    /// The revealed result CID.
+    /// The revealed sealed hash (`keccak256(abi.encode(jobId, resultHash))`; a mediator's
+    /// reveal is sealed by the market).
+    pub sealed_result: Option<B256>,
+    /// The result CID, once the job's result is published and this deal revealed it.
     pub result_cid: Option<String>,
 }
 
@@ -121,7 +122,9 @@ pub struct JobView {
     pub bids: Vec<BidView>,
     /// Selected operators, then mediators.
     pub deals: Vec<DealView>,
-    /// The verified result hash.
+    /// The accepted sealed hash (`JobVerified`, or a dispute's truth).
+    pub sealed_result: Option<B256>,
+    /// The verified result hash, once published (`ResultPublished`).
     pub result_hash: Option<B256>,
     /// The verified results folder's CID (from the result hash).
     pub result_cid: Option<String>,

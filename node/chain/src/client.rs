@@ -499,20 +499,46 @@ impl ChainClient {
         .await
     }
 
-    /// Reveals the committed result hash, its salt and the result's CID bytes.
+    /// An original deal's reveal: the committed sealed hash ([`sealed_hash`] of the result
+    /// hash) and its salt. The plain result hash stays private until the job is verified.
     pub async fn reveal_result(
         &self,
         job: JobId,
-        result_hash: B256,
+        sealed: B256,
         salt: B256,
-        result_cid: Bytes,
     ) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
         let call = JobMarket::revealResultCall {
             jobId: job.0,
+            sealedHash: sealed,
+            salt,
+        };
+        self.send_call(to, call, U256::ZERO).await
+    }
+
+    /// A mediator's reveal: the plain result hash it committed and its salt.
+    pub async fn reveal_mediation(
+        &self,
+        job: JobId,
+        result_hash: B256,
+        salt: B256,
+    ) -> Result<TransactionReceipt> {
+        let to = self.deployment()?.job_market;
+        let call = JobMarket::revealMediationCall {
+            jobId: job.0,
             resultHash: result_hash,
             salt,
-            resultCid: result_cid,
+        };
+        self.send_call(to, call, U256::ZERO).await
+    }
+
+    /// Publishes a verified job's plain result hash (its results folder's CID digest); the
+    /// market checks it against the accepted sealed hash.
+    pub async fn publish_result(&self, job: JobId, result_hash: B256) -> Result<TransactionReceipt> {
+        let to = self.deployment()?.job_market;
+        let call = JobMarket::publishResultCall {
+            jobId: job.0,
+            resultHash: result_hash,
         };
         self.send_call(to, call, U256::ZERO).await
     }
@@ -628,10 +654,18 @@ impl ChainClient {
     }
 }
 
-/// `keccak256(abi.encode(jobId, operator, resultHash, salt))`, exactly as the market computes
-/// the commitment an operator must submit.
-pub fn commitment(job: JobId, operator: Address, result_hash: B256, salt: B256) -> B256 {
-    keccak256((job.0, operator, result_hash, salt).abi_encode())
+/// `keccak256(abi.encode(jobId, operator, value, salt))`, exactly as the market computes the
+/// commitment an operator must submit: `value` is the [`sealed_hash`] of the result for an
+/// original deal, the plain result hash for a mediator (so a mediator cannot commit to a result
+/// it only saw sealed in the originals' reveals).
+pub fn commitment(job: JobId, operator: Address, value: B256, salt: B256) -> B256 {
+    keccak256((job.0, operator, value, salt).abi_encode())
+}
+
+/// `keccak256(abi.encode(jobId, resultHash))`: what original deals reveal and what the market
+/// tallies, so a job's plain result hash is public only once it is verified (`publishResult`).
+pub fn sealed_hash(job: JobId, result_hash: B256) -> B256 {
+    keccak256((job.0, result_hash).abi_encode())
 }
 
 /// Converts wei to the contracts' `uint96` amounts (job prices, collateral, stake).

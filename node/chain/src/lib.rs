@@ -18,7 +18,7 @@ pub use bindings::JobMarket::{FailReason, JobState, PaymentKind, SlashReason, Ve
 pub use bindings::{AbiEnum, ParseEnumError};
 pub use client::{
     Bid, Capabilities, ChainClient, ChainClientBuilder, Deal, Job, JobParams, Operator,
-    OperatorStatus, commitment, u96,
+    OperatorStatus, commitment, sealed_hash, u96,
 };
 pub use cursor::{Cursor, CursorStore, JsonFileCursorStore, MemoryCursorStore};
 pub use deploy::{DeployParams, Deployment, deploy};

@@ -22,13 +22,16 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     let client = ctx.client(false).await?;
     let job = client.job(n).await?;
     let history = client.history(n).await?;
+    let published = client.published_result(n).await?;
+    let sealed = (!job.sealedResult.is_zero()).then_some(job.sealedResult);
     let state = job.state.to_string();
     if ctx.json() {
         return print_json(&json!({
             "jobId": n,
             "state": state,
             "creator": job.creator,
-            "resultHash": (!job.resultHash.is_zero()).then(|| job.resultHash.to_string()),
+            "sealedResult": sealed.map(|h| h.to_string()),
+            "resultHash": published.map(|h| h.to_string()),
             "escrowHeld": job.escrow.to_string(),
             "market": client.deployment().job_market,
             "chainId": client.deployment().chain_id,
@@ -43,8 +46,12 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     for e in &history {
         println!("  block {:>5}  {:<18} {}", e.block, e.event, e.summary);
     }
-    if !job.resultHash.is_zero() {
-        println!("result hash {}", job.resultHash);
+    match (sealed, published) {
+        (_, Some(h)) => println!("result hash {h}"),
+        (Some(s), None) if job.state == shoal_chain::JobState::Verified => println!(
+            "sealed result {s} (the plain result hash is not published yet: publishResult)"
+        ),
+        _ => {}
     }
     Ok(())
 }

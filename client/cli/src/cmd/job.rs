@@ -534,11 +534,18 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             }
             println!("deals        {}", job.deals.len());
             for d in &job.deals {
+                // The CID once the verified result is published and this deal revealed it;
+                // otherwise the sealed hash it revealed.
+                let result = match (&d.result_cid, d.sealed_result) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(s)) => format!("sealed {s}"),
+                    (None, None) => "-".into(),
+                };
                 println!(
                     "  {}{} result {}",
                     d.operator,
                     if d.mediator { " (mediator)" } else { "" },
-                    d.result_cid.as_deref().unwrap_or("-")
+                    result
                 );
             }
             if let Some(c) = &job.result_cid {

@@ -8,7 +8,7 @@ use super::{Path, Query};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shoal_api::{EventRecord, JobDetail, JobId, JobList, JobView, Logs};
+use shoal_api::{EventRecord, JobDetail, JobId, JobList, JobView, Logs, WatchCheck};
 use shoal_chain::{Address, JobState};
 
 use super::{ApiError, ApiResult, CAR_MIME, Shared};
@@ -95,8 +95,16 @@ pub(super) async fn get_job(
         .db
         .execution(id)
         .map_err(ApiError::internal)?
-        .map(|e| e.view());
-    let watch = inner.db.watch(id).map_err(ApiError::internal)?;
+        .map(|e| e.view(job.state.is_final()));
+    // A watcher's own result stays private until the job is final, like an execution's.
+    let watch = inner
+        .db
+        .watch(id)
+        .map_err(ApiError::internal)?
+        .map(|w| WatchCheck {
+            result_hash: w.result_hash.filter(|_| job.state.is_final()),
+            ..w
+        });
     Ok(Json(JobDetail {
         job,
         spec,

@@ -15,7 +15,7 @@ use shoal_chain::{ChainClient, Deployment, TxConfig};
 
 use crate::config::DeploymentConfig;
 use crate::error::{Error, Result};
-pub use shoal_chain::{JobId, commitment};
+pub use shoal_chain::{JobId, commitment, sealed_hash};
 
 /// Gas added to every estimate: the bid that selects deals and the reveal that settles a job
 /// cost more when mined than when estimated on a state where they do not.
@@ -129,19 +129,36 @@ impl Chain {
         Ok(r.transaction_hash)
     }
 
-    /// `revealResult(jobId, resultHash, salt, resultCid)`.
+    /// An original deal's `revealResult(jobId, sealedHash, salt)`, or a mediator's
+    /// `revealMediation(jobId, resultHash, salt)`.
     pub async fn reveal(
         &self,
         job: JobId,
+        mediator: bool,
         result_hash: B256,
         salt: B256,
-        result_cid: Vec<u8>,
     ) -> Result<B256> {
+        let r = if mediator {
+            self.client
+                .reveal_mediation(job, result_hash, salt)
+                .await
+                .map_err(Error::chain("revealMediation"))?
+        } else {
+            self.client
+                .reveal_result(job, sealed_hash(job, result_hash), salt)
+                .await
+                .map_err(Error::chain("revealResult"))?
+        };
+        Ok(r.transaction_hash)
+    }
+
+    /// `publishResult(jobId, resultHash)`: makes a verified job's result hash (and CID) public.
+    pub async fn publish_result(&self, job: JobId, result_hash: B256) -> Result<B256> {
         let r = self
             .client
-            .reveal_result(job, result_hash, salt, Bytes::from(result_cid))
+            .publish_result(job, result_hash)
             .await
-            .map_err(Error::chain("revealResult"))?;
+            .map_err(Error::chain("publishResult"))?;
         Ok(r.transaction_hash)
     }
 

@@ -8,7 +8,7 @@ use shoal_api::{
     BidView, DealView, JobId, JobParamsView, JobView, RefundKind, Transfer, cid_text,
     results_cid_of,
 };
-use shoal_chain::{ChainEvent, JobState, MarketEvent, U256};
+use shoal_chain::{ChainEvent, JobState, MarketEvent, U256, sealed_hash};
 
 /// Updates (or, for `JobPosted`, creates) the view of the job `ev` belongs to.
 pub fn apply(jobs: &mut BTreeMap<JobId, JobView>, id: JobId, ev: &ChainEvent) {
@@ -40,6 +40,7 @@ pub fn apply(jobs: &mut BTreeMap<JobId, JobView>, id: JobId, ev: &ChainEvent) {
             posted_block: ev.block_number,
             bids: Vec::new(),
             deals: Vec::new(),
+            sealed_result: None,
             result_hash: None,
             result_cid: None,
             payments: Vec::new(),
@@ -71,7 +72,7 @@ pub fn apply(jobs: &mut BTreeMap<JobId, JobView>, id: JobId, ev: &ChainEvent) {
             collateral: U256::from(e.collateral),
             mediator: false,
             commitment: None,
-            result_hash: None,
+            sealed_result: None,
             result_cid: None,
         }),
         E::MediatorSelected(e) => job.deals.push(DealView {
@@ -80,7 +81,7 @@ pub fn apply(jobs: &mut BTreeMap<JobId, JobView>, id: JobId, ev: &ChainEvent) {
             collateral: U256::from(e.collateral),
             mediator: true,
             commitment: None,
-            result_hash: None,
+            sealed_result: None,
             result_cid: None,
         }),
         E::PhaseStarted(e) => {
@@ -94,18 +95,28 @@ pub fn apply(jobs: &mut BTreeMap<JobId, JobView>, id: JobId, ev: &ChainEvent) {
         }
         E::ResultRevealed(e) => {
             if let Some(d) = deal(job, e.operator) {
-                d.result_hash = Some(e.resultHash);
-                d.result_cid = Some(cid_text(&e.resultCid));
+                d.sealed_result = Some(e.sealedHash);
             }
         }
         E::JobVerified(e) => {
             job.state = JobState::Verified;
-            job.result_hash = Some(e.resultHash);
-            job.result_cid = results_cid_of(e.resultHash).ok().map(|c| c.to_string());
+            job.sealed_result = Some(e.sealedHash);
         }
-        E::DisputeResolved(e) if !e.resultHash.is_zero() => {
+        E::DisputeResolved(e) if !e.sealedHash.is_zero() => {
+            job.sealed_result = Some(e.sealedHash);
+        }
+        E::ResultPublished(e) => {
+            let cid = results_cid_of(e.resultHash).ok().map(|c| c.to_string());
+            let sealed = sealed_hash(id, e.resultHash);
+            for d in job
+                .deals
+                .iter_mut()
+                .filter(|d| d.sealed_result == Some(sealed))
+            {
+                d.result_cid.clone_from(&cid);
+            }
             job.result_hash = Some(e.resultHash);
-            job.result_cid = results_cid_of(e.resultHash).ok().map(|c| c.to_string());
+            job.result_cid = cid;
         }
         E::JobFailed(e) => {
             job.state = JobState::Failed;

@@ -15,7 +15,7 @@ use shoal_executor::{
 
 use super::egress::{EGRESS_NETWORK, EgressProxy};
 use super::inputs::{load_spec, module_bytes, mount};
-use crate::chain::commitment;
+use crate::chain::{commitment, sealed_hash};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -90,7 +90,13 @@ pub(crate) async fn send_commit(
     let Some((result_hash, result_cid, salt)) = committed(&exec.step) else {
         return Ok(());
     };
-    let c = commitment(job.id, me, result_hash, salt);
+    // An original deal commits the sealed hash it will reveal; a mediator the plain hash.
+    let value = if exec.role == Role::Mediator {
+        result_hash
+    } else {
+        sealed_hash(job.id, result_hash)
+    };
+    let c = commitment(job.id, me, value, salt);
     let already = job.deal_of(me).is_some_and(|d| d.commitment == Some(c));
     if !already {
         match node.chain.commit(job.id, c).await {
@@ -139,10 +145,10 @@ pub(crate) async fn reveal(node: Arc<Node>, exec: Execution) -> Result<()> {
     let Some((result_hash, result_cid, salt)) = committed(&exec.step) else {
         return Ok(());
     };
-    let cid: Cid = shoal_store::parse_cid(&result_cid)?;
+    let mediator = exec.role == Role::Mediator;
     match node
         .chain
-        .reveal(exec.job_id, result_hash, salt, cid.to_bytes())
+        .reveal(exec.job_id, mediator, result_hash, salt)
         .await
     {
         Ok(tx) => {
@@ -339,6 +345,7 @@ mod tests {
     use shoal_api::{Step, results_cid_of};
     use shoal_chain::JobState;
 
+    use crate::chain::sealed_hash;
     use crate::testkit::{Kit, SOLO_DEAL};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,14 +353,20 @@ mod tests {
         let kit = Kit::start(|_| {}).await;
         let id = kit.post_hello(SOLO_DEAL).await;
         let (job, exec) = kit
-            .wait(id, "verified", |j, _| j.state == JobState::Verified)
+            .wait(id, "verified and published", |j, _| {
+                j.state == JobState::Verified && j.result_hash.is_some()
+            })
             .await;
         let deal = job.deal_of(kit.node.operator().expect("operator"));
         let deal = deal.expect("this node's deal");
-        assert!(deal.commitment.is_some() && deal.result_hash == job.result_hash);
+        // The deal revealed only the sealed hash; the node published the plain one after.
+        assert!(deal.commitment.is_some() && deal.sealed_result == job.sealed_result);
         let hash = job.result_hash.expect("result hash");
+        assert_eq!(job.sealed_result, Some(sealed_hash(id, hash)));
+        assert_ne!(job.sealed_result, Some(hash));
         let cid = results_cid_of(hash).expect("cid").to_string();
         assert_eq!(job.result_cid.as_deref(), Some(cid.as_str()));
+        assert_eq!(deal.result_cid, job.result_cid);
         let exec = exec.expect("an execution");
         assert_eq!(exec.exit_code, Some(0));
         let stdout =

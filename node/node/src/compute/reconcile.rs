@@ -104,7 +104,7 @@ fn step(
                     ..
                 },
             ) = exec
-                && deal.is_some_and(|d| d.result_hash.is_none())
+                && deal.is_some_and(|d| d.sealed_result.is_none())
             {
                 let n = node.clone();
                 spawn_action(node, id, Action::Reveal, async move {

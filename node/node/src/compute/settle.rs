@@ -10,6 +10,7 @@ use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
 use shoal_chain::{B256, JobState};
 
 use super::scheduler::{Action, spawn_action};
+use crate::chain::sealed_hash;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -124,17 +125,18 @@ fn claim(node: &Arc<Node>) {
     });
 }
 
-/// Pins the verified results in the store (making them public) when they are ours.
+/// Pins the verified results in the store (making them public) when they are ours, and
+/// publishes their hash on chain (`publishResult`) unless someone did already.
 async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> Result<()> {
     let results = || format!("results of job {}", job.id);
-    let Some(verified) = job.result_hash else {
+    let Some(verified) = job.sealed_result else {
         return Err(Error::Content {
             cid: results(),
             reason: "the job is verified but its JobVerified event is not read yet; retrying"
                 .into(),
         });
     };
-    let step = if verified == ours {
+    let step = if verified == sealed_hash(job.id, ours) {
         let dir = exec
             .results_dir
             .clone()
@@ -164,13 +166,16 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
             tracing::info!(job = %job.id, cid = %imported.cid, "verified results published");
             node.content.announce(&imported.cid).await;
             crate::pinning::pin_results(&node, &job, &imported.cid).await;
+            publish_on_chain(&node, &job, ours).await?;
             Step::Published {
                 result_cid: imported.cid.to_string(),
             }
         }
     } else {
         Step::Failed {
-            reason: format!("this node's result {ours} is not the verified result {verified}"),
+            reason: format!(
+                "this node's result {ours} is not the verified result (sealed {verified})"
+            ),
         }
     };
     node.db.put_execution(&Execution {
@@ -178,6 +183,42 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
         updated_at: now_secs(),
         ..exec
     })
+}
+
+
+/// How long the next deal with the accepted result waits before publishing it in place of
+/// the previous one.
+const PUBLISH_STAGGER: Duration = Duration::from_secs(5);
+
+/// Sends `publishResult` unless the result is public already: the first deal (in deal order)
+/// that revealed the accepted result sends at once, each next one only if the result is still
+/// unpublished [`PUBLISH_STAGGER`] later per rank, so one transaction is the usual cost.
+async fn publish_on_chain(node: &Node, job: &JobView, ours: B256) -> Result<()> {
+    let published = |n: &Node| -> Result<bool> {
+        Ok(n.db.job(job.id)?.is_some_and(|j| j.result_hash.is_some()))
+    };
+    let Some(me) = node.chain.operator else {
+        return Ok(());
+    };
+    if published(node)? {
+        return Ok(());
+    }
+    let sealed = sealed_hash(job.id, ours);
+    let rank = job
+        .deals
+        .iter()
+        .filter(|d| d.sealed_result == Some(sealed))
+        .position(|d| d.operator == me)
+        .unwrap_or(0);
+    if rank > 0 {
+        tokio::time::sleep(PUBLISH_STAGGER * u32::try_from(rank).unwrap_or(u32::MAX)).await;
+        if published(node)? {
+            return Ok(());
+        }
+    }
+    let tx = node.chain.publish_result(job.id, ours).await?;
+    tracing::info!(job = %job.id, %tx, "result hash published on chain");
+    Ok(())
 }
 
 #[cfg(test)]

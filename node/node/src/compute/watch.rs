@@ -56,11 +56,12 @@ pub(crate) fn sampled(job: U256, me: Address, sample: f64) -> bool {
     (x as f64) < sample * (u64::MAX as f64)
 }
 
-/// The operators whose revealed result differs from `ours`.
+/// The operators whose revealed (sealed) result differs from `ours`.
 pub(crate) fn disagreeing(job: &JobView, ours: B256) -> Vec<Address> {
+    let sealed = crate::chain::sealed_hash(job.id, ours);
     job.deals
         .iter()
-        .filter(|d| !d.mediator && d.result_hash.is_some_and(|h| h != ours))
+        .filter(|d| !d.mediator && d.sealed_result.is_some_and(|h| h != sealed))
         .map(|d| d.operator)
         .collect()
 }

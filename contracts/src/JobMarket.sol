@@ -7,14 +7,18 @@ import {JobDraw} from "./JobDraw.sol";
 
 /// @title JobMarket
 /// @notice Shoal's job state machine: escrowed jobs, bids from staked operators, random
-/// selection, commit-reveal of result hashes, tally, mediation and optimistic acceptance.
+/// selection, commit-reveal of sealed result hashes, tally, blind mediation and optimistic
+/// acceptance.
 /// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow and challenge bond)
 /// + sum(withdrawable)`, where `withdrawable[address(0)]` holds burned money (slashed stake with
 /// no honest recipient), which nobody can claim. Slashed stake arrives from the registry during
 /// settlement and is credited in the same transaction; it never goes to the job's creator as
 /// such (a creator that challenged and was upheld gets the challenger's reward, like anyone).
 /// Storage per job is four packed slots; each bid is one slot; each commitment is one slot that
-/// the reveal overwrites with the result hash; a dispute adds one slot (the pool snapshot).
+/// the reveal overwrites with the sealed result hash `keccak256(abi.encode(jobId, resultHash))`
+/// (originals reveal it, mediators reveal the plain hash and the market seals it); a dispute adds
+/// one slot (the pool snapshot). The plain result hash reaches the chain only in mediators'
+/// reveals (after every mediator committed) and in `publishResult`.
 /// Randomness: draws are armed first (`drawBlock`, kept in the phase deadline of Drawing and
 /// DisputeDrawing) and made in a later block from `blockhash(drawBlock)` (see `_seed`); the draws
 /// themselves are view logic in `draws` (a `JobDraw` this constructor deploys).
@@ -107,7 +111,7 @@ contract JobMarket is IJobMarket {
     mapping(uint256 => Progress) private _progress;
     /// @dev jobId => deal index => operator | price << 160.
     mapping(uint256 => mapping(uint256 => uint256)) private _deals;
-    /// @dev jobId => deal index => commitment, replaced by the result hash on reveal.
+    /// @dev jobId => deal index => commitment, replaced by the sealed result hash on reveal.
     mapping(uint256 => mapping(uint256 => bytes32)) private _commits;
     mapping(uint256 => address) private _challenger;
     mapping(address => uint256) public withdrawable;
@@ -279,24 +283,35 @@ contract JobMarket is IJobMarket {
         }
     }
 
-    function revealResult(uint256 jobId, bytes32 resultHash, bytes32 salt, bytes calldata resultCid) external {
-        if (resultHash == bytes32(0)) revert JobMarket__ZeroResultHash();
+    function revealResult(uint256 jobId, bytes32 sealedHash, bytes32 salt) external {
+        _reveal(jobId, sealedHash, sealedHash, salt, JobState.Revealing);
+    }
+
+    function revealMediation(uint256 jobId, bytes32 resultHash, bytes32 salt) external {
+        _reveal(jobId, resultHash, _sealed(jobId, resultHash), salt, JobState.DisputeRevealing);
+    }
+
+    /// @dev Opens the caller's commitment over `value` in `phase` (Revealing: originals, `value`
+    /// is their sealed hash; DisputeRevealing: mediators, `value` is the plain result hash) and
+    /// stores `sealedHash`, the value every tally compares.
+    function _reveal(uint256 jobId, bytes32 value, bytes32 sealedHash, bytes32 salt, JobState phase) private {
+        if (value == bytes32(0)) revert JobMarket__ZeroResultHash();
         Core memory c = _loadCore(jobId);
+        if (c.state != phase) revert JobMarket__WrongState(jobId, c.state);
         Progress memory p = _loadProgress(jobId);
-        bool mediation = c.state == JobState.DisputeRevealing;
-        if (c.state != JobState.Revealing && !mediation) revert JobMarket__WrongState(jobId, c.state);
         if (block.timestamp > p.deadline) revert JobMarket__DeadlinePassed(jobId, p.deadline);
+        bool mediation = phase == JobState.DisputeRevealing;
         uint256 idx = mediation ? _find(jobId, MEDIATOR_BASE, MEDIATOR_BASE + p.medCount) : _find(jobId, 0, c.n);
         mapping(uint256 => bytes32) storage commits = _commits[jobId];
         bytes32 committed = commits[idx];
         if (committed == bytes32(0)) revert JobMarket__NotCommitted(jobId, msg.sender);
         uint64 bit = uint64(1 << idx);
         if (p.revealed & bit != 0) revert JobMarket__AlreadyRevealed(jobId, msg.sender);
-        bytes32 computed = keccak256(abi.encode(jobId, msg.sender, resultHash, salt));
+        bytes32 computed = keccak256(abi.encode(jobId, msg.sender, value, salt));
         if (computed != committed) revert JobMarket__CommitmentMismatch(jobId, msg.sender, committed, computed);
-        commits[idx] = resultHash;
+        commits[idx] = sealedHash;
         p.revealed |= bit;
-        emit ResultRevealed(jobId, msg.sender, resultHash, resultCid);
+        emit ResultRevealed(jobId, msg.sender, sealedHash);
         if (mediation) {
             if (++p.medReveals == p.medCommits) {
                 _resolveDispute(jobId, c, p);
@@ -365,6 +380,15 @@ contract JobMarket is IJobMarket {
         if (!ok) revert JobMarket__TransferFailed(msg.sender, amount);
     }
 
+    function publishResult(uint256 jobId, bytes32 resultHash) external {
+        Core memory c = _loadCore(jobId);
+        if (c.state != JobState.Verified) revert JobMarket__WrongState(jobId, c.state);
+        bytes32 accepted = _commits[jobId][_progress[jobId].winner - 1];
+        bytes32 computed = _sealed(jobId, resultHash);
+        if (computed != accepted) revert JobMarket__NotTheResult(jobId, accepted, computed);
+        emit ResultPublished(jobId, resultHash);
+    }
+
     // =====================================================================================
     // views
     // =====================================================================================
@@ -392,7 +416,7 @@ contract JobMarket is IJobMarket {
         job.bidDeadline = c.bidDeadline;
         job.phaseDeadline = p.deadline;
         job.specHash = _specHash[jobId];
-        if (p.winner != 0) job.resultHash = _commits[jobId][p.winner - 1];
+        if (p.winner != 0) job.sealedResult = _commits[jobId][p.winner - 1];
         job.challenger = _challenger[jobId];
         job.escrow = _escrowOf(c, t, job.challenger);
     }
@@ -420,12 +444,16 @@ contract JobMarket is IJobMarket {
         return _dealViews(jobId, MEDIATOR_BASE, _progress[jobId].medCount);
     }
 
-    function commitmentOf(uint256 jobId, address operator, bytes32 resultHash, bytes32 salt)
+    function commitmentOf(uint256 jobId, address operator, bytes32 value, bytes32 salt)
         external
         pure
         returns (bytes32)
     {
-        return keccak256(abi.encode(jobId, operator, resultHash, salt));
+        return keccak256(abi.encode(jobId, operator, value, salt));
+    }
+
+    function sealedHashOf(uint256 jobId, bytes32 resultHash) external pure returns (bytes32) {
+        return _sealed(jobId, resultHash);
     }
 
     // =====================================================================================
@@ -915,7 +943,7 @@ contract JobMarket is IJobMarket {
                 committed: h != bytes32(0),
                 revealed: rev,
                 commitment: rev ? bytes32(0) : h,
-                resultHash: rev ? h : bytes32(0)
+                sealedResult: rev ? h : bytes32(0)
             });
         }
     }
@@ -934,6 +962,11 @@ contract JobMarket is IJobMarket {
 
     function _loadTerms(uint256 jobId) private view returns (Terms memory) {
         return _terms[jobId];
+    }
+
+    /// @dev The sealed form of a result hash: what originals reveal and every tally compares.
+    function _sealed(uint256 jobId, bytes32 resultHash) private pure returns (bytes32) {
+        return keccak256(abi.encode(jobId, resultHash));
     }
 
     function _pack(address op, uint96 price) private pure returns (uint256) {

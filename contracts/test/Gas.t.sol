@@ -50,7 +50,7 @@ contract GasTest is Fixture {
         total += _report(print, "closeBidding (3 bids for 3 deals: selects, 3 locks)", g - gasleft());
         bytes32[3] memory commitments;
         for (uint256 i; i < 3; ++i) {
-            commitments[i] = keccak256(abi.encode(jobId, ops[i], GOOD, _salt(ops[i])));
+            commitments[i] = keccak256(abi.encode(jobId, ops[i], _sealed(jobId, GOOD), _salt(ops[i])));
         }
         for (uint256 i; i < 3; ++i) {
             vm.prank(ops[i]);
@@ -58,11 +58,12 @@ contract GasTest is Fixture {
             market.commitResult(jobId, commitments[i]);
             total += _report(print, "commitResult", g - gasleft());
         }
+        bytes32 sealedHash = _sealed(jobId, GOOD);
         for (uint256 i; i < 3; ++i) {
             bytes32 salt = _salt(ops[i]);
             vm.prank(ops[i]);
             g = gasleft();
-            market.revealResult(jobId, GOOD, salt, RESULT_CID);
+            market.revealResult(jobId, sealedHash, salt);
             total += _report(print, i == 2 ? "revealResult (settles)" : "revealResult", g - gasleft());
         }
         _assertState(jobId, IJobMarket.JobState.Verified);

@@ -38,7 +38,7 @@ contract JobMarketScenariosTest is Fixture {
 
         IJobMarket.Job memory job = market.getJob(jobId);
         assertEq(uint256(job.state), uint256(IJobMarket.JobState.Verified), "verified");
-        assertEq(job.resultHash, GOOD, "result hash");
+        assertEq(job.sealedResult, _sealed(jobId, GOOD), "sealed result hash");
         assertEq(job.revealCount, 3, "reveals");
         assertEq(job.escrow, 0, "escrow released");
         for (uint256 i; i < 3; ++i) {
@@ -79,7 +79,7 @@ contract JobMarketScenariosTest is Fixture {
         market.closeBidding(jobId);
         _assertState(jobId, IJobMarket.JobState.Running);
 
-        bytes32 c0 = market.commitmentOf(jobId, ops[0], GOOD, _salt(ops[0]));
+        bytes32 c0 = market.commitmentOf(jobId, ops[0], market.sealedHashOf(jobId, GOOD), _salt(ops[0]));
         vm.expectEmit(true, true, false, true, address(market));
         emit IJobMarket.ResultCommitted(jobId, ops[0], c0);
         _commit(jobId, ops[0], GOOD);
@@ -89,7 +89,7 @@ contract JobMarketScenariosTest is Fixture {
         _commit(jobId, ops[2], GOOD);
 
         vm.expectEmit(true, true, false, true, address(market));
-        emit IJobMarket.ResultRevealed(jobId, ops[0], GOOD, RESULT_CID);
+        emit IJobMarket.ResultRevealed(jobId, ops[0], _sealed(jobId, GOOD));
         _reveal(jobId, ops[0], GOOD);
         _reveal(jobId, ops[1], GOOD);
         vm.expectEmit(true, true, false, true, address(market));
@@ -97,7 +97,7 @@ contract JobMarketScenariosTest is Fixture {
         vm.expectEmit(true, true, false, true, address(market));
         emit IJobMarket.Refunded(jobId, creator, 3 * (MAX_PRICE - PRICE));
         vm.expectEmit(true, false, false, true, address(market));
-        emit IJobMarket.JobVerified(jobId, GOOD, 3);
+        emit IJobMarket.JobVerified(jobId, _sealed(jobId, GOOD), 3);
         _reveal(jobId, ops[2], GOOD);
     }
 
@@ -113,7 +113,7 @@ contract JobMarketScenariosTest is Fixture {
         _reveal(jobId, last, BAD);
 
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "majority result");
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "majority result");
         // the right operators: their bid and an equal share of the slashed collateral
         assertEq(market.withdrawable(d[0]), PRICE + COLLATERAL / 2, "right operator paid + compensated");
         assertEq(market.withdrawable(d[1]), PRICE + COLLATERAL / 2, "right operator paid + compensated");
@@ -137,7 +137,7 @@ contract JobMarketScenariosTest is Fixture {
         _reveal(jobId, d[1], BAD);
 
         _assertState(jobId, IJobMarket.JobState.Failed);
-        assertEq(market.getJob(jobId).resultHash, bytes32(0), "no result");
+        assertEq(market.getJob(jobId).sealedResult, bytes32(0), "no result");
         assertEq(market.withdrawable(creator), 2 * MAX_PRICE, "full refund");
         for (uint256 i; i < 2; ++i) {
             assertEq(_stake(d[i]), OPERATOR_STAKE, "nobody slashed: no way to tell who was right");
@@ -329,11 +329,11 @@ contract JobMarketScenariosTest is Fixture {
         assertEq(job.phaseDeadline, t0 + 20 + WINDOW, "reveal deadline");
         IJobMarket.Deal[] memory deals = market.getDeals(jobId);
         assertTrue(deals[0].committed && !deals[0].revealed, "committed, not revealed");
-        assertEq(deals[0].commitment, market.commitmentOf(jobId, d[0], GOOD, _salt(d[0])), "commitment");
+        assertEq(deals[0].commitment, market.commitmentOf(jobId, d[0], _sealed(jobId, GOOD), _salt(d[0])), "commitment");
         _reveal(jobId, d[0], GOOD);
         deals = market.getDeals(jobId);
         assertTrue(deals[0].revealed, "revealed");
-        assertEq(deals[0].resultHash, GOOD, "result hash after reveal");
+        assertEq(deals[0].sealedResult, _sealed(jobId, GOOD), "sealed result hash after reveal");
         assertEq(deals[0].commitment, bytes32(0), "commitment replaced");
     }
 
@@ -444,11 +444,11 @@ contract JobMarketScenariosTest is Fixture {
         }
         last = _allButLastReveal(jobId, _results(GOOD, GOOD, GOOD), true);
         vm.expectEmit(true, false, false, true, address(market));
-        emit IJobMarket.DisputeResolved(jobId, GOOD, true);
+        emit IJobMarket.DisputeResolved(jobId, _sealed(jobId, GOOD), true);
         _reveal(jobId, last, GOOD);
 
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "mediators decided");
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "mediators decided");
         assertEq(_stake(d[0]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
         uint256 pot = 2 * COLLATERAL;
@@ -587,7 +587,7 @@ contract JobMarketScenariosTest is Fixture {
         vm.warp(block.timestamp + WINDOW + 1);
         market.finalize(jobId);
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "accepted result");
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "accepted result");
         assertEq(market.withdrawable(op), PRICE, "operator paid");
         assertEq(market.withdrawable(creator), MAX_PRICE - PRICE, "slack refunded");
         _assertConservation(_jobs(jobId), _everyone());

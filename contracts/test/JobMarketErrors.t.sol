@@ -166,7 +166,7 @@ contract JobMarketErrorsTest is Fixture {
         market.bid(jobId, PRICE);
         vm.prank(d[0]);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running));
-        market.revealResult(jobId, GOOD, _salt(d[0]), RESULT_CID);
+        market.revealResult(jobId, _sealed(jobId, GOOD), _salt(d[0]));
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Running));
         market.closeBidding(jobId);
         _commitReveal(jobId, _results(GOOD, GOOD, GOOD));
@@ -277,7 +277,7 @@ contract JobMarketErrorsTest is Fixture {
         (uint256 jobId, address[] memory d) = _revealing();
         vm.prank(d[0]);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__ZeroResultHash.selector));
-        market.revealResult(jobId, bytes32(0), _salt(d[0]), RESULT_CID);
+        market.revealResult(jobId, bytes32(0), _salt(d[0]));
     }
 
     function test_RevertWhen_NotCommitted() public {
@@ -288,7 +288,7 @@ contract JobMarketErrorsTest is Fixture {
         market.finalize(jobId);
         vm.prank(d[2]);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__NotCommitted.selector, jobId, d[2]));
-        market.revealResult(jobId, GOOD, _salt(d[2]), RESULT_CID);
+        market.revealResult(jobId, _sealed(jobId, GOOD), _salt(d[2]));
     }
 
     function test_RevertWhen_AlreadyRevealed() public {
@@ -296,13 +296,13 @@ contract JobMarketErrorsTest is Fixture {
         _reveal(jobId, d[0], GOOD);
         vm.prank(d[0]);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__AlreadyRevealed.selector, jobId, d[0]));
-        market.revealResult(jobId, GOOD, _salt(d[0]), RESULT_CID);
+        market.revealResult(jobId, _sealed(jobId, GOOD), _salt(d[0]));
     }
 
     function test_RevertWhen_CopiedCommitmentRevealed() public {
         (uint256 jobId, address[] memory d) = _running();
         // d[1] watches d[0]'s commitment in the mempool and submits the same bytes
-        bytes32 honest = keccak256(abi.encode(jobId, d[0], GOOD, _salt(d[0])));
+        bytes32 honest = keccak256(abi.encode(jobId, d[0], _sealed(jobId, GOOD), _salt(d[0])));
         vm.prank(d[0]);
         market.commitResult(jobId, honest);
         vm.prank(d[1]);
@@ -310,12 +310,12 @@ contract JobMarketErrorsTest is Fixture {
         _commit(jobId, d[2], GOOD);
         _reveal(jobId, d[0], GOOD);
         // even knowing the revealed hash and salt, the copy cannot be opened: the operator is bound
-        bytes32 computed = keccak256(abi.encode(jobId, d[1], GOOD, _salt(d[0])));
+        bytes32 computed = keccak256(abi.encode(jobId, d[1], _sealed(jobId, GOOD), _salt(d[0])));
         vm.prank(d[1]);
         _expect(
             abi.encodeWithSelector(IJobMarket.JobMarket__CommitmentMismatch.selector, jobId, d[1], honest, computed)
         );
-        market.revealResult(jobId, GOOD, _salt(d[0]), RESULT_CID);
+        market.revealResult(jobId, _sealed(jobId, GOOD), _salt(d[0]));
         // the copier ends up slashed as a non-revealer
         vm.warp(block.timestamp + WINDOW + 1);
         market.finalize(jobId);
@@ -324,13 +324,13 @@ contract JobMarketErrorsTest is Fixture {
 
     function test_RevertWhen_RevealWrongSalt() public {
         (uint256 jobId, address[] memory d) = _revealing();
-        bytes32 committed = keccak256(abi.encode(jobId, d[0], GOOD, _salt(d[0])));
-        bytes32 computed = keccak256(abi.encode(jobId, d[0], GOOD, bytes32(0)));
+        bytes32 committed = keccak256(abi.encode(jobId, d[0], _sealed(jobId, GOOD), _salt(d[0])));
+        bytes32 computed = keccak256(abi.encode(jobId, d[0], _sealed(jobId, GOOD), bytes32(0)));
         vm.prank(d[0]);
         _expect(
             abi.encodeWithSelector(IJobMarket.JobMarket__CommitmentMismatch.selector, jobId, d[0], committed, computed)
         );
-        market.revealResult(jobId, GOOD, bytes32(0), RESULT_CID);
+        market.revealResult(jobId, _sealed(jobId, GOOD), bytes32(0));
     }
 
     function test_RevertWhen_RevealAfterDeadline() public {
@@ -339,7 +339,7 @@ contract JobMarketErrorsTest is Fixture {
         vm.warp(deadline + 1);
         vm.prank(d[0]);
         _expect(abi.encodeWithSelector(IJobMarket.JobMarket__DeadlinePassed.selector, jobId, deadline));
-        market.revealResult(jobId, GOOD, _salt(d[0]), RESULT_CID);
+        market.revealResult(jobId, _sealed(jobId, GOOD), _salt(d[0]));
     }
 
     // ---- deadlines ----
@@ -478,7 +478,7 @@ contract JobMarketSmallWorldTest is Fixture {
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
         _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Failed);
-        assertEq(market.getJob(jobId).resultHash, bytes32(0), "the plain tally did not decide");
+        assertEq(market.getJob(jobId).sealedResult, bytes32(0), "the plain tally did not decide");
         assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
         for (uint256 i; i < 3; ++i) {
             assertEq(_stake(d[i]), OPERATOR_STAKE, "nobody slashed");

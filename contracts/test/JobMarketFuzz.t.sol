@@ -111,7 +111,8 @@ contract JobMarketFuzzTest is Fixture {
         assertEq(market.getBids(jobId).length, m, "all bids kept");
     }
 
-    /// @dev A reveal opens only the commitment made for exactly that job, operator, hash and salt.
+    /// @dev A reveal opens only the commitment made for exactly that job, operator, sealed hash and
+    /// salt; the sealed hash is `keccak256(abi.encode(jobId, resultHash))`.
     function testFuzz_CommitmentBindsEverything(bytes32 result, bytes32 salt, bytes32 otherResult, bytes32 otherSalt)
         public
     {
@@ -120,8 +121,11 @@ contract JobMarketFuzzTest is Fixture {
         uint256 jobId = _post(_params(1, 1, 1));
         _bidSelect(jobId, 0, 1, MAX_PRICE);
         address op = ops[0];
-        bytes32 commitment = market.commitmentOf(jobId, op, result, salt);
-        assertEq(commitment, keccak256(abi.encode(jobId, op, result, salt)), "documented formula");
+        bytes32 sealedHash = market.sealedHashOf(jobId, result);
+        assertEq(sealedHash, keccak256(abi.encode(jobId, result)), "documented sealing");
+        bytes32 otherSealed = market.sealedHashOf(jobId, otherResult);
+        bytes32 commitment = market.commitmentOf(jobId, op, sealedHash, salt);
+        assertEq(commitment, keccak256(abi.encode(jobId, op, sealedHash, salt)), "documented formula");
         vm.prank(op);
         market.commitResult(jobId, commitment);
         vm.prank(op);
@@ -131,13 +135,33 @@ contract JobMarketFuzzTest is Fixture {
                 jobId,
                 op,
                 commitment,
-                keccak256(abi.encode(jobId, op, otherResult, otherSalt))
+                keccak256(abi.encode(jobId, op, otherSealed, otherSalt))
             )
         );
-        market.revealResult(jobId, otherResult, otherSalt, RESULT_CID);
+        market.revealResult(jobId, otherSealed, otherSalt);
         vm.prank(op);
-        market.revealResult(jobId, result, salt, RESULT_CID);
+        market.revealResult(jobId, sealedHash, salt);
         _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.getJob(jobId).sealedResult, sealedHash, "the sealed hash is the job's result");
+    }
+
+    /// @dev `publishResult` accepts exactly the plain hash whose sealed form was verified.
+    function testFuzz_PublishAcceptsOnlyThePreimage(bytes32 result, bytes32 other) public {
+        vm.assume(result != bytes32(0) && other != result);
+        uint256 jobId = _post(_params(1, 1, 1));
+        _bidSelect(jobId, 0, 1, MAX_PRICE);
+        _commit(jobId, ops[0], result);
+        _reveal(jobId, ops[0], result);
+        bytes32 accepted = _sealed(jobId, result);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__NotTheResult.selector, jobId, accepted, keccak256(abi.encode(jobId, other))
+            )
+        );
+        market.publishResult(jobId, other);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.ResultPublished(jobId, result);
+        market.publishResult(jobId, result);
     }
 
     /// @dev Any valid parameter set posts with exactly n * maxPrice and expires with a full refund.

@@ -112,8 +112,11 @@ contract MarketHandler is Test {
         address op = _participant(jobId, opSeed, false);
         bytes32 result = honesty % 4 == 0 ? B : A;
         _result[jobId][op] = result;
+        // originals commit over the sealed hash, mediators over the plain one
+        bytes32 value =
+            market.getJob(jobId).state == IJobMarket.JobState.Disputed ? result : keccak256(abi.encode(jobId, result));
         vm.prank(op);
-        try market.commitResult(jobId, keccak256(abi.encode(jobId, op, result, bytes32(uint256(7))))) {} catch {}
+        try market.commitResult(jobId, keccak256(abi.encode(jobId, op, value, bytes32(uint256(7))))) {} catch {}
         _after();
     }
 
@@ -124,8 +127,13 @@ contract MarketHandler is Test {
         address op = _participant(jobId, opSeed, true);
         bytes32 result = _result[jobId][op];
         if (result == bytes32(0)) result = A;
-        vm.prank(op);
-        try market.revealResult(jobId, result, bytes32(uint256(7)), hex"0170") {} catch {}
+        if (market.getJob(jobId).state == IJobMarket.JobState.DisputeRevealing) {
+            vm.prank(op);
+            try market.revealMediation(jobId, result, bytes32(uint256(7))) {} catch {}
+        } else {
+            vm.prank(op);
+            try market.revealResult(jobId, keccak256(abi.encode(jobId, result)), bytes32(uint256(7))) {} catch {}
+        }
         _after();
     }
 
@@ -136,6 +144,14 @@ contract MarketHandler is Test {
         uint256 bond = market.challengeBondOf(jobId);
         vm.prank(who);
         try market.challenge{value: bond}(jobId) {} catch {}
+        _after();
+    }
+
+    /// @dev Anyone publishes a Verified job's plain result hash (A or B; the wrong one reverts).
+    function publish(uint256 jobSeed, bool a) external {
+        (bool found, uint256 jobId) = _pick(jobSeed, IJobMarket.JobState.Verified, IJobMarket.JobState.Verified);
+        if (!found) return;
+        try market.publishResult(jobId, a ? A : B) {} catch {}
         _after();
     }
 
@@ -350,6 +366,21 @@ contract JobMarketInvariantTest is Test {
             uint256 jobId = handler.jobs(i);
             uint8 was = handler.endedAs(jobId);
             if (was != 0) assertEq(uint256(market.getJob(jobId).state) + 1, was, "final state is final");
+        }
+    }
+
+    /// @dev A Verified job's result is the sealed hash of a result someone computed (A or B),
+    /// sealed for that job.
+    function invariant_VerifiedResultIsASealedResult() public view {
+        for (uint256 i; i < handler.jobCount(); ++i) {
+            uint256 jobId = handler.jobs(i);
+            IJobMarket.Job memory job = market.getJob(jobId);
+            if (job.state != IJobMarket.JobState.Verified) continue;
+            assertTrue(
+                job.sealedResult == keccak256(abi.encode(jobId, keccak256("A")))
+                    || job.sealedResult == keccak256(abi.encode(jobId, keccak256("B"))),
+                "verified result is sealed A or B"
+            );
         }
     }
 

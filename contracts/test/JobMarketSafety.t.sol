@@ -452,13 +452,13 @@ contract JobMarketSafetyTest is Fixture {
         address[] memory m = _mediatorOps(jobId);
         address last = _allButLastReveal(jobId, _results(GOOD, BAD, keccak256("third")), true);
         vm.expectEmit(true, false, false, true, address(market));
-        emit IJobMarket.JobVerified(jobId, GOOD, 1);
+        emit IJobMarket.JobVerified(jobId, _sealed(jobId, GOOD), 1);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.DisputeResolved(jobId, bytes32(0), false);
         _reveal(jobId, last, keccak256("third"));
 
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "the challenged result stands");
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "the challenged result stands");
         assertEq(market.withdrawable(op), price, "operator paid as if unchallenged");
         assertEq(_locked(op), 0, "operator unlocked");
         assertEq(_stake(op), OPERATOR_STAKE, "operator not slashed");
@@ -557,13 +557,13 @@ contract JobMarketSafetyTest is Fixture {
         address[] memory m = _mediatorOps(jobId); // m[0], m[1] are the attacker's
         address last = _allButLastReveal(jobId, _results(BAD, BAD, GOOD), true);
         vm.expectEmit(true, false, false, true, address(market));
-        emit IJobMarket.DisputeResolved(jobId, BAD, true);
+        emit IJobMarket.DisputeResolved(jobId, _sealed(jobId, BAD), true);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoQuorum);
         _reveal(jobId, last, GOOD);
 
         _assertState(jobId, IJobMarket.JobState.Failed);
-        assertEq(market.getJob(jobId).resultHash, bytes32(0), "the mediators' hash is not verified");
+        assertEq(market.getJob(jobId).sealedResult, bytes32(0), "the mediators' hash is not verified");
         assertEq(market.withdrawable(creator), 5 * MAX_PRICE, "full refund");
         // the attacker: unlocked, paid nothing (no price, no fee, no compensation)
         assertEq(market.withdrawable(d[4]), 0, "attacker deal unpaid");
@@ -593,7 +593,7 @@ contract JobMarketSafetyTest is Fixture {
         _commitReveal(jobId, _five(GOOD, GOOD, BAD, BAD, BAD));
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "2 originals + 3 mediators reach k = 5");
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "2 originals + 3 mediators reach k = 5");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
 
         uint256 other = _post(p);
@@ -683,7 +683,7 @@ contract JobMarketSafetyTest is Fixture {
         }
         _mediate(jobId, _results(GOOD, GOOD, GOOD));
         _assertState(jobId, IJobMarket.JobState.Verified);
-        assertEq(market.getJob(jobId).resultHash, GOOD, "mediators decided, not the colluding tally");
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "mediators decided, not the colluding tally");
         assertEq(_stake(d[0]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
         assertEq(market.withdrawable(d[0]), 0, "colluder unpaid");
@@ -710,7 +710,7 @@ contract JobMarketSafetyTest is Fixture {
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoMediators);
         _draw(jobId);
         _assertState(jobId, IJobMarket.JobState.Failed);
-        assertEq(market.getJob(jobId).resultHash, bytes32(0), "no result");
+        assertEq(market.getJob(jobId).sealedResult, bytes32(0), "no result");
         assertEq(market.withdrawable(creator), 3 * MAX_PRICE, "full refund");
         for (uint256 i; i < 3; ++i) {
             assertEq(_stake(d[i]), OPERATOR_STAKE, "nobody slashed");
@@ -761,7 +761,7 @@ contract JobMarketSafetyTest is Fixture {
         _reveal(jobId, last, BAD);
 
         _assertState(jobId, IJobMarket.JobState.Failed);
-        assertEq(market.getJob(jobId).resultHash, bytes32(0), "unanimity not reached: no result");
+        assertEq(market.getJob(jobId).sealedResult, bytes32(0), "unanimity not reached: no result");
         assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "the dissenter pays for the failure");
         for (uint256 i; i < 2; ++i) {
             assertEq(_stake(d[i]), OPERATOR_STAKE, "majority not slashed");

@@ -5,8 +5,16 @@ import {IOperatorRegistry} from "./IOperatorRegistry.sol";
 
 /// @title Shoal job market
 /// @notice Jobs with escrow, bids from staked operators, random selection, commit-reveal of
-/// result hashes, tally, mediation of disputes and optimistic acceptance. Payouts are pulled
-/// with `claim()`. See docs/protocol.md for the full state machine.
+/// sealed result hashes, tally, blind mediation of disputes and optimistic acceptance. Payouts
+/// are pulled with `claim()`. See docs/protocol.md for the full state machine.
+/// @dev Sealed reveals. A result's plain hash `resultHash` (the digest of its CID) stays off
+/// chain until mediation is committed: originals commit `keccak256(abi.encode(jobId, operator,
+/// sealedHash, salt))` and reveal `sealedHash = keccak256(abi.encode(jobId, resultHash))`
+/// (`sealedHashOf`); mediators commit `keccak256(abi.encode(jobId, mediator, resultHash, salt))`
+/// over the plain hash and reveal it with `revealMediation`, which stores its sealed form. Every
+/// tally compares sealed hashes, so a mediator that copies an original's public sealed hash (as if
+/// it were its plain hash) votes for `sealedHashOf(jobId, sealedHash)`, which matches nobody.
+/// Once Verified, anyone may publish the accepted plain hash (`publishResult`).
 interface IJobMarket {
     /// @notice Life cycle of a job. Verified, Failed and Expired are final. In Drawing and
     /// DisputeDrawing `phaseDeadline` is the draw block (a block number, not a time): the draw is
@@ -16,11 +24,11 @@ interface IJobMarket {
         Posted, // accepting bids
         Drawing, // bidding closed, bids frozen; the deals are drawn in a block after the draw block
         Running, // deals selected, operators execute and commit
-        Revealing, // commit phase closed, committers reveal
+        Revealing, // commit phase closed, committers reveal (sealed hashes, `revealResult`)
         Challengeable, // optimistic job: results revealed, challenge window open
         DisputeDrawing, // dispute opened, pool snapshotted; mediators drawn after the draw block
         Disputed, // mediators execute and commit
-        DisputeRevealing, // mediators reveal
+        DisputeRevealing, // mediators reveal (plain hashes, `revealMediation`)
         Verified, // final: result accepted, winners paid
         Failed, // final: no acceptable result, escrow refunded
         Expired // final: never enough bids, escrow refunded
@@ -28,7 +36,7 @@ interface IJobMarket {
 
     /// @notice How a job's result is accepted.
     enum Verifier {
-        Deterministic, // the largest group of equal result hashes (>= confidence, unique) wins
+        Deterministic, // the largest group of equal (sealed) result hashes (>= confidence, unique) wins
         Optimistic // revealed results are accepted unless challenged within the challenge window
     }
 
@@ -84,7 +92,9 @@ interface IJobMarket {
     /// @dev `phaseDeadline` is the end of the current phase: commit deadline in Running and
     /// Disputed, reveal deadline in Revealing and DisputeRevealing, end of the challenge window in
     /// Challengeable; the draw block (a block number) in Drawing and DisputeDrawing; the time the
-    /// job ended in a final state. `mediatorCount` is the number of mediators drawn (0 before). `resultHash` is set once Verified.
+    /// job ended in a final state. `mediatorCount` is the number of mediators drawn (0 before).
+    /// `sealedResult` is set once Verified: the accepted result's sealed hash
+    /// `keccak256(abi.encode(jobId, resultHash))`; its plain hash is what `publishResult` accepts.
     /// `escrow` is the money the market still holds for the job (escrow and challenge bond).
     struct Job {
         address creator;
@@ -106,7 +116,7 @@ interface IJobMarket {
         uint64 bidDeadline;
         uint64 phaseDeadline;
         bytes32 specHash;
-        bytes32 resultHash;
+        bytes32 sealedResult;
         address challenger;
         uint256 escrow;
     }
@@ -117,15 +127,16 @@ interface IJobMarket {
     }
 
     /// @notice A selected operator (or a mediator) and its progress.
-    /// @dev Before reveal `commitment` is set and `resultHash` is zero; after reveal `resultHash`
-    /// is set and `commitment` is zero (the contract keeps one of the two).
+    /// @dev Before reveal `commitment` is set and `sealedResult` is zero; after reveal
+    /// `sealedResult` (the sealed hash, for mediators too) is set and `commitment` is zero (the
+    /// contract keeps one of the two).
     struct Deal {
         address operator;
         uint96 price;
         bool committed;
         bool revealed;
         bytes32 commitment;
-        bytes32 resultHash;
+        bytes32 sealedResult;
     }
 
     // ---- events (jobId and operator indexed) ----
@@ -143,13 +154,19 @@ interface IJobMarket {
     /// the draw is re-armed with a new draw block; nothing else changes.
     event DrawRearmed(uint256 indexed jobId, uint64 staleDrawBlock, uint64 drawBlock);
     event ResultCommitted(uint256 indexed jobId, address indexed operator, bytes32 commitment);
-    event ResultRevealed(uint256 indexed jobId, address indexed operator, bytes32 resultHash, bytes resultCid);
-    event JobVerified(uint256 indexed jobId, bytes32 resultHash, uint8 winners);
+    /// @notice A reveal: always the sealed hash (an original's as revealed, a mediator's as the
+    /// market sealed its plain hash); the plain hash is never in this event.
+    event ResultRevealed(uint256 indexed jobId, address indexed operator, bytes32 sealedHash);
+    /// @notice `sealedHash`: the accepted result's sealed hash.
+    event JobVerified(uint256 indexed jobId, bytes32 sealedHash, uint8 winners);
     event JobFailed(uint256 indexed jobId, FailReason reason);
     event JobExpired(uint256 indexed jobId, uint8 bids);
     event DisputeOpened(uint256 indexed jobId, address indexed challenger, uint96 bond);
     event MediatorSelected(uint256 indexed jobId, address indexed operator, uint96 collateral);
-    event DisputeResolved(uint256 indexed jobId, bytes32 resultHash, bool challengeUpheld);
+    /// @notice `sealedHash`: the mediators' majority (sealed), 0 without a majority.
+    event DisputeResolved(uint256 indexed jobId, bytes32 sealedHash, bool challengeUpheld);
+    /// @notice The plain hash of a Verified job's accepted result, checked against its sealed hash.
+    event ResultPublished(uint256 indexed jobId, bytes32 resultHash);
     event Paid(uint256 indexed jobId, address indexed to, uint256 amount, PaymentKind kind);
     event Refunded(uint256 indexed jobId, address indexed creator, uint256 amount);
     event Slashed(uint256 indexed jobId, address indexed operator, uint96 amount, SlashReason reason);
@@ -204,6 +221,7 @@ interface IJobMarket {
     error JobMarket__CollateralTooHigh(uint96 collateral, uint256 maxCollateral);
     error JobMarket__BadMediators(uint8 mediators, uint8 maxMediators);
     error JobMarket__DrawNotReady(uint256 jobId, uint64 drawBlock);
+    error JobMarket__NotTheResult(uint256 jobId, bytes32 accepted, bytes32 computed);
 
     // ---- job creator ----
 
@@ -226,12 +244,22 @@ interface IJobMarket {
     /// (arms the draw, as `closeBidding` does after the deadline).
     function bid(uint256 jobId, uint96 price) external;
 
-    /// @notice Commits `keccak256(abi.encode(jobId, msg.sender, resultHash, salt))`.
-    /// Selected operators in Running; mediators in Disputed.
+    /// @notice Commits a result. Selected operators in Running commit
+    /// `keccak256(abi.encode(jobId, msg.sender, sealedHash, salt))` over the sealed hash
+    /// `sealedHash = keccak256(abi.encode(jobId, resultHash))`; mediators in Disputed commit
+    /// `keccak256(abi.encode(jobId, msg.sender, resultHash, salt))` over the plain hash.
     function commitResult(uint256 jobId, bytes32 commitment) external;
 
-    /// @notice Reveals a committed result. The last expected reveal settles the phase.
-    function revealResult(uint256 jobId, bytes32 resultHash, bytes32 salt, bytes calldata resultCid) external;
+    /// @notice A selected operator reveals its sealed hash (Revealing only; `WrongState` in
+    /// DisputeRevealing). The market stores and tallies it; the plain hash is not disclosed. The
+    /// last expected reveal settles the phase.
+    function revealResult(uint256 jobId, bytes32 sealedHash, bytes32 salt) external;
+
+    /// @notice A mediator reveals its plain result hash (DisputeRevealing only; `WrongState` in
+    /// Revealing): checks the commitment over `resultHash`, stores and emits
+    /// `keccak256(abi.encode(jobId, resultHash))`, which counts with the originals' sealed hashes.
+    /// The last expected reveal resolves the dispute.
+    function revealMediation(uint256 jobId, bytes32 resultHash, bytes32 salt) external;
 
     // ---- anyone ----
 
@@ -251,6 +279,11 @@ interface IJobMarket {
     /// @notice Pays out the caller's accumulated payouts and refunds.
     function claim() external;
 
+    /// @notice Anyone, Verified only (else `WrongState`): publishes the accepted result's plain
+    /// hash; reverts `NotTheResult` unless `keccak256(abi.encode(jobId, resultHash))` equals
+    /// `getJob(jobId).sealedResult`. Emits `ResultPublished`; stores nothing (repeatable).
+    function publishResult(uint256 jobId, bytes32 resultHash) external;
+
     // ---- views ----
 
     function getJob(uint256 jobId) external view returns (Job memory);
@@ -265,11 +298,15 @@ interface IJobMarket {
 
     function withdrawable(address account) external view returns (uint256);
 
-    /// @notice The commitment an operator must submit for `resultHash` and `salt`.
-    function commitmentOf(uint256 jobId, address operator, bytes32 resultHash, bytes32 salt)
-        external
-        pure
-        returns (bytes32);
+    /// @notice The commitment `operator` must submit for `value` and `salt`:
+    /// `keccak256(abi.encode(jobId, operator, value, salt))`; `value` is the sealed hash for a
+    /// selected operator, the plain result hash for a mediator.
+    function commitmentOf(uint256 jobId, address operator, bytes32 value, bytes32 salt) external pure returns (bytes32);
+
+    /// @notice The sealed form of a result hash, `keccak256(abi.encode(jobId, resultHash))`: what
+    /// originals commit over and reveal, and what every tally, `Deal.sealedResult`,
+    /// `Job.sealedResult` and the events carry.
+    function sealedHashOf(uint256 jobId, bytes32 resultHash) external pure returns (bytes32);
 
     function registry() external view returns (IOperatorRegistry);
 

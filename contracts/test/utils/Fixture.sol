@@ -135,14 +135,36 @@ abstract contract Fixture is Test {
         return keccak256(abi.encode("salt", op));
     }
 
-    function _commit(uint256 jobId, address op, bytes32 result) internal {
-        vm.prank(op);
-        market.commitResult(jobId, keccak256(abi.encode(jobId, op, result, _salt(op))));
+    /// @dev The sealed form of a plain result hash: what originals reveal and tallies compare.
+    function _sealed(uint256 jobId, bytes32 result) internal pure returns (bytes32) {
+        return keccak256(abi.encode(jobId, result));
     }
 
-    function _reveal(uint256 jobId, address op, bytes32 result) internal {
+    /// @dev What `op` commits for the plain result hash `result` in the job's current phase: over
+    /// the sealed hash as a selected operator (Running), over the plain hash as a mediator
+    /// (Disputed).
+    function _commitmentFor(uint256 jobId, address op, bytes32 result) internal view returns (bytes32) {
+        bytes32 value = _state(jobId) == IJobMarket.JobState.Disputed ? result : _sealed(jobId, result);
+        return keccak256(abi.encode(jobId, op, value, _salt(op)));
+    }
+
+    /// @dev Commits the plain result hash `result` by the rules of the phase (see `_commitmentFor`).
+    function _commit(uint256 jobId, address op, bytes32 result) internal {
+        bytes32 commitment = _commitmentFor(jobId, op, result);
         vm.prank(op);
-        market.revealResult(jobId, result, _salt(op), RESULT_CID);
+        market.commitResult(jobId, commitment);
+    }
+
+    /// @dev Reveals the plain result hash `result` by the rules of the phase: its sealed hash with
+    /// `revealResult` (Revealing), the plain hash with `revealMediation` (DisputeRevealing).
+    function _reveal(uint256 jobId, address op, bytes32 result) internal {
+        if (_state(jobId) == IJobMarket.JobState.DisputeRevealing) {
+            vm.prank(op);
+            market.revealMediation(jobId, result, _salt(op));
+        } else {
+            vm.prank(op);
+            market.revealResult(jobId, _sealed(jobId, result), _salt(op));
+        }
     }
 
     function _dealOps(uint256 jobId) internal view returns (address[] memory out) {

@@ -188,19 +188,27 @@ fn wasm_jobs_end_to_end() {
         "{names:?}"
     );
     assert_eq!(names.first(), Some(&"JobPosted"));
-    let revealed = h["events"]
-        .as_array()
-        .expect("events")
+    // Reveals carry only sealed hashes; the CID is public once published after verification.
+    let events = h["events"].as_array().expect("events");
+    let revealed = events
         .iter()
         .find(|e| e["event"] == "ResultRevealed")
         .expect("reveal");
-    assert_eq!(revealed["fields"]["resultCid"], cid.as_str());
+    assert!(revealed["fields"]["resultCid"].is_null(), "{revealed}");
+    assert!(!revealed.to_string().contains(&cid), "{revealed}");
+    let published = events
+        .iter()
+        .find(|e| e["event"] == "ResultPublished")
+        .expect("ResultPublished");
+    assert_eq!(published["fields"]["resultCid"], cid.as_str());
     let human = String::from_utf8_lossy(
         &ok(stack.shoal().args(["deal", "show", &first.to_string()])).stdout,
     )
     .into_owned();
     assert!(
-        human.contains("verified: result hash") && human.contains("paid"),
+        human.contains("verified: sealed result")
+            && human.contains("result published")
+            && human.contains("paid"),
         "{human}"
     );
 

@@ -9,7 +9,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
-use shoal_api::{EventRecord, cid_text, describe, results_cid_of};
+use shoal_api::{EventRecord, describe, results_cid_of};
 use shoal_chain::{ChainClient, ChainEvent, FailReason, JobId, JobState, MarketEvent};
 use shoal_store::{Blockstore, Cid, Profile};
 use shoal_types::{InputSource, JobSpec};

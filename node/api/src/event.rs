@@ -123,7 +123,11 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
             json!({ "operator": a(&c.operator), "commitment": c.commitment.to_string() }),
         ),
         M::ResultRevealed(r) => (
-            format!("reveal from {}: sealed result {}", a(&r.operator), r.sealedHash),
+            format!(
+                "reveal from {}: sealed result {}",
+                a(&r.operator),
+                r.sealedHash
+            ),
             json!({ "operator": a(&r.operator), "sealedHash": r.sealedHash.to_string() }),
         ),
         M::JobVerified(v) => (

@@ -534,7 +534,11 @@ impl ChainClient {
 
     /// Publishes a verified job's plain result hash (its results folder's CID digest); the
     /// market checks it against the accepted sealed hash.
-    pub async fn publish_result(&self, job: JobId, result_hash: B256) -> Result<TransactionReceipt> {
+    pub async fn publish_result(
+        &self,
+        job: JobId,
+        result_hash: B256,
+    ) -> Result<TransactionReceipt> {
         let to = self.deployment()?.job_market;
         let call = JobMarket::publishResultCall {
             jobId: job.0,

@@ -416,10 +416,20 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(
                 f,
                 "JobMarket__CommitmentMismatch: the reveal of {} on job {jobId} hashes to {computed}, but it committed {committed}; \
-                 reveal the same result hash and salt that were committed",
+                 reveal the same value and salt that were committed (an original deal: the sealed hash \
+                 keccak256(abi.encode(jobId, resultHash)) with revealResult; a mediator: the plain result hash with revealMediation)",
                 addr(operator)
             )
         }
+        M::JobMarket__NotTheResult(J::JobMarket__NotTheResult {
+            jobId,
+            accepted,
+            computed,
+        }) => write!(
+            f,
+            "JobMarket__NotTheResult: that result hash seals to {computed}, but job {jobId} accepted {accepted}; \
+             publish the hash of the verified results folder (its CID's sha2-256 digest)"
+        ),
         M::JobMarket__DeadlinePassed(J::JobMarket__DeadlinePassed { jobId, deadline }) => write!(
             f,
             "JobMarket__DeadlinePassed: the current phase of job {jobId} ended at {deadline} (unix time); call `finalize` to move the job on"

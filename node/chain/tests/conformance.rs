@@ -10,7 +10,7 @@ use alloy::primitives::keccak256;
 use shoal_chain::{
     Address, B256, Bytes, Capabilities, ChainClient, EventFollower, FollowerConfig, FollowerUpdate,
     JobId, JobParams, JobState, MarketEvent, MemoryCursorStore, PaymentKind, U256, Verifier,
-    commitment, u96,
+    commitment, sealed_hash, u96,
 };
 
 use common::{Endpoint, dev_keys, eth};
@@ -120,17 +120,17 @@ async fn scenario(endpoint: &Endpoint) {
         assert_eq!(s.free, eth(2000), "operator {i}: 1 ETH collateral locked");
     }
 
-    // Commit, then reveal; the local commitment equals the contract's.
+    // Commit the sealed hash, then reveal it; the local commitment equals the contract's.
     let result_hash = keccak256(b"the results folder");
+    let sealed = sealed_hash(job, result_hash);
     let salts: Vec<B256> = (0..3u8).map(|i| keccak256([i, 42])).collect();
     for (i, op) in operators.iter().enumerate() {
-        let c = commitment(job, op_addr[i], result_hash, salts[i]);
+        let c = commitment(job, op_addr[i], sealed, salts[i]);
         assert_eq!(
             c,
             ok(
                 "commitment_of",
-                op.commitment_of(job, op_addr[i], result_hash, salts[i])
-                    .await
+                op.commitment_of(job, op_addr[i], sealed, salts[i]).await
             )
         );
         let r = ok("commit_result", op.commit_result(job, c).await);
@@ -140,19 +140,28 @@ async fn scenario(endpoint: &Endpoint) {
         ok("get_job", creator.get_job(job).await).state,
         JobState::Revealing
     );
-    let cid = Bytes::from_static(b"\x01\x55\x12\x20result-cid-bytes");
     for (i, op) in operators.iter().enumerate() {
         let r = ok(
             "reveal_result",
-            op.reveal_result(job, result_hash, salts[i], cid.clone())
-                .await,
+            op.reveal_result(job, sealed, salts[i]).await,
         );
         gas.push((format!("revealResult #{}", i + 1), r.gas_used));
     }
     let done = ok("get_job", creator.get_job(job).await);
     assert_eq!(done.state, JobState::Verified);
     assert!(done.state.is_final() && !JobState::Revealing.is_final());
-    assert_eq!(done.resultHash, result_hash);
+    assert_eq!(done.sealedResult, sealed);
+    // Publishing the plain hash: a wrong one is refused, the right one is public.
+    let wrong = operators[0]
+        .publish_result(job, keccak256(b"another folder"))
+        .await;
+    let err = wrong.expect_err("a hash that does not seal to the accepted one");
+    assert!(err.to_string().contains("NotTheResult"), "{err}");
+    let r = ok(
+        "publish_result",
+        operators[0].publish_result(job, result_hash).await,
+    );
+    gas.push(("publishResult".into(), r.gas_used));
 
     // Money: winners are owed their bids, the creator the unused escrow; collateral is free.
     let escrow = max_price * U256::from(3);
@@ -242,7 +251,7 @@ async fn scenario(endpoint: &Endpoint) {
     ]);
     want.extend(["ResultRevealed"; 3]);
     want.extend(["StakeUnlocked", "Paid"].repeat(3));
-    want.extend(["Refunded", "JobVerified", "Claimed"]);
+    want.extend(["Refunded", "JobVerified", "ResultPublished", "Claimed"]);
     assert_eq!(names, want, "{name}: event sequence");
     for w in events.windows(2) {
         assert!(
@@ -267,10 +276,11 @@ async fn scenario(endpoint: &Endpoint) {
                 assert!(matches!(p.state, JobState::Running | JobState::Revealing))
             }
             MarketEvent::JobVerified(v) => {
-                assert_eq!(v.resultHash, result_hash);
+                assert_eq!(v.sealedHash, sealed);
                 assert_eq!(v.winners, 3);
             }
-            MarketEvent::ResultRevealed(r) => assert_eq!(r.resultCid, cid),
+            MarketEvent::ResultRevealed(r) => assert_eq!(r.sealedHash, sealed),
+            MarketEvent::ResultPublished(p) => assert_eq!(p.resultHash, result_hash),
             MarketEvent::Claimed(c) => assert_eq!((c.account, c.amount), (op_addr[0], prices[0])),
             _ => {}
         }

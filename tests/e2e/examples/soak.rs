@@ -472,7 +472,8 @@ async fn main() -> Result<()> {
     for e in &events {
         match &e.event {
             MarketEvent::JobVerified(v) => {
-                verified_hash.insert(JobId(v.jobId), v.resultHash);
+                // the sealed hash: compared with the reference result sealed for this job
+                verified_hash.insert(JobId(v.jobId), v.sealedHash);
             }
             MarketEvent::JobFailed(f) => *failed.entry(f.reason.to_string()).or_default() += 1,
             MarketEvent::Slashed(s) if bad.contains(&s.operator) => slashed_bad += 1,
@@ -487,7 +488,7 @@ async fn main() -> Result<()> {
         .iter()
         .filter(|(id, h)| {
             jobs.get(id)
-                .is_some_and(|j| programs[&j.kind].reference != **h)
+                .is_some_and(|j| shoal_chain::sealed_hash(**id, programs[&j.kind].reference) != **h)
         })
         .map(|(id, _)| *id)
         .collect();

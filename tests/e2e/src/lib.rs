@@ -157,9 +157,13 @@ pub fn step_is(s: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["execution"]["step"] == s
 }
 
-/// Polls `api` until job `id` is `Verified` there.
+/// Polls `api` until job `id` is `Verified` there and its result is published on chain
+/// (`ResultPublished`: `resultCid` set).
 pub async fn wait_verified(api: &str, id: JobId, timeout: Duration) -> Result<Value> {
-    wait_job(api, id, timeout, "Verified", state_is("Verified")).await
+    wait_job(api, id, timeout, "Verified and published", |v| {
+        v["state"] == "Verified" && !v["resultCid"].is_null()
+    })
+    .await
 }
 
 /// Polls `api` (for 20s) until its node has published its result of job `id`; `what` names
@@ -316,8 +320,8 @@ pub async fn check_results_from(api: &str, id: JobId, result_cid: &str) -> Resul
         api,
         id,
         Duration::from_secs(20),
-        "Verified on this node",
-        state_is("Verified"),
+        "Verified and published on this node",
+        |v: &Value| v["state"] == "Verified" && !v["resultCid"].is_null(),
     )
     .await?;
     let resp = reqwest::Client::new()

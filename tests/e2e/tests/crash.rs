@@ -74,7 +74,7 @@ async fn verified_and_paid(
         "the killed node was not paid: {v:#}"
     );
     ensure!(
-        deal_of(&v, operator).is_some_and(|d| !d["resultHash"].is_null()),
+        deal_of(&v, operator).is_some_and(|d| !d["sealedResult"].is_null()),
         "the killed node did not reveal: {v:#}"
     );
     wait_published(killed.api_url(), id, "published by the killed node")
@@ -201,11 +201,11 @@ async fn process_killed_after_commit_reveals_after_restart() -> Result<()> {
             job.id,
             Duration::from_secs(60),
             "Revealing with two reveals",
-            |v| v["state"] == "Revealing" && deals_with(v, "resultHash") == 2,
+            |v| v["state"] == "Revealing" && deals_with(v, "sealedResult") == 2,
         )
         .await?;
         ensure!(
-            deal_of(&v, &operator).is_some_and(|d| d["resultHash"].is_null()),
+            deal_of(&v, &operator).is_some_and(|d| d["sealedResult"].is_null()),
             "node 2 revealed while killed: {v:#}"
         );
         // The restarted node revealed what it committed before the kill; it did not run again.

@@ -279,11 +279,11 @@ async fn node_killed_after_commit_reveals_after_restart() -> Result<()> {
             job.id,
             "node 0 never committed and stopped",
             "waiting in Revealing",
-            |v| v["state"] == "Revealing" && deals_with(v, "resultHash") == 2,
+            |v| v["state"] == "Revealing" && deals_with(v, "sealedResult") == 2,
         )
         .await?;
         let op0 = operator_of(&stack.nodes[0])?;
-        let revealed = deal_of(&v, &op0).is_some_and(|d| !d["resultHash"].is_null());
+        let revealed = deal_of(&v, &op0).is_some_and(|d| !d["sealedResult"].is_null());
         ensure!(revealed, "node 0 did not reveal: {v:#}");
         ensure_no_slashes(&v)?;
         wait_published(&stack.nodes[0].api_url(), job.id, "published by node 0").await?;
@@ -309,7 +309,7 @@ async fn disagreement_goes_to_a_mediator_who_reruns_the_job() -> Result<()> {
         ensure!(
             deals.iter().any(|d| d["mediator"] == true
                 && d["operator"].as_str().map(str::to_lowercase) == Some(mediator.clone())
-                && !d["resultHash"].is_null()),
+                && !d["sealedResult"].is_null()),
             "node 3 did not mediate: {v:#}"
         );
         let names = event_names(&api, job.id).await?;
@@ -596,10 +596,10 @@ async fn colluding_majority_is_overturned_by_mediation() -> Result<()> {
         let api = stack.nodes[3].api_url();
         let v = wait_verified(&api, job.id, Duration::from_secs(60)).await?;
         let honest = deal_of(&v, &operator_of(&stack.nodes[0])?)
-            .context("node 0 has no deal")?["resultHash"]
+            .context("node 0 has no deal")?["sealedResult"]
             .clone();
         ensure!(
-            v["resultHash"] == honest,
+            v["sealedResult"] == honest,
             "the colluders' result won: {v:#}"
         );
         let v = wait_job(&api, job.id, Duration::from_secs(10), "two slashes", |v| {

@@ -8,7 +8,7 @@ pub mod projection;
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use shoal_chain::{ChainClient, Deployment, TxConfig};

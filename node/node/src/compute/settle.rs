@@ -185,7 +185,6 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
     })
 }
 
-
 /// How long the next deal with the accepted result waits before publishing it in place of
 /// the previous one.
 const PUBLISH_STAGGER: Duration = Duration::from_secs(5);
@@ -235,6 +234,7 @@ mod tests {
         let (job, exec) = kit
             .wait(id, "published and claimed", |j, e| {
                 j.state == JobState::Verified
+                    && j.result_cid.is_some()
                     && e.is_some_and(|e| matches!(e.step, Step::Published { .. }) && e.claimed)
             })
             .await;

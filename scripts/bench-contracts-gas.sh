@@ -2,9 +2,11 @@
 # Per-transaction gas of one verified 3-node deterministic job on a fresh anvil:
 # deploys from contracts/artifacts/*.json (the same bytes the Rust side deploys), registers three
 # operators, then post, 3 bids, closeBidding after the bid window (exactly 3 bids for 3 deals:
-# selects them, nothing to draw), 3 commits, 3 reveals, each its own transaction, and sums the
-# receipts' gasUsed (21,000 intrinsic + calldata + execution). Runs the job twice: the first on
-# fresh accounts, the repeat with the same creator and operators (payouts not yet claimed).
+# selects them, nothing to draw), 3 commits over the sealed hash keccak256(abi.encode(jobId,
+# resultHash)), 3 reveals of the sealed hash (the 3rd settles: the job must be Verified), and
+# publishResult of the plain hash by one winner, each its own transaction, and sums the receipts'
+# gasUsed (21,000 intrinsic + calldata + execution). Runs the job twice: the first on fresh
+# accounts, the repeat with the same creator and operators (payouts not yet claimed).
 # Prints a markdown table.
 #
 #   scripts/bench-contracts-gas.sh            (anvil on 127.0.0.1, a free port)
@@ -66,16 +68,16 @@ for i in 0 1 2; do
 done
 
 SPEC_CID=0x01551220aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899
-RESULT_CID=0x01701220112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00
 SPEC_HASH=$("$CAST" keccak spec)
 RESULT=$("$CAST" keccak "the right result")
 PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false,0)"
 JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool,uint8))'
 GETJOB_SIG='getJob(uint256)((address,uint8,uint8,bool,uint8,uint8,uint8,uint8,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint64,uint64,bytes32,bytes32,address,uint256))'
 
-# run_job JOBID: one verified job; fills GAS[] (11 receipts, in order)
+# run_job JOBID: one verified job, its result published; fills GAS[] (12 receipts, in order)
 run_job() {
-    local job="$1" i op salt c
+    local job="$1" i op salt c sealed
+    sealed=$("$CAST" keccak "$("$CAST" abi-encode 'f(uint256,bytes32)' "$job" "$RESULT")")
     GAS=()
     GAS+=("$(send "$CREATOR" "$MARKET" "$JOB_SIG" "$PARAMS" --value 0.3ether)")
     for i in 0 1 2; do
@@ -86,12 +88,12 @@ run_job() {
     for i in 0 1 2; do
         op=$(addr "${OPS[$i]}")
         salt=$("$CAST" keccak "salt-$job-$i")
-        c=$("$CAST" keccak "$("$CAST" abi-encode 'f(uint256,address,bytes32,bytes32)' "$job" "$op" "$RESULT" "$salt")")
+        c=$("$CAST" keccak "$("$CAST" abi-encode 'f(uint256,address,bytes32,bytes32)' "$job" "$op" "$sealed" "$salt")")
         GAS+=("$(send "${OPS[$i]}" "$MARKET" 'commitResult(uint256,bytes32)' "$job" "$c")")
     done
     for i in 0 1 2; do
         salt=$("$CAST" keccak "salt-$job-$i")
-        GAS+=("$(send "${OPS[$i]}" "$MARKET" 'revealResult(uint256,bytes32,bytes32,bytes)' "$job" "$RESULT" "$salt" "$RESULT_CID")")
+        GAS+=("$(send "${OPS[$i]}" "$MARKET" 'revealResult(uint256,bytes32,bytes32)' "$job" "$sealed" "$salt")")
     done
     local state
     state=$("$CAST" call --rpc-url "$RPC" "$MARKET" "$GETJOB_SIG" "$job" | tr -d '() ' | cut -d, -f2)
@@ -99,6 +101,7 @@ run_job() {
         echo "bench: job $job ended in state $state, expected 9 (Verified)" >&2
         exit 1
     fi
+    GAS+=("$(send "${OPS[0]}" "$MARKET" 'publishResult(uint256,bytes32)' "$job" "$RESULT")")
 }
 
 LABELS=(
@@ -107,12 +110,13 @@ LABELS=(
     "bid"
     "bid"
     "closeBidding (after the bid window: 3 bids, 3 deals, 3 locks)"
-    "commitResult"
-    "commitResult"
-    "commitResult (3rd: opens reveal)"
-    "revealResult"
-    "revealResult"
-    "revealResult (3rd: tally, pay, settle)"
+    "commitResult (over the sealed hash)"
+    "commitResult (over the sealed hash)"
+    "commitResult (over the sealed hash; 3rd: opens reveal)"
+    "revealResult (sealed hash)"
+    "revealResult (sealed hash)"
+    "revealResult (sealed hash; 3rd: tally, pay, settle)"
+    "publishResult (a winner: the plain hash)"
 )
 run_job 1
 FIRST=("${GAS[@]}")
@@ -128,4 +132,4 @@ for i in "${!LABELS[@]}"; do
     T1=$((T1 + FIRST[i]))
     T2=$((T2 + REPEAT[i]))
 done
-echo "| **total, 11 transactions, 5 sequential rounds** | **$T1** | **$T2** |"
+echo "| **total, 12 transactions, 6 sequential rounds** | **$T1** | **$T2** |"

@@ -10,8 +10,9 @@ contract GasTest is Fixture {
     uint96 internal constant PRICE = 0.08 ether;
 
     /// @dev post, 3 bids, closeBidding after the bid window (exactly 3 bids for 3 deals: nothing to
-    /// draw, selects and locks), 3 commits, 3 reveals (the third settles), on fresh accounts: every
-    /// payout creates its balance slot.
+    /// draw, selects and locks), 3 commits and 3 reveals of the sealed hash (the third settles),
+    /// publishResult (the plain hash, by a winner), on fresh accounts: every payout creates its
+    /// balance slot.
     function test_Gas_VerifiedThreeNodeLifecycle() public {
         uint256 total = _lifecycle(true);
         log("lifecycle total", total);
@@ -67,6 +68,10 @@ contract GasTest is Fixture {
             total += _report(print, i == 2 ? "revealResult (settles)" : "revealResult", g - gasleft());
         }
         _assertState(jobId, IJobMarket.JobState.Verified);
+        vm.prank(ops[0]);
+        g = gasleft();
+        market.publishResult(jobId, GOOD);
+        total += _report(print, "publishResult", g - gasleft());
     }
 
     /// @dev More bids than deals: closeBidding after the bid window arms the draw, closeBidding in

@@ -333,6 +333,18 @@ contract JobMarketErrorsTest is Fixture {
         market.revealResult(jobId, _sealed(jobId, GOOD), bytes32(0));
     }
 
+    /// @dev Originals reveal sealed hashes with `revealResult` in Revealing only; mediators reveal
+    /// plain hashes with `revealMediation` in DisputeRevealing only.
+    function test_RevertWhen_RevealMediationOutsideADispute() public {
+        (uint256 jobId, address[] memory d) = _revealing();
+        vm.prank(d[0]);
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Revealing));
+        market.revealMediation(jobId, GOOD, _salt(d[0]));
+        vm.prank(d[0]);
+        _expect(abi.encodeWithSelector(IJobMarket.JobMarket__ZeroResultHash.selector));
+        market.revealMediation(jobId, bytes32(0), _salt(d[0]));
+    }
+
     function test_RevertWhen_RevealAfterDeadline() public {
         (uint256 jobId, address[] memory d) = _revealing();
         uint64 deadline = uint64(block.timestamp) + WINDOW;

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Fixture} from "./utils/Fixture.sol";
+import {Vm} from "./utils/Vm.sol";
 import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 import {JobMarket} from "../src/JobMarket.sol";
@@ -640,6 +641,283 @@ contract JobMarketSafetyTest is Fixture {
         _postExpect(
             p, abi.encodeWithSelector(IJobMarket.JobMarket__BadMediators.selector, p.mediators, market.MAX_MEDIATORS())
         );
+    }
+
+    // =====================================================================================
+    // 4. mediators can copy: sealed reveals, blind mediators
+    // =====================================================================================
+
+    /// @dev The attack: mediators commit after the originals revealed, so a lazy mediator used to
+    /// commit to a revealed hash without executing, and mediation became a vote on the revealed
+    /// results. Now originals reveal only sealed hashes `keccak256(jobId, resultHash)` and
+    /// mediators commit over the plain hash. Two of three originals collude on BAD on an escalated
+    /// job; a lazy mediator takes the colluders' public sealed hash as its result: its vote is the
+    /// sealed form of that sealed hash, which counts for nobody, and it is slashed WrongResult
+    /// while the two honest mediators decide. It cannot hand the sealed hash in as a sealed
+    /// reveal (`revealResult` is for originals in Revealing), and its commitment cannot be opened
+    /// with the real plain hash either, which it does not know (and would not help it once known).
+    function test_Attack_MediatorCannotCopyRevealedResult() public {
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        uint256 jobId = _post(p);
+        _bidSelect(jobId, 0, 3, PRICE);
+        address[] memory d = _dealOps(jobId);
+        _commitReveal(jobId, _results(BAD, GOOD, BAD)); // d[0], d[2] collude on BAD
+        _assertState(jobId, IJobMarket.JobState.Disputed);
+
+        // everything the chain shows of the originals' results: sealed hashes, not BAD or GOOD
+        IJobMarket.Deal[] memory deals = market.getDeals(jobId);
+        bytes32 copied = deals[0].sealedResult; // the colluders' result, as revealed
+        assertEq(copied, _sealed(jobId, BAD), "revealed: the sealed hash");
+        assertEq(deals[2].sealedResult, copied, "the colluders revealed the same sealed hash");
+        assertTrue(copied != BAD && deals[1].sealedResult != GOOD, "the plain hashes are not on chain");
+
+        address[] memory m = _mediatorOps(jobId);
+        address lazy = m[0];
+        bytes32 salt = _salt(lazy);
+        bytes32 committed = market.commitmentOf(jobId, lazy, copied, salt); // the copy, as its result
+        vm.prank(lazy);
+        market.commitResult(jobId, committed);
+        _commit(jobId, m[1], GOOD);
+        _commit(jobId, m[2], GOOD); // all committed: DisputeRevealing
+        _assertState(jobId, IJobMarket.JobState.DisputeRevealing);
+
+        // a mediator cannot hand in a sealed hash as an original does
+        vm.prank(lazy);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.DisputeRevealing
+            )
+        );
+        market.revealResult(jobId, copied, salt);
+        // its commitment binds the copy: the real plain hash (unknown to it anyway) does not open it
+        vm.prank(lazy);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__CommitmentMismatch.selector,
+                jobId,
+                lazy,
+                committed,
+                keccak256(abi.encode(jobId, lazy, BAD, salt))
+            )
+        );
+        market.revealMediation(jobId, BAD, salt);
+        // what it can open counts as the sealed form of the sealed hash: a result nobody revealed
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.ResultRevealed(jobId, lazy, _sealed(jobId, copied));
+        vm.prank(lazy);
+        market.revealMediation(jobId, copied, salt);
+        bytes32 vote = market.getMediators(jobId)[0].sealedResult;
+        assertTrue(vote != copied, "the copied vote does not count for the colluders' result");
+        assertTrue(vote != _sealed(jobId, GOOD), "nor for the right one");
+
+        _reveal(jobId, m[1], GOOD);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Slashed(jobId, lazy, COLLATERAL, IJobMarket.SlashReason.WrongResult);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.DisputeResolved(jobId, _sealed(jobId, GOOD), true);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobVerified(jobId, _sealed(jobId, GOOD), 1);
+        _reveal(jobId, m[2], GOOD);
+
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "the honest mediators decided");
+        assertEq(_stake(lazy), OPERATOR_STAKE - COLLATERAL, "the copier is slashed");
+        assertEq(market.withdrawable(lazy), 0, "and unpaid");
+        assertEq(_stake(d[0]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
+        assertEq(_stake(d[2]), OPERATOR_STAKE - COLLATERAL, "colluder slashed");
+        for (uint256 i = 1; i < 3; ++i) {
+            assertEq(market.withdrawable(m[i]), MAX_PRICE, "honest mediator: its fee");
+            assertEq(_stake(m[i]), OPERATOR_STAKE, "honest mediator not slashed");
+        }
+        // the pot (three collaterals) pays two fees; the rest compensates the honest original
+        assertEq(market.withdrawable(d[1]), PRICE + 3 * COLLATERAL - 2 * MAX_PRICE, "honest original");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev The same on the optimistic path: a wrong result is challenged, and a lazy mediator
+    /// copies the challenged (sealed) result hoping the majority keeps it standing. Its vote
+    /// counts for nobody; the two honest mediators uphold the challenge: the wrong operator and the
+    /// copier are slashed, the honest mediators and the challenger are paid.
+    function test_Attack_MediatorCannotCopyChallengedResult() public {
+        IJobMarket.JobParams memory p = _params(1, 1, 1);
+        p.verifier = IJobMarket.Verifier.Optimistic;
+        p.challengeWindow = WINDOW;
+        uint256 jobId = _post(p);
+        _bidSelect(jobId, 0, 1, PRICE);
+        address op = _dealOps(jobId)[0];
+        _commit(jobId, op, BAD);
+        _reveal(jobId, op, BAD);
+        _assertState(jobId, IJobMarket.JobState.Challengeable);
+        bytes32 copied = market.getDeals(jobId)[0].sealedResult;
+        assertEq(copied, _sealed(jobId, BAD), "only the sealed hash is public");
+
+        address watcher = ops[11];
+        uint256 bond = market.challengeBondOf(jobId);
+        vm.prank(watcher);
+        market.challenge{value: bond}(jobId);
+        _draw(jobId);
+        _assertState(jobId, IJobMarket.JobState.Disputed);
+        address[] memory m = _mediatorOps(jobId);
+        address lazy = m[0];
+        bytes32 committed = market.commitmentOf(jobId, lazy, copied, _salt(lazy)); // the copy, as its result
+        vm.prank(lazy);
+        market.commitResult(jobId, committed);
+        _commit(jobId, m[1], GOOD);
+        _commit(jobId, m[2], GOOD);
+        vm.prank(lazy);
+        market.revealMediation(jobId, copied, _salt(lazy));
+        assertTrue(market.getMediators(jobId)[0].sealedResult != copied, "the copy does not vote for the result");
+        _reveal(jobId, m[1], GOOD);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Slashed(jobId, op, COLLATERAL, IJobMarket.SlashReason.WrongResult);
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.Slashed(jobId, lazy, COLLATERAL, IJobMarket.SlashReason.WrongResult);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.DisputeResolved(jobId, _sealed(jobId, GOOD), true);
+        vm.expectEmit(true, false, false, true, address(market));
+        emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoCorrectResult);
+        _reveal(jobId, m[2], GOOD);
+
+        _assertState(jobId, IJobMarket.JobState.Failed);
+        assertEq(_stake(op), OPERATOR_STAKE - COLLATERAL, "wrong operator slashed");
+        assertEq(_stake(lazy), OPERATOR_STAKE - COLLATERAL, "copier slashed");
+        assertEq(market.withdrawable(lazy), 0, "copier unpaid");
+        for (uint256 i = 1; i < 3; ++i) {
+            assertEq(market.withdrawable(m[i]), MAX_PRICE, "honest mediator: its fee");
+        }
+        assertEq(market.withdrawable(watcher), 2 * bond, "upheld: bond back and a reward of the bond");
+        assertEq(market.withdrawable(creator), MAX_PRICE, "full refund");
+        assertEq(market.withdrawable(address(0)), 2 * COLLATERAL - 2 * MAX_PRICE - bond, "the rest burned");
+        _assertConservation(_one(jobId), _all());
+    }
+
+    /// @dev Whether `needle` appears anywhere in a log: a topic or any 32 bytes of its data.
+    function _inLog(Vm.Log memory entry, bytes32 needle) internal pure returns (bool) {
+        for (uint256 i; i < entry.topics.length; ++i) {
+            if (entry.topics[i] == needle) return true;
+        }
+        bytes memory data = entry.data;
+        for (uint256 i; i + 32 <= data.length; ++i) {
+            bytes32 w;
+            assembly ("memory-safe") {
+                w := mload(add(add(data, 32), i))
+            }
+            if (w == needle) return true;
+        }
+        return false;
+    }
+
+    function _assertNotLogged(Vm.Log[] memory logs, bytes32 needle, string memory what) internal pure {
+        for (uint256 i; i < logs.length; ++i) {
+            assertFalse(_inLog(logs[i], needle), what);
+        }
+    }
+
+    /// @dev The plain result hash (the digest of the result's CID) is not in any log from the post
+    /// to the end of the reveal phase, nor, on a disputed job, until every mediator has committed:
+    /// `ResultRevealed` carries sealed hashes only. It is logged first by `publishResult`.
+    function test_RevealsDoNotDiscloseTheResult() public {
+        vm.recordLogs();
+        uint256 jobId = _post(_params(3, 2, 3));
+        _bidSelect(jobId, 0, 3, PRICE);
+        _commitReveal(jobId, _results(GOOD, GOOD, GOOD));
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        _assertNotLogged(logs, GOOD, "plain result hash logged before publication");
+        uint256 reveals;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics.length != 0 && logs[i].topics[0] == IJobMarket.ResultRevealed.selector) {
+                assertEq(keccak256(logs[i].data), keccak256(abi.encode(_sealed(jobId, GOOD))), "sealed hash only");
+                ++reveals;
+            }
+        }
+        assertEq(reveals, 3, "three reveals logged");
+
+        // a disputed job: neither result is logged until the mediators have committed, and their
+        // reveals are logged sealed too
+        IJobMarket.JobParams memory p = _params(3, 2, 3);
+        p.escalate = true;
+        vm.recordLogs();
+        uint256 other = _post(p);
+        _bidSelect(other, 3, 3, PRICE);
+        _commitReveal(other, _results(BAD, GOOD, BAD));
+        address[] memory m = _mediatorOps(other);
+        for (uint256 i; i < m.length; ++i) {
+            _commit(other, m[i], GOOD);
+        }
+        _assertState(other, IJobMarket.JobState.DisputeRevealing);
+        logs = vm.getRecordedLogs();
+        _assertNotLogged(logs, GOOD, "right result logged before the mediators committed");
+        _assertNotLogged(logs, BAD, "wrong result logged before the mediators committed");
+        for (uint256 i; i < m.length; ++i) {
+            _reveal(other, m[i], GOOD);
+        }
+        _assertState(other, IJobMarket.JobState.Verified);
+        logs = vm.getRecordedLogs();
+        _assertNotLogged(logs, GOOD, "mediators' reveals are logged sealed");
+
+        market.publishResult(other, GOOD);
+        logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, "one log");
+        assertEq(logs[0].topics[0], IJobMarket.ResultPublished.selector, "ResultPublished");
+        assertTrue(_inLog(logs[0], GOOD), "published: the plain hash");
+    }
+
+    /// @dev `publishResult` takes the accepted result's plain hash only: anything else (another
+    /// result, the sealed hash itself) reverts NotTheResult; it works in Verified only, for
+    /// anyone, any number of times, and changes nothing.
+    function test_PublishResultChecksThePreimage() public {
+        uint256 jobId = _post(_params(3, 2, 3));
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Posted)
+        );
+        market.publishResult(jobId, GOOD);
+        _bidSelect(jobId, 0, 3, PRICE);
+        address last = _allButLastReveal(jobId, _results(GOOD, GOOD, BAD), false);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, jobId, IJobMarket.JobState.Revealing)
+        );
+        market.publishResult(jobId, GOOD);
+        _reveal(jobId, last, BAD);
+        _assertState(jobId, IJobMarket.JobState.Verified);
+
+        bytes32 accepted = market.getJob(jobId).sealedResult;
+        assertEq(accepted, market.sealedHashOf(jobId, GOOD), "accepted: the sealed right result");
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarket__NotTheResult.selector, jobId, accepted, _sealed(jobId, BAD))
+        );
+        market.publishResult(jobId, BAD); // a result that was revealed, but not accepted
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IJobMarket.JobMarket__NotTheResult.selector, jobId, accepted, _sealed(jobId, accepted)
+            )
+        );
+        market.publishResult(jobId, accepted); // the sealed hash is not its own preimage
+        for (uint256 i; i < 2; ++i) {
+            vm.expectEmit(true, false, false, true, address(market));
+            emit IJobMarket.ResultPublished(jobId, GOOD);
+            vm.prank(ops[11 - i]); // anyone, again
+            market.publishResult(jobId, GOOD);
+        }
+        _assertState(jobId, IJobMarket.JobState.Verified);
+        assertEq(market.getJob(jobId).sealedResult, accepted, "nothing changed");
+
+        // a failed job has no result to publish; an unknown job none either
+        uint256 failed = _post(_params(2, 2, 2));
+        _bidSelect(failed, 3, 2, PRICE);
+        _commitReveal(failed, _results2(GOOD, BAD));
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarket__WrongState.selector, failed, IJobMarket.JobState.Failed)
+        );
+        market.publishResult(failed, GOOD);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__UnknownJob.selector, 99));
+        market.publishResult(99, GOOD);
+    }
+
+    function _results2(bytes32 a, bytes32 b) internal pure returns (bytes32[] memory r) {
+        r = new bytes32[](2);
+        (r[0], r[1]) = (a, b);
     }
 
     // =====================================================================================

@@ -309,6 +309,11 @@ contract JobMarket is IJobMarket {
         if (p.revealed & bit != 0) revert JobMarket__AlreadyRevealed(jobId, msg.sender);
         bytes32 computed = keccak256(abi.encode(jobId, msg.sender, value, salt));
         if (computed != committed) revert JobMarket__CommitmentMismatch(jobId, msg.sender, committed, computed);
+        // A mediator opening an original's revealed sealed hash copied it instead of running the
+        // job: refused, so copies never vote (the copier ends slashed NoReveal).
+        if (mediation && _matches(jobId, c.n, p.revealed, value) != 0) {
+            revert JobMarket__CopiedResult(jobId, msg.sender);
+        }
         commits[idx] = sealedHash;
         p.revealed |= bit;
         emit ResultRevealed(jobId, msg.sender, sealedHash);

@@ -702,23 +702,22 @@ contract JobMarketSafetyTest is Fixture {
             )
         );
         market.revealMediation(jobId, BAD, salt);
-        // what it can open counts as the sealed form of the sealed hash: a result nobody revealed
-        vm.expectEmit(true, true, false, true, address(market));
-        emit IJobMarket.ResultRevealed(jobId, lazy, _sealed(jobId, copied));
+        // and what it can open is the copied sealed hash itself: refused as a copy, it never votes
         vm.prank(lazy);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__CopiedResult.selector, jobId, lazy));
         market.revealMediation(jobId, copied, salt);
-        bytes32 vote = market.getMediators(jobId)[0].sealedResult;
-        assertTrue(vote != copied, "the copied vote does not count for the colluders' result");
-        assertTrue(vote != _sealed(jobId, GOOD), "nor for the right one");
 
         _reveal(jobId, m[1], GOOD);
+        _reveal(jobId, m[2], GOOD);
+        _assertState(jobId, IJobMarket.JobState.DisputeRevealing); // the copier's reveal is missing
+        vm.warp(market.getJob(jobId).phaseDeadline + 1);
         vm.expectEmit(true, true, false, true, address(market));
-        emit IJobMarket.Slashed(jobId, lazy, COLLATERAL, IJobMarket.SlashReason.WrongResult);
+        emit IJobMarket.Slashed(jobId, lazy, COLLATERAL, IJobMarket.SlashReason.NoReveal);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.DisputeResolved(jobId, _sealed(jobId, GOOD), true);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.JobVerified(jobId, _sealed(jobId, GOOD), 1);
-        _reveal(jobId, m[2], GOOD);
+        market.finalize(jobId);
 
         _assertState(jobId, IJobMarket.JobState.Verified);
         assertEq(market.getJob(jobId).sealedResult, _sealed(jobId, GOOD), "the honest mediators decided");
@@ -766,18 +765,20 @@ contract JobMarketSafetyTest is Fixture {
         _commit(jobId, m[1], GOOD);
         _commit(jobId, m[2], GOOD);
         vm.prank(lazy);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__CopiedResult.selector, jobId, lazy));
         market.revealMediation(jobId, copied, _salt(lazy));
-        assertTrue(market.getMediators(jobId)[0].sealedResult != copied, "the copy does not vote for the result");
         _reveal(jobId, m[1], GOOD);
+        _reveal(jobId, m[2], GOOD);
+        vm.warp(market.getJob(jobId).phaseDeadline + 1);
         vm.expectEmit(true, true, false, true, address(market));
         emit IJobMarket.Slashed(jobId, op, COLLATERAL, IJobMarket.SlashReason.WrongResult);
         vm.expectEmit(true, true, false, true, address(market));
-        emit IJobMarket.Slashed(jobId, lazy, COLLATERAL, IJobMarket.SlashReason.WrongResult);
+        emit IJobMarket.Slashed(jobId, lazy, COLLATERAL, IJobMarket.SlashReason.NoReveal);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.DisputeResolved(jobId, _sealed(jobId, GOOD), true);
         vm.expectEmit(true, false, false, true, address(market));
         emit IJobMarket.JobFailed(jobId, IJobMarket.FailReason.NoCorrectResult);
-        _reveal(jobId, m[2], GOOD);
+        market.finalize(jobId);
 
         _assertState(jobId, IJobMarket.JobState.Failed);
         assertEq(_stake(op), OPERATOR_STAKE - COLLATERAL, "wrong operator slashed");

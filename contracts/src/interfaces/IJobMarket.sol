@@ -222,6 +222,9 @@ interface IJobMarket {
     error JobMarket__BadMediators(uint8 mediators, uint8 maxMediators);
     error JobMarket__DrawNotReady(uint256 jobId, uint64 drawBlock);
     error JobMarket__NotTheResult(uint256 jobId, bytes32 accepted, bytes32 computed);
+    /// @notice A mediator tried to reveal, as its plain result, a sealed hash an original deal
+    /// revealed: a copy, not a result of running the job.
+    error JobMarket__CopiedResult(uint256 jobId, address mediator);
 
     // ---- job creator ----
 

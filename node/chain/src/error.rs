@@ -421,6 +421,12 @@ fn market(e: &M, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 addr(operator)
             )
         }
+        M::JobMarket__CopiedResult(J::JobMarket__CopiedResult { jobId, mediator }) => write!(
+            f,
+            "JobMarket__CopiedResult: mediator {} on job {jobId} tried to reveal a sealed hash an original deal revealed; \
+             a mediator reveals the plain hash of its own run of the job",
+            addr(mediator)
+        ),
         M::JobMarket__NotTheResult(J::JobMarket__NotTheResult {
             jobId,
             accepted,

@@ -387,6 +387,9 @@ pub struct BidPolicy {
     pub allow_network: bool,
     /// Longest `resources.timeout` a job may ask for, in seconds.
     pub max_timeout_secs: u64,
+    /// Sharded jobs: declare, with the bid, the batches whose shards are all in this node's
+    /// store, so the draw gives this node one slot of each (docs/sharding.md, locality).
+    pub prefer_local: bool,
 }
 
 impl Default for BidPolicy {
@@ -406,6 +409,7 @@ impl Default for BidPolicy {
             require_local_data: false,
             allow_network: true,
             max_timeout_secs: 3600,
+            prefer_local: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cid::Cid;
 use shoal_store::{Blockstore, Profile};
@@ -23,6 +24,8 @@ pub struct Content {
     peers: Arc<Vec<String>>,
     http: reqwest::Client,
     p2p: Option<(shoal_p2p::P2p, std::time::Duration)>,
+    /// Bytes of blocks `ensure` received from other nodes (Bitswap and peers' CARs).
+    fetched_bytes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Content {
@@ -47,7 +50,14 @@ impl Content {
             peers: Arc::new(peers),
             http,
             p2p: None,
+            fetched_bytes: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Bytes of blocks this node fetched from other nodes for jobs and content requests
+    /// (`ensure`), since it started: what locality saves.
+    pub fn fetched_bytes(&self) -> u64 {
+        self.fetched_bytes.load(Ordering::Relaxed)
     }
 
     /// Also fetches over Bitswap (for at most `timeout` per DAG) and announces content as
@@ -151,12 +161,13 @@ impl Content {
                     }
                 }
             });
-            let fetched = tokio::time::timeout(*timeout, p2p.fetch_dag(*root)).await;
+            let fetched = tokio::time::timeout(*timeout, p2p.fetch_dag_counted(*root)).await;
             dial_providers.abort();
             match fetched {
-                Ok(Ok(blocks)) => match self.store.dag(root).and_then(|_| self.store.pin(root)) {
+                Ok(Ok(got)) => match self.store.dag(root).and_then(|_| self.store.pin(root)) {
                     Ok(()) => {
-                        tracing::debug!(%root, blocks, "fetched over bitswap");
+                        self.fetched_bytes.fetch_add(got.bytes, Ordering::Relaxed);
+                        tracing::debug!(%root, blocks = got.blocks, bytes = got.bytes, "fetched over bitswap");
                         return Ok(());
                     }
                     Err(e) => reasons.push(format!("bitswap: {e}")),
@@ -209,6 +220,8 @@ impl Content {
         if bytes.len() > MAX_PEER_CAR {
             return Err(err("CAR too large".into()));
         }
+        self.fetched_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let store = self.store.clone();
         let root = *root;
         tokio::task::spawn_blocking(move || -> Result<()> {

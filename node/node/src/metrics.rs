@@ -31,7 +31,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, jobs_by_state: &[(String, usize)]) -> String {
+    pub fn render(&self, jobs_by_state: &[(String, usize)], fetched_bytes: u64) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 16] = [
             (
@@ -122,6 +122,11 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_content_fetched_bytes_total bytes of blocks fetched from other nodes (Bitswap and peers' CARs)\n\
+             # TYPE shoal_content_fetched_bytes_total counter\nshoal_content_fetched_bytes_total {fetched_bytes}"
+        );
         let _ = writeln!(
             out,
             "# HELP shoal_jobs jobs known to this node by state\n# TYPE shoal_jobs gauge"

@@ -218,6 +218,15 @@ enum Command {
     },
 }
 
+/// What a DAG fetch took from peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Blocks received from peers (blocks already in the store are not counted).
+    pub blocks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// A handle to the running swarm. Dropping the last one stops it.
 #[derive(Clone)]
 pub struct P2p {
@@ -491,9 +500,14 @@ impl P2p {
     /// Fetches every missing block of the DAG under `root` into the store.
     /// Returns how many blocks came from peers.
     pub async fn fetch_dag(&self, root: Cid) -> Result<u64> {
+        Ok(self.fetch_dag_counted(root).await?.blocks)
+    }
+
+    /// [`P2p::fetch_dag`], also counting the bytes that came from peers.
+    pub async fn fetch_dag_counted(&self, root: Cid) -> Result<Fetched> {
         let mut frontier = vec![root];
         let mut seen = HashSet::new();
-        let mut fetched = 0;
+        let mut fetched = Fetched::default();
         while !frontier.is_empty() {
             let batch: Vec<Cid> = frontier
                 .drain(..frontier.len().min(self.fetch_concurrency))
@@ -517,12 +531,14 @@ impl P2p {
                         .await
                         .map_err(|e| Error::Kad(e.to_string()))??;
                 }
-                Ok::<_, Error>((shoal_store::links_of(&cid, &data)?, from_peer))
+                let peer_bytes = if from_peer { data.len() as u64 } else { 0 };
+                Ok::<_, Error>((shoal_store::links_of(&cid, &data)?, from_peer, peer_bytes))
             }))
             .await;
             for r in results {
-                let (links, from_peer) = r?;
-                fetched += u64::from(from_peer);
+                let (links, from_peer, peer_bytes) = r?;
+                fetched.blocks += u64::from(from_peer);
+                fetched.bytes += peer_bytes;
                 frontier.extend(links);
             }
         }

@@ -227,7 +227,9 @@ pub(super) async fn metrics(State(inner): State<Shared>) -> Response {
         .into_iter()
         .map(|s| (s.to_string(), jobs.iter().filter(|j| j.state == s).count()))
         .collect();
-    let body = inner.metrics.render(&by_state);
+    let body = inner
+        .metrics
+        .render(&by_state, inner.content.fetched_bytes());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         Body::from(body),

@@ -208,10 +208,16 @@ async fn bid(
         f.bid_sent = true;
         return Ok(());
     }
-    // Locality: the batches whose every shard is already in this node's store.
+    // Locality: the batches whose every shard is already in this node's store (none declared
+    // with `[bid] prefer_local = false`).
     let size = u32::from(job.batchSize);
     let mut prefer = vec![U256::ZERO; (usize::from(job.batchCount)).div_ceil(256)];
-    for b in 0..u32::from(job.batchCount) {
+    let batches = if node.cfg.bid.prefer_local {
+        u32::from(job.batchCount)
+    } else {
+        0
+    };
+    for b in 0..batches {
         let held = shoal_types::batch_range(b, size, job.shardCount).all(|i| {
             shoal_store::parse_cid(&manifest.shards[i as usize].cid)
                 .is_ok_and(|c| node.content.has_dag(&c))

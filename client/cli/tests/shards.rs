@@ -67,6 +67,32 @@ fn a_folder_of_files_runs_as_one_sharded_job() {
     let text = common::stdout(&ok(stack.shoal().args(["job", "shards", &id])));
     assert!(text.contains("batch    2  Verified"), "{text}");
 
+    // `job get --sharded`: the merged folder, checked against the verified roots; `--shard I`:
+    // one shard's results folder; a shard that does not exist is refused with the range.
+    let all = dir.path().join("all");
+    let g = json(&ok(stack
+        .shoal()
+        .args(["job", "get", &id, "--sharded", "--json", "-o"])
+        .arg(&all)));
+    assert_eq!(g["cid"], cid.as_str(), "{g:#}");
+    assert_eq!(g["shards"], 12, "{g:#}");
+    assert_eq!(std::fs::read_dir(&all).expect("all").count(), 12);
+    let one = dir.path().join("one");
+    let g = json(&ok(stack
+        .shoal()
+        .args(["job", "get", &id, "--shard", "4", "--json", "-o"])
+        .arg(&one)));
+    assert_eq!(g["shards"], 1, "{g:#}");
+    let stdout = std::fs::read_to_string(one.join("stdout")).expect("shard stdout");
+    assert!(stdout.contains('5'), "{stdout}");
+    let err = fails(
+        stack
+            .shoal()
+            .args(["job", "get", &id, "--shard", "12", "-o"])
+            .arg(dir.path().join("none")),
+    );
+    assert!(err.contains("there is no shard 12"), "{err}");
+
     // A glob matching nothing is refused before posting, naming the glob.
     let err = fails(
         stack

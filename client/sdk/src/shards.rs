@@ -193,6 +193,172 @@ impl crate::Client {
     }
 }
 
+/// What `download_shards` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardDownload {
+    /// The CID written: the merged folder, or the one shard's results folder.
+    pub cid: String,
+    /// Shards written (verified ones; a failed batch's shards are not in the merged folder).
+    pub shards: u32,
+    /// Batches that failed.
+    pub failed_batches: Vec<u32>,
+}
+
+impl crate::Client {
+    /// Downloads the verified results of a Done sharded job into `dest`: every verified shard
+    /// (the merged folder, `shard-000042/…` per shard) or only shard `shard`. Nothing is taken
+    /// on trust from the node: each batch's leaves document must hash to the root the chain
+    /// verified, the blocks are checked against their CIDs, and each shard's folder must be
+    /// the result CID its verified leaf names.
+    pub async fn download_shards(
+        &self,
+        id: shoal_chain::JobId,
+        shard: Option<u32>,
+        dest: &std::path::Path,
+    ) -> Result<ShardDownload> {
+        let chain = self.chain();
+        let err = |e: shoal_chain::Error| Error::Shards(e.to_string());
+        let job = chain.get_shard_job(id).await.map_err(err)?;
+        if job.state != shoal_chain::ShardJobState::Done {
+            return Err(Error::Shards(format!(
+                "sharded job {id} is {:?}; its results can be downloaded once it is Done (`shoal job shards {id}`)",
+                job.state
+            )));
+        }
+        let size = u32::from(job.batchSize).max(1);
+        let reveals = chain.batch_reveals(id).await.map_err(err)?;
+        let batches: Vec<u32> = match shard {
+            Some(i) if i >= job.shardCount => {
+                return Err(Error::Shards(format!(
+                    "sharded job {id} has {} shards (0 to {}); there is no shard {i}",
+                    job.shardCount,
+                    job.shardCount.saturating_sub(1)
+                )));
+            }
+            Some(i) => vec![i / size],
+            None => (0..u32::from(job.batchCount)).collect(),
+        };
+        // The verified result CID of every shard asked for, from leaves documents checked
+        // against the chain's roots.
+        let mut want: Vec<(u32, Cid)> = Vec::new();
+        let mut failed = Vec::new();
+        for b in batches {
+            let x = chain.get_batch(id, b).await.map_err(err)?;
+            if x.state != shoal_chain::BatchState::Verified {
+                if shard.is_some() {
+                    return Err(Error::Shards(format!(
+                        "batch {b} of sharded job {id} is {:?}: its shards have no verified result",
+                        x.state
+                    )));
+                }
+                failed.push(b);
+                continue;
+            }
+            let doc = self.verified_leaves(id, b, x.root, &reveals).await?;
+            for s in doc.shards {
+                if shard.is_none_or(|i| i == s.index) {
+                    let cid: Cid = s.result_cid.parse().map_err(|e| {
+                        Error::Shards(format!(
+                            "leaves of batch {b}: bad CID {}: {e}",
+                            s.result_cid
+                        ))
+                    })?;
+                    want.push((s.index, cid));
+                }
+            }
+        }
+        let root = match shard {
+            Some(_) => want.first().map(|(_, c)| *c).ok_or_else(|| {
+                Error::Shards(format!("no verified leaf names that shard of job {id}"))
+            })?,
+            None => self
+                .api()
+                .merged_result(id)
+                .await?
+                .cid
+                .parse()
+                .map_err(|e| {
+                    Error::Shards(format!("the node's merged result CID does not parse: {e}"))
+                })?,
+        };
+        let car = self.api().content_car(&root.to_string()).await?;
+        let dest = dest.to_path_buf();
+        let count = want.len() as u32;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let tmp = crate::client::tempdir()?;
+            let store = Blockstore::open(tmp.path())?;
+            shoal_store::car::import_car(&store, &mut &car[..])?;
+            store.dag(&root).map_err(|e| {
+                Error::Shards(format!("the node's CAR does not hold all of {root}: {e}"))
+            })?;
+            if shard.is_none() {
+                // The merged folder holds exactly the verified shards, each its verified CID.
+                let entries = export::list_dir(&store, &root)?;
+                let expected: Vec<(String, Cid)> = want
+                    .iter()
+                    .map(|(i, c)| (shoal_api::shard::shard_name(*i), *c))
+                    .collect();
+                let mut got = entries.clone();
+                got.sort();
+                let mut exp = expected.clone();
+                exp.sort();
+                if got != exp {
+                    return Err(Error::Shards(format!(
+                        "the merged folder {root} does not match the verified leaves ({} entries, {} verified shards)",
+                        entries.len(),
+                        expected.len()
+                    )));
+                }
+            }
+            export::export(&store, &root, &dest)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Shards(format!("writing the results was interrupted: {e}")))??;
+        Ok(ShardDownload {
+            cid: root.to_string(),
+            shards: count,
+            failed_batches: failed,
+        })
+    }
+
+    /// A revealed leaves document of `batch` whose leaves give the verified `root`.
+    async fn verified_leaves(
+        &self,
+        id: shoal_chain::JobId,
+        batch: u32,
+        root: shoal_chain::B256,
+        reveals: &[shoal_chain::BatchReveal],
+    ) -> Result<shoal_api::shard::LeavesDoc> {
+        let mut last = String::from("no operator revealed the verified root");
+        for r in reveals
+            .iter()
+            .filter(|r| r.batch == batch && r.root == root)
+        {
+            let Ok(cid) = shoal_api::cid_from_chain_bytes(&r.leaves_cid) else {
+                continue;
+            };
+            let doc = match self.api().content(&cid.to_string()).await {
+                Ok(bytes) => serde_json::from_slice::<shoal_api::shard::LeavesDoc>(&bytes)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match doc {
+                Ok(d) if d.job == id && d.batch == batch && d.root().is_ok_and(|x| x == root) => {
+                    return Ok(d);
+                }
+                Ok(_) => {
+                    last = format!("the leaves document {cid} does not give the verified root")
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(Error::Shards(format!(
+            "batch {batch} of sharded job {id}: {last}"
+        )))
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

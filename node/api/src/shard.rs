@@ -85,6 +85,11 @@ pub fn verify(root: B256, leaf: B256, proof: &[B256], position: usize, count: us
     siblings.next().is_none() && node == root
 }
 
+/// The merged result's entry name of a shard: `shard-000042`.
+pub fn shard_name(index: u32) -> String {
+    format!("shard-{index:06}")
+}
+
 /// One shard's result in a leaves document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

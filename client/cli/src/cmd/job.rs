@@ -85,11 +85,18 @@ pub enum Command {
     },
     /// Download a verified job's results and check they hash to the verified result.
     Get {
-        /// Job id.
+        /// Job id (a sharded job's id with --sharded or --shard).
         id: JobId,
         /// Destination folder (default: job-<ID>).
         #[arg(long, short = 'o', value_name = "DIR")]
         output_dir: Option<PathBuf>,
+        /// The id is a sharded job's: download its merged result (`shard-000042/…` per
+        /// verified shard), each shard checked against the batch roots verified on chain.
+        #[arg(long)]
+        sharded: bool,
+        /// Only this shard of a sharded job (its results folder; implies --sharded).
+        #[arg(long, value_name = "INDEX")]
+        shard: Option<u32>,
     },
     /// Move a job whose deadline passed to its end and claim refunds (there is no cancel of a
     /// running job on chain: see `shoal job cancel --help`).
@@ -595,7 +602,12 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Get { id, output_dir } => {
+        Command::Get {
+            id,
+            output_dir,
+            sharded,
+            shard,
+        } => {
             let dir = output_dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}")));
             if dir.exists()
                 && std::fs::read_dir(&dir)
@@ -608,6 +620,37 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 );
             }
             let client = ctx.client(false).await?;
+            if sharded || shard.is_some() {
+                let got = client.download_shards(id, shard, &dir).await?;
+                if ctx.json() {
+                    print_json(&json!({
+                        "shardJobId": id,
+                        "shard": shard,
+                        "cid": got.cid,
+                        "shards": got.shards,
+                        "failedBatches": got.failed_batches,
+                        "path": dir,
+                        "verified": true,
+                    }))?;
+                } else {
+                    println!("{}", dir.display());
+                    eprintln!(
+                        "{} of sharded job {id} in {} — CID {}, every shard checked against the verified batch roots{}",
+                        shard.map_or_else(
+                            || format!("{} verified shards", got.shards),
+                            |i| format!("shard {i}")
+                        ),
+                        dir.display(),
+                        got.cid,
+                        if got.failed_batches.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (batches {:?} failed: not included)", got.failed_batches)
+                        }
+                    );
+                }
+                return Ok(());
+            }
             let root = client.download_results(id, &dir).await?;
             if ctx.json() {
                 print_json(

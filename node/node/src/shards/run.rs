@@ -119,10 +119,7 @@ pub(crate) async fn merged_result(node: &Arc<Node>, docs: &[LeavesDoc]) -> Resul
     })?
 }
 
-/// The merged result's entry name of a shard.
-pub fn shard_name(index: u32) -> String {
-    format!("shard-{index:06}")
-}
+pub use shoal_api::shard::shard_name;
 
 #[cfg(test)]
 mod tests {

@@ -11,13 +11,16 @@ import {ShardSettlement} from "./ShardSettlement.sol";
 /// pricePerShard`; operators bid once with a bit set of the batches whose data they hold; a
 /// two-step draw seeded by a future block hash assigns every batch `concurrency` distinct
 /// bidders (slot 0 from those that preferred it); each batch is committed, revealed (a Merkle
-/// root over its shards' results), tallied, paid and slashed on its own.
+/// root over its shards' results), tallied, paid and slashed on its own. A batch whose roots
+/// disagree is settled shard by shard: its revealers prove their leaves (`proveBatches`) and
+/// `settleProven` accepts every shard that `confidence` proofs agree on.
 /// @dev Balance invariant: `address(this).balance == sum(open jobs' escrow) + sum(withdrawable)`,
 /// `withdrawable(address(0))` being burned money. Storage: see ShardMarketStorage. The draw and
-/// the settlement (`closeBidding`, `settleBatches`) run in `ShardSettlement` by delegatecall.
+/// the settlement (`closeBidding`, `settleBatches`, `settleProven`) run in `ShardSettlement` by
+/// delegatecall.
 contract ShardMarket is IShardMarket, ShardMarketStorage {
-    /// @notice The draw and settlement code this market delegates `closeBidding` and
-    /// `settleBatches` to; deployed by the constructor.
+    /// @notice The draw and settlement code this market delegates `closeBidding`,
+    /// `settleBatches` and `settleProven` to; deployed by the constructor.
     address public immutable settlement;
 
     constructor(
@@ -189,6 +192,66 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
         _slots[jobId][b] = bt;
     }
 
+    function proveBatches(uint256 jobId, uint32[] calldata batches, bytes32[][] calldata resultHashes) external {
+        if (batches.length != resultHashes.length) revert ShardMarket__LengthMismatch();
+        uint256 n = _core[jobId].n;
+        uint256 me = _myIndex(jobId);
+        Shape memory s = _shape[jobId];
+        for (uint256 j; j < batches.length; ++j) {
+            _prove(jobId, n, me, s, batches[j], resultHashes[j]);
+            emit LeavesProven(jobId, batches[j], msg.sender, resultHashes[j]);
+        }
+    }
+
+    function _prove(uint256 jobId, uint256 n, uint256 me, Shape memory s, uint32 b, bytes32[] calldata results)
+        private
+    {
+        Slot memory bt = _slots[jobId][b];
+        if (bt.state != BatchState.Proving) revert ShardMarket__WrongBatchState(jobId, b, bt.state);
+        if (block.timestamp > bt.deadline) revert ShardMarket__DeadlinePassed(jobId, b, bt.deadline);
+        uint256 slot = _slotOf(jobId, b, bt.operators, n, me);
+        uint8 bit = uint8(1 << slot);
+        if (bt.revealed & bit == 0) revert ShardMarket__NotRevealed(jobId, b, msg.sender);
+        if (bt.proven & bit != 0) revert ShardMarket__AlreadyProven(jobId, b, msg.sender);
+        uint256 key = uint256(b) * 8 + slot;
+        bytes32 revealed = _commits[jobId][key];
+        bytes32 computed = _leavesRoot(jobId, s, b, results);
+        if (computed != revealed) revert ShardMarket__RootMismatch(jobId, b, msg.sender, revealed, computed);
+        _proofs[jobId][key] = keccak256(abi.encode(results));
+        bt.proven |= bit;
+        _slots[jobId][b] = bt;
+    }
+
+    /// @dev The root over `leafOf(firstShard + i, results[i])` of batch b; every shard listed,
+    /// none with a zero result.
+    function _leavesRoot(uint256 jobId, Shape memory s, uint32 b, bytes32[] calldata results)
+        private
+        pure
+        returns (bytes32)
+    {
+        uint256 count = _batchShards(s, b);
+        if (results.length != count) revert ShardMarket__BadLeafCount(jobId, b, results.length, count);
+        uint256 first = uint256(b) * s.batchSize;
+        bytes32[] memory level = new bytes32[](count);
+        uint256 zero = count; // index of the first zero result, if any
+        assembly ("memory-safe") {
+            let at := add(level, 0x20)
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let h := calldataload(add(results.offset, shl(5, i)))
+                if iszero(h) {
+                    zero := i
+                    break
+                }
+                // leafOf(first + i, h) = keccak256(abi.encode(uint32(first + i), h))
+                mstore(0x00, add(first, i))
+                mstore(0x20, h)
+                mstore(add(at, shl(5, i)), keccak256(0x00, 0x40))
+            }
+        }
+        if (zero != count) revert ShardMarket__ZeroResult(jobId, b, uint32(first + zero));
+        return _reduce(level, count);
+    }
+
     // =====================================================================================
     // anyone
     // =====================================================================================
@@ -202,6 +265,12 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
     /// @dev Runs in `settlement` (ShardSettlement.settleBatches) on this contract's storage.
     function settleBatches(uint256 jobId, uint32[] calldata batches) external {
         (jobId, batches); // named for the ABI; the calldata is forwarded as is
+        _delegate();
+    }
+
+    /// @dev Runs in `settlement` (ShardSettlement.settleProven) on this contract's storage.
+    function settleProven(uint256 jobId, uint32 batch, bytes32[][] calldata lists) external {
+        (jobId, batch, lists); // named for the ABI; the calldata is forwarded as is
         _delegate();
     }
 
@@ -267,6 +336,7 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
         out.deadline = bt.deadline;
         out.committed = bt.committed;
         out.revealed = bt.revealed;
+        out.proven = bt.proven;
         if (bt.attempt == 0) return out; // never assigned
         uint256 n = _core[jobId].n;
         out.operators = new address[](n);
@@ -324,18 +394,8 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
     }
 
     function batchRoot(bytes32[] calldata leaves) external pure returns (bytes32) {
-        uint256 count = leaves.length;
-        if (count == 0) return bytes32(0);
-        bytes32[] memory level = leaves;
-        while (count > 1) {
-            uint256 next = (count + 1) / 2;
-            for (uint256 i; i < next; ++i) {
-                uint256 l = 2 * i;
-                level[i] = l + 1 < count ? _hashPair(level[l], level[l + 1]) : level[l];
-            }
-            count = next;
-        }
-        return level[0];
+        if (leaves.length == 0) return bytes32(0);
+        return _reduce(leaves, leaves.length);
     }
 
     function verifyLeaf(
@@ -429,6 +489,29 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
             if (uint8(operators >> (8 * s)) == me) return s;
         }
         revert ShardMarket__NotOnBatch(jobId, b, msg.sender);
+    }
+
+    /// @dev The Merkle root over `level[0..count)` (1 <= count <= level.length), built in place:
+    /// node i of the next level is hash(2i, 2i + 1), or node 2i carried up when it is the last.
+    function _reduce(bytes32[] memory level, uint256 count) private pure returns (bytes32 root) {
+        assembly ("memory-safe") {
+            let at := add(level, 0x20)
+            for {} gt(count, 1) {} {
+                let next := shr(1, add(count, 1))
+                for { let i := 0 } lt(i, next) { i := add(i, 1) } {
+                    let l := add(at, shl(6, i))
+                    switch lt(add(shl(1, i), 1), count)
+                    case 1 {
+                        mstore(0x00, mload(l))
+                        mstore(0x20, mload(add(l, 0x20)))
+                        mstore(add(at, shl(5, i)), keccak256(0x00, 0x40))
+                    }
+                    default { mstore(add(at, shl(5, i)), mload(l)) }
+                }
+                count := next
+            }
+            root := mload(at)
+        }
     }
 
     function _hashPair(bytes32 left, bytes32 right) private pure returns (bytes32 h) {

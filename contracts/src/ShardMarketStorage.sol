@@ -12,7 +12,7 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// seed; per bidder its address, its index and its nonzero prefer words; per batch one slot
 /// (state, attempt, deadline, commit/reveal bit sets, packed bidder indices of its slots, bidders
 /// excluded from it); per assigned slot one word, the commitment until the reveal overwrites it
-/// with the root.
+/// with the root, and on a Proving batch one more, the hash of the leaves list the slot proved.
 abstract contract ShardMarketStorage is IShardMarketTypes {
     uint32 public constant MAX_SHARDS = 65536;
     uint16 public constant MAX_BATCHES = 1024;
@@ -55,12 +55,14 @@ abstract contract ShardMarketStorage is IShardMarketTypes {
     }
 
     /// @dev One slot per batch. `operators`: byte i = bidder index of slot i. `excluded`: bidders
-    /// slashed for not committing on this batch (never re-drawn on it).
+    /// slashed for not committing on this batch (never re-drawn on it). `proven`: slots that
+    /// proved their leaves while the batch was Proving.
     struct Slot {
         BatchState state;
         uint8 attempt;
         uint8 committed;
         uint8 revealed;
+        uint8 proven;
         uint64 deadline;
         uint64 operators;
         uint64 excluded;
@@ -93,6 +95,8 @@ abstract contract ShardMarketStorage is IShardMarketTypes {
     /// @dev jobId => batch * 8 + slot => commitment, replaced by the root on reveal.
     mapping(uint256 => mapping(uint256 => bytes32)) internal _commits;
     mapping(address => uint256) internal _withdrawable;
+    /// @dev jobId => batch * 8 + slot => keccak256(abi.encode(resultHashes)) the slot proved.
+    mapping(uint256 => mapping(uint256 => bytes32)) internal _proofs;
 
     constructor(
         IOperatorRegistry registry_,

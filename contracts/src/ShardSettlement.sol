@@ -6,7 +6,8 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 
 /// @title ShardSettlement
 /// @notice The draw and the per-batch settlement of sharded jobs. `ShardMarket` deploys one in
-/// its constructor and runs `closeBidding` and `settleBatches` here by delegatecall, on its own
+/// its constructor and runs `closeBidding`, `settleBatches` and `settleProven` here by
+/// delegatecall, on its own
 /// storage (this contract alone would exceed the 24,576-byte code size limit together with the
 /// rest). Called directly it only sees its own empty storage, and the registry rejects it.
 /// @dev Registry calls are aggregated per bidder and transaction (one unlock, lock and slash
@@ -49,6 +50,15 @@ contract ShardSettlement is ShardMarketStorage {
         uint256 pot;
         uint64 agreeSet;
         uint8 agreeing;
+    }
+
+    /// @dev One Proving batch's per-shard tally (`settleProven`).
+    struct Proof {
+        uint256 provers; // slots that proved, = lists.length
+        uint8[8] slotOf; // list p's slot
+        bytes32[] accepted; // per shard, 0 = failed
+        uint256 verifiedShards;
+        uint256 wrong; // bit p: list p has an entry against a judged shard's result
     }
 
     constructor(
@@ -124,6 +134,169 @@ contract ShardSettlement is ShardMarketStorage {
             _settle(x, batches[j]);
         }
         _flush(x);
+    }
+
+    /// @dev See IShardMarket.settleProven.
+    function settleProven(uint256 jobId, uint32 b, bytes32[][] calldata lists) external {
+        Core memory c = _loadCore(jobId);
+        if (c.state != ShardJobState.Running && c.state != ShardJobState.Drawing) {
+            revert ShardMarket__WrongState(jobId, c.state);
+        }
+        Slot memory bt = _slots[jobId][b];
+        if (bt.state != BatchState.Proving) revert ShardMarket__WrongBatchState(jobId, b, bt.state);
+        if (block.timestamp <= bt.deadline && bt.proven != bt.revealed) {
+            revert ShardMarket__BatchNotDue(jobId, b, bt.deadline);
+        }
+        Ctx memory x = _ctx(jobId, c);
+        Proof memory pf = _checkLists(x, b, bt, lists);
+        _vote(x, pf, lists);
+        _payProven(x, b, bt, pf);
+        _flush(x);
+    }
+
+    /// @dev The lists of the slots that proved, in slot order, each the one its slot proved.
+    function _checkLists(Ctx memory x, uint32 b, Slot memory bt, bytes32[][] calldata lists)
+        private
+        view
+        returns (Proof memory pf)
+    {
+        mapping(uint256 => bytes32) storage proofs = _proofs[x.jobId];
+        for (uint256 s; s < x.c.n; ++s) {
+            if (bt.proven & (1 << s) == 0) continue;
+            uint256 p = pf.provers++;
+            pf.slotOf[p] = uint8(s);
+            if (p >= lists.length) continue; // counted below
+            bytes32 proven = proofs[uint256(b) * 8 + s];
+            bytes32 given = keccak256(abi.encode(lists[p]));
+            if (given != proven) revert ShardMarket__ListMismatch(x.jobId, b, uint8(s), proven, given);
+        }
+        if (lists.length != pf.provers) revert ShardMarket__BadListCount(x.jobId, b, lists.length, pf.provers);
+        pf.accepted = new bytes32[](_batchShards(x.s, b));
+    }
+
+    /// @dev Per shard: the entry with the most equal proven entries is accepted when they are at
+    /// least k and no other entry has as many; lists differing from it are wrong when it is
+    /// accepted or a strict majority of the n slots (as the batch tally judges roots). Every
+    /// list holds batchShards entries (`proveBatches` checked it, `_checkLists` its hash), so
+    /// the entries are read from calldata directly.
+    function _vote(Ctx memory x, Proof memory pf, bytes32[][] calldata lists) private pure {
+        uint256 provers = pf.provers;
+        if (provers == 0) return; // no list: every shard fails
+        uint256[8] memory at; // calldata offset of list p's first entry
+        for (uint256 p; p < provers; ++p) {
+            bytes32[] calldata list = lists[p];
+            uint256 offset;
+            assembly ("memory-safe") {
+                offset := list.offset
+            }
+            at[p] = offset;
+        }
+        bytes32[8] memory v;
+        uint256 count = pf.accepted.length;
+        for (uint256 i; i < count; ++i) {
+            (bytes32 best, uint256 bestCount, uint256 differs) = _voteShard(at, v, provers, i << 5);
+            bool ok = bestCount >= x.c.k;
+            if (ok) {
+                pf.accepted[i] = best;
+                ++pf.verifiedShards;
+            }
+            if (ok || bestCount * 2 > x.c.n) pf.wrong |= differs;
+        }
+    }
+
+    /// @dev One shard's entries (at byte `off` of each list, loaded into `v`): the most frequent
+    /// one and its count (0 when another entry has as many), and the set of lists whose entry
+    /// differs from it. Entries that all agree (the common case) take one pass.
+    function _voteShard(uint256[8] memory at, bytes32[8] memory v, uint256 provers, uint256 off)
+        private
+        pure
+        returns (bytes32 best, uint256 bestCount, uint256 differs)
+    {
+        assembly ("memory-safe") {
+            best := calldataload(add(mload(at), off))
+            let agree := 1
+            for { let p := 0 } lt(p, provers) { p := add(p, 1) } {
+                let e := calldataload(add(mload(add(at, shl(5, p))), off))
+                mstore(add(v, shl(5, p)), e)
+                agree := and(agree, eq(e, best))
+            }
+            switch agree
+            case 1 { bestCount := provers }
+            default {
+                let tie := 0
+                for { let p := 0 } lt(p, provers) { p := add(p, 1) } {
+                    let e := mload(add(v, shl(5, p)))
+                    let same := 0
+                    for { let q := 0 } lt(q, provers) { q := add(q, 1) } {
+                        same := add(same, eq(mload(add(v, shl(5, q))), e))
+                    }
+                    switch gt(same, bestCount)
+                    case 1 {
+                        best := e
+                        bestCount := same
+                        tie := 0
+                    }
+                    default { if and(eq(same, bestCount), iszero(eq(e, best))) { tie := 1 } }
+                }
+                for { let p := 0 } lt(p, provers) { p := add(p, 1) } {
+                    if iszero(eq(mload(add(v, shl(5, p))), best)) { differs := or(differs, shl(p, 1)) }
+                }
+                if tie { bestCount := 0 }
+            }
+        }
+    }
+
+    /// @dev Slashes, unlocks and pays the slots of a Proving batch after `_vote` and ends it:
+    /// SettledPerShard with at least one accepted shard, else Failed.
+    function _payProven(Ctx memory x, uint32 b, Slot memory bt, Proof memory pf) private {
+        Tally memory tl;
+        tl.pay = pf.verifiedShards * x.t.price;
+        uint256 p;
+        for (uint256 s; s < x.c.n; ++s) {
+            uint256 i = uint8(bt.operators >> (8 * s));
+            uint256 bit = 1 << s;
+            if (bt.revealed & bit == 0) {
+                tl.pot += _slash(x, b, i, bt.committed & bit != 0 ? SlashReason.NoReveal : SlashReason.NoCommit);
+            } else if (bt.proven & bit == 0) {
+                tl.pot += _slash(x, b, i, SlashReason.NoProof);
+            } else if (pf.wrong & (1 << p++) != 0) {
+                tl.pot += _slash(x, b, i, SlashReason.WrongResult);
+            } else {
+                _unlock(x, i);
+                if (tl.pay != 0) {
+                    x.pay[i] += tl.pay;
+                    tl.agreeSet |= uint64(1 << i);
+                    ++tl.agreeing;
+                }
+            }
+        }
+        emit BatchSettledPerShard(x.jobId, b, pf.accepted, uint32(pf.verifiedShards));
+        if (pf.verifiedShards == 0) {
+            x.burned += tl.pot;
+            _failBatch(x, b, bt, BatchFailReason.NoQuorum);
+            return;
+        }
+        _share(x, tl);
+        bt.state = BatchState.SettledPerShard;
+        bt.deadline = uint64(block.timestamp);
+        _slots[x.jobId][b] = bt;
+        ++x.s.verified;
+    }
+
+    /// @dev Takes the agreeing operators' pay out of the escrow and shares the slashed pot among
+    /// them; what cannot be shared (no agreeing operator, rounding) is burned.
+    function _share(Ctx memory x, Tally memory tl) private pure {
+        x.escrow -= tl.pay * tl.agreeing;
+        uint256 share = tl.agreeing == 0 ? 0 : tl.pot / tl.agreeing;
+        if (share != 0) {
+            for (uint256 i; tl.agreeSet != 0; ++i) {
+                if (tl.agreeSet & (1 << i) != 0) {
+                    tl.agreeSet &= ~uint64(1 << i);
+                    x.comp[i] += share;
+                }
+            }
+        }
+        x.burned += tl.pot - share * tl.agreeing;
     }
 
     function _arm(uint256 jobId, Shape memory s) private {
@@ -288,13 +461,21 @@ contract ShardSettlement is ShardMarketStorage {
     }
 
     /// @dev Ends a batch's reveal phase. >= k equal roots (and no tie): Verified, their operators
-    /// paid and unlocked, other revealers slashed (WrongResult). Otherwise Failed: revealers are
-    /// slashed only when a strict majority of the n slots agrees (the others are then wrong),
+    /// paid and unlocked, other revealers slashed (WrongResult). Else, with >= k reveals (a
+    /// disagreement): Proving, nothing settled yet (`settleProven`). Otherwise Failed: revealers
+    /// are slashed only when a strict majority of the n slots agrees (the others are then wrong),
     /// else unlocked. Either way committed-but-unrevealed slots are slashed (NoReveal), slots that
     /// never committed (NoCommit). Slashed collateral goes to the accepted root's operators in
     /// equal shares, else it is burned.
     function _tally(Ctx memory x, uint32 b, Slot memory bt) private {
         Tally memory tl = _count(x, b, bt);
+        if (!tl.verified && _popcount(bt.revealed) >= x.c.k) {
+            bt.state = BatchState.Proving;
+            bt.deadline = uint64(block.timestamp) + x.t.revealWindow;
+            _slots[x.jobId][b] = bt;
+            emit BatchProving(x.jobId, b, bt.deadline);
+            return;
+        }
         uint256 n = x.c.n;
         for (uint256 s; s < n; ++s) {
             uint256 i = uint8(bt.operators >> (8 * s));
@@ -316,17 +497,7 @@ contract ShardSettlement is ShardMarketStorage {
             _failBatch(x, b, bt, BatchFailReason.NoQuorum);
             return;
         }
-        x.escrow -= tl.pay * tl.agreeing;
-        uint256 share = tl.pot / tl.agreeing;
-        if (share != 0) {
-            for (uint256 i; tl.agreeSet != 0; ++i) {
-                if (tl.agreeSet & (1 << i) != 0) {
-                    tl.agreeSet &= ~uint64(1 << i);
-                    x.comp[i] += share;
-                }
-            }
-        }
-        x.burned += tl.pot - share * tl.agreeing;
+        _share(x, tl);
         bt.state = BatchState.Verified;
         bt.deadline = uint64(block.timestamp);
         _slots[x.jobId][b] = bt;

@@ -90,28 +90,29 @@ contract ShardGasTest is ShardFixture {
 
         vm.pauseGasMetering();
         uint32[][] memory held = new uint32[][](5);
+        bytes[] memory reveals = new bytes[](5);
         for (uint256 i; i < 5; ++i) {
             held[i] = _held(jobId, ops[i], IShardMarketTypes.BatchState.Assigned);
         }
         vm.resumeGasMetering();
         for (uint256 i; i < 5; ++i) {
+            vm.pauseGasMetering(); // the test computing the operators' roots is not the market's gas
+            (bytes32[] memory roots, bytes32[] memory salts, bytes[] memory cids) =
+                _revealArgs(jobId, ops[i], held[i], false);
             bytes32[] memory c = new bytes32[](held[i].length);
             for (uint256 j; j < c.length; ++j) {
-                c[j] = shards.commitmentOf(jobId, held[i][j], ops[i], _root(held[i][j]), _bsalt(ops[i], held[i][j]));
+                c[j] = shards.commitmentOf(jobId, held[i][j], ops[i], roots[j], salts[j]);
             }
+            vm.resumeGasMetering();
             _send(
                 ops[i],
                 abi.encodeCall(IShardMarket.commitBatches, (jobId, held[i], c)),
                 string.concat("commitBatches x", vm.toString(held[i].length))
             );
+            reveals[i] = abi.encodeCall(IShardMarket.revealBatches, (jobId, held[i], roots, salts, cids));
         }
         for (uint256 i; i < 5; ++i) {
-            (bytes32[] memory roots, bytes32[] memory salts, bytes[] memory cids) = _revealArgs(ops[i], held[i], false);
-            _send(
-                ops[i],
-                abi.encodeCall(IShardMarket.revealBatches, (jobId, held[i], roots, salts, cids)),
-                string.concat("revealBatches x", vm.toString(held[i].length))
-            );
+            _send(ops[i], reveals[i], string.concat("revealBatches x", vm.toString(held[i].length)));
         }
         _send(ops[11], abi.encodeCall(IShardMarket.settleBatches, (jobId, _allBatches(jobId))), "settleBatches x100");
         _send(ops[11], abi.encodeCall(IShardMarket.finalize, (jobId)), "finalize");
@@ -124,6 +125,51 @@ contract ShardGasTest is ShardFixture {
         log("largest transaction", _largest);
         log(_isolated ? "(isolated: per-transaction receipts)" : "(shared warm state: an underestimate)");
         assertLe(_total / 10_000, 3_000, "at most 3,000 gas per shard");
+    }
+
+    /// @dev One 100-shard batch, n = 3, k = 2, whose three roots all differ (two operators each
+    /// wrong on one shard): the tally that moves it to Proving, one `proveBatches` per operator
+    /// (100 result hashes each) and the `settleProven` that takes the three lists and accepts all
+    /// 100 shards.
+    function test_Gas_ShardDispute100Shards() public {
+        vm.pauseGasMetering();
+        IShardMarketTypes.ShardJobParams memory p = _sparams(100, 100, 3, 2, 3);
+        p.pricePerShard = 0.0001 ether;
+        p.collateralPerBatch = 0.05 ether;
+        vm.deal(creator, _escrowOf(p));
+        uint256 jobId = _spost(p);
+        _sbids(jobId, 0, 3);
+        _sdraw(jobId);
+        _setWrong(ops[1], 3);
+        _setWrong(ops[2], 57);
+        for (uint256 i; i < 3; ++i) {
+            _commitAll(jobId, ops[i], false);
+        }
+        for (uint256 i; i < 3; ++i) {
+            _revealAll(jobId, ops[i], false);
+        }
+        uint32[] memory one = new uint32[](1);
+        vm.resumeGasMetering();
+        _send(ops[11], abi.encodeCall(IShardMarket.settleBatches, (jobId, one)), "settleBatches (tally -> Proving)");
+        assertEq(uint256(_batchState(jobId, 0)), uint256(IShardMarketTypes.BatchState.Proving), "proving");
+        for (uint256 i; i < 3; ++i) {
+            vm.pauseGasMetering();
+            bytes32[][] memory lists = new bytes32[][](1);
+            lists[0] = _shardResults(jobId, ops[i], 0);
+            vm.resumeGasMetering();
+            _send(ops[i], abi.encodeCall(IShardMarket.proveBatches, (jobId, one, lists)), "proveBatches (100 shards)");
+        }
+        vm.pauseGasMetering();
+        bytes32[][] memory proven = _provenLists(jobId, 0);
+        vm.resumeGasMetering();
+        _send(ops[11], abi.encodeCall(IShardMarket.settleProven, (jobId, 0, proven)), "settleProven (3 lists)");
+        assertEq(
+            uint256(_batchState(jobId, 0)), uint256(IShardMarketTypes.BatchState.SettledPerShard), "settled per shard"
+        );
+        assertEq(shards.withdrawable(ops[0]), 100 * p.pricePerShard + 2 * p.collateralPerBatch, "honest paid");
+        log("dispute total (tally, 3 proofs, settleProven)", _total);
+        log("largest transaction", _largest);
+        log(_isolated ? "(isolated: per-transaction receipts)" : "(shared warm state: an underestimate)");
     }
 
     /// @dev The largest job (1,024 batches) at the largest concurrency (8) with the most bidders

@@ -61,7 +61,7 @@ contract ShardMarketTest is ShardFixture {
         for (uint256 b; b < 4; ++b) {
             IShardMarketTypes.Batch memory bt = shards.getBatch(jobId, uint32(b));
             assertEq(uint256(bt.state), uint256(IShardMarketTypes.BatchState.Verified), "verified");
-            assertEq(bt.root, _root(b), "accepted root");
+            assertEq(bt.root, _root(jobId, b), "accepted root");
         }
         vm.expectEmit(true, false, false, true, address(shards));
         emit IShardMarketTypes.ShardJobDone(jobId, 4, 0);
@@ -118,7 +118,7 @@ contract ShardMarketTest is ShardFixture {
         for (uint256 b; b < 4; ++b) {
             IShardMarketTypes.Batch memory bt = shards.getBatch(jobId, uint32(b));
             assertEq(uint256(bt.state), uint256(IShardMarketTypes.BatchState.Verified), "still verified");
-            assertEq(bt.root, _root(b), "the honest root");
+            assertEq(bt.root, _root(jobId, b), "the honest root");
         }
         for (uint256 j; j < lied.length; ++j) {
             refund += _shardsIn(p, lied[j]) * SHARD_PRICE; // the liar's slot is not paid
@@ -148,30 +148,42 @@ contract ShardMarketTest is ShardFixture {
         _assertShardConservation(_one(jobId), _everyone());
     }
 
-    function test_NoQuorum_FailedRefundedNobodySlashedWithoutMajority() public {
-        // n = 2, k = 2: one liar per batch makes a 1-1 split, no majority
+    /// @dev n = 2, k = 2, every batch a 1-1 split between roots of no leaves: the batches go
+    /// Proving, nobody can prove, and after the proof deadline both are slashed (NoProof) and
+    /// the batches fail with their escrow refunded and the collateral burned.
+    /// (A split between provable roots: ShardDispute.t.sol.)
+    function test_NoQuorum_UnprovableSplitFailsRefundedBothSlashed() public {
         IShardMarketTypes.ShardJobParams memory p = _sparams(4, 2, 2, 2, 2);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 2);
         _sdraw(jobId);
         _commitAll(jobId, ops[0], true);
-        _commitAll(jobId, ops[1], false);
+        _commitAll(jobId, ops[1], true);
         _revealAll(jobId, ops[0], true);
-        _revealAll(jobId, ops[1], false);
+        _revealAll(jobId, ops[1], true);
         vm.expectEmit(true, false, false, true, address(shards));
-        emit IShardMarketTypes.BatchFailed(jobId, 0, IShardMarketTypes.BatchFailReason.NoQuorum);
+        emit IShardMarketTypes.BatchProving(jobId, 0, uint64(block.timestamp) + WINDOW);
         shards.settleBatches(jobId, _allBatches(jobId));
+        vm.warp(block.timestamp + WINDOW + 1);
+        for (uint256 b; b < 2; ++b) {
+            vm.expectEmit(true, false, false, true, address(shards));
+            emit IShardMarketTypes.BatchFailed(jobId, uint32(b), IShardMarketTypes.BatchFailReason.NoQuorum);
+            shards.settleProven(jobId, uint32(b), new bytes32[][](0));
+        }
         shards.finalize(jobId);
         assertEq(shards.withdrawable(creator), 4 * 2 * SHARD_PRICE, "full refund");
         for (uint256 i; i < 2; ++i) {
-            assertEq(_stake(ops[i]), OPERATOR_STAKE, "no way to tell who was right");
+            assertEq(_stake(ops[i]), OPERATOR_STAKE - 2 * BATCH_COLLATERAL, "NoProof on both batches");
             assertEq(_locked(ops[i]), 0, "unlocked");
         }
+        assertEq(shards.withdrawable(address(0)), 4 * BATCH_COLLATERAL, "burned");
         _assertShardConservation(_one(jobId), _everyone());
     }
 
-    function test_FailedWithMajority_DissenterSlashedMajorityUnpaidBurned() public {
-        // n = 3, k = 3: a 2-1 split fails, the one dissenter is slashed, its stake burned
+    function test_FailedWithMajority_UnprovableDissenterSlashedMajorityUnpaidBurned() public {
+        // n = 3, k = 3: a 2-1 split goes Proving; the dissenter's root is no Merkle root, so it
+        // cannot prove and is slashed (NoProof); 2 proofs per shard are short of k = 3, the
+        // batch fails, its collateral is burned and its escrow refunded
         IShardMarketTypes.ShardJobParams memory p = _sparams(2, 2, 3, 3, 3);
         uint256 jobId = _spost(p);
         _sbids(jobId, 0, 3);
@@ -183,6 +195,11 @@ contract ShardMarketTest is ShardFixture {
             _revealAll(jobId, ops[i], i == 0);
         }
         shards.settleBatches(jobId, _allBatches(jobId));
+        assertEq(uint256(_batchState(jobId, 0)), uint256(IShardMarketTypes.BatchState.Proving), "proving");
+        _proveAll(jobId, ops[1]);
+        _proveAll(jobId, ops[2]);
+        vm.warp(block.timestamp + WINDOW + 1);
+        _settleProven(jobId, 0);
         assertEq(uint256(_batchState(jobId, 0)), uint256(IShardMarketTypes.BatchState.Failed), "failed");
         assertEq(_stake(ops[0]), OPERATOR_STAKE - BATCH_COLLATERAL, "dissenter slashed");
         assertEq(shards.withdrawable(address(0)), BATCH_COLLATERAL, "burned, not given to the creator");
@@ -283,7 +300,7 @@ contract ShardMarketTest is ShardFixture {
         vm.expectEmit(true, true, false, true, address(shards));
         emit IShardMarketTypes.Slashed(jobId, 0, ops[2], BATCH_COLLATERAL, IShardMarketTypes.SlashReason.NoReveal);
         shards.settleBatches(jobId, one);
-        assertEq(shards.getBatch(jobId, 0).root, _root(0), "verified by two");
+        assertEq(shards.getBatch(jobId, 0).root, _root(jobId, 0), "verified by two");
         assertEq(shards.withdrawable(ops[0]), 3 * SHARD_PRICE + BATCH_COLLATERAL / 2, "paid + half the slash");
         shards.finalize(jobId);
         assertEq(shards.withdrawable(creator), 3 * SHARD_PRICE, "the unrevealed slot refunded");
@@ -681,7 +698,7 @@ contract ShardMarketTest is ShardFixture {
         shards.commitBatches(jobId, one, c);
         // reveal before the batch is Revealing
         bytes32[] memory r = new bytes32[](1);
-        r[0] = _root(0);
+        r[0] = _root(jobId, 0);
         vm.prank(bt.operators[0]);
         vm.expectRevert(
             abi.encodeWithSelector(

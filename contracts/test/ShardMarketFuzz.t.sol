@@ -4,17 +4,74 @@ pragma solidity ^0.8.24;
 import {ShardFixture} from "./utils/ShardFixture.sol";
 import {IShardMarketTypes} from "../src/interfaces/IShardMarket.sol";
 
-/// @notice Random job shapes and random operator behaviour (honest, lying, never committing,
-/// committing but never revealing): every job ends with every batch final, nothing left
-/// locked, and the money conserved — what the creator paid plus what was slashed equals what
-/// the operators and the creator can claim plus what was burned.
+/// @notice Random job shapes and random operator behaviour (honest, lying — with a root of no
+/// leaves, or wrong on a few shards with a provable root —, never committing, committing but
+/// never revealing): every job ends with every batch final (disagreeing batches through
+/// Proving and `settleProven`), nothing left locked, and the money conserved — what the creator
+/// paid plus what was slashed equals what the operators and the creator can claim plus what
+/// was burned.
 contract ShardMarketFuzzTest is ShardFixture {
     uint8 internal constant HONEST = 0;
     uint8 internal constant LIAR = 1;
     uint8 internal constant IDLE = 2;
     uint8 internal constant SILENT = 3; // commits, never reveals
 
+    uint256 internal constant ROUNDS = 8;
+
     mapping(address => uint8) internal _behaviour;
+    /// @dev A LIAR that reveals roots of no leaves (it cannot prove them); the other LIARs are
+    /// wrong on a few shards and prove their (wrong) leaves.
+    mapping(address => bool) internal _rootLiar;
+
+    /// @dev Makes `op` a LIAR: a root liar or wrong on up to 3 shards of `count`, from `r`.
+    function _makeLiar(address op, uint256 r, uint256 count) internal {
+        _behaviour[op] = LIAR;
+        if (r & 1 == 1) {
+            _rootLiar[op] = true;
+            return;
+        }
+        for (uint256 w; w < 3; ++w) {
+            if ((r >> (1 + w)) & 1 == 1 || w == 0) _setWrong(op, (r >> (8 + 16 * w)) % count);
+        }
+    }
+
+    /// @dev One round of a job: every committing behaviour commits its Assigned batches, every
+    /// revealing one reveals, every liar or honest operator that can prove proves; then the
+    /// deadlines pass and every open batch is settled. Returns false when nothing was open.
+    function _round(uint256 jobId, uint256 bidders) internal returns (bool) {
+        for (uint256 i; i < bidders; ++i) {
+            uint8 b = _behaviour[ops[i]];
+            if (b != IDLE) _commitAll(jobId, ops[i], _rootLiar[ops[i]]);
+        }
+        for (uint256 i; i < bidders; ++i) {
+            uint8 b = _behaviour[ops[i]];
+            if (b == HONEST || b == LIAR) _revealAll(jobId, ops[i], _rootLiar[ops[i]]);
+        }
+        for (uint256 i; i < bidders; ++i) {
+            uint8 b = _behaviour[ops[i]];
+            if ((b == HONEST || b == LIAR) && !_rootLiar[ops[i]]) _proveAll(jobId, ops[i]);
+        }
+        vm.warp(block.timestamp + WINDOW + 1);
+        return _settleOpen(jobId);
+    }
+
+    function _settleOpen(uint256 jobId) internal returns (bool) {
+        uint32[] memory open = _open(jobId);
+        if (open.length == 0) return false;
+        uint256 tally;
+        for (uint256 j; j < open.length; ++j) {
+            if (_batchState(jobId, open[j]) == IShardMarketTypes.BatchState.Proving) {
+                _settleProven(jobId, open[j]);
+            } else {
+                open[tally++] = open[j];
+            }
+        }
+        assembly ("memory-safe") {
+            mstore(open, tally)
+        }
+        if (tally != 0) shards.settleBatches(jobId, open);
+        return true;
+    }
 
     function testFuzz_EveryJobEndsConserved(uint256 seed) public {
         seed = uint256(keccak256(abi.encode(seed)));
@@ -29,6 +86,7 @@ contract ShardMarketFuzzTest is ShardFixture {
             uint8 b = uint8((seed >> (48 + 2 * i)) & 3);
             // mostly honest: behaviour codes 2 and 3 only when the next bits agree
             _behaviour[ops[i]] = b >= IDLE && (seed >> (80 + i)) & 1 == 0 ? HONEST : b;
+            if (b == LIAR) _makeLiar(ops[i], uint256(keccak256(abi.encode(seed, "liar", i))), count);
             uint256[] memory prefer = new uint256[](1);
             prefer[0] = uint256(keccak256(abi.encode(seed, i)));
             vm.prank(ops[i]);
@@ -36,21 +94,8 @@ contract ShardMarketFuzzTest is ShardFixture {
         }
         uint256 stakeBefore = _totalStake();
         _sdraw(jobId);
-        for (uint256 round; round < 4; ++round) {
-            for (uint256 i; i < bidders; ++i) {
-                uint8 b = _behaviour[ops[i]];
-                if (b != IDLE) _commitAll(jobId, ops[i], b == LIAR);
-            }
-            for (uint256 i; i < bidders; ++i) {
-                uint8 b = _behaviour[ops[i]];
-                if (b == HONEST || b == LIAR) _revealAll(jobId, ops[i], b == LIAR);
-            }
-            vm.warp(block.timestamp + WINDOW + 1);
-            uint32[] memory open = _open(jobId);
-            if (open.length == 0) break;
-            shards.settleBatches(jobId, open);
-        }
-        assertEq(_open(jobId).length, 0, "every batch final after at most 4 rounds");
+        for (uint256 round; round < ROUNDS && _round(jobId, bidders); ++round) {}
+        assertEq(_open(jobId).length, 0, "every batch final after at most 8 rounds");
         shards.finalize(jobId);
 
         IShardMarketTypes.ShardJob memory job = shards.getShardJob(jobId);
@@ -81,7 +126,9 @@ contract ShardMarketFuzzTest is ShardFixture {
         jobs[0] = _spost(a);
         jobs[1] = _spost(b);
         for (uint256 i; i < bidders; ++i) {
-            _behaviour[ops[i]] = uint8((seed >> (24 + 2 * i)) & 3) == LIAR ? LIAR : HONEST;
+            if (uint8((seed >> (24 + 2 * i)) & 3) == LIAR) {
+                _makeLiar(ops[i], uint256(keccak256(abi.encode(seed, "liar", i))), 30);
+            }
             for (uint256 j; j < 2; ++j) {
                 vm.prank(ops[i]);
                 shards.bid(jobs[j], _none());
@@ -94,22 +141,25 @@ contract ShardMarketFuzzTest is ShardFixture {
         vm.roll(block.number + SHARD_DRAW_DELAY + 1);
         shards.closeBidding(jobs[1]);
         shards.closeBidding(jobs[0]);
-        for (uint256 round; round < 4; ++round) {
+        for (uint256 round; round < ROUNDS; ++round) {
             for (uint256 i; i < bidders; ++i) {
                 for (uint256 j; j < 2; ++j) {
-                    _commitAll(jobs[j], ops[i], _behaviour[ops[i]] == LIAR);
+                    _commitAll(jobs[j], ops[i], _rootLiar[ops[i]]);
                 }
             }
             for (uint256 i; i < bidders; ++i) {
                 for (uint256 j; j < 2; ++j) {
-                    _revealAll(jobs[1 - j], ops[i], _behaviour[ops[i]] == LIAR);
+                    _revealAll(jobs[1 - j], ops[i], _rootLiar[ops[i]]);
+                }
+            }
+            for (uint256 i; i < bidders; ++i) {
+                for (uint256 j; j < 2; ++j) {
+                    if (!_rootLiar[ops[i]]) _proveAll(jobs[j], ops[i]);
                 }
             }
             vm.warp(block.timestamp + WINDOW + 1);
-            for (uint256 j; j < 2; ++j) {
-                uint32[] memory open = _open(jobs[j]);
-                if (open.length != 0) shards.settleBatches(jobs[j], open);
-            }
+            _settleOpen(jobs[1]);
+            _settleOpen(jobs[0]);
         }
         for (uint256 j; j < 2; ++j) {
             shards.finalize(jobs[j]);
@@ -130,7 +180,10 @@ contract ShardMarketFuzzTest is ShardFixture {
         uint256 found;
         for (uint256 b; b < count; ++b) {
             IShardMarketTypes.BatchState s = _batchState(jobId, b);
-            if (s == IShardMarketTypes.BatchState.Assigned || s == IShardMarketTypes.BatchState.Revealing) {
+            if (
+                s == IShardMarketTypes.BatchState.Assigned || s == IShardMarketTypes.BatchState.Revealing
+                    || s == IShardMarketTypes.BatchState.Proving
+            ) {
                 tmp[found++] = uint32(b);
             }
         }

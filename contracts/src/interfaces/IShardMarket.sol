@@ -23,19 +23,22 @@ interface IShardMarketTypes {
         Expired // final: fewer than `minBids` bidders, escrow refunded
     }
 
-    /// @notice Life cycle of a batch. Verified and Failed are final.
+    /// @notice Life cycle of a batch. Verified, Failed and SettledPerShard are final.
     enum BatchState {
         None, // not assigned yet
         Assigned, // `concurrency` operators hold it and commit until `deadline`
         Revealing, // committers reveal until `deadline`
         Verified, // final: >= confidence equal roots; their operators paid
-        Failed // final: its escrow refunded
+        Failed, // final: its escrow refunded (after Proving: no shard accepted)
+        Proving, // >= confidence reveals, no root with as many: revealers prove their leaves until `deadline`
+        SettledPerShard // final: settled shard by shard after Proving (`BatchSettledPerShard`)
     }
 
     enum SlashReason {
         NoCommit,
         NoReveal,
-        WrongResult
+        WrongResult,
+        NoProof // revealed, then did not prove its leaves while the batch was Proving
     }
 
     enum BatchFailReason {
@@ -103,8 +106,10 @@ interface IShardMarketTypes {
     /// @notice A batch as returned by `getBatch`.
     /// @dev `operators[i]` holds slot i (slot 0 is the locality slot). `hashes[i]` is slot i's
     /// commitment until it reveals, then its root (0 = not committed). Bit i of `committed` /
-    /// `revealed` is slot i. `deadline`: commit deadline while Assigned, reveal deadline while
-    /// Revealing, settlement time when final. `root` is the accepted root once Verified.
+    /// `revealed` / `proven` is slot i. `deadline`: commit deadline while Assigned, reveal
+    /// deadline while Revealing, proof deadline while Proving, settlement time when final.
+    /// `root` is the accepted root once Verified (0 for a batch settled per shard: its accepted
+    /// results are in `BatchSettledPerShard`).
     struct Batch {
         BatchState state;
         uint8 attempt;
@@ -114,6 +119,7 @@ interface IShardMarketTypes {
         address[] operators;
         bytes32[] hashes;
         bytes32 root;
+        uint8 proven;
     }
 
     // ---- events (jobId and operator indexed) ----
@@ -139,6 +145,17 @@ interface IShardMarketTypes {
     event BatchRevealing(uint256 indexed jobId, uint32 batch, uint64 revealDeadline);
     event BatchRevealed(uint256 indexed jobId, uint32 batch, address indexed operator, bytes32 root, bytes leavesCid);
     event BatchVerified(uint256 indexed jobId, uint32 batch, bytes32 root, uint8 agreeing);
+    /// @notice At least `confidence` slots revealed but no root has `confidence` equal reveals:
+    /// every revealer hands its per-shard result hashes to `proveBatches` before `proveDeadline`.
+    event BatchProving(uint256 indexed jobId, uint32 batch, uint64 proveDeadline);
+    /// @notice `operator` proved the leaves of its revealed root on a Proving batch: its result
+    /// hash per shard of the batch, in shard order (the list `settleProven` takes for its slot).
+    event LeavesProven(uint256 indexed jobId, uint32 batch, address indexed operator, bytes32[] resultHashes);
+    /// @notice A Proving batch settled shard by shard: `accepted[i]` is the result hash accepted
+    /// for shard `batch * batchSize + i` (>= confidence equal proven entries, no tie), 0 for a
+    /// shard that failed; `verifiedShards` counts the nonzero entries. With 0 the batch is
+    /// Failed (`BatchFailed(NoQuorum)` follows), else SettledPerShard.
+    event BatchSettledPerShard(uint256 indexed jobId, uint32 batch, bytes32[] accepted, uint32 verifiedShards);
     event BatchFailed(uint256 indexed jobId, uint32 batch, BatchFailReason reason);
     event ShardJobExpired(uint256 indexed jobId, uint8 bidders);
     event ShardJobDone(uint256 indexed jobId, uint16 verified, uint16 failed);
@@ -204,6 +221,15 @@ interface IShardMarketTypes {
     error ShardMarket__TransferFailed(address to, uint256 amount);
     error ShardMarket__OnlyRegistry(address caller);
     error ShardMarket__LockFailed(address operator, uint256 amount);
+    error ShardMarket__NotRevealed(uint256 jobId, uint32 batch, address operator);
+    error ShardMarket__AlreadyProven(uint256 jobId, uint32 batch, address operator);
+    error ShardMarket__BadLeafCount(uint256 jobId, uint32 batch, uint256 count, uint256 batchShards);
+    error ShardMarket__ZeroResult(uint256 jobId, uint32 batch, uint32 shard);
+    /// @notice The leaves handed to `proveBatches` do not build the caller's revealed root.
+    error ShardMarket__RootMismatch(uint256 jobId, uint32 batch, address operator, bytes32 revealed, bytes32 computed);
+    error ShardMarket__BadListCount(uint256 jobId, uint32 batch, uint256 lists, uint256 proven);
+    /// @notice A list handed to `settleProven` is not the one slot `slot` proved.
+    error ShardMarket__ListMismatch(uint256 jobId, uint32 batch, uint8 slot, bytes32 proven, bytes32 given);
 }
 
 /// @title Shoal sharded-job market
@@ -240,6 +266,13 @@ interface IShardMarket is IShardMarketTypes {
         bytes[] calldata leavesCids
     ) external;
 
+    /// @notice Proves the leaves of the caller's revealed root on each of `batches` (each
+    /// Proving, before its proof deadline): `resultHashes[j]` holds the result hash of every
+    /// shard of `batches[j]` in shard order (nonzero); the root over `leafOf(firstShard + i,
+    /// resultHashes[j][i])` must equal the caller's revealed root (`RootMismatch`). Stores the
+    /// list's hash and emits it in `LeavesProven`.
+    function proveBatches(uint256 jobId, uint32[] calldata batches, bytes32[][] calldata resultHashes) external;
+
     // ---- anyone ----
 
     /// @notice After the bid deadline: expires the job (fewer than `minBids` bidders) or arms the
@@ -249,8 +282,21 @@ interface IShardMarket is IShardMarketTypes {
 
     /// @notice Settles each of `batches`: an Assigned batch past its commit deadline goes to
     /// Revealing (>= confidence commits) or is re-assigned or failed; a Revealing batch past its
-    /// reveal deadline, or whose committers all revealed, is tallied (Verified or Failed).
+    /// reveal deadline, or whose committers all revealed, is tallied: Verified (>= confidence
+    /// equal roots), Proving (>= confidence reveals, no such root) or Failed (fewer reveals).
+    /// A Proving batch is settled by `settleProven`, not here.
     function settleBatches(uint256 jobId, uint32[] calldata batches) external;
+
+    /// @notice Settles a Proving batch shard by shard, once its proof deadline passed or every
+    /// revealer proved. `lists` are the `LeavesProven` lists of the slots that proved, in slot
+    /// order (checked against what each proved). Per shard, the result hash with >= confidence
+    /// equal entries and no tie is accepted; an entry differing from an accepted result, or from
+    /// a strict majority of the `concurrency` slots, slashes its prover (WrongResult, once);
+    /// revealers that did not prove are slashed (NoProof); the other provers are unlocked and
+    /// paid `pricePerShard` per accepted shard. Slashed collateral is shared by the paid
+    /// provers, else burned. Emits `BatchSettledPerShard`; unpaid escrow (failed shards,
+    /// unpaid slots) is refunded at `finalize`.
+    function settleProven(uint256 jobId, uint32 batch, bytes32[][] calldata lists) external;
 
     /// @notice Once every batch is Verified or Failed: Done, unused escrow refunded.
     function finalize(uint256 jobId) external;
@@ -283,9 +329,6 @@ interface IShardMarket is IShardMarketTypes {
 
     /// @notice A shard's Merkle leaf: `keccak256(abi.encode(shardIndex, resultHash))`.
     function leafOf(uint32 shardIndex, bytes32 resultHash) external pure returns (bytes32);
-
-    /// @notice The Merkle root over `leaves` (index order): pairs hashed keccak256(left ‖ right),
-    /// an odd last node carried up unchanged; one leaf is its own root; no leaves: 0.
 
     /// @notice The Merkle root over `leaves` (index order): pairs hashed keccak256(left ‖ right),
     /// an odd last node carried up unchanged; one leaf is its own root; no leaves: 0.

@@ -18,6 +18,11 @@ abstract contract ShardFixture is Fixture {
 
     ShardMarket internal shards;
 
+    /// @dev op => shard => the op's result of that shard is wrong (see `_setWrong`).
+    mapping(address => mapping(uint256 => bool)) internal _wrongOn;
+    /// @dev op => it has at least one wrong shard (the common case skips the per-shard lookups).
+    mapping(address => bool) internal _anyWrong;
+
     function setUp() public virtual override {
         super.setUp();
         shards = new ShardMarket(
@@ -89,11 +94,76 @@ abstract contract ShardFixture is Fixture {
         }
     }
 
-    function _root(uint256 batch) internal pure returns (bytes32) {
-        return keccak256(abi.encode("root", batch));
+    /// @dev The honest result hash of a shard.
+    function _result(uint256 shard) internal pure returns (bytes32) {
+        return keccak256(abi.encode("result", shard));
     }
 
-    /// @dev Each liar's own wrong root (liars do not collude).
+    /// @dev `op`'s own wrong result of `shard` (wrong operators do not collude).
+    function _wrongResult(address op, uint256 shard) internal pure returns (bytes32) {
+        return keccak256(abi.encode("wrong", op, shard));
+    }
+
+    /// @dev From now on `op` computes a wrong result for `shard` (and only for it): its root of
+    /// that shard's batch is a real Merkle root that differs from the honest one.
+    function _setWrong(address op, uint256 shard) internal {
+        _wrongOn[op][shard] = true;
+        _anyWrong[op] = true;
+    }
+
+    function _resultOf(address op, uint256 shard) internal view returns (bytes32) {
+        return _anyWrong[op] && _wrongOn[op][shard] ? _wrongResult(op, shard) : _result(shard);
+    }
+
+    /// @dev `op`'s result hashes of the shards of batch b, in shard order (what it proves).
+    function _shardResults(uint256 jobId, address op, uint256 b) internal view returns (bytes32[] memory r) {
+        IShardMarketTypes.ShardJob memory job = shards.getShardJob(jobId);
+        uint256 first = b * job.batchSize;
+        uint256 left = job.shardCount - first;
+        r = new bytes32[](left < job.batchSize ? left : job.batchSize);
+        for (uint256 i; i < r.length; ++i) {
+            r[i] = _resultOf(op, first + i);
+        }
+    }
+
+    /// @dev The Merkle root over `leafOf(first + i, results[i])`, computed here independently of
+    /// the contract (docs/sharding.md): pairs hashed, an odd last node carried up.
+    function _merkle(uint256 first, bytes32[] memory results) internal pure returns (bytes32) {
+        uint256 len = results.length;
+        bytes32[] memory level = new bytes32[](len);
+        for (uint256 i; i < len; ++i) {
+            level[i] = keccak256(abi.encode(uint32(first + i), results[i]));
+        }
+        while (len > 1) {
+            uint256 next = (len + 1) / 2;
+            for (uint256 i; i < next; ++i) {
+                level[i] = 2 * i + 1 < len ? keccak256(abi.encodePacked(level[2 * i], level[2 * i + 1])) : level[2 * i];
+            }
+            len = next;
+        }
+        return level[0];
+    }
+
+    /// @dev `op`'s root of batch b: the honest root unless `_setWrong` made some shard wrong.
+    /// Frees the memory it used (tests compute thousands of roots).
+    function _rootOf(uint256 jobId, address op, uint256 b) internal view returns (bytes32 root) {
+        uint256 free;
+        assembly ("memory-safe") {
+            free := mload(0x40)
+        }
+        root = _merkle(b * shards.getShardJob(jobId).batchSize, _shardResults(jobId, op, b));
+        assembly ("memory-safe") {
+            mstore(0x40, free)
+        }
+    }
+
+    /// @dev The honest root of batch b.
+    function _root(uint256 jobId, uint256 b) internal view returns (bytes32) {
+        return _rootOf(jobId, address(0), b);
+    }
+
+    /// @dev Each liar's own wrong root (liars do not collude), not the root of any leaves: a
+    /// liar revealing it cannot prove it.
     function _lie(address op, uint256 batch) internal pure returns (bytes32) {
         return keccak256(abi.encode("lie", op, batch));
     }
@@ -130,7 +200,7 @@ abstract contract ShardFixture is Fixture {
         if (list.length == 0) return list;
         bytes32[] memory c = new bytes32[](list.length);
         for (uint256 i; i < list.length; ++i) {
-            bytes32 r = lying ? _lie(op, list[i]) : _root(list[i]);
+            bytes32 r = lying ? _lie(op, list[i]) : _rootOf(jobId, op, list[i]);
             c[i] = shards.commitmentOf(jobId, list[i], op, r, _bsalt(op, list[i]));
         }
         vm.prank(op);
@@ -140,25 +210,75 @@ abstract contract ShardFixture is Fixture {
     /// @dev `op` reveals every Revealing batch it committed, in one transaction.
     function _revealAll(uint256 jobId, address op, bool lying) internal returns (uint32[] memory list) {
         list = _held(jobId, op, IShardMarketTypes.BatchState.Revealing);
-        (bytes32[] memory roots, bytes32[] memory salts, bytes[] memory cids) = _revealArgs(op, list, lying);
+        (bytes32[] memory roots, bytes32[] memory salts, bytes[] memory cids) = _revealArgs(jobId, op, list, lying);
         if (list.length == 0) return list;
         vm.prank(op);
         shards.revealBatches(jobId, list, roots, salts, cids);
     }
 
-    function _revealArgs(address op, uint32[] memory list, bool lying)
+    function _revealArgs(uint256 jobId, address op, uint32[] memory list, bool lying)
         internal
-        pure
+        view
         returns (bytes32[] memory roots, bytes32[] memory salts, bytes[] memory cids)
     {
         roots = new bytes32[](list.length);
         salts = new bytes32[](list.length);
         cids = new bytes[](list.length);
         for (uint256 i; i < list.length; ++i) {
-            roots[i] = lying ? _lie(op, list[i]) : _root(list[i]);
+            roots[i] = lying ? _lie(op, list[i]) : _rootOf(jobId, op, list[i]);
             salts[i] = _bsalt(op, list[i]);
             cids[i] = RESULT_CID;
         }
+    }
+
+    /// @dev Proving batches where `op` revealed and has not proved yet.
+    function _toProve(uint256 jobId, address op) internal view returns (uint32[] memory list) {
+        uint256 count = shards.getShardJob(jobId).batchCount;
+        uint32[] memory tmp = new uint32[](count);
+        uint256 found;
+        for (uint256 b; b < count; ++b) {
+            IShardMarketTypes.Batch memory bt = shards.getBatch(jobId, uint32(b));
+            if (bt.state != IShardMarketTypes.BatchState.Proving) continue;
+            for (uint256 s; s < bt.operators.length; ++s) {
+                uint256 bit = 1 << s;
+                if (bt.operators[s] == op && bt.revealed & bit != 0 && bt.proven & bit == 0) tmp[found++] = uint32(b);
+            }
+        }
+        list = new uint32[](found);
+        for (uint256 i; i < found; ++i) {
+            list[i] = tmp[i];
+        }
+    }
+
+    /// @dev `op` proves its leaves on every Proving batch it revealed, in one transaction.
+    function _proveAll(uint256 jobId, address op) internal returns (uint32[] memory list) {
+        list = _toProve(jobId, op);
+        if (list.length == 0) return list;
+        bytes32[][] memory hashes = new bytes32[][](list.length);
+        for (uint256 i; i < list.length; ++i) {
+            hashes[i] = _shardResults(jobId, op, list[i]);
+        }
+        vm.prank(op);
+        shards.proveBatches(jobId, list, hashes);
+    }
+
+    /// @dev The lists of batch b's proven slots in slot order, as `settleProven` takes them (what
+    /// each prover's `_shardResults` gave).
+    function _provenLists(uint256 jobId, uint256 b) internal view returns (bytes32[][] memory lists) {
+        IShardMarketTypes.Batch memory bt = shards.getBatch(jobId, uint32(b));
+        uint256 count;
+        for (uint256 s; s < bt.operators.length; ++s) {
+            if (bt.proven & (1 << s) != 0) ++count;
+        }
+        lists = new bytes32[][](count);
+        uint256 p;
+        for (uint256 s; s < bt.operators.length; ++s) {
+            if (bt.proven & (1 << s) != 0) lists[p++] = _shardResults(jobId, bt.operators[s], b);
+        }
+    }
+
+    function _settleProven(uint256 jobId, uint256 b) internal {
+        shards.settleProven(jobId, uint32(b), _provenLists(jobId, b));
     }
 
     function _allBatches(uint256 jobId) internal view returns (uint32[] memory list) {

@@ -228,6 +228,7 @@ impl crate::Client {
         }
         let size = u32::from(job.batchSize).max(1);
         let reveals = chain.batch_reveals(id).await.map_err(err)?;
+        let per_shard = chain.per_shard_results(id).await.map_err(err)?;
         let batches: Vec<u32> = match shard {
             Some(i) if i >= job.shardCount => {
                 return Err(Error::Shards(format!(
@@ -245,6 +246,20 @@ impl crate::Client {
         let mut failed = Vec::new();
         for b in batches {
             let x = chain.get_batch(id, b).await.map_err(err)?;
+            if x.state == shoal_chain::BatchState::SettledPerShard {
+                // Settled shard by shard: the accepted result hash of each shard is on chain
+                // (zero for a shard that failed).
+                let accepted = per_shard.get(&b).cloned().unwrap_or_default();
+                for (i, h) in accepted.iter().enumerate().filter(|(_, h)| !h.is_zero()) {
+                    let index = b * size + i as u32;
+                    if shard.is_none_or(|s| s == index) {
+                        let cid = shoal_api::results_cid_of(*h)
+                            .map_err(|e| Error::Shards(e.to_string()))?;
+                        want.push((index, cid));
+                    }
+                }
+                continue;
+            }
             if x.state != shoal_chain::BatchState::Verified {
                 if shard.is_some() {
                     return Err(Error::Shards(format!(

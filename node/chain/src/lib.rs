@@ -28,6 +28,7 @@ pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, Follower
 pub use ids::{JobId, ParseJobIdError};
 pub use params::{job_params, shard_job_params};
 pub use shards::{
-    BatchReveal, BatchState, ShardBatch, ShardJob, ShardJobParams, ShardJobState, batch_commitment,
+    BatchReveal, BatchState, LeavesProof, ShardBatch, ShardJob, ShardJobParams, ShardJobState,
+    batch_commitment,
 };
 pub use tx::{TxConfig, TxManager};

@@ -130,6 +130,48 @@ impl ChainClient {
     }
 
     /// Settles due batches (anyone): reveal phase, re-assignment, tally.
+    /// `proveBatches(jobId, batches, resultHashes)`: the caller's per-shard result hashes of
+    /// each Proving batch it revealed, in shard order.
+    pub async fn prove_batches(
+        &self,
+        job: JobId,
+        batches: Vec<u32>,
+        result_hashes: Vec<Vec<B256>>,
+    ) -> Result<TransactionReceipt> {
+        let to = self.shard_market_address()?;
+        self.send_call(
+            to,
+            ShardMarket::proveBatchesCall {
+                jobId: job.0,
+                batches,
+                resultHashes: result_hashes,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// `settleProven(jobId, batch, lists)`: settles a Proving batch shard by shard from the
+    /// proven lists, in slot order.
+    pub async fn settle_proven(
+        &self,
+        job: JobId,
+        batch: u32,
+        lists: Vec<Vec<B256>>,
+    ) -> Result<TransactionReceipt> {
+        let to = self.shard_market_address()?;
+        self.send_call(
+            to,
+            ShardMarket::settleProvenCall {
+                jobId: job.0,
+                batch,
+                lists,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
     pub async fn settle_batches(
         &self,
         job: JobId,
@@ -265,7 +307,46 @@ pub struct BatchReveal {
     pub leaves_cid: Bytes,
 }
 
+/// One `LeavesProven`: an operator's per-shard result hashes of a Proving batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeavesProof {
+    /// The batch.
+    pub batch: u32,
+    /// Who proved.
+    pub operator: Address,
+    /// Its result hash per shard, in shard order.
+    pub result_hashes: Vec<B256>,
+}
+
 impl ChainClient {
+    /// Every `LeavesProven` of a sharded job, in chain order.
+    pub async fn leaves_proofs(&self, job: JobId) -> Result<Vec<LeavesProof>> {
+        Ok(self
+            .shard_events::<ShardMarket::LeavesProven>(job)
+            .await?
+            .into_iter()
+            .map(|e| LeavesProof {
+                batch: e.batch,
+                operator: e.operator,
+                result_hashes: e.resultHashes,
+            })
+            .collect())
+    }
+
+    /// The accepted result hash per shard of each batch settled shard by shard
+    /// (`BatchSettledPerShard`: zero for a shard that failed), by batch.
+    pub async fn per_shard_results(
+        &self,
+        job: JobId,
+    ) -> Result<std::collections::BTreeMap<u32, Vec<B256>>> {
+        Ok(self
+            .shard_events::<ShardMarket::BatchSettledPerShard>(job)
+            .await?
+            .into_iter()
+            .map(|e| (e.batch, e.accepted))
+            .collect())
+    }
+
     /// Every `BatchRevealed` of a sharded job, in chain order.
     pub async fn batch_reveals(&self, job: JobId) -> Result<Vec<BatchReveal>> {
         Ok(self

@@ -20,13 +20,21 @@ pub enum Fault {
     CrashAfterCommit,
     /// Stop the whole node when an execution has started, as if killed mid-run.
     CrashWhileRunning,
+    /// Report a wrong result for the odd-numbered shards of sharded jobs only (other runs are
+    /// honest): with a [`Fault::WrongEvenShards`] node on the same batch, no two batch roots
+    /// agree while every shard still has a majority.
+    WrongOddShards,
+    /// Report a wrong result for the even-numbered shards of sharded jobs only.
+    WrongEvenShards,
 }
 
 impl Fault {
-    const ALL: [Fault; 3] = [
+    const ALL: [Fault; 5] = [
         Fault::WrongResult,
         Fault::CrashAfterCommit,
         Fault::CrashWhileRunning,
+        Fault::WrongOddShards,
+        Fault::WrongEvenShards,
     ];
 
     /// The fault's name: `wrong-result`, `crash-after-commit`, `crash-while-running`.
@@ -35,6 +43,8 @@ impl Fault {
             Fault::WrongResult => "wrong-result",
             Fault::CrashAfterCommit => "crash-after-commit",
             Fault::CrashWhileRunning => "crash-while-running",
+            Fault::WrongOddShards => "wrong-odd-shards",
+            Fault::WrongEvenShards => "wrong-even-shards",
         }
     }
 }
@@ -53,7 +63,7 @@ impl std::str::FromStr for Fault {
             .into_iter()
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                format!("`{s}` is not a fault; use wrong-result, crash-after-commit or crash-while-running")
+                format!("`{s}` is not a fault; use wrong-result, crash-after-commit, crash-while-running, wrong-odd-shards or wrong-even-shards")
             })
     }
 }
@@ -103,7 +113,13 @@ impl Executor for FaultyExecutor {
                 self.node.cancel();
                 std::future::pending().await
             }
-            Fault::WrongResult => {
+            Fault::WrongOddShards | Fault::WrongEvenShards
+                if shard_of(req.execution_id.as_str())
+                    .is_none_or(|s| (s % 2 == 1) != (self.fault == Fault::WrongOddShards)) =>
+            {
+                self.inner.run(req, cancel).await
+            }
+            Fault::WrongResult | Fault::WrongOddShards | Fault::WrongEvenShards => {
                 let mut result = self.inner.run(req, cancel).await?;
                 let stdout = result.results_dir.join("stdout");
                 let mut bytes = std::fs::read(&stdout).map_err(|e| io_err(&stdout, e))?;
@@ -115,6 +131,16 @@ impl Executor for FaultyExecutor {
             Fault::CrashAfterCommit => self.inner.run(req, cancel).await,
         }
     }
+}
+
+/// The shard index of a shard's execution (`shard-{job}-{index}`, as the node names it).
+fn shard_of(execution: &str) -> Option<u64> {
+    execution
+        .strip_prefix("shard-")?
+        .rsplit('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn io_err(path: &std::path::Path, e: std::io::Error) -> shoal_executor::Error {

@@ -212,3 +212,67 @@ async fn a_killed_nodes_batches_are_reassigned_keeping_their_index_and_finish() 
     stack.shutdown().await;
     r
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_whose_roots_disagree_is_settled_shard_by_shard() -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // Three nodes, all on every batch: node 1 is wrong on odd shards only, node 2 on even
+    // shards only. No two roots agree, yet every shard has two equal results.
+    let faults = [(1, Fault::WrongOddShards), (2, Fault::WrongEvenShards)]
+        .into_iter()
+        .collect();
+    let stack = stack_with_faults(&dir, 3, None, None, faults).await?;
+    let r = async {
+        let api = stack.nodes[0].api_url();
+        let (id, spec, creator) = post_sharded(&stack, dir.path(), 20, 10, 2, "60s").await?;
+        let liars = [
+            stack.nodes[1].operator().context("operator")?,
+            stack.nodes[2].operator().context("operator")?,
+        ];
+        let honest = stack.nodes[0].operator().context("operator")?;
+        let staked = creator.operator_status(honest).await?.stake;
+        let url = format!("{api}/api/v1/shards/{id}");
+        let v = wait_shards(&url, Duration::from_secs(240), |v| v["state"] == "Done").await?;
+        let batches = v["batches"].as_array().context("batches")?;
+        ensure!(
+            batches.iter().all(|b| b["state"] == "SettledPerShard"),
+            "both batches went through Proving and were settled shard by shard: {v:#}"
+        );
+        // Every liar is slashed once per batch; the honest node keeps its stake.
+        let collateral = shoal_chain::U256::from(spec.deal.collateral);
+        for liar in liars {
+            let after = creator.operator_status(liar).await?.stake;
+            ensure!(
+                staked - after == collateral * shoal_chain::U256::from(2u8),
+                "{liar} lost {}",
+                staked - after
+            );
+        }
+        ensure!(creator.operator_status(honest).await?.stake == staked);
+        // The merged result holds all 20 shards, each the honest result.
+        let m = get_json(&format!("{api}/api/v1/shards/{id}/result")).await?;
+        ensure!(m["shards"] == 20, "{m:#}");
+        let node0 = shoal_sdk::api::NodeApi::new(&api)?;
+        let cid = m["cid"].as_str().context("cid")?;
+        let car = node0.content_car(cid).await?;
+        let store = shoal_store::Blockstore::open(dir.path().join("check"))?;
+        shoal_store::car::import_car(&store, &mut &car[..])?;
+        let merged = shoal_store::parse_cid(cid)?;
+        for shard in [3u32, 4] {
+            let f =
+                shoal_store::export::resolve(&store, &merged, &format!("shard-{shard:06}/stdout"))?;
+            let mut out = Vec::new();
+            shoal_store::export::write_file(&store, &f, &mut out)?;
+            let text = String::from_utf8_lossy(&out);
+            ensure!(
+                !text.contains("fault injected"),
+                "shard {shard} took a wrong result: {text}"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    stack.shutdown().await;
+    r
+}

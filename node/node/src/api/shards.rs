@@ -79,16 +79,19 @@ pub(super) async fn get_merged_result(
         ));
     }
     let reveals = client.batch_reveals(id).await.map_err(chain_err)?;
+    let per_shard = client.per_shard_results(id).await.map_err(chain_err)?;
     let mut docs = Vec::new();
     let mut failed = Vec::new();
     for b in 0..u32::from(job.batchCount) {
         let x = client.get_batch(id, b).await.map_err(chain_err)?;
-        if x.state != BatchState::Verified {
-            failed.push(b);
-            continue;
+        match x.state {
+            BatchState::Verified => docs.push(verified_doc(&inner, id, b, x.root, &reveals).await?),
+            // Settled shard by shard: the accepted result of each shard is on chain.
+            BatchState::SettledPerShard => {
+                docs.push(settled_doc(id, b, u32::from(job.batchSize), &per_shard)?)
+            }
+            _ => failed.push(b),
         }
-        let doc = verified_doc(&inner, id, b, x.root, &reveals).await?;
-        docs.push(doc);
     }
     let shards = docs.iter().map(|d| d.shards.len() as u32).sum();
     let cid = crate::shards::run::merged_result(&inner, &docs)
@@ -99,6 +102,36 @@ pub(super) async fn get_merged_result(
         shards,
         failed_batches: failed,
     }))
+}
+
+/// The shards a batch settled shard by shard accepted (`BatchSettledPerShard`), as a leaves
+/// document of those shards only.
+fn settled_doc(
+    id: JobId,
+    batch: u32,
+    size: u32,
+    per_shard: &std::collections::BTreeMap<u32, Vec<shoal_chain::B256>>,
+) -> ApiResult<LeavesDoc> {
+    let accepted = per_shard.get(&batch).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            format!("batch {batch} of sharded job {id} is settled per shard but its BatchSettledPerShard event is not found"),
+            "retry when the node's chain endpoint has the logs",
+        )
+    })?;
+    let mut shards = Vec::new();
+    for (i, h) in accepted.iter().enumerate().filter(|(_, h)| !h.is_zero()) {
+        let cid = shoal_api::results_cid_of(*h).map_err(ApiError::internal)?;
+        shards.push(shoal_api::shard::ShardResult {
+            index: batch * size + i as u32,
+            result_cid: cid.to_string(),
+        });
+    }
+    Ok(LeavesDoc {
+        job: id,
+        batch,
+        shards,
+    })
 }
 
 /// A leaves document revealed for `batch` whose root is the verified `root`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shoal_api::shard::LeavesDoc;
-use shoal_api::{JobId, now_secs};
+use shoal_api::{JobId, now_secs, result_hash_of};
 use shoal_chain::{Address, B256, BatchState, Bytes, ShardBatch, ShardJob, ShardJobState, U256};
 use shoal_types::{JobSpec, Manifest};
 
@@ -358,6 +358,32 @@ async fn running(
                 .map_err(Error::chain("revealBatches"))?;
             tracing::info!(job = %id, batches = ?which, "shards: batches revealed");
         }
+        // Prove the per-shard results behind the roots revealed on batches that went to
+        // Proving (their roots disagreed), so they are settled shard by shard.
+        let mut prove = (Vec::new(), Vec::new());
+        for (b, x) in &batches {
+            let Some(s) = slot_of(x, me) else { continue };
+            if x.state != BatchState::Proving
+                || now > x.deadline
+                || x.revealed & (1 << s) == 0
+                || x.proven & (1 << s) != 0
+            {
+                continue;
+            }
+            let Some(w) = node.db.shard_batch(id, *b)? else {
+                continue;
+            };
+            prove.0.push(*b);
+            prove.1.push(result_hashes(node, &w)?);
+        }
+        if !prove.0.is_empty() {
+            let which = prove.0.clone();
+            client
+                .prove_batches(id, prove.0, prove.1)
+                .await
+                .map_err(Error::chain("proveBatches"))?;
+            tracing::info!(job = %id, batches = ?which, "shards: leaves proven");
+        }
     }
     // Settle what is due (anyone may; a node that loses the race sees a revert).
     let due: Vec<u32> = batches
@@ -376,13 +402,69 @@ async fn running(
     {
         tracing::debug!(job = %id, batches = ?due, error = %e, "shards: settleBatches not taken");
     }
-    let done = batches
+    // Proving batches whose proof phase is over (or fully proven): settled shard by shard from
+    // the proven lists, in slot order.
+    let proving: Vec<&(u32, ShardBatch)> = batches
         .iter()
-        .all(|(_, x)| matches!(x.state, BatchState::Verified | BatchState::Failed));
+        .filter(|(_, x)| {
+            x.state == BatchState::Proving
+                && (now > x.deadline || (x.revealed != 0 && x.proven == x.revealed))
+        })
+        .collect();
+    if !proving.is_empty() {
+        let proofs = client
+            .leaves_proofs(id)
+            .await
+            .map_err(Error::chain("LeavesProven"))?;
+        for (b, x) in proving {
+            let lists: Vec<Vec<B256>> = x
+                .operators
+                .iter()
+                .enumerate()
+                .filter(|(s, _)| x.proven & (1 << s) != 0)
+                .filter_map(|(_, op)| {
+                    proofs
+                        .iter()
+                        .rev()
+                        .find(|p| p.batch == *b && p.operator == *op)
+                        .map(|p| p.result_hashes.clone())
+                })
+                .collect();
+            match client.settle_proven(id, *b, lists).await {
+                Ok(_) => {
+                    tracing::info!(job = %id, batch = b, "shards: batch settled shard by shard")
+                }
+                Err(e) => {
+                    tracing::debug!(job = %id, batch = b, error = %e, "shards: settleProven not taken")
+                }
+            }
+        }
+    }
+    let done = batches.iter().all(|(_, x)| {
+        matches!(
+            x.state,
+            BatchState::Verified | BatchState::Failed | BatchState::SettledPerShard
+        )
+    });
     if done && let Err(e) = client.finalize_sharded(id).await {
         tracing::debug!(job = %id, error = %e, "shards: finalize not taken");
     }
     Ok(())
+}
+
+/// This node's result hash per shard of a batch it ran, in shard order (from its leaves
+/// document).
+fn result_hashes(node: &Node, work: &BatchWork) -> Result<Vec<B256>> {
+    let cid = shoal_store::parse_cid(&work.leaves_cid)?;
+    let doc: LeavesDoc =
+        serde_json::from_slice(&node.content.read_file(&cid)?).map_err(|e| Error::Content {
+            cid: cid.to_string(),
+            reason: format!("this node's leaves document does not parse: {e}"),
+        })?;
+    doc.shards
+        .iter()
+        .map(|s| Ok(result_hash_of(&shoal_store::parse_cid(&s.result_cid)?)?))
+        .collect()
 }
 
 /// This node's result for a batch: recorded, or run now, its leaves document stored, and the

@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 pub const MAX_SHARDS: u32 = 65_536;
 /// Most batches in one job.
 pub const MAX_BATCHES: u32 = 1_024;
+/// Most shards in one batch (`ShardMarket.MAX_BATCH_SIZE`): a disputed batch's per-shard
+/// settlement must fit one transaction.
+pub const MAX_BATCH_SIZE: u32 = 1_024;
 /// The manifest format written by this version.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -58,10 +61,10 @@ impl ShardRule {
             }
             _ => {}
         }
-        if self.size == 0 || self.size > MAX_SHARDS {
+        if self.size == 0 || self.size > MAX_BATCH_SIZE {
             return Err(Error::invalid(
                 "shards.size",
-                format!("must be between 1 and {MAX_SHARDS}, got {}", self.size),
+                format!("must be between 1 and {MAX_BATCH_SIZE}, got {}", self.size),
             ));
         }
         Ok(())

@@ -210,7 +210,8 @@ async fn publish_on_chain(node: &Node, job: &JobView, ours: B256) -> Result<()> 
         .position(|d| d.operator == me)
         .unwrap_or(0);
     if rank > 0 {
-        tokio::time::sleep(PUBLISH_STAGGER * u32::try_from(rank).unwrap_or(u32::MAX)).await;
+        let rank = u32::try_from(rank).unwrap_or(u32::MAX);
+        tokio::time::sleep(PUBLISH_STAGGER.saturating_mul(rank)).await;
         if published(node)? {
             return Ok(());
         }

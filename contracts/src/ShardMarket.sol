@@ -81,7 +81,9 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
     function _checkParams(ShardJobParams calldata p) private view returns (uint256 batches) {
         if (p.shardCount == 0 || p.shardCount > MAX_SHARDS) revert ShardMarket__BadShardCount(p.shardCount);
         if (p.batchSize != 0) batches = (uint256(p.shardCount) + p.batchSize - 1) / p.batchSize;
-        if (p.batchSize == 0 || batches > MAX_BATCHES) revert ShardMarket__BadBatchSize(p.batchSize, batches);
+        if (p.batchSize == 0 || p.batchSize > MAX_BATCH_SIZE || batches > MAX_BATCHES) {
+            revert ShardMarket__BadBatchSize(p.batchSize, batches);
+        }
         uint8 n = p.concurrency;
         if (n == 0 || n > MAX_CONCURRENCY) revert ShardMarket__BadConcurrency(n);
         if (p.confidence == 0 || p.confidence > n) revert ShardMarket__BadConfidence(p.confidence, n);

@@ -16,6 +16,10 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 abstract contract ShardMarketStorage is IShardMarketTypes {
     uint32 public constant MAX_SHARDS = 65536;
     uint16 public constant MAX_BATCHES = 1024;
+    /// @notice Shards per batch at most: a disputed batch's `settleProven` takes `concurrency x
+    /// batchSize` result hashes, which must fit one transaction (8 x 1024 takes 10.5M gas, under
+    /// EIP-7825's 2^24 cap: ShardGas.t.sol).
+    uint16 public constant MAX_BATCH_SIZE = 1024;
     uint8 public constant MAX_CONCURRENCY = 8;
     uint8 public constant MAX_BIDDERS = 64;
     uint8 public constant MAX_ATTEMPTS = 3;

@@ -7,9 +7,9 @@ import {IOperatorRegistry} from "./interfaces/IOperatorRegistry.sol";
 /// @title ShardSettlement
 /// @notice The draw and the per-batch settlement of sharded jobs. `ShardMarket` deploys one in
 /// its constructor and runs `closeBidding`, `settleBatches` and `settleProven` here by
-/// delegatecall, on its own
-/// storage (this contract alone would exceed the 24,576-byte code size limit together with the
-/// rest). Called directly it only sees its own empty storage, and the registry rejects it.
+/// delegatecall, on its own storage (this contract alone would exceed the 24,576-byte code size
+/// limit together with the rest). Called directly it only sees its own empty storage, and the
+/// registry rejects it.
 /// @dev Registry calls are aggregated per bidder and transaction (one unlock, lock and slash
 /// each, in that order, at the end): the registry's locks are per operator, not per job.
 contract ShardSettlement is ShardMarketStorage {
@@ -54,8 +54,7 @@ contract ShardSettlement is ShardMarketStorage {
 
     /// @dev One Proving batch's per-shard tally (`settleProven`).
     struct Proof {
-        uint256 provers; // slots that proved, = lists.length
-        uint8[8] slotOf; // list p's slot
+        uint256 provers; // slots that proved (list p is the p-th of them in slot order)
         bytes32[] accepted; // per shard, 0 = failed
         uint256 verifiedShards;
         uint256 wrong; // bit p: list p has an entry against a judged shard's result
@@ -164,7 +163,6 @@ contract ShardSettlement is ShardMarketStorage {
         for (uint256 s; s < x.c.n; ++s) {
             if (bt.proven & (1 << s) == 0) continue;
             uint256 p = pf.provers++;
-            pf.slotOf[p] = uint8(s);
             if (p >= lists.length) continue; // counted below
             bytes32 proven = proofs[uint256(b) * 8 + s];
             bytes32 given = keccak256(abi.encode(lists[p]));

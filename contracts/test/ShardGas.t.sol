@@ -5,14 +5,18 @@ import {ShardFixture} from "./utils/ShardFixture.sol";
 import {IShardMarket, IShardMarketTypes} from "../src/interfaces/IShardMarket.sol";
 
 /// @notice What a sharded job costs on chain: every transaction of a verified 10,000-shard job
-/// (batches of 100, concurrency 3, 5 bidders), and the largest draw chunk. -vv prints the
-/// figures. With `--isolate` (`scripts/contracts.sh test --match-contract ShardGasTest --isolate
-/// -vv`) every call runs as its own transaction on cold state and the gasleft delta is what a
-/// receipt says (21,000 + calldata + execution): the figure to quote. Without it (the gas
-/// snapshot) the calls share the test's warm state and each is counted as its gasleft delta +
-/// 21,000 + calldata (16 gas per nonzero byte, 4 per zero byte), an underestimate.
+/// (batches of 100, concurrency 3, 5 bidders), the largest draw chunk, a dispute of one
+/// 100-shard batch and the largest dispute. -vv prints the figures. With `--isolate`
+/// (`scripts/contracts.sh test --match-contract ShardGasTest --isolate -vv`) every call runs as
+/// its own transaction on cold state and the gasleft delta is what a receipt says (21,000 +
+/// calldata + execution): the figure to quote. Without it (the gas snapshot) the calls share the
+/// test's warm state and each is counted as its gasleft delta + 21,000 + calldata (16 gas per
+/// nonzero byte, 4 per zero byte, or the EIP-7623 floor of 10 per token when higher), an
+/// underestimate.
 contract ShardGasTest is ShardFixture {
     uint256 internal constant BLOCK_GAS_LIMIT = 30_000_000;
+    /// @dev EIP-7825's cap on one transaction's gas (2^24).
+    uint256 internal constant TX_GAS_CAP = 16_777_216;
 
     uint256 internal _total;
     uint256 internal _largest;
@@ -32,26 +36,41 @@ contract ShardGasTest is ShardFixture {
     }
 
     function _send(address from, uint256 value, bytes memory data, string memory what) internal returns (uint256 gas) {
+        address target = address(shards);
         vm.prank(from);
         uint256 g = gasleft();
-        (bool ok, bytes memory ret) = address(shards).call{value: value}(data);
+        bool ok;
+        // a plain call on `data` in place: `.call(data)` would copy it first, and a large copy on
+        // this test's large memory would be counted as the market's gas
+        assembly ("memory-safe") {
+            ok := call(gas(), target, value, add(data, 32), mload(data), 0, 0)
+        }
         gas = g - gasleft();
         if (!ok) {
             assembly ("memory-safe") {
-                revert(add(ret, 32), mload(ret))
+                let ret := mload(0x40)
+                returndatacopy(ret, 0, returndatasize())
+                revert(ret, returndatasize())
             }
         }
-        if (!_isolated) gas += 21_000 + _calldataGas(data);
+        if (!_isolated) gas = _intrinsic(gas, data);
         assertLe(gas, BLOCK_GAS_LIMIT, "fits a 30M block");
         if (gas > _largest) _largest = gas;
         _total += gas;
         log(what, gas);
     }
 
-    function _calldataGas(bytes memory data) internal pure returns (uint256 gas) {
+    /// @dev A transaction's gas from its execution gas: 21,000 + calldata (4 per zero byte, 16
+    /// per other byte) + execution, or the EIP-7623 floor 21,000 + 10 x tokens (a zero byte one
+    /// token, another byte four) when that is higher.
+    function _intrinsic(uint256 execution, bytes memory data) internal pure returns (uint256) {
+        uint256 tokens;
         for (uint256 i; i < data.length; ++i) {
-            gas += data[i] == 0 ? 4 : 16;
+            tokens += data[i] == 0 ? 1 : 4;
         }
+        uint256 standard = 21_000 + 4 * tokens + execution;
+        uint256 floor = 21_000 + 10 * tokens;
+        return standard > floor ? standard : floor;
     }
 
     function test_Gas_ShardJob10kShards() public {
@@ -170,6 +189,53 @@ contract ShardGasTest is ShardFixture {
         log("dispute total (tally, 3 proofs, settleProven)", _total);
         log("largest transaction", _largest);
         log(_isolated ? "(isolated: per-transaction receipts)" : "(shared warm state: an underestimate)");
+    }
+
+    /// @dev The largest dispute: one batch of MAX_BATCH_SIZE shards at the largest concurrency
+    /// (8), k = 5, every operator wrong on its own shard, so no two roots agree: every
+    /// `proveBatches` and the `settleProven` of 8 x 1024 result hashes fit one transaction under
+    /// EIP-7825's cap (2^24 gas), calldata floor included.
+    function test_DisputeOfTheLargestBatchFitsOneTransaction() public {
+        vm.pauseGasMetering();
+        uint16 size = shards.MAX_BATCH_SIZE();
+        IShardMarketTypes.ShardJobParams memory p = _sparams(size, size, 8, 5, 8);
+        p.pricePerShard = 1e12;
+        p.collateralPerBatch = 1e14;
+        vm.deal(creator, _escrowOf(p));
+        uint256 jobId = _spost(p);
+        _sbids(jobId, 0, 8);
+        _sdraw(jobId);
+        for (uint256 i; i < 8; ++i) {
+            _setWrong(ops[i], 100 * i + 7);
+        }
+        for (uint256 i; i < 8; ++i) {
+            _commitAll(jobId, ops[i], false);
+        }
+        for (uint256 i; i < 8; ++i) {
+            _revealAll(jobId, ops[i], false);
+        }
+        uint32[] memory one = new uint32[](1);
+        shards.settleBatches(jobId, one);
+        vm.resumeGasMetering();
+        for (uint256 i; i < 8; ++i) {
+            vm.pauseGasMetering();
+            bytes32[][] memory lists = new bytes32[][](1);
+            lists[0] = _shardResults(jobId, ops[i], 0);
+            vm.resumeGasMetering();
+            _send(ops[i], abi.encodeCall(IShardMarket.proveBatches, (jobId, one, lists)), "proveBatches (1024 shards)");
+        }
+        vm.pauseGasMetering();
+        bytes32[][] memory proven = _provenLists(jobId, 0);
+        vm.resumeGasMetering();
+        _send(ops[11], abi.encodeCall(IShardMarket.settleProven, (jobId, 0, proven)), "settleProven (8 x 1024)");
+        assertEq(
+            uint256(_batchState(jobId, 0)), uint256(IShardMarketTypes.BatchState.SettledPerShard), "settled per shard"
+        );
+        for (uint256 i; i < 8; ++i) {
+            assertEq(_stake(ops[i]), OPERATOR_STAKE - p.collateralPerBatch, "each wrong once");
+        }
+        assertLe(_largest, TX_GAS_CAP, "every transaction under the EIP-7825 cap");
+        log("largest transaction", _largest);
     }
 
     /// @dev The largest job (1,024 batches) at the largest concurrency (8) with the most bidders

@@ -543,6 +543,10 @@ contract ShardMarketTest is ShardFixture {
         _expectPostRevert(p, 1, abi.encodeWithSelector(IShardMarketTypes.ShardMarket__BadBatchSize.selector, 0, 0));
         p = _sparams(2000, 1, 3, 2, 4);
         _expectPostRevert(p, 1, abi.encodeWithSelector(IShardMarketTypes.ShardMarket__BadBatchSize.selector, 1, 2000));
+        p = _sparams(4096, 1025, 3, 2, 4);
+        _expectPostRevert(p, 1, abi.encodeWithSelector(IShardMarketTypes.ShardMarket__BadBatchSize.selector, 1025, 4));
+        p = _sparams(4096, 1024, 3, 2, 4);
+        _expectPostRevert(p, 0, "");
         p = _sparams(10, 3, 9, 2, 9);
         _expectPostRevert(p, 1, abi.encodeWithSelector(IShardMarketTypes.ShardMarket__BadConcurrency.selector, 9));
         p = _sparams(10, 3, 0, 0, 4);

@@ -53,8 +53,8 @@ interface IShardMarketTypes {
     }
 
     /// @notice Parameters of `postShardedJob`; immutable afterwards.
-    /// @dev 1 <= shardCount <= MAX_SHARDS; batchSize >= 1 with ceil(shardCount / batchSize) <=
-    /// MAX_BATCHES; 1 <= confidence <= concurrency <= MAX_CONCURRENCY; concurrency <= minBids <=
+    /// @dev 1 <= shardCount <= MAX_SHARDS; 1 <= batchSize <= MAX_BATCH_SIZE with
+    /// ceil(shardCount / batchSize) <= MAX_BATCHES; 1 <= confidence <= concurrency <= MAX_CONCURRENCY; concurrency <= minBids <=
     /// MAX_BIDDERS; pricePerShard > 0; collateralPerBatch <= maxCollateralFactor x batchSize x
     /// pricePerShard; windows at least the deployment's minimums. Escrow = shardCount x
     /// concurrency x pricePerShard.

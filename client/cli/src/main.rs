@@ -50,6 +50,10 @@ enum Command {
     /// A running node's membership of the swarm (`shoal node leave`).
     #[command(subcommand)]
     Node(cmd::node::Command),
+    /// Run a pipeline: stages one after the other, a stage reading the previous stage's
+    /// verified results or fanning out over the files it selected.
+    #[command(subcommand)]
+    Pipeline(cmd::pipeline::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +108,7 @@ async fn main() -> std::process::ExitCode {
             Command::Content(c) => cmd::content::run(&ctx, c).await,
             Command::Devchain(a) => cmd::devchain::run(a).await,
             Command::Pin(c) => cmd::pin::run(&ctx, c).await,
+            Command::Pipeline(c) => cmd::pipeline::run(&ctx, c).await,
             Command::Node(c) => cmd::node::run(&ctx, c).await,
         }
     }

@@ -57,6 +57,9 @@ pub enum Error {
     /// A sharded job cannot be prepared (docs/sharding.md).
     #[error("sharded job: {0}")]
     Shards(String),
+    /// A pipeline is malformed or a stage did not verify (docs/pipelines.md).
+    #[error("pipeline: {0}")]
+    Pipeline(String),
     /// A command-line style argument is malformed.
     #[error("{flag} `{value}`: {reason}")]
     BadArg {

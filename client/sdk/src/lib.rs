@@ -3,6 +3,7 @@
 pub mod config;
 mod error;
 pub mod job;
+pub mod pipeline;
 pub mod shards;
 pub mod wallet;
 

@@ -120,7 +120,10 @@ impl Stage {
                 .entry("inputs".into())
                 .or_insert_with(|| serde_yaml::Value::Sequence(Vec::new()));
             let list = inputs.as_sequence_mut().ok_or_else(|| {
-                Error::Pipeline(format!("stage `{}`: `spec.inputs` must be a list", self.name))
+                Error::Pipeline(format!(
+                    "stage `{}`: `spec.inputs` must be a list",
+                    self.name
+                ))
             })?;
             let mut input = serde_yaml::Mapping::new();
             input.insert("source".into(), format!("ipfs://{cid}").into());
@@ -154,6 +157,8 @@ impl crate::Client {
         timeout: Duration,
         mut progress: impl FnMut(&str),
     ) -> Result<Vec<StageOutcome>> {
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::io("the pipeline's results folder", out, e))?;
         let mut done: Vec<StageOutcome> = Vec::new();
         for stage in &pipeline.stages {
             let dest = out.join(&stage.name);
@@ -308,14 +313,26 @@ stages:
         assert_eq!(spec.inputs[1].path, "/previous");
         for (bad, why) in [
             (TWO.replace("name: fix", "name: detect"), "unique"),
-            (TWO.replace("shards: {glob: \"/inputs/*.txt\", size: 1}", ""), "shards"),
-            (TWO.replace("name: clouds\nstages:", "name: x\nstages: []\nother:"), "parse"),
+            (
+                TWO.replace("shards: {glob: \"/inputs/*.txt\", size: 1}", ""),
+                "shards",
+            ),
+            (
+                TWO.replace("name: clouds\nstages:", "name: x\nstages: []\nother:"),
+                "parse",
+            ),
         ] {
             let err = Pipeline::from_yaml(&bad).expect_err(why).to_string();
             assert!(err.contains(why) || err.contains("stage"), "{why}: {err}");
         }
-        let first = TWO.replacen("  - name: detect\n", "  - name: detect\n    select: stdout\n", 1);
-        let err = Pipeline::from_yaml(&first).expect_err("first stage").to_string();
+        let first = TWO.replacen(
+            "  - name: detect\n",
+            "  - name: detect\n    select: stdout\n",
+            1,
+        );
+        let err = Pipeline::from_yaml(&first)
+            .expect_err("first stage")
+            .to_string();
         assert!(err.contains("is the first"), "{err}");
     }
 

@@ -111,7 +111,7 @@ pub enum Command {
     },
 }
 
-fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let t = s.trim();
     let (n, mul) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)

@@ -9,6 +9,7 @@ pub mod job;
 pub mod node;
 pub mod operator;
 pub mod pin;
+pub mod pipeline;
 pub mod run;
 pub mod serve;
 pub mod wallet;

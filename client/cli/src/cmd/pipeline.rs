@@ -1,0 +1,100 @@
+//! `shoal pipeline`: stages run one after the other from the creator's wallet
+//! (docs/pipelines.md).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use serde_json::json;
+use shoal_sdk::pipeline::Pipeline;
+
+use super::job::parse_duration;
+use super::{Ctx, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline file: each stage (a job, or a sharded job) is posted once the stage
+    /// before it verified; a stage can mount the previous stage's verified results
+    /// (`previous_at`) and fan out over only the files it selected (`select`). Each stage's
+    /// verified results are written to OUT/<stage>, checked against the chain.
+    Run {
+        /// The pipeline (YAML; see docs/pipelines.md).
+        file: PathBuf,
+        /// Where the stages' results go (default: pipeline-<name>).
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Longest wait for one stage.
+        #[arg(long, default_value = "30m")]
+        wait_timeout: String,
+    },
+    /// Check a pipeline file (every stage's spec) without posting anything.
+    Validate {
+        /// The pipeline (YAML).
+        file: PathBuf,
+    },
+}
+
+fn load(file: &PathBuf) -> anyhow::Result<Pipeline> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the pipeline {}", file.display()))?;
+    Ok(Pipeline::from_yaml(&text)?)
+}
+
+pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Validate { file } => {
+            let p = load(&file)?;
+            if ctx.json() {
+                let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+                return print_json(&json!({ "name": p.name, "stages": names, "valid": true }));
+            }
+            println!("pipeline {}: {} stage(s), valid", p.name, p.stages.len());
+            Ok(())
+        }
+        Command::Run {
+            file,
+            output_dir,
+            wait_timeout,
+        } => {
+            let p = load(&file)?;
+            let out = output_dir.unwrap_or_else(|| PathBuf::from(format!("pipeline-{}", p.name)));
+            if out.exists()
+                && std::fs::read_dir(&out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                anyhow::bail!(
+                    "{} already exists and is not empty; pick another folder with -o",
+                    out.display()
+                );
+            }
+            let timeout = parse_duration(&wait_timeout)?;
+            let client = ctx.client(true).await?;
+            let quiet = ctx.json();
+            let stages = client
+                .run_pipeline(&p, &out, timeout, |line| {
+                    if !quiet {
+                        eprintln!("  {line}");
+                    }
+                })
+                .await?;
+            if ctx.json() {
+                return print_json(&json!({ "pipeline": p.name, "stages": stages, "path": out }));
+            }
+            for s in &stages {
+                println!(
+                    "{:<16} {:<8} {:>6}  {}",
+                    s.name,
+                    s.kind,
+                    s.job_id.map_or_else(|| "-".into(), |i| i.to_string()),
+                    s.result_cid.as_deref().map_or_else(
+                        || s.skipped.clone().unwrap_or_default(),
+                        |c| format!("ipfs://{c}")
+                    )
+                );
+            }
+            eprintln!("pipeline {} done; results in {}", p.name, out.display());
+            Ok(())
+        }
+    }
+}

@@ -132,6 +132,18 @@ fn a_two_stage_pipeline_fans_out_over_the_files_the_first_stage_selected() {
         counted[0].contains("b.txt") && counted[1].contains("d.txt"),
         "{counted:?}"
     );
+    let d = json(&ok(stack
+        .shoal()
+        .args(["pipeline", "describe", "--json"])
+        .arg(&out)));
+    assert_eq!(d["complete"], true, "{d:#}");
+    assert_eq!(d["stages"][0]["state"], "Verified", "{d:#}");
+    assert!(
+        d["stages"][1]["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Done")),
+        "{d:#}"
+    );
 
     // A stage that selects from a file the previous stage did not write says so.
     let bad = std::fs::read_to_string(&file)

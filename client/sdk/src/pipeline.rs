@@ -44,14 +44,30 @@ pub struct Stage {
     pub select: Option<String>,
 }
 
+/// The record `run_pipeline` keeps in `OUT/pipeline.json`, rewritten after each stage:
+/// what `shoal pipeline describe OUT` reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRecord {
+    /// The pipeline's name.
+    pub name: String,
+    /// Stages in the pipeline.
+    pub stage_count: usize,
+    /// The stages that ended, in order.
+    pub stages: Vec<StageOutcome>,
+}
+
+/// The record's file name inside the results folder.
+pub const RECORD_FILE: &str = "pipeline.json";
+
 /// How one stage ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageOutcome {
     /// The stage's name.
     pub name: String,
     /// `job` or `sharded`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Its job id (JobMarket or ShardMarket; `null` when a selection was empty).
     pub job_id: Option<u64>,
     /// The verified result CID (a sharded stage: its merged folder).
@@ -137,6 +153,18 @@ impl Stage {
     }
 }
 
+/// Writes `OUT/pipeline.json` with the stages ended so far.
+fn record(pipeline: &Pipeline, out: &Path, done: &[StageOutcome]) -> Result<()> {
+    let rec = PipelineRecord {
+        name: pipeline.name.clone(),
+        stage_count: pipeline.stages.len(),
+        stages: done.to_vec(),
+    };
+    let path = out.join(RECORD_FILE);
+    let text = serde_json::to_vec_pretty(&rec).unwrap_or_default();
+    std::fs::write(&path, text).map_err(|e| Error::io("the pipeline record", path, e))
+}
+
 /// The paths a selection file lists: one per line, blank lines and `#` comments skipped.
 fn selected_paths(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -209,13 +237,14 @@ impl crate::Client {
                     ));
                     done.push(StageOutcome {
                         name: stage.name.clone(),
-                        kind: "sharded",
+                        kind: "sharded".into(),
                         job_id: None,
                         result_cid: None,
                         path: dest,
                         shards: Some(0),
                         skipped: Some(format!("stage `{}` selected no file", prev.name)),
                     });
+                    record(pipeline, out, &done)?;
                     continue;
                 }
                 let selected = Manifest { shards, ..manifest };
@@ -250,7 +279,7 @@ impl crate::Client {
                 let got = self.download_shards(id, None, &dest).await?;
                 StageOutcome {
                     name: stage.name.clone(),
-                    kind: "sharded",
+                    kind: "sharded".into(),
                     job_id: Some(id.0.to::<u64>()),
                     result_cid: Some(got.cid),
                     path: dest,
@@ -265,7 +294,7 @@ impl crate::Client {
                 let root = self.download_results(id, &dest).await?;
                 StageOutcome {
                     name: stage.name.clone(),
-                    kind: "job",
+                    kind: "job".into(),
                     job_id: Some(id.0.to::<u64>()),
                     result_cid: Some(root.to_string()),
                     path: dest,
@@ -279,6 +308,7 @@ impl crate::Client {
                 outcome.result_cid.as_deref().unwrap_or("-")
             ));
             done.push(outcome);
+            record(pipeline, out, &done)?;
         }
         Ok(done)
     }

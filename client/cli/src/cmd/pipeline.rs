@@ -32,6 +32,12 @@ pub enum Command {
         /// The pipeline (YAML).
         file: PathBuf,
     },
+    /// Describe a pipeline run from its results folder (`OUT/pipeline.json`): each stage's
+    /// job, its state on chain now, and its verified result.
+    Describe {
+        /// The results folder `shoal pipeline run` wrote.
+        dir: PathBuf,
+    },
 }
 
 fn load(file: &PathBuf) -> anyhow::Result<Pipeline> {
@@ -42,6 +48,7 @@ fn load(file: &PathBuf) -> anyhow::Result<Pipeline> {
 
 pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     match cmd {
+        Command::Describe { dir } => describe(ctx, &dir).await,
         Command::Validate { file } => {
             let p = load(&file)?;
             if ctx.json() {
@@ -97,4 +104,71 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn describe(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = dir.join(shoal_sdk::pipeline::RECORD_FILE);
+    let text = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {}: is {} a folder `shoal pipeline run` wrote?",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let rec: shoal_sdk::pipeline::PipelineRecord = serde_json::from_slice(&text)
+        .with_context(|| format!("{} does not parse", path.display()))?;
+    let client = ctx.client(false).await?;
+    let mut rows = Vec::new();
+    for s in &rec.stages {
+        let state = match s.job_id {
+            None => "skipped".to_owned(),
+            Some(id) => {
+                let id = shoal_chain::JobId::from(id);
+                if s.kind == "sharded" {
+                    let j = client
+                        .chain()
+                        .get_shard_job(id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    format!(
+                        "{:?} ({} verified, {} failed batches)",
+                        j.state, j.verifiedBatches, j.failedBatches
+                    )
+                } else {
+                    client.job(id).await?.state.to_string()
+                }
+            }
+        };
+        rows.push(json!({
+            "name": s.name, "kind": s.kind, "jobId": s.job_id, "state": state,
+            "resultCid": s.result_cid, "path": s.path, "shards": s.shards, "skipped": s.skipped,
+        }));
+    }
+    let complete = rec.stages.len() == rec.stage_count;
+    if ctx.json() {
+        return print_json(&json!({
+            "pipeline": rec.name, "stages": rows, "stageCount": rec.stage_count, "complete": complete,
+        }));
+    }
+    println!(
+        "pipeline {}: {} of {} stage(s) ended",
+        rec.name,
+        rec.stages.len(),
+        rec.stage_count
+    );
+    for r in &rows {
+        println!(
+            "  {:<16} {:<8} job {:>5}  {:<40} {}",
+            r["name"].as_str().unwrap_or("-"),
+            r["kind"].as_str().unwrap_or("-"),
+            r["jobId"]
+                .as_u64()
+                .map_or_else(|| "-".into(), |i| i.to_string()),
+            r["state"].as_str().unwrap_or("-"),
+            r["resultCid"]
+                .as_str()
+                .map_or_else(|| "-".into(), |c| format!("ipfs://{c}"))
+        );
+    }
+    Ok(())
 }

@@ -100,7 +100,13 @@ case "$cmd" in
     check)
         drift_check
         forge snapshot --match-test 'test_Gas' --check "$@"
-        (cd "$ROOT/contracts" && "$FORGE" fmt --check)
+        # This forge prints the diff but exits 0 on unformatted files: fail on the diff.
+        fmt_out=$(cd "$ROOT/contracts" && "$FORGE" fmt --check 2>&1) || { echo "$fmt_out" >&2; exit 1; }
+        if grep -q "^Diff in" <<<"$fmt_out"; then
+            echo "$fmt_out" >&2
+            echo "contracts: unformatted Solidity (above); run 'cd contracts && ../node_modules/.bin/forge fmt'" >&2
+            exit 1
+        fi
         ;;
     deploy) forge script script/Deploy.s.sol --broadcast "$@" ;;
     *)

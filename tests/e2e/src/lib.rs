@@ -443,21 +443,42 @@ impl NodeProcess {
                 .kill_on_drop(true)
                 .spawn()
                 .with_context(|| format!("starting {}", self.bin.display()))?;
+            // Its API must answer within 30 s; a node that answers but is still catching up
+            // with the chain (503 from /healthz) gets up to 180 s more to become healthy.
             let deadline = Instant::now() + Duration::from_secs(30);
+            let mut answered = false;
             loop {
                 if let Some(status) = child.try_wait()? {
                     last = format!("it exited with {status}");
                     break;
                 }
-                if get_json(&format!("{}/healthz", self.api)).await.is_ok() {
-                    self.child = Some(child);
-                    return Ok(());
+                match reqwest::Client::new()
+                    .get(format!("{}/healthz", self.api))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        self.child = Some(child);
+                        return Ok(());
+                    }
+                    Ok(_) => answered = true,
+                    Err(_) => {}
                 }
-                if Instant::now() > deadline {
+                let limit = if answered {
+                    deadline + Duration::from_secs(180)
+                } else {
+                    deadline
+                };
+                if Instant::now() > limit {
                     child.kill().await?;
                     bail!(
-                        "the node at {} did not answer within 30s; log:\n{}",
+                        "the node at {} did not {}; log:\n{}",
                         self.api,
+                        if answered {
+                            "catch up with the chain within 210s"
+                        } else {
+                            "answer within 30s"
+                        },
                         self.log_tail()
                     );
                 }

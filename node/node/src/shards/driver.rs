@@ -201,7 +201,7 @@ async fn bid(
     }
     let loaded = load(node, job, f).await?;
     let (spec, manifest) = &*loaded;
-    if let Some(reason) = declines(&node.cfg.bid, spec, job, |e| {
+    if let Some(reason) = declines(&node.cfg.bid, &node.cfg.labels, spec, job, |e| {
         node.executors.get(e).is_some()
     }) {
         tracing::info!(job = %id, %reason, "shards: not bidding");
@@ -226,6 +226,15 @@ async fn bid(
             prefer[(b / 256) as usize] |= U256::from(1u64) << (b % 256);
         }
     }
+    // `require_local_data`: bid only when the files of at least one batch are already here.
+    if node.cfg.bid.require_local_data && prefer.iter().all(U256::is_zero) {
+        tracing::info!(
+            job = %id,
+            "shards: not bidding: no batch's files are in this node's store (bid.require_local_data)"
+        );
+        f.bid_sent = true;
+        return Ok(());
+    }
     client
         .shard_bid(id, prefer)
         .await
@@ -236,9 +245,11 @@ async fn bid(
 }
 
 /// Why this node does not bid on a sharded job, if it does not: the bid policy's limits
-/// (engines, resources, windows, collateral per batch, network, price) as for a plain job.
+/// (engines, resources, windows, collateral per batch, network, price) and the spec's placement
+/// constraints against this node's `labels`, as for a plain job.
 fn declines(
     p: &crate::config::BidPolicy,
+    labels: &BTreeMap<String, String>,
     spec: &JobSpec,
     job: &ShardJob,
     installed: impl Fn(&str) -> bool,
@@ -279,6 +290,11 @@ fn declines(
         return Some(format!(
             "the price per shard is below bid.min_price ({})",
             p.min_price
+        ));
+    }
+    if let Some(c) = spec.constraints.iter().find(|c| !c.matches(labels)) {
+        return Some(format!(
+            "this node's labels do not satisfy the placement constraint `{c}`"
         ));
     }
     None
@@ -528,25 +544,35 @@ mod tests {
             escrow: U256::ZERO,
         };
         let p = BidPolicy::default();
-        assert_eq!(declines(&p, &spec, &job, |_| true), None);
-        let reason = declines(&p, &spec, &job, |_| false).expect("no executor");
+        let none = BTreeMap::new();
+        assert_eq!(declines(&p, &none, &spec, &job, |_| true), None);
+        let reason = declines(&p, &none, &spec, &job, |_| false).expect("no executor");
         assert!(reason.contains("wasm"), "{reason}");
         let greedy = ShardJob {
             collateralPerBatch: shoal_chain::U96::from(1_000_000u64),
             ..job.clone()
         };
-        let reason = declines(&p, &spec, &greedy, |_| true).expect("collateral");
+        let reason = declines(&p, &none, &spec, &greedy, |_| true).expect("collateral");
         assert!(reason.contains("max_collateral_ratio"), "{reason}");
         let hasty = ShardJob {
             execWindow: 1,
             ..job.clone()
         };
-        assert!(declines(&p, &spec, &hasty, |_| true).is_some());
+        assert!(declines(&p, &none, &spec, &hasty, |_| true).is_some());
         let strict = BidPolicy {
             max_timeout_secs: 5,
             ..BidPolicy::default()
         };
-        let reason = declines(&strict, &spec, &job, |_| true).expect("timeout");
+        let reason = declines(&strict, &none, &spec, &job, |_| true).expect("timeout");
         assert!(reason.contains("max_timeout_secs"), "{reason}");
+        // Placement constraints hold for sharded jobs too.
+        let placed = JobSpec::from_yaml(
+            "engine:\n  wasm:\n    module: ipfs://bafkqaaa\nresources:\n  timeout: 10s\nconstraints: [\"region=eu\"]\n",
+        )
+        .expect("spec");
+        let reason = declines(&p, &none, &placed, &job, |_| true).expect("unlabelled");
+        assert!(reason.contains("region=eu"), "{reason}");
+        let eu = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
+        assert_eq!(declines(&p, &eu, &placed, &job, |_| true), None);
     }
 }

@@ -92,6 +92,9 @@ fn a_folder_of_files_runs_as_one_sharded_job() {
             .arg(dir.path().join("none")),
     );
     assert!(err.contains("there is no shard 12"), "{err}");
+    // `job cancel --sharded` on an ended sharded job: nothing to cancel, said so.
+    let err = fails(stack.shoal().args(["job", "cancel", &id, "--sharded"]));
+    assert!(err.contains("had already ended (Done)"), "{err}");
 
     // A glob matching nothing is refused before posting, naming the glob.
     let err = fails(

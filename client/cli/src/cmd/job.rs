@@ -108,6 +108,10 @@ pub enum Command {
     Cancel {
         /// Job id.
         id: JobId,
+        /// The id is a sharded job's (ShardMarket): expire it after its bid window (too few
+        /// bidders), or finalize it once every batch is settled, then claim the refunds.
+        #[arg(long)]
+        sharded: bool,
     },
 }
 
@@ -665,8 +669,79 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Cancel { id } => cancel(ctx, id).await,
+        Command::Cancel { id, sharded: false } => cancel(ctx, id).await,
+        Command::Cancel { id, sharded: true } => cancel_sharded(ctx, id).await,
     }
+}
+
+/// `job cancel --sharded`: what `cancel` does, on the ShardMarket.
+async fn cancel_sharded(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
+    let client = ctx.client(true).await?;
+    let chain = client.chain();
+    let err = |e: shoal_chain::Error| anyhow::anyhow!("{e}");
+    let job = chain.get_shard_job(id).await.map_err(err)?;
+    use shoal_chain::ShardJobState as S;
+    let already_ended = matches!(job.state, S::Done | S::Expired);
+    let now = chain.block_timestamp().await.map_err(err)?.max(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    let mut actions = Vec::new();
+    match job.state {
+        S::Done | S::Expired => {}
+        S::Bidding if now < job.bidDeadline => anyhow::bail!(
+            "sharded job {id} is still taking bids until {} (in {}s); the market has no cancel: once the bid window \
+             ends with fewer than {} bidders, run this again to expire it and get the escrow back",
+            job.bidDeadline,
+            job.bidDeadline - now,
+            job.minBids
+        ),
+        S::Bidding | S::Drawing => {
+            let r = chain.shard_close_bidding(id).await.map_err(err)?;
+            actions.push(format!("closeBidding {}", r.transaction_hash));
+        }
+        _ => {
+            let open = u16::from(job.batchCount) - job.verifiedBatches - job.failedBatches;
+            if open > 0 {
+                anyhow::bail!(
+                    "sharded job {id} has {open} batch(es) still running; the market has no cancel: each batch \
+                     settles after its deadlines (see `shoal job shards {id}`), then run this again to finalize it"
+                );
+            }
+            let r = chain.finalize_sharded(id).await.map_err(err)?;
+            actions.push(format!("finalize {}", r.transaction_hash));
+        }
+    }
+    let me = client.address()?;
+    let owed = chain.shard_withdrawable(me).await.map_err(err)?;
+    if !owed.is_zero() {
+        let r = chain.claim_shards().await.map_err(err)?;
+        actions.push(format!("claimed {} ({})", eth(owed), r.transaction_hash));
+    }
+    let state = format!("{:?}", chain.get_shard_job(id).await.map_err(err)?.state);
+    if ctx.json() {
+        print_json(&json!({
+            "shardJobId": id, "state": state, "alreadyEnded": already_ended, "actions": actions,
+        }))?;
+    } else {
+        println!("{state}");
+        for a in &actions {
+            eprintln!("{a}");
+        }
+    }
+    if already_ended {
+        anyhow::bail!(
+            "sharded job {id} had already ended ({state}) before this command: there was nothing to cancel{}",
+            if actions.is_empty() {
+                ""
+            } else {
+                "; what the market owed you was claimed"
+            }
+        );
+    }
+    Ok(())
 }
 
 async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {

@@ -703,7 +703,10 @@ async fn cancel_sharded(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
             actions.push(format!("closeBidding {}", r.transaction_hash));
         }
         _ => {
-            let open = u16::from(job.batchCount) - job.verifiedBatches - job.failedBatches;
+            let open = job
+                .batchCount
+                .saturating_sub(job.verifiedBatches)
+                .saturating_sub(job.failedBatches);
             if open > 0 {
                 anyhow::bail!(
                     "sharded job {id} has {open} batch(es) still running; the market has no cancel: each batch \

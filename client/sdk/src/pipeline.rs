@@ -111,6 +111,14 @@ impl Pipeline {
                     s.name
                 )));
             }
+            if let Some(sel) = &s.select
+                && (sel.trim().is_empty() || sel.split('/').any(|c| c == ".."))
+            {
+                return Err(Error::Pipeline(format!(
+                    "stage `{}`: `select` names a file inside the previous stage's results folder (`stdout`, `outputs/list.txt`); `{sel}` is not one",
+                    s.name
+                )));
+            }
             let spec = s.spec_with(Some("bafkqaaa"))?;
             if s.select.is_some() && spec.shards.as_ref().is_none_or(|r| r.glob.is_none()) {
                 return Err(Error::Pipeline(format!(
@@ -355,6 +363,11 @@ stages:
             let err = Pipeline::from_yaml(&bad).expect_err(why).to_string();
             assert!(err.contains(why) || err.contains("stage"), "{why}: {err}");
         }
+        let escape = TWO.replace("select: stdout", "select: ../../etc/passwd");
+        let err = Pipeline::from_yaml(&escape)
+            .expect_err("escape")
+            .to_string();
+        assert!(err.contains("inside the previous stage's results"), "{err}");
         let first = TWO.replacen(
             "  - name: detect\n",
             "  - name: detect\n    select: stdout\n",

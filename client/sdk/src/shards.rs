@@ -228,7 +228,8 @@ impl crate::Client {
         }
         let size = u32::from(job.batchSize).max(1);
         let reveals = chain.batch_reveals(id).await.map_err(err)?;
-        let per_shard = chain.per_shard_results(id).await.map_err(err)?;
+        // Read only when a batch was settled per shard (one log query).
+        let mut per_shard = None;
         let batches: Vec<u32> = match shard {
             Some(i) if i >= job.shardCount => {
                 return Err(Error::Shards(format!(
@@ -249,7 +250,14 @@ impl crate::Client {
             if x.state == shoal_chain::BatchState::SettledPerShard {
                 // Settled shard by shard: the accepted result hash of each shard is on chain
                 // (zero for a shard that failed).
-                let accepted = per_shard.get(&b).cloned().unwrap_or_default();
+                if per_shard.is_none() {
+                    per_shard = Some(chain.per_shard_results(id).await.map_err(err)?);
+                }
+                let accepted = per_shard
+                    .as_ref()
+                    .and_then(|m| m.get(&b))
+                    .cloned()
+                    .unwrap_or_default();
                 for (i, h) in accepted.iter().enumerate().filter(|(_, h)| !h.is_zero()) {
                     let index = b * size + i as u32;
                     if shard.is_none_or(|s| s == index) {

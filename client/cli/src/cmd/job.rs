@@ -613,16 +613,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             shard,
         } => {
             let dir = output_dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}")));
-            if dir.exists()
-                && std::fs::read_dir(&dir)
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(true)
-            {
-                anyhow::bail!(
-                    "{} already exists and is not empty; pick another folder with -o",
-                    dir.display()
-                );
-            }
+            super::ensure_empty_dir(&dir)?;
             let client = ctx.client(false).await?;
             if sharded || shard.is_some() {
                 let got = client.download_shards(id, shard, &dir).await?;
@@ -682,12 +673,7 @@ async fn cancel_sharded(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     let job = chain.get_shard_job(id).await.map_err(err)?;
     use shoal_chain::ShardJobState as S;
     let already_ended = matches!(job.state, S::Done | S::Expired);
-    let now = chain.block_timestamp().await.map_err(err)?.max(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    );
+    let now = chain_now(&client).await?;
     let mut actions = Vec::new();
     match job.state {
         S::Done | S::Expired => {}
@@ -724,19 +710,39 @@ async fn cancel_sharded(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
         actions.push(format!("claimed {} ({})", eth(owed), r.transaction_hash));
     }
     let state = format!("{:?}", chain.get_shard_job(id).await.map_err(err)?.state);
+    cancel_outcome(
+        ctx,
+        ("shardJobId", "sharded job"),
+        id,
+        &state,
+        already_ended,
+        &actions,
+    )
+}
+
+/// Prints what `job cancel` did (`key`: the JSON id field and the words naming the job) and
+/// fails when the job had already ended before the command.
+fn cancel_outcome(
+    ctx: &Ctx,
+    (key, what): (&str, &str),
+    id: JobId,
+    state: &str,
+    already_ended: bool,
+    actions: &[String],
+) -> anyhow::Result<()> {
     if ctx.json() {
         print_json(&json!({
-            "shardJobId": id, "state": state, "alreadyEnded": already_ended, "actions": actions,
+            key: id, "state": state, "alreadyEnded": already_ended, "actions": actions,
         }))?;
     } else {
         println!("{state}");
-        for a in &actions {
+        for a in actions {
             eprintln!("{a}");
         }
     }
     if already_ended {
         anyhow::bail!(
-            "sharded job {id} had already ended ({state}) before this command: there was nothing to cancel{}",
+            "{what} {id} had already ended ({state}) before this command: there was nothing to cancel{}",
             if actions.is_empty() {
                 ""
             } else {
@@ -747,13 +753,9 @@ async fn cancel_sharded(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
-    let client = ctx.client(true).await?;
-    let n = id;
-    let job = client.job(n).await?;
-    let already_ended = job.state.is_final();
-    // A chain that mines only on demand has a stale latest block; the next block is stamped
-    // with the current time.
+/// The chain's time for deadlines: a chain that mines only on demand has a stale latest block
+/// (the next block is stamped with the current time), so the later of it and the wall clock.
+async fn chain_now(client: &shoal_sdk::Client) -> anyhow::Result<u64> {
     let chain_now = client
         .chain()
         .block_timestamp()
@@ -763,7 +765,15 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let now = chain_now.max(wall);
+    Ok(chain_now.max(wall))
+}
+
+async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
+    let client = ctx.client(true).await?;
+    let n = id;
+    let job = client.job(n).await?;
+    let already_ended = job.state.is_final();
+    let now = chain_now(&client).await?;
     use shoal_chain::JobState as S;
     let mut actions = Vec::new();
     match job.state {
@@ -805,30 +815,7 @@ async fn cancel(ctx: &Ctx, id: JobId) -> anyhow::Result<()> {
         actions.push(format!("claimed {} ({})", eth(owed), r.transaction_hash));
     }
     let state = client.job(n).await?.state.to_string();
-    if ctx.json() {
-        print_json(&json!({
-            "jobId": n,
-            "state": state,
-            "alreadyEnded": already_ended,
-            "actions": actions,
-        }))?;
-    } else {
-        println!("{state}");
-        for a in &actions {
-            eprintln!("{a}");
-        }
-    }
-    if already_ended {
-        anyhow::bail!(
-            "job {n} had already ended ({state}) before this command: there was nothing to cancel{}",
-            if actions.is_empty() {
-                ""
-            } else {
-                "; what the market owed you was claimed"
-            }
-        );
-    }
-    Ok(())
+    cancel_outcome(ctx, ("jobId", "job"), n, &state, already_ended, &actions)
 }
 
 /// `closeBidding`/`finalize` may be sent by anyone, and the nodes send them too: when ours

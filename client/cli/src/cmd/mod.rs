@@ -184,6 +184,22 @@ pub fn password(file: Option<&Path>, prompt: &str) -> shoal_sdk::Result<String> 
 }
 
 /// Prints a value as pretty JSON on stdout.
+/// Refuses a destination folder that already holds something (results are never mixed into
+/// existing files).
+pub fn ensure_empty_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        anyhow::bail!(
+            "{} already exists and is not empty; pick another folder with -o",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

@@ -65,16 +65,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         } => {
             let p = load(&file)?;
             let out = output_dir.unwrap_or_else(|| PathBuf::from(format!("pipeline-{}", p.name)));
-            if out.exists()
-                && std::fs::read_dir(&out)
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(true)
-            {
-                anyhow::bail!(
-                    "{} already exists and is not empty; pick another folder with -o",
-                    out.display()
-                );
-            }
+            super::ensure_empty_dir(&out)?;
             let timeout = parse_duration(&wait_timeout)?;
             let client = ctx.client(true).await?;
             let quiet = ctx.json();

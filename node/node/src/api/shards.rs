@@ -79,7 +79,8 @@ pub(super) async fn get_merged_result(
         ));
     }
     let reveals = client.batch_reveals(id).await.map_err(chain_err)?;
-    let per_shard = client.per_shard_results(id).await.map_err(chain_err)?;
+    // Read only when a batch was settled per shard (one log query).
+    let mut per_shard = None;
     let mut docs = Vec::new();
     let mut failed = Vec::new();
     for b in 0..u32::from(job.batchCount) {
@@ -88,7 +89,11 @@ pub(super) async fn get_merged_result(
             BatchState::Verified => docs.push(verified_doc(&inner, id, b, x.root, &reveals).await?),
             // Settled shard by shard: the accepted result of each shard is on chain.
             BatchState::SettledPerShard => {
-                docs.push(settled_doc(id, b, u32::from(job.batchSize), &per_shard)?)
+                if per_shard.is_none() {
+                    per_shard = Some(client.per_shard_results(id).await.map_err(chain_err)?);
+                }
+                let accepted = per_shard.as_ref().and_then(|m| m.get(&b));
+                docs.push(settled_doc(id, b, u32::from(job.batchSize), accepted)?)
             }
             _ => failed.push(b),
         }
@@ -110,9 +115,9 @@ fn settled_doc(
     id: JobId,
     batch: u32,
     size: u32,
-    per_shard: &std::collections::BTreeMap<u32, Vec<shoal_chain::B256>>,
+    accepted: Option<&Vec<shoal_chain::B256>>,
 ) -> ApiResult<LeavesDoc> {
-    let accepted = per_shard.get(&batch).ok_or_else(|| {
+    let accepted = accepted.ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             format!("batch {batch} of sharded job {id} is settled per shard but its BatchSettledPerShard event is not found"),

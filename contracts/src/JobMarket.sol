@@ -187,10 +187,11 @@ contract JobMarket is IJobMarket {
         uint256 escrow = uint256(n) * params.maxPrice;
         if (msg.value != escrow) revert JobMarket__WrongEscrow(msg.value, escrow);
 
+        address creator = params.creator == address(0) ? msg.sender : params.creator;
         jobId = nextJobId++;
         uint64 bidDeadline = uint64(block.timestamp) + params.bidWindow;
         _core[jobId] = Core({
-            creator: msg.sender,
+            creator: creator,
             bidDeadline: bidDeadline,
             state: JobState.Posted,
             n: n,
@@ -210,7 +211,7 @@ contract JobMarket is IJobMarket {
         p.escalate = params.escalate;
         p.mediators = params.mediators;
         _saveProgress(jobId, p);
-        emit JobPosted(jobId, msg.sender, params, escrow, bidDeadline);
+        emit JobPosted(jobId, creator, params, escrow, bidDeadline);
     }
 
     function challenge(uint256 jobId) external payable {

@@ -51,10 +51,11 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
         uint256 batches = _checkParams(p);
         uint256 escrow = uint256(p.shardCount) * p.concurrency * p.pricePerShard;
         if (msg.value != escrow) revert ShardMarket__WrongEscrow(msg.value, escrow);
+        address creator = p.creator == address(0) ? msg.sender : p.creator;
         jobId = _nextJobId++;
         uint64 bidDeadline = uint64(block.timestamp) + p.bidWindow;
         _core[jobId] = Core({
-            creator: msg.sender,
+            creator: creator,
             bidDeadline: bidDeadline,
             state: ShardJobState.Bidding,
             n: p.concurrency,
@@ -75,7 +76,7 @@ contract ShardMarket is IShardMarket, ShardMarketStorage {
         _escrow[jobId] = escrow;
         _specHash[jobId] = p.specHash;
         _manifestHash[jobId] = p.manifestHash;
-        emit ShardJobPosted(jobId, msg.sender, p, escrow, bidDeadline, uint16(batches));
+        emit ShardJobPosted(jobId, creator, p, escrow, bidDeadline, uint16(batches));
     }
 
     function _checkParams(ShardJobParams calldata p) private view returns (uint256 batches) {

@@ -196,6 +196,27 @@ contract JobMarketScenariosTest is Fixture {
         assertEq(address(market).balance, 0, "market empty");
     }
 
+    function test_CreatorParam_RefundsGoToItAndItCannotBid() public {
+        address poster = address(0xB0B);
+        vm.deal(poster, 10 ether);
+        IJobMarket.JobParams memory p = _params(3, 2, 4);
+        p.creator = ops[0];
+        vm.expectEmit(true, true, false, true, address(market));
+        emit IJobMarket.JobPosted(1, ops[0], p, 3 * MAX_PRICE, uint64(block.timestamp) + WINDOW);
+        vm.prank(poster);
+        uint256 jobId = market.postJob{value: 3 * MAX_PRICE}(p);
+        assertEq(market.getJob(jobId).creator, ops[0], "creator is the one named");
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarket__CreatorCannotBid.selector, jobId, ops[0]));
+        vm.prank(ops[0]);
+        market.bid(jobId, PRICE);
+        _bids(jobId, 1, 2, PRICE);
+        vm.warp(block.timestamp + WINDOW + 1);
+        market.closeBidding(jobId);
+        _assertState(jobId, IJobMarket.JobState.Expired);
+        assertEq(market.withdrawable(ops[0]), 3 * MAX_PRICE, "the named creator is refunded");
+        assertEq(market.withdrawable(poster), 0, "the poster is not");
+    }
+
     function test_FinalizeExpiresLikeCloseBidding() public {
         uint256 jobId = _post(_params(3, 2, 3));
         vm.warp(block.timestamp + WINDOW + 1);

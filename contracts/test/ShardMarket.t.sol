@@ -502,6 +502,29 @@ contract ShardMarketTest is ShardFixture {
         _assertShardConservation(_one(jobId), _everyone());
     }
 
+    function test_CreatorParam_RefundsGoToItAndItCannotBid() public {
+        address poster = address(0xB0B);
+        vm.deal(poster, 10 ether);
+        IShardMarketTypes.ShardJobParams memory p = _sparams(6, 3, 3, 2, 4);
+        p.creator = ops[0];
+        vm.expectEmit(true, true, false, true, address(shards));
+        emit IShardMarketTypes.ShardJobPosted(1, ops[0], p, _escrowOf(p), uint64(block.timestamp) + WINDOW, 2);
+        vm.prank(poster);
+        uint256 jobId = shards.postShardedJob{value: _escrowOf(p)}(p);
+        assertEq(shards.getShardJob(jobId).creator, ops[0], "creator is the one named");
+        vm.expectRevert(
+            abi.encodeWithSelector(IShardMarketTypes.ShardMarket__CreatorCannotBid.selector, jobId, ops[0])
+        );
+        vm.prank(ops[0]);
+        shards.bid(jobId, _none());
+        _sbids(jobId, 1, 3);
+        vm.warp(block.timestamp + WINDOW + 1);
+        shards.closeBidding(jobId);
+        assertEq(uint256(shards.getShardJob(jobId).state), uint256(IShardMarketTypes.ShardJobState.Expired), "expired");
+        assertEq(shards.withdrawable(ops[0]), _escrowOf(p), "the named creator is refunded");
+        assertEq(shards.withdrawable(poster), 0, "the poster is not");
+    }
+
     function test_BidderWithoutStakeForMoreBatches_Skipped_BatchFailsWhenTooFew() public {
         // three bidders with free stake for one batch each: batch 0 takes all three, batch 1
         // cannot get n = 3 and fails at the draw, its escrow refunded

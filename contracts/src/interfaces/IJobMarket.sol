@@ -71,6 +71,8 @@ interface IJobMarket {
     /// `escalate`: any disagreement opens mediation instead of a plain tally.
     /// `mediators`: mediators a dispute of this job draws, 1..MAX_MEDIATORS; 0 = the deployment's
     /// `mediatorCount`.
+    /// `creator`: the job's creator (its refunds are credited to it; it cannot bid); address(0) =
+    /// msg.sender.
     struct JobParams {
         bytes specCid;
         bytes32 specHash;
@@ -86,6 +88,7 @@ interface IJobMarket {
         Verifier verifier;
         bool escalate;
         uint8 mediators;
+        address creator;
     }
 
     /// @notice A job as returned by `getJob`.

@@ -57,7 +57,8 @@ interface IShardMarketTypes {
     /// ceil(shardCount / batchSize) <= MAX_BATCHES; 1 <= confidence <= concurrency <= MAX_CONCURRENCY; concurrency <= minBids <=
     /// MAX_BIDDERS; pricePerShard > 0; collateralPerBatch <= maxCollateralFactor x batchSize x
     /// pricePerShard; windows at least the deployment's minimums. Escrow = shardCount x
-    /// concurrency x pricePerShard.
+    /// concurrency x pricePerShard. `creator`: the job's creator (its refunds are credited to it;
+    /// it cannot bid); address(0) = msg.sender.
     struct ShardJobParams {
         bytes specCid;
         bytes32 specHash;
@@ -73,6 +74,7 @@ interface IShardMarketTypes {
         uint32 bidWindow;
         uint32 execWindow;
         uint32 revealWindow;
+        address creator;
     }
 
     /// @notice A sharded job as returned by `getShardJob`.

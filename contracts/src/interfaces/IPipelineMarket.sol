@@ -47,6 +47,8 @@ interface IPipelineMarket {
     /// plain previous stage it must be the accepted result
     /// (`jobMarket.sealedHashOf(job, previousResult) == getJob(job).sealedResult`); for a
     /// sharded one it is the digest of its merged result folder's CID, which the nodes check.
+    /// For stage 0 (`postPipeline`'s `first`): `previousResult` is ignored (recorded as 0) and a
+    /// sharded stage 0 needs `shardCount` >= 1 (0 reverts `EmptySelection`).
     struct StageInput {
         bytes specCid;
         bytes32 specHash;
@@ -89,6 +91,7 @@ interface IPipelineMarket {
         address startedBy,
         bytes32 previousResult
     );
+    /// @notice Only for a nonzero tip.
     event TipPaid(uint256 indexed pipelineId, uint8 stage, address indexed to, uint256 amount);
     event PipelineEnded(uint256 indexed pipelineId, PipelineState state, uint8 stagesVerified);
     event Refunded(uint256 indexed pipelineId, address indexed to, uint256 amount);
@@ -100,6 +103,7 @@ interface IPipelineMarket {
     error PipelineMarket__CreatorSet(uint8 stage);
     error PipelineMarket__NotRunning(uint256 pipelineId, PipelineState state);
     error PipelineMarket__StageNotFinal(uint256 pipelineId, uint8 stage);
+    /// @notice `stage`: the previous stage (the one whose result `given` should be).
     error PipelineMarket__NotThePreviousResult(uint256 pipelineId, uint8 stage, bytes32 given);
     error PipelineMarket__TooManyShards(uint32 shardCount, uint32 max);
     error PipelineMarket__EmptySelection(address caller);

@@ -512,9 +512,7 @@ contract ShardMarketTest is ShardFixture {
         vm.prank(poster);
         uint256 jobId = shards.postShardedJob{value: _escrowOf(p)}(p);
         assertEq(shards.getShardJob(jobId).creator, ops[0], "creator is the one named");
-        vm.expectRevert(
-            abi.encodeWithSelector(IShardMarketTypes.ShardMarket__CreatorCannotBid.selector, jobId, ops[0])
-        );
+        vm.expectRevert(abi.encodeWithSelector(IShardMarketTypes.ShardMarket__CreatorCannotBid.selector, jobId, ops[0]));
         vm.prank(ops[0]);
         shards.bid(jobId, _none());
         _sbids(jobId, 1, 3);

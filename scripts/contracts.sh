@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 FORGE="$ROOT/node_modules/.bin/forge"
 WRAPPER="$ROOT/contracts/solc-wrapper.cjs"
-CONTRACTS=(OperatorRegistry JobMarket ShardMarket)
+CONTRACTS=(OperatorRegistry JobMarket ShardMarket PipelineMarket)
 
 if [ ! -x "$FORGE" ] || [ ! -d "$ROOT/node_modules/solc" ]; then
     echo "contracts: node_modules/.bin/forge or node_modules/solc is missing; run 'scripts/setup.sh'" >&2

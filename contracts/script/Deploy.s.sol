@@ -5,6 +5,8 @@ import {Vm} from "../test/utils/Vm.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {JobMarket} from "../src/JobMarket.sol";
 import {ShardMarket} from "../src/ShardMarket.sol";
+import {PipelineMarket} from "../src/PipelineMarket.sol";
+import {IJobMarket} from "../src/interfaces/IJobMarket.sol";
 import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 
 /// @notice Deploys Shoal's contracts to any JSON-RPC endpoint and writes a deployment file.
@@ -21,6 +23,7 @@ import {IOperatorRegistry} from "../src/interfaces/IOperatorRegistry.sol";
 ///   4. ShardMarket(registry, minBidWindow, minExecWindow, minRevealWindow, drawDelay,
 ///                  maxCollateralFactor)   (its constructor deploys its ShardSettlement)
 ///   5. registry.setShardMarket(shardMarket)   (once, by the registry's deployer)
+///   6. PipelineMarket(market, shardMarket)
 ///
 /// Environment (all optional): SHOAL_UNBONDING_PERIOD (seconds, default 604800),
 /// SHOAL_MIN_STAKE (wei, default 1 ether), SHOAL_MEDIATOR_COUNT (default 3),
@@ -70,7 +73,10 @@ contract Deploy {
         );
     }
 
-    function run() external returns (OperatorRegistry registry, JobMarket market, ShardMarket shardMarket) {
+    function run()
+        external
+        returns (OperatorRegistry registry, JobMarket market, ShardMarket shardMarket, PipelineMarket pipelineMarket)
+    {
         uint64 unbonding = uint64(vm.envOr("SHOAL_UNBONDING_PERIOD", uint256(7 days)));
         uint96 minStake = uint96(vm.envOr("SHOAL_MIN_STAKE", uint256(1 ether)));
         uint8 mediators = uint8(vm.envOr("SHOAL_MEDIATOR_COUNT", uint256(3)));
@@ -111,6 +117,7 @@ contract Deploy {
             safety.maxCollateralFactor
         );
         registry.setShardMarket(address(shardMarket));
+        pipelineMarket = new PipelineMarket(IJobMarket(address(market)), address(shardMarket));
         vm.stopBroadcast();
 
         string memory json = string.concat(
@@ -126,6 +133,9 @@ contract Deploy {
             '",\n',
             '  "shardMarket": "',
             vm.toString(address(shardMarket)),
+            '",\n',
+            '  "pipelineMarket": "',
+            vm.toString(address(pipelineMarket)),
             '",\n',
             '  "deployBlock": ',
             vm.toString(startBlock),

@@ -19,6 +19,7 @@ const CONTRACTS: &[(&str, &str, &str)] = &[
         "IOperatorRegistry",
     ),
     ("ShardMarket", "IShardMarket.sol", "IShardMarketTypes"),
+    ("PipelineMarket", "IPipelineMarket.sol", "IPipelineMarket"),
 ];
 
 fn main() {

@@ -100,6 +100,7 @@ impl Client {
                 operator_registry: deployment.operator_registry,
                 job_market: deployment.job_market,
                 shard_market: deployment.shard_market,
+                pipeline_market: deployment.pipeline_market,
                 deploy_block: deployment.deploy_block,
                 params: None,
             })

@@ -1,36 +1,14 @@
 //! Sharded jobs on the client (docs/sharding.md): the input tree is walked once, here, into
 //! the shard manifest the nodes work from.
 
-use shoal_store::export::{self, Kind};
 use shoal_store::{Blockstore, Cid};
 use shoal_types::{JobSpec, Manifest};
 
 use crate::api::NodeApi;
 use crate::error::{Error, Result};
 
-/// Every file under `root` (a UnixFS folder in `store`) as (path under `mount`, CID, size).
-pub fn tree_files(
-    store: &Blockstore,
-    root: &Cid,
-    mount: &str,
-) -> Result<Vec<(String, String, u64)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![(mount.trim_end_matches('/').to_owned(), *root)];
-    while let Some((path, cid)) = stack.pop() {
-        match export::kind(store, &cid)? {
-            Kind::File => {
-                let size = export::imported_of(store, &cid)?.file_size;
-                out.push((path, cid.to_string(), size));
-            }
-            Kind::Directory => {
-                for (name, child) in export::list_dir(store, &cid)? {
-                    stack.push((format!("{path}/{name}"), child));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
+use shoal_store::export;
+pub use shoal_store::export::tree_files;
 
 /// The manifest of a glob-sharded spec whose tree input is `ipfs://` content: the folder's
 /// blocks are fetched from `api` once (every block verified) and walked here.
@@ -90,6 +68,22 @@ pub struct PostedShards {
 }
 
 impl crate::Client {
+    /// The manifest of a sharded spec: the one it names (`shards.manifest`), or the one its
+    /// glob makes of its input tree.
+    pub async fn manifest_of(&self, spec: &JobSpec) -> Result<Manifest> {
+        let rule = spec
+            .shards
+            .as_ref()
+            .ok_or_else(|| Error::Shards("the spec has no `shards` section".into()))?;
+        match &rule.manifest {
+            Some(m) => {
+                let cid = m.trim_start_matches("ipfs://");
+                Ok(Manifest::from_json(&self.api().content(cid).await?)?)
+            }
+            None => build_manifest(self.api(), spec).await,
+        }
+    }
+
     /// Builds the manifest of a sharded spec (walking its input tree once, through the node),
     /// uploads the manifest and the spec, and posts the job on the ShardMarket, paying
     /// `shards × concurrency × deal.max_price`.
@@ -99,13 +93,7 @@ impl crate::Client {
             .shards
             .as_ref()
             .ok_or_else(|| Error::Shards("the spec has no `shards` section".into()))?;
-        let manifest = match &rule.manifest {
-            Some(m) => {
-                let cid = m.trim_start_matches("ipfs://");
-                Manifest::from_json(&self.api().content(cid).await?)?
-            }
-            None => build_manifest(self.api(), spec).await?,
-        };
+        let manifest = self.manifest_of(spec).await?;
         let shards = manifest.shards.len() as u32;
         let batches = manifest.batch_count(rule.size);
         if batches > shoal_types::shard::MAX_BATCHES {

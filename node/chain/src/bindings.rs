@@ -10,6 +10,7 @@
 include!(concat!(env!("OUT_DIR"), "/JobMarket.rs"));
 include!(concat!(env!("OUT_DIR"), "/OperatorRegistry.rs"));
 include!(concat!(env!("OUT_DIR"), "/ShardMarket.rs"));
+include!(concat!(env!("OUT_DIR"), "/PipelineMarket.rs"));
 
 impl JobMarket::JobState {
     /// Verified, Failed and Expired are final: nothing changes the job afterwards.

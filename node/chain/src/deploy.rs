@@ -7,7 +7,7 @@ use alloy::primitives::{Address, U256};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolConstructor;
 
-use crate::bindings::{JobMarket, OperatorRegistry, ShardMarket};
+use crate::bindings::{JobMarket, OperatorRegistry, PipelineMarket, ShardMarket};
 use crate::client::{ChainClient, to_u96};
 use crate::error::{Error, Result};
 
@@ -31,6 +31,13 @@ pub struct Deployment {
         serialize_with = "checksummed_opt"
     )]
     pub shard_market: Option<Address>,
+    /// The `PipelineMarket` contract (pipelines), when deployed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "checksummed_opt"
+    )]
+    pub pipeline_market: Option<Address>,
     /// A block at or before the deployment: where to start reading events.
     pub deploy_block: u64,
     /// Constructor parameters, when known.
@@ -216,11 +223,23 @@ pub async fn deploy(client: &ChainClient, params: DeployParams) -> Result<Deploy
         "ShardMarket",
     )
     .await?;
+    let pipeline_args = PipelineMarket::constructorCall {
+        jobMarket_: market,
+        shardMarket_: shard_market,
+    };
+    let pipeline_market = create(
+        client,
+        &PipelineMarket::BYTECODE,
+        &pipeline_args.abi_encode(),
+        "PipelineMarket",
+    )
+    .await?;
     let deployment = Deployment {
         chain_id: client.chain_id(),
         operator_registry: registry,
         job_market: market,
         shard_market: Some(shard_market),
+        pipeline_market: Some(pipeline_market),
         deploy_block,
         params: Some(params),
     };

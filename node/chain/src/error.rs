@@ -57,6 +57,11 @@ pub enum Error {
         "this deployment has no ShardMarket (sharded jobs); redeploy with a current Shoal or pass a deployment file with `shardMarket`"
     )]
     NoShardMarket,
+    /// The deployment has no PipelineMarket.
+    #[error(
+        "this deployment has no PipelineMarket (pipelines); redeploy with a current Shoal or pass a deployment file with `pipelineMarket`"
+    )]
+    NoPipelineMarket,
     /// The endpoint serves another chain than the one expected.
     #[error(
         "the chain at {url} has chain id {actual}, expected {expected}; use the right RPC URL or deployment file"
@@ -175,6 +180,8 @@ pub enum ContractError {
     Registry(Box<R>),
     /// A `ShardMarket__*` custom error (sharded jobs).
     Shards(Box<crate::bindings::ShardMarket::ShardMarketErrors>),
+    /// A `PipelineMarket__*` custom error (pipelines).
+    Pipelines(Box<crate::bindings::PipelineMarket::PipelineMarketErrors>),
     /// `Error(string)` from `require` or a library.
     Message(String),
     /// A Solidity panic (`Panic(uint256)`: overflow, division by zero, …).
@@ -195,6 +202,9 @@ impl ContractError {
         if let Ok(e) = crate::bindings::ShardMarket::ShardMarketErrors::abi_decode(data) {
             return ContractError::Shards(Box::new(e));
         }
+        if let Ok(e) = crate::bindings::PipelineMarket::PipelineMarketErrors::abi_decode(data) {
+            return ContractError::Pipelines(Box::new(e));
+        }
         match GenericContractError::abi_decode(data) {
             Ok(GenericContractError::Revert(r)) => ContractError::Message(r.reason),
             Ok(GenericContractError::Panic(p)) => ContractError::Panic(p.code),
@@ -208,6 +218,7 @@ impl ContractError {
             ContractError::Market(e) => variant_name(e.as_ref()),
             ContractError::Registry(e) => variant_name(e.as_ref()),
             ContractError::Shards(e) => variant_name(e.as_ref()),
+            ContractError::Pipelines(e) => variant_name(e.as_ref()),
             ContractError::Message(_) => "Error".into(),
             ContractError::Panic(_) => "Panic".into(),
             ContractError::Unknown(_) => "Unknown".into(),
@@ -255,6 +266,7 @@ impl fmt::Display for ContractError {
                     .map_or(text.as_str(), |(_, rest)| rest.trim_end_matches(')'));
                 write!(f, "the sharded-job market refused: {inner}")
             }
+            ContractError::Pipelines(e) => pipelines(e, f),
             ContractError::Message(m) => write!(f, "the contract reverted: {m}"),
             ContractError::Panic(code) => write!(
                 f,
@@ -694,5 +706,59 @@ mod tests {
             ContractError::decode(&[1, 2, 3, 4, 5]),
             ContractError::Unknown(_)
         ));
+    }
+}
+
+fn pipelines(
+    e: &crate::bindings::PipelineMarket::PipelineMarketErrors,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    use crate::bindings::PipelineMarket::PipelineMarketErrors as P;
+    match e {
+        P::PipelineMarket__StageNotFinal(e) => write!(
+            f,
+            "stage {} of pipeline {} has not ended yet; advance it once its job is final (`shoal pipeline describe {}`)",
+            e.stage, e.pipelineId, e.pipelineId
+        ),
+        P::PipelineMarket__NotRunning(e) => write!(
+            f,
+            "pipeline {} is {:?}: it has ended, nothing is left to advance",
+            e.pipelineId, e.state
+        ),
+        P::PipelineMarket__NotThePreviousResult(e) => write!(
+            f,
+            "{} is not the verified result of stage {} of pipeline {}: derive the next stage from the published result",
+            e.given,
+            e.stage,
+            e.pipelineId
+        ),
+        P::PipelineMarket__WrongValue(e) => write!(
+            f,
+            "the pipeline needs {} (every stage's escrow and tip), {} was sent",
+            eth(e.expected),
+            eth(e.sent)
+        ),
+        P::PipelineMarket__EmptySelection(e) => write!(
+            f,
+            "only the pipeline's creator may end it for an empty selection ({} is not)",
+            addr(&e.caller)
+        ),
+        P::PipelineMarket__NotCreator(e) => write!(
+            f,
+            "only the pipeline's creator may do this ({} is not)",
+            addr(&e.caller)
+        ),
+        P::PipelineMarket__NothingToClaim(e) => write!(
+            f,
+            "{} has nothing to claim from the pipeline market",
+            addr(&e.caller)
+        ),
+        other => {
+            let text = format!("{other:?}");
+            let inner = text
+                .split_once('(')
+                .map_or(text.as_str(), |(_, rest)| rest.trim_end_matches(')'));
+            write!(f, "the pipeline market refused: {inner}")
+        }
     }
 }

@@ -9,6 +9,7 @@ mod events;
 mod follower;
 mod ids;
 mod params;
+mod pipelines;
 mod shards;
 mod tx;
 
@@ -27,6 +28,11 @@ pub use events::{ChainEvent, MarketEvent};
 pub use follower::{Delivery, EventBatch, EventFollower, FollowerConfig, FollowerUpdate};
 pub use ids::{JobId, ParseJobIdError};
 pub use params::{job_params, shard_job_params};
+pub use pipelines::{
+    Pipeline, PipelineStage, PipelineState, StageInput, StageParams, empty_stage_input,
+    pipeline_job_params,
+    pipeline_shard_params, stage_value,
+};
 pub use shards::{
     BatchReveal, BatchState, LeavesProof, ShardBatch, ShardJob, ShardJobParams, ShardJobState,
     batch_commitment,

@@ -41,6 +41,7 @@ pub fn job_params(spec: &JobSpec, spec_cid: impl Into<Bytes>) -> JobParams {
         },
         escalate: d.mediation,
         mediators: d.mediators.map_or(0, u8c),
+        creator: alloy::primitives::Address::ZERO,
     }
 }
 
@@ -75,5 +76,6 @@ pub fn shard_job_params(
         bidWindow: secs(d.windows.bid),
         execWindow: secs(d.windows.exec),
         revealWindow: secs(d.windows.reveal),
+        creator: alloy::primitives::Address::ZERO,
     }
 }

@@ -81,6 +81,7 @@ async fn scenario(endpoint: &Endpoint) {
         verifier: Verifier::Deterministic,
         escalate: false,
         mediators: 0,
+        creator: alloy::primitives::Address::ZERO,
     };
     let creator_addr = creator.address().unwrap_or_default();
     let (job, receipt) = ok("post_job", creator.post_job(params).await);

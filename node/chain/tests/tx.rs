@@ -150,6 +150,7 @@ fn job_params() -> JobParams {
         verifier: Verifier::Deterministic,
         escalate: false,
         mediators: 0,
+        creator: alloy::primitives::Address::ZERO,
     }
 }
 

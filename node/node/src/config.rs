@@ -189,6 +189,9 @@ pub struct DeploymentConfig {
     /// `ShardMarket` address (sharded jobs), when deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_market: Option<Address>,
+    /// `PipelineMarket` address (pipelines), when deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_market: Option<Address>,
     /// First block to read events from.
     #[serde(default)]
     pub deploy_block: u64,
@@ -202,6 +205,7 @@ impl DeploymentConfig {
             operator_registry: self.operator_registry,
             job_market: self.job_market,
             shard_market: self.shard_market,
+            pipeline_market: self.pipeline_market,
             deploy_block: self.deploy_block,
             params: None,
         }
@@ -218,6 +222,8 @@ impl DeploymentConfig {
             #[serde(default)]
             shard_market: Option<Address>,
             #[serde(default)]
+            pipeline_market: Option<Address>,
+            #[serde(default)]
             deploy_block: u64,
         }
         let text = std::fs::read_to_string(path)
@@ -233,6 +239,7 @@ impl DeploymentConfig {
             operator_registry: f.operator_registry,
             job_market: f.job_market,
             shard_market: f.shard_market,
+            pipeline_market: f.pipeline_market,
             deploy_block: f.deploy_block,
         })
     }
@@ -501,6 +508,7 @@ mod tests {
                 operator_registry: Address::repeat_byte(1),
                 job_market: Address::repeat_byte(2),
                 shard_market: Some(Address::repeat_byte(3)),
+                pipeline_market: Some(Address::repeat_byte(4)),
                 deploy_block: 7,
             }),
             ..NodeConfig::default()

@@ -11,6 +11,7 @@ mod network;
 mod node;
 mod openapi;
 pub mod pinning;
+mod pipeline;
 pub mod shards;
 pub mod state;
 mod supervisor;

@@ -54,6 +54,7 @@ impl Kit {
             operator_registry: d.operator_registry,
             job_market: d.job_market,
             shard_market: d.shard_market,
+            pipeline_market: d.pipeline_market,
             deploy_block: d.deploy_block,
         };
         let operator = ChainClient::connect(&rpc, Some(accounts[1].signer.clone()))

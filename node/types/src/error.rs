@@ -12,6 +12,10 @@ pub enum Error {
         /// What is wrong and what is allowed.
         reason: String,
     },
+    /// A pipeline document or one of its stages is malformed, or a stage's input cannot be
+    /// derived from the previous stage's results.
+    #[error("pipeline: {0} (see docs/pipelines.md)")]
+    Pipeline(String),
 }
 
 impl Error {

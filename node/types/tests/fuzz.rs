@@ -78,6 +78,12 @@ fn assert_clear(err: &Error, doc: &[u8]) {
                 "no reason in `{msg}` for {shown:?}"
             );
         }
+        Error::Pipeline(problem) => {
+            assert!(
+                !problem.trim().is_empty(),
+                "no pipeline problem in `{msg}` for {shown:?}"
+            );
+        }
         Error::Parse(problem) => {
             assert!(
                 !problem.trim().is_empty(),

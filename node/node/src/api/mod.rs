@@ -12,7 +12,7 @@ mod fuzz;
 mod jobs;
 mod network;
 mod pins;
-mod shards;
+pub(crate) mod shards;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +71,12 @@ impl ApiError {
             e.to_string(),
             "see the node's log; retry later",
         )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.error, self.hint)
     }
 }
 

@@ -167,6 +167,7 @@ pub(super) async fn deployment(State(inner): State<Shared>) -> Json<DeploymentVi
         operator_registry: d.operator_registry,
         job_market: d.job_market,
         shard_market: d.shard_market,
+        pipeline_market: d.pipeline_market,
         deploy_block: d.deploy_block,
     })
 }

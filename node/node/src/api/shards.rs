@@ -69,6 +69,11 @@ pub(super) async fn get_merged_result(
     Path(id): Path<String>,
 ) -> ApiResult<Json<MergedResult>> {
     let id = parse_id(&id)?;
+    Ok(Json(merged(&inner, id).await?))
+}
+
+/// The merged result folder of a Done sharded job, built from its verified batches.
+pub(crate) async fn merged(inner: &Shared, id: JobId) -> ApiResult<MergedResult> {
     let client = inner.chain.client();
     let job = client.get_shard_job(id).await.map_err(chain_err)?;
     if job.state != ShardJobState::Done {
@@ -86,7 +91,7 @@ pub(super) async fn get_merged_result(
     for b in 0..u32::from(job.batchCount) {
         let x = client.get_batch(id, b).await.map_err(chain_err)?;
         match x.state {
-            BatchState::Verified => docs.push(verified_doc(&inner, id, b, x.root, &reveals).await?),
+            BatchState::Verified => docs.push(verified_doc(inner, id, b, x.root, &reveals).await?),
             // Settled shard by shard: the accepted result of each shard is on chain.
             BatchState::SettledPerShard => {
                 if per_shard.is_none() {
@@ -99,14 +104,14 @@ pub(super) async fn get_merged_result(
         }
     }
     let shards = docs.iter().map(|d| d.shards.len() as u32).sum();
-    let cid = crate::shards::run::merged_result(&inner, &docs)
+    let cid = crate::shards::run::merged_result(inner, &docs)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(MergedResult {
+    Ok(MergedResult {
         cid: cid.to_string(),
         shards,
         failed_batches: failed,
-    }))
+    })
 }
 
 /// The shards a batch settled shard by shard accepted (`BatchSettledPerShard`), as a leaves

@@ -235,6 +235,7 @@ pub async fn post_job(
             operator_registry: registry,
             job_market: market,
             shard_market: None,
+            pipeline_market: None,
             deploy_block: 0,
             params: None,
         })

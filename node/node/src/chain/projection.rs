@@ -182,6 +182,7 @@ mod tests {
             verifier: shoal_chain::Verifier::Deterministic,
             escalate: false,
             mediators: 0,
+            creator: shoal_chain::Address::ZERO,
         };
         let posted = M::JobPosted {
             jobId: U256::from(1u64),

@@ -33,15 +33,20 @@ pub(crate) async fn decide(node: Arc<Node>, job: JobView) -> Result<()> {
             } else {
                 None
             };
-            let ctx = BidContext {
-                job: &job,
-                spec: &spec,
-                active_jobs: active_executions(&node),
-                unreachable,
-                not_local,
-                labels: &node.cfg.labels,
-            };
-            node.strategy.decide(&ctx).await
+            match crate::pipeline::check_stage(&node, job.id, false, &spec, None).await {
+                Some(reason) => Verdict::decline(reason),
+                None => {
+                    let ctx = BidContext {
+                        job: &job,
+                        spec: &spec,
+                        active_jobs: active_executions(&node),
+                        unreachable,
+                        not_local,
+                        labels: &node.cfg.labels,
+                    };
+                    node.strategy.decide(&ctx).await
+                }
+            }
         }
     };
     tracing::info!(job = %job.id, bid = verdict.bid, reason = %verdict.reason, "bid decision");

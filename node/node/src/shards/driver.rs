@@ -208,6 +208,14 @@ async fn bid(
         f.bid_sent = true;
         return Ok(());
     }
+    if let Some(reason) =
+        crate::pipeline::check_stage(node, id, true, spec, Some((manifest, &f.manifest_cid)))
+            .await
+    {
+        tracing::warn!(job = %id, %reason, "shards: not bidding");
+        f.bid_sent = true;
+        return Ok(());
+    }
     // Locality: the batches whose every shard is already in this node's store (none declared
     // with `[bid] prefer_local = false`).
     let size = u32::from(job.batchSize);

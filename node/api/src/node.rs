@@ -137,6 +137,9 @@ pub struct DeploymentView {
     /// The sharded-job market's address, when deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_market: Option<Address>,
+    /// The pipeline market's address, when deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_market: Option<Address>,
     /// First block with market events (deployment files may leave it out).
     #[serde(default)]
     pub deploy_block: u64,

@@ -111,6 +111,7 @@ fn a_two_stage_pipeline_fans_out_over_the_files_the_first_stage_selected() {
         .args(["pipeline", "run", "--json", "-o"])
         .arg(&out)
         .arg(&file)));
+    let id = r["pipelineId"].as_str().expect("pipeline id").to_owned();
     let stages = r["stages"].as_array().expect("stages");
     assert_eq!(stages.len(), 2, "{r:#}");
     assert_eq!(stages[0]["kind"], "job", "{r:#}");
@@ -145,7 +146,16 @@ fn a_two_stage_pipeline_fans_out_over_the_files_the_first_stage_selected() {
         "{d:#}"
     );
 
-    // A stage that selects from a file the previous stage did not write says so.
+    // On chain: every stage verified, nothing left reserved.
+    let d = json(&ok(stack
+        .shoal()
+        .args(["pipeline", "describe", "--json", &id])));
+    assert_eq!(d["state"], "Done", "{d:#}");
+    assert_eq!(d["reserved"], "0", "{d:#}");
+    assert_eq!(d["stages"][1]["kind"], "sharded", "{d:#}");
+
+    // A stage that selects from a file the previous stage did not write says so, and the
+    // pipeline is cancelled with its later stages' escrow refunded.
     let bad = std::fs::read_to_string(&file)
         .expect("read")
         .replace("select: stdout", "select: outputs/missing.txt");
@@ -159,4 +169,5 @@ fn a_two_stage_pipeline_fans_out_over_the_files_the_first_stage_selected() {
             .arg(&bad_file),
     );
     assert!(err.contains("cannot be read"), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
 }

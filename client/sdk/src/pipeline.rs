@@ -333,6 +333,8 @@ impl crate::Client {
             StageEnd::NotVerified(_) => self.end_pipeline(id).await,
             StageEnd::Verified if p.current + 1 >= p.stageCount => self.end_pipeline(id).await,
             StageEnd::Verified => {
+                std::fs::create_dir_all(work)
+                    .map_err(|e| Error::io("the pipeline's work folder", work, e))?;
                 let dest = work.join(&current.name);
                 let (cid, _) = self.stage_result(&st, &dest).await?;
                 self.start_next(id, p.current + 1, &p, (&cid, &dest)).await
@@ -498,7 +500,19 @@ impl crate::Client {
                 self.end_pipeline(id).await?;
                 break;
             }
-            match self.start_next(id, index + 1, &p, (&cid, &dest)).await? {
+            let next = match self.start_next(id, index + 1, &p, (&cid, &dest)).await {
+                Ok(next) => next,
+                Err(e) => {
+                    // The next stage cannot be derived: nothing later can run, so the escrow
+                    // still reserved for it goes back now.
+                    let _ = self.chain().cancel_pipeline(id).await;
+                    let _ = self.claim_pipeline_refunds().await;
+                    return Err(Error::Pipeline(format!(
+                        "{e}; pipeline {id} was cancelled and the escrow of its later stages refunded"
+                    )));
+                }
+            };
+            match next {
                 Advanced::Started { job_id, .. } => progress(&format!(
                     "stage {}: posted as job {job_id}",
                     pipeline.stages[i + 1].name

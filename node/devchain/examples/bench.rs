@@ -287,6 +287,7 @@ async fn run(url: &str, o: &Opts) -> anyhow::Result<Figures> {
             verifier: 0,
             escalate: false,
             mediators: 0,
+            creator: alloy::primitives::Address::ZERO,
         };
         let r = market
             .postJob(params)

@@ -201,6 +201,7 @@ async fn deploy_send_call_revert_and_logs() -> anyhow::Result<()> {
         verifier: 0,
         escalate: false,
         mediators: 0,
+        creator: alloy::primitives::Address::ZERO,
     };
     let receipt = market
         .postJob(params)

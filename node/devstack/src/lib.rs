@@ -212,6 +212,7 @@ pub async fn deploy(
         operator_registry: d.operator_registry,
         job_market: d.job_market,
         shard_market: d.shard_market,
+        pipeline_market: d.pipeline_market,
         deploy_block: d.deploy_block,
     })
 }
@@ -423,6 +424,7 @@ pub async fn start(cfg: DevstackConfig) -> Result<Devstack> {
         "operatorRegistry": deployment.operator_registry,
         "jobMarket": deployment.job_market,
         "shardMarket": deployment.shard_market,
+        "pipelineMarket": deployment.pipeline_market,
         "deployBlock": deployment.deploy_block,
         "rpcUrl": rpc_url,
     });

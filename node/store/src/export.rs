@@ -263,3 +263,24 @@ fn export_into(store: &Blockstore, cid: &Cid, dest: &Path) -> Result<()> {
         }
     }
 }
+
+/// Every file under `root` (a UnixFS folder in `store`) as (path under `mount`, CID, size):
+/// what a shard manifest is built from (docs/sharding.md).
+pub fn tree_files(store: &Blockstore, root: &Cid, mount: &str) -> Result<Vec<(String, String, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(mount.trim_end_matches('/').to_owned(), *root)];
+    while let Some((path, cid)) = stack.pop() {
+        match kind(store, &cid)? {
+            Kind::File => {
+                let size = imported_of(store, &cid)?.file_size;
+                out.push((path, cid.to_string(), size));
+            }
+            Kind::Directory => {
+                for (name, child) in list_dir(store, &cid)? {
+                    stack.push((format!("{path}/{name}"), child));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

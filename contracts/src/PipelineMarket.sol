@@ -25,11 +25,11 @@ contract PipelineMarket is IPipelineMarket {
 
     mapping(address => uint256) public withdrawable;
 
-    /// @dev A stage as stored: its template (`job` or `shard`, the other left empty) and, once
-    /// started, who started it, its job and the previous result it was given. `escrow` is the
-    /// reserved escrow until the stage starts, then what its post paid. `tip` shares the slot
-    /// `advance` writes `startedBy` into, so that starting a tipped stage (the keeper's cost) does not
-    /// fill a fresh slot.
+    /// @dev A stage as stored: its template (`job` or `shard`, the other left empty; stage 0's
+    /// is not stored, `postPipeline` posts it from calldata) and, once started, who started it,
+    /// its job and the previous result it was given. `escrow` is the reserved escrow until the
+    /// stage starts, then what its post paid. `tip` shares the slot `advance` writes `startedBy`
+    /// into, so that starting a tipped stage (the keeper's cost) does not fill a fresh slot.
     struct StageData {
         address startedBy;
         uint96 tip;

@@ -70,8 +70,8 @@ done
 SPEC_CID=0x01551220aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899
 SPEC_HASH=$("$CAST" keccak spec)
 RESULT=$("$CAST" keccak "the right result")
-PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false,0)"
-JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool,uint8))'
+PARAMS="($SPEC_CID,$SPEC_HASH,3,3,3,100000000000000000,1000000000000000000,3600,3600,3600,0,0,false,0,0x0000000000000000000000000000000000000000)"
+JOB_SIG='postJob((bytes,bytes32,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint32,uint8,bool,uint8,address))'
 GETJOB_SIG='getJob(uint256)((address,uint8,uint8,bool,uint8,uint8,uint8,uint8,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,uint64,uint64,bytes32,bytes32,address,uint256))'
 
 # run_job JOBID: one verified job, its result published; fills GAS[] (12 receipts, in order)

@@ -25,9 +25,11 @@ contract PipelineMarket is IPipelineMarket {
 
     mapping(address => uint256) public withdrawable;
 
-    /// @dev A stage as stored: its template (`job` or `shard`, the other left empty) and, once
-    /// started, who started it, its job and the previous result it was given. `escrow` is the
-    /// reserved escrow until the stage starts, then what its post paid.
+    /// @dev A stage as stored: its template (`job` or `shard`, the other left empty; stage 0's
+    /// is not stored, `postPipeline` posts it from calldata) and, once started, who started it,
+    /// its job and the previous result it was given. `escrow` is the reserved escrow until the
+    /// stage starts, then what its post paid. `tip` shares the slot `advance` writes `startedBy`
+    /// into, so that starting a tipped stage (the keeper's cost) does not fill a fresh slot.
     struct StageData {
         address startedBy;
         uint96 tip;
@@ -76,7 +78,9 @@ contract PipelineMarket is IPipelineMarket {
         pl.stageCount = uint8(count);
         pl.reserved = total;
         emit PipelinePosted(pipelineId, msg.sender, uint8(count), total);
-        _start(pipelineId, pl, 0, first, bytes32(0));
+        // stage 0 is posted from calldata (its template is not stored)
+        if (stages[0].sharded) _startSharded(pipelineId, pl, 0, first, 0, stages[0].shard);
+        else _startPlain(pipelineId, pl, 0, first, 0, stages[0].job);
     }
 
     /// @notice The creator: no later stage starts; everything still reserved (the escrow and
@@ -124,7 +128,9 @@ contract PipelineMarket is IPipelineMarket {
         if (previous == 0 || (!st.sharded && jobMarket.sealedHashOf(st.jobId, previous) != sealedResult)) {
             revert PipelineMarket__NotThePreviousResult(pipelineId, i, previous);
         }
-        _start(pipelineId, pl, next, input, previous);
+        StageData storage ns = _stages[pipelineId][next];
+        if (ns.sharded) _startSharded(pipelineId, pl, next, input, previous, ns.shard);
+        else _startPlain(pipelineId, pl, next, input, previous, ns.job);
     }
 
     function claim() external {
@@ -165,17 +171,18 @@ contract PipelineMarket is IPipelineMarket {
     // internals
     // =====================================================================================
 
-    /// @dev Stores stage `i` and returns what it reserves: its escrow (for its most shards) and tip.
+    /// @dev Stores stage `i` (the template of a later stage; stage 0 is posted at once) and
+    /// returns what it reserves: its escrow (for its most shards) and tip.
     function _storeStage(uint256 pipelineId, uint256 i, StageParams calldata s) private returns (uint256) {
         if (s.job.creator != address(0) || s.shard.creator != address(0)) revert PipelineMarket__CreatorSet(uint8(i));
         StageData storage st = _stages[pipelineId][i];
         uint256 escrow;
         if (s.sharded) {
             st.sharded = true;
-            st.shard = s.shard;
+            if (i != 0) st.shard = s.shard;
             escrow = uint256(s.shard.shardCount) * s.shard.concurrency * s.shard.pricePerShard;
         } else {
-            st.job = s.job;
+            if (i != 0) st.job = s.job;
             escrow = uint256(s.job.concurrency) * s.job.maxPrice;
         }
         // at most msg.value (checked by the caller against the sum), far below 2^248
@@ -207,49 +214,41 @@ contract PipelineMarket is IPipelineMarket {
         revert PipelineMarket__StageNotFinal(pipelineId, i);
     }
 
-    /// @dev Posts stage `i` with `input` (its escrow leaves `reserved`), started by msg.sender.
-    function _start(uint256 pipelineId, Pipeline storage pl, uint8 i, StageInput calldata input, bytes32 previous)
-        private
-    {
+    /// @dev Posts plain stage `i` from its template `p` with `input`, started by msg.sender; its
+    /// escrow leaves `reserved`.
+    function _startPlain(
+        uint256 pipelineId,
+        Pipeline storage pl,
+        uint8 i,
+        StageInput calldata input,
+        bytes32 previous,
+        IJobMarket.JobParams memory p
+    ) private {
         StageData storage st = _stages[pipelineId][i];
-        pl.current = i;
-        st.startedBy = msg.sender;
-        st.previousResult = previous;
-        address market;
-        uint256 jobId;
-        if (st.sharded) {
-            market = shardMarket;
-            jobId = _postSharded(pipelineId, pl, st, input);
-        } else {
-            market = address(jobMarket);
-            jobId = _postPlain(pl, st, input);
-        }
-        st.jobId = jobId;
-        _stageOf[market][jobId] = (pipelineId << 8) | i;
-        emit StageStarted(pipelineId, i, market, jobId, msg.sender, previous);
-    }
-
-    function _postPlain(Pipeline storage pl, StageData storage st, StageInput calldata input)
-        private
-        returns (uint256)
-    {
-        IJobMarket.JobParams memory p = st.job;
         p.specCid = input.specCid;
         p.specHash = input.specHash;
         p.creator = pl.creator;
         uint256 escrow = st.escrow;
         pl.reserved -= escrow;
-        return jobMarket.postJob{value: escrow}(p);
+        _started(pl, st, i, previous);
+        uint256 jobId = jobMarket.postJob{value: escrow}(p);
+        _posted(pipelineId, st, i, address(jobMarket), jobId, previous);
     }
 
-    /// @dev Posts a sharded stage for `input.shardCount` shards (1..its most); the escrow
-    /// reserved for the shards it does not run is refunded to the creator.
-    function _postSharded(uint256 pipelineId, Pipeline storage pl, StageData storage st, StageInput calldata input)
-        private
-        returns (uint256)
-    {
-        IShardMarketTypes.ShardJobParams memory p = st.shard;
-        if (input.shardCount > p.shardCount) revert PipelineMarket__TooManyShards(input.shardCount, p.shardCount);
+    /// @dev Posts sharded stage `i` from its template `p` for `input.shardCount` shards (1..its
+    /// most); the escrow reserved for the shards it does not run is refunded to the creator.
+    function _startSharded(
+        uint256 pipelineId,
+        Pipeline storage pl,
+        uint8 i,
+        StageInput calldata input,
+        bytes32 previous,
+        IShardMarketTypes.ShardJobParams memory p
+    ) private {
+        if (input.shardCount > p.shardCount) {
+            revert PipelineMarket__TooManyShards(input.shardCount, p.shardCount);
+        }
+        StageData storage st = _stages[pipelineId][i];
         p.specCid = input.specCid;
         p.specHash = input.specHash;
         p.manifestCid = input.manifestCid;
@@ -261,7 +260,23 @@ contract PipelineMarket is IPipelineMarket {
         st.escrow = uint248(escrow);
         pl.reserved -= escrow + unused;
         if (unused != 0) _credit(pipelineId, pl.creator, unused);
-        return IShardMarket(shardMarket).postShardedJob{value: escrow}(p);
+        _started(pl, st, i, previous);
+        uint256 jobId = IShardMarket(shardMarket).postShardedJob{value: escrow}(p);
+        _posted(pipelineId, st, i, shardMarket, jobId, previous);
+    }
+
+    function _started(Pipeline storage pl, StageData storage st, uint8 i, bytes32 previous) private {
+        pl.current = i;
+        st.startedBy = msg.sender;
+        st.previousResult = previous;
+    }
+
+    function _posted(uint256 pipelineId, StageData storage st, uint8 i, address market, uint256 jobId, bytes32 previous)
+        private
+    {
+        st.jobId = jobId;
+        _stageOf[market][jobId] = (pipelineId << 8) | i;
+        emit StageStarted(pipelineId, i, market, jobId, msg.sender, previous);
     }
 
     /// @dev Ends a Running pipeline: what is still reserved is refunded to its creator.

@@ -83,7 +83,7 @@ contract ShardGasTest is ShardFixture {
             creator,
             escrow,
             abi.encodeWithSignature(
-                "postShardedJob((bytes,bytes32,bytes,bytes32,uint32,uint16,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32))",
+                "postShardedJob((bytes,bytes32,bytes,bytes32,uint32,uint16,uint8,uint8,uint8,uint96,uint96,uint32,uint32,uint32,address))",
                 p
             ),
             "postShardedJob"

@@ -121,7 +121,8 @@ impl crate::Client {
         let placeholder = stage.previous_at.as_ref().map(|_| "bafkqaaa");
         let spec = stage.spec_with(placeholder)?;
         let template = stage.to_template();
-        let template_cid = shoal_store::parse_cid(&self.api().upload_bytes(template.clone()).await?)?;
+        let template_cid =
+            shoal_store::parse_cid(&self.api().upload_bytes(template.clone()).await?)?;
         let sharded = spec.shards.is_some();
         let shards = if sharded {
             self.manifest_of(&spec).await?.shards.len() as u32
@@ -155,8 +156,8 @@ impl crate::Client {
         let prev = prev_text.as_deref();
         let mut input = shoal_chain::empty_stage_input();
         if let Some((cid, _)) = previous {
-            input.previousResult = shoal_api::result_hash_of(cid)
-                .map_err(|e| Error::Pipeline(e.to_string()))?;
+            input.previousResult =
+                shoal_api::result_hash_of(cid).map_err(|e| Error::Pipeline(e.to_string()))?;
         }
         let spec = if let Some(file) = &stage.select {
             let (_, dir) = previous.ok_or_else(|| {
@@ -205,7 +206,10 @@ impl crate::Client {
     pub async fn post_pipeline(&self, pipeline: &Pipeline, tip: u128) -> Result<PostedPipeline> {
         let mut stages = Vec::with_capacity(pipeline.stages.len());
         for (i, stage) in pipeline.stages.iter().enumerate() {
-            stages.push(self.stage_params(stage, if i == 0 { 0 } else { tip }).await?);
+            stages.push(
+                self.stage_params(stage, if i == 0 { 0 } else { tip })
+                    .await?,
+            );
         }
         let value = stages
             .iter()
@@ -262,9 +266,7 @@ impl crate::Client {
         let j = self.job(job).await?;
         Ok(match j.state {
             // Verified and published: the next stage can be derived from the result.
-            JobState::Verified if self.published_result(job).await?.is_some() => {
-                StageEnd::Verified
-            }
+            JobState::Verified if self.published_result(job).await?.is_some() => StageEnd::Verified,
             JobState::Verified => StageEnd::Running("Verified, result not yet published".into()),
             JobState::Failed | JobState::Expired => {
                 StageEnd::NotVerified(format!("job {job} is {}", j.state))
@@ -291,7 +293,11 @@ impl crate::Client {
 
     /// The template of stage `index` of pipeline `id`, fetched by its CID and checked against
     /// its hash on chain.
-    async fn stage_template(&self, id: U256, index: u8) -> Result<(Stage, shoal_chain::PipelineStage)> {
+    async fn stage_template(
+        &self,
+        id: U256,
+        index: u8,
+    ) -> Result<(Stage, shoal_chain::PipelineStage)> {
         let st = self
             .chain()
             .get_pipeline_stage(id, index)
@@ -476,7 +482,10 @@ impl crate::Client {
                 }
             }
             let (cid, shards) = self.stage_result(&st, &dest).await?;
-            progress(&format!("stage {}: verified, result ipfs://{cid}", stage.name));
+            progress(&format!(
+                "stage {}: verified, result ipfs://{cid}",
+                stage.name
+            ));
             done.push(StageOutcome {
                 name: stage.name.clone(),
                 kind: if st.sharded { "sharded" } else { "job" }.into(),
@@ -519,7 +528,10 @@ impl crate::Client {
                 )),
                 _ => {
                     let next = &pipeline.stages[i + 1];
-                    progress(&format!("stage {}: the selection is empty; pipeline done", next.name));
+                    progress(&format!(
+                        "stage {}: the selection is empty; pipeline done",
+                        next.name
+                    ));
                     done.push(StageOutcome {
                         name: next.name.clone(),
                         kind: "sharded".into(),

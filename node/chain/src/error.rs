@@ -660,6 +660,58 @@ fn registry(e: &R, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
 }
 
+fn pipelines(
+    e: &crate::bindings::PipelineMarket::PipelineMarketErrors,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    use crate::bindings::PipelineMarket::PipelineMarketErrors as P;
+    match e {
+        P::PipelineMarket__StageNotFinal(e) => write!(
+            f,
+            "stage {} of pipeline {} has not ended yet; advance it once its job is final (`shoal pipeline describe {}`)",
+            e.stage, e.pipelineId, e.pipelineId
+        ),
+        P::PipelineMarket__NotRunning(e) => write!(
+            f,
+            "pipeline {} is {:?}: it has ended, nothing is left to advance",
+            e.pipelineId, e.state
+        ),
+        P::PipelineMarket__NotThePreviousResult(e) => write!(
+            f,
+            "{} is not the verified result of stage {} of pipeline {}: derive the next stage from the published result",
+            e.given, e.stage, e.pipelineId
+        ),
+        P::PipelineMarket__WrongValue(e) => write!(
+            f,
+            "the pipeline needs {} (every stage's escrow and tip), {} was sent",
+            eth(e.expected),
+            eth(e.sent)
+        ),
+        P::PipelineMarket__EmptySelection(e) => write!(
+            f,
+            "only the pipeline's creator may end it for an empty selection ({} is not)",
+            addr(&e.caller)
+        ),
+        P::PipelineMarket__NotCreator(e) => write!(
+            f,
+            "only the pipeline's creator may do this ({} is not)",
+            addr(&e.caller)
+        ),
+        P::PipelineMarket__NothingToClaim(e) => write!(
+            f,
+            "{} has nothing to claim from the pipeline market",
+            addr(&e.caller)
+        ),
+        other => {
+            let text = format!("{other:?}");
+            let inner = text
+                .split_once('(')
+                .map_or(text.as_str(), |(_, rest)| rest.trim_end_matches(')'));
+            write!(f, "the pipeline market refused: {inner}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use alloy::primitives::aliases::U96;
@@ -706,59 +758,5 @@ mod tests {
             ContractError::decode(&[1, 2, 3, 4, 5]),
             ContractError::Unknown(_)
         ));
-    }
-}
-
-fn pipelines(
-    e: &crate::bindings::PipelineMarket::PipelineMarketErrors,
-    f: &mut fmt::Formatter<'_>,
-) -> fmt::Result {
-    use crate::bindings::PipelineMarket::PipelineMarketErrors as P;
-    match e {
-        P::PipelineMarket__StageNotFinal(e) => write!(
-            f,
-            "stage {} of pipeline {} has not ended yet; advance it once its job is final (`shoal pipeline describe {}`)",
-            e.stage, e.pipelineId, e.pipelineId
-        ),
-        P::PipelineMarket__NotRunning(e) => write!(
-            f,
-            "pipeline {} is {:?}: it has ended, nothing is left to advance",
-            e.pipelineId, e.state
-        ),
-        P::PipelineMarket__NotThePreviousResult(e) => write!(
-            f,
-            "{} is not the verified result of stage {} of pipeline {}: derive the next stage from the published result",
-            e.given,
-            e.stage,
-            e.pipelineId
-        ),
-        P::PipelineMarket__WrongValue(e) => write!(
-            f,
-            "the pipeline needs {} (every stage's escrow and tip), {} was sent",
-            eth(e.expected),
-            eth(e.sent)
-        ),
-        P::PipelineMarket__EmptySelection(e) => write!(
-            f,
-            "only the pipeline's creator may end it for an empty selection ({} is not)",
-            addr(&e.caller)
-        ),
-        P::PipelineMarket__NotCreator(e) => write!(
-            f,
-            "only the pipeline's creator may do this ({} is not)",
-            addr(&e.caller)
-        ),
-        P::PipelineMarket__NothingToClaim(e) => write!(
-            f,
-            "{} has nothing to claim from the pipeline market",
-            addr(&e.caller)
-        ),
-        other => {
-            let text = format!("{other:?}");
-            let inner = text
-                .split_once('(')
-                .map_or(text.as_str(), |(_, rest)| rest.trim_end_matches(')'));
-            write!(f, "the pipeline market refused: {inner}")
-        }
     }
 }

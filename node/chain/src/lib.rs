@@ -30,8 +30,7 @@ pub use ids::{JobId, ParseJobIdError};
 pub use params::{job_params, shard_job_params};
 pub use pipelines::{
     Pipeline, PipelineStage, PipelineState, StageInput, StageParams, empty_stage_input,
-    pipeline_job_params,
-    pipeline_shard_params, stage_value,
+    pipeline_job_params, pipeline_shard_params, stage_value,
 };
 pub use shards::{
     BatchReveal, BatchState, LeavesProof, ShardBatch, ShardJob, ShardJobParams, ShardJobState,

@@ -76,7 +76,10 @@ impl ChainClient {
         first: StageInput,
     ) -> Result<(U256, TransactionReceipt)> {
         let to = self.pipeline_market_address()?;
-        let value = stages.iter().map(stage_value).fold(U256::ZERO, |a, b| a + b);
+        let value = stages
+            .iter()
+            .map(stage_value)
+            .fold(U256::ZERO, |a, b| a + b);
         let receipt = self
             .send_call(
                 to,
@@ -169,7 +172,9 @@ impl ChainClient {
             return Ok(None);
         };
         let market = if sharded {
-            self.deployment()?.shard_market.ok_or(Error::NoShardMarket)?
+            self.deployment()?
+                .shard_market
+                .ok_or(Error::NoShardMarket)?
         } else {
             self.deployment()?.job_market
         };

@@ -29,7 +29,9 @@ pub(crate) async fn check_stage(
 ) -> Option<String> {
     match stage_problem(node, job, sharded, spec, manifest).await {
         Ok(problem) => problem,
-        Err(e) => Some(format!("cannot check the pipeline stage this job runs: {e}")),
+        Err(e) => Some(format!(
+            "cannot check the pipeline stage this job runs: {e}"
+        )),
     }
 }
 
@@ -72,8 +74,7 @@ async fn stage_problem(
     .await
     .map_err(|e| e.to_string())?;
     let stage = Stage::from_template(&bytes).map_err(|e| e.to_string())?;
-    let previous =
-        shoal_api::results_cid_of(this.previousResult).map_err(|e| e.to_string())?;
+    let previous = shoal_api::results_cid_of(this.previousResult).map_err(|e| e.to_string())?;
     // A plain previous stage's result was checked on chain against its sealed result; a
     // sharded one's merged folder is rebuilt here from the verified batches.
     if before.sharded {
@@ -92,10 +93,18 @@ async fn stage_problem(
     let previous = previous.to_string();
     let expected = match (&stage.select, manifest) {
         (Some(file), Some((posted, posted_cid))) => {
-            let text = read_at(node, &format!("{previous}/{}", file.trim_start_matches('/')))
-                .await?;
-            let full = full_manifest(node, &stage.spec_with(Some(&previous)).map_err(|e| e.to_string())?)
-                .await?;
+            let text = read_at(
+                node,
+                &format!("{previous}/{}", file.trim_start_matches('/')),
+            )
+            .await?;
+            let full = full_manifest(
+                node,
+                &stage
+                    .spec_with(Some(&previous))
+                    .map_err(|e| e.to_string())?,
+            )
+            .await?;
             match select(&full, &selected_paths(&String::from_utf8_lossy(&text))) {
                 Ok(Some(chosen)) if &chosen == posted => {}
                 Ok(_) => {
@@ -134,7 +143,10 @@ async fn stage_problem(
 async fn read_at(node: &Arc<Node>, cid_path: &str) -> Result<Vec<u8>, String> {
     let (root, path) = cid_path.split_once('/').unwrap_or((cid_path, ""));
     let root = shoal_store::parse_cid(root).map_err(|e| e.to_string())?;
-    node.content.ensure(&root).await.map_err(|e| e.to_string())?;
+    node.content
+        .ensure(&root)
+        .await
+        .map_err(|e| e.to_string())?;
     let file = export::resolve(&node.content.store, &root, path)
         .map_err(|e| format!("ipfs://{cid_path}: {e}"))?;
     node.content.read_file(&file).map_err(|e| e.to_string())

@@ -266,7 +266,11 @@ fn export_into(store: &Blockstore, cid: &Cid, dest: &Path) -> Result<()> {
 
 /// Every file under `root` (a UnixFS folder in `store`) as (path under `mount`, CID, size):
 /// what a shard manifest is built from (docs/sharding.md).
-pub fn tree_files(store: &Blockstore, root: &Cid, mount: &str) -> Result<Vec<(String, String, u64)>> {
+pub fn tree_files(
+    store: &Blockstore,
+    root: &Cid,
+    mount: &str,
+) -> Result<Vec<(String, String, u64)>> {
     let mut out = Vec::new();
     let mut stack = vec![(mount.trim_end_matches('/').to_owned(), *root)];
     while let Some((path, cid)) = stack.pop() {

@@ -131,14 +131,17 @@ impl Stage {
     pub fn spec_with(&self, previous: Option<&str>) -> Result<JobSpec> {
         let mut doc = self.spec.clone();
         if let (Some(at), Some(cid)) = (&self.previous_at, previous) {
-            let map = doc
-                .as_object_mut()
-                .ok_or_else(|| invalid(format!("stage `{}`: `spec` must be a mapping", self.name)))?;
+            let map = doc.as_object_mut().ok_or_else(|| {
+                invalid(format!("stage `{}`: `spec` must be a mapping", self.name))
+            })?;
             let inputs = map
                 .entry("inputs")
                 .or_insert_with(|| serde_json::Value::Array(Vec::new()));
             let list = inputs.as_array_mut().ok_or_else(|| {
-                invalid(format!("stage `{}`: `spec.inputs` must be a list", self.name))
+                invalid(format!(
+                    "stage `{}`: `spec.inputs` must be a list",
+                    self.name
+                ))
             })?;
             list.push(serde_json::json!({"source": format!("ipfs://{cid}"), "path": at}));
         }
@@ -264,13 +267,27 @@ stages:
         let stage = &p.stages[1];
         let back = Stage::from_template(&stage.to_template()).expect("template");
         assert_eq!(&back, stage);
-        let spec = back.derive(Some("bafyprev"), Some("bafymanifest")).expect("derive");
+        let spec = back
+            .derive(Some("bafyprev"), Some("bafymanifest"))
+            .expect("derive");
         let rule = spec.shards.as_ref().expect("sharded");
         assert_eq!(rule.glob, None);
         assert_eq!(rule.manifest.as_deref(), Some("ipfs://bafymanifest"));
-        assert_eq!(spec, stage.derive(Some("bafyprev"), Some("bafymanifest")).expect("again"));
-        assert_ne!(spec, stage.derive(Some("bafyother"), Some("bafymanifest")).expect("other"));
-        let err = stage.derive(Some("bafyprev"), None).expect_err("no manifest");
+        assert_eq!(
+            spec,
+            stage
+                .derive(Some("bafyprev"), Some("bafymanifest"))
+                .expect("again")
+        );
+        assert_ne!(
+            spec,
+            stage
+                .derive(Some("bafyother"), Some("bafymanifest"))
+                .expect("other")
+        );
+        let err = stage
+            .derive(Some("bafyprev"), None)
+            .expect_err("no manifest");
         assert!(err.to_string().contains("selection"), "{err}");
         assert!(Stage::from_template(b"{\"name\": 1}").is_err());
     }

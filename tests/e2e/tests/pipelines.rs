@@ -26,7 +26,12 @@ async fn pipeline(api: &str) -> Result<Pipeline> {
 }
 
 async fn client(stack: &shoal_devstack::Devstack, key: &str) -> Result<Client> {
-    Ok(Client::connect(&stack.nodes[0].api_url(), Some(&stack.rpc_url), Some(key.parse()?)).await?)
+    Ok(Client::connect(
+        &stack.nodes[0].api_url(),
+        Some(&stack.rpc_url),
+        Some(key.parse()?),
+    )
+    .await?)
 }
 
 /// The deployer's key: a funded wallet that is neither the creator nor an operator.
@@ -63,7 +68,10 @@ async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
         let posted = creator.post_pipeline(&p, TIP).await?;
         let id: U256 = posted.pipeline_id.parse()?;
         let reserved = creator.chain().get_pipeline(id).await?.reserved;
-        ensure!(!reserved.is_zero(), "stage 1's escrow and tip are held at post");
+        ensure!(
+            !reserved.is_zero(),
+            "stage 1's escrow and tip are held at post"
+        );
 
         // Too early: the first stage is not final.
         let work = dir.path().join("keeper");
@@ -72,11 +80,18 @@ async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
 
         wait_stage(&keeper, &api, id, 0).await?;
         let started = keeper.advance_pipeline(id, &work.join("1")).await?;
-        let Advanced::Started { job_id, previous, .. } = started else {
+        let Advanced::Started {
+            job_id, previous, ..
+        } = started
+        else {
             anyhow::bail!("stage 1 not started: {started:?}");
         };
         let st = keeper.chain().get_pipeline_stage(id, 1).await?;
-        ensure!(st.startedBy == keeper.address()?, "started by {}", st.startedBy);
+        ensure!(
+            st.startedBy == keeper.address()?,
+            "started by {}",
+            st.startedBy
+        );
         let v = wait_stage(&keeper, &api, id, 1).await?;
         ensure!(v.0 == U256::from(job_id));
         // The second stage runs its template over the first stage's verified folder.
@@ -89,10 +104,19 @@ async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
         );
 
         let ended = keeper.advance_pipeline(id, &work.join("2")).await?;
-        ensure!(matches!(&ended, Advanced::Ended { state, .. } if state == "Done"), "{ended:?}");
+        ensure!(
+            matches!(&ended, Advanced::Ended { state, .. } if state == "Done"),
+            "{ended:?}"
+        );
         let p = keeper.chain().get_pipeline(id).await?;
-        ensure!(p.state == PipelineState::Done && p.reserved.is_zero(), "{p:?}");
-        let tip = keeper.chain().pipeline_withdrawable(keeper.address()?).await?;
+        ensure!(
+            p.state == PipelineState::Done && p.reserved.is_zero(),
+            "{p:?}"
+        );
+        let tip = keeper
+            .chain()
+            .pipeline_withdrawable(keeper.address()?)
+            .await?;
         ensure!(tip == U256::from(TIP), "the keeper earned {tip}");
         ensure!(keeper.claim_pipeline_refunds().await? == U256::from(TIP));
         Ok(())
@@ -154,7 +178,10 @@ async fn a_stage_started_with_a_spec_not_derived_from_its_template_is_declined()
         })
         .await?;
         let ended = attacker.advance_pipeline(id, &dir.path().join("w")).await?;
-        ensure!(matches!(&ended, Advanced::Ended { state, .. } if state == "Stopped"), "{ended:?}");
+        ensure!(
+            matches!(&ended, Advanced::Ended { state, .. } if state == "Stopped"),
+            "{ended:?}"
+        );
         // No tip for the attacker; the creator gets the tip back here and the stage's escrow
         // from the JobMarket.
         let me = attacker.address()?;
@@ -164,7 +191,10 @@ async fn a_stage_started_with_a_spec_not_derived_from_its_template_is_declined()
         ensure!(back == U256::from(TIP), "creator's pipeline refund {back}");
         let escrow = U256::from(2u8) * U256::from(forged.deal.max_price);
         let refunds = creator.chain().withdrawable(creator_addr).await?;
-        ensure!(refunds >= escrow, "the JobMarket holds {refunds} for the creator, the stage's escrow is {escrow}");
+        ensure!(
+            refunds >= escrow,
+            "the JobMarket holds {refunds} for the creator, the stage's escrow is {escrow}"
+        );
         Ok(())
     }
     .await;

@@ -82,7 +82,11 @@ fn pipeline_id(id: &str) -> anyhow::Result<U256> {
         .parse::<U256>()
         .ok()
         .filter(|v| !v.is_zero())
-        .ok_or_else(|| anyhow::anyhow!("`{id}` is not a pipeline id (a number from 1; `shoal pipeline run` prints it)"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{id}` is not a pipeline id (a number from 1; `shoal pipeline run` prints it)"
+            )
+        })
 }
 
 pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
@@ -130,10 +134,8 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             let id = pipeline_id(&id)?;
             let timeout = parse_duration(&wait_timeout)?;
             let client = ctx.client(true).await?;
-            let work = std::env::temp_dir().join(format!(
-                "shoal-pipeline-{id}-{}",
-                std::process::id()
-            ));
+            let work =
+                std::env::temp_dir().join(format!("shoal-pipeline-{id}-{}", std::process::id()));
             let start = std::time::Instant::now();
             let mut steps = Vec::new();
             let outcome = loop {
@@ -143,10 +145,17 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
                 let step = step?;
                 if !ctx.json() {
                     match &step {
-                        Advanced::NotFinal { stage, job_id, state } => eprintln!(
-                            "  stage {stage} (job {job_id}) is {state}: not final yet"
-                        ),
-                        Advanced::Started { stage, job_id, previous, tx } => eprintln!(
+                        Advanced::NotFinal {
+                            stage,
+                            job_id,
+                            state,
+                        } => eprintln!("  stage {stage} (job {job_id}) is {state}: not final yet"),
+                        Advanced::Started {
+                            stage,
+                            job_id,
+                            previous,
+                            tx,
+                        } => eprintln!(
                             "  stage {stage} posted as job {job_id} from ipfs://{previous} ({tx})"
                         ),
                         Advanced::Ended { state, .. } => eprintln!("  pipeline {id} is {state}"),
@@ -303,7 +312,11 @@ async fn describe_on_chain(ctx: &Ctx, id: U256) -> anyhow::Result<()> {
 }
 
 /// A stage job's state: a job's state name, or a sharded job's state and batch counts.
-async fn job_state(client: &shoal_sdk::Client, sharded: bool, id: shoal_chain::JobId) -> anyhow::Result<String> {
+async fn job_state(
+    client: &shoal_sdk::Client,
+    sharded: bool,
+    id: shoal_chain::JobId,
+) -> anyhow::Result<String> {
     if sharded {
         let j = client
             .chain()

@@ -209,8 +209,7 @@ async fn bid(
         return Ok(());
     }
     if let Some(reason) =
-        crate::pipeline::check_stage(node, id, true, spec, Some((manifest, &f.manifest_cid)))
-            .await
+        crate::pipeline::check_stage(node, id, true, spec, Some((manifest, &f.manifest_cid))).await
     {
         tracing::warn!(job = %id, %reason, "shards: not bidding");
         f.bid_sent = true;

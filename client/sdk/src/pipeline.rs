@@ -293,11 +293,7 @@ impl crate::Client {
 
     /// The template of stage `index` of pipeline `id`, fetched by its CID and checked against
     /// its hash on chain.
-    async fn stage_template(
-        &self,
-        id: U256,
-        index: u8,
-    ) -> Result<(Stage, shoal_chain::PipelineStage)> {
+    async fn stage_template(&self, id: U256, index: u8) -> Result<Stage> {
         let st = self
             .chain()
             .get_pipeline_stage(id, index)
@@ -311,7 +307,7 @@ impl crate::Client {
                 "the template of stage {index} (ipfs://{cid}) does not hash to the pipeline's templateHash"
             )));
         }
-        Ok((Stage::from_template(&bytes)?, st))
+        Stage::from_template(&bytes).map_err(Error::from)
     }
 
     /// One step of pipeline `id`, from any wallet: when the current stage's job is final,
@@ -329,7 +325,11 @@ impl crate::Client {
                 tx: None,
             });
         }
-        let (current, st) = self.stage_template(id, p.current).await?;
+        let st = self
+            .chain()
+            .get_pipeline_stage(id, p.current)
+            .await
+            .map_err(chain)?;
         match self.stage_end(&st).await? {
             StageEnd::Running(state) => Ok(Advanced::NotFinal {
                 stage: p.current,
@@ -339,6 +339,7 @@ impl crate::Client {
             StageEnd::NotVerified(_) => self.end_pipeline(id).await,
             StageEnd::Verified if p.current + 1 >= p.stageCount => self.end_pipeline(id).await,
             StageEnd::Verified => {
+                let current = self.stage_template(id, p.current).await?;
                 std::fs::create_dir_all(work)
                     .map_err(|e| Error::io("the pipeline's work folder", work, e))?;
                 let dest = work.join(&current.name);
@@ -356,7 +357,7 @@ impl crate::Client {
         p: &shoal_chain::Pipeline,
         previous: (&Cid, &Path),
     ) -> Result<Advanced> {
-        let (stage, _) = self.stage_template(id, next).await?;
+        let stage = self.stage_template(id, next).await?;
         let input = match self.stage_input(&stage, Some(previous)).await? {
             Some(input) => input,
             None if self.address()? == p.creator => StageInput {

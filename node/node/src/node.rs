@@ -74,6 +74,9 @@ pub(crate) struct Node {
     pub(crate) observer: Option<Observer>,
     pub(crate) results_root: std::path::PathBuf,
     pub(crate) work_root: std::path::PathBuf,
+    /// Merged result folders of Done sharded jobs (final, so built once).
+    pub(crate) merged:
+        std::sync::Mutex<std::collections::BTreeMap<JobId, shoal_api::shard::MergedResult>>,
 }
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -309,6 +312,7 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
         observer: options.observer,
         results_root,
         work_root,
+        merged: Default::default(),
     });
     // Every known job is looked at once; the first pass forgets the ones that are done.
     node.scheduler

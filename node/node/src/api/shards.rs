@@ -74,6 +74,9 @@ pub(super) async fn get_merged_result(
 
 /// The merged result folder of a Done sharded job, built from its verified batches.
 pub(crate) async fn merged(inner: &Shared, id: JobId) -> ApiResult<MergedResult> {
+    if let Some(m) = inner.merged.lock().ok().and_then(|m| m.get(&id).cloned()) {
+        return Ok(m);
+    }
     let client = inner.chain.client();
     let job = client.get_shard_job(id).await.map_err(chain_err)?;
     if job.state != ShardJobState::Done {
@@ -107,11 +110,15 @@ pub(crate) async fn merged(inner: &Shared, id: JobId) -> ApiResult<MergedResult>
     let cid = crate::shards::run::merged_result(inner, &docs)
         .await
         .map_err(ApiError::internal)?;
-    Ok(MergedResult {
+    let merged = MergedResult {
         cid: cid.to_string(),
         shards,
         failed_batches: failed,
-    })
+    };
+    if let Ok(mut cache) = inner.merged.lock() {
+        cache.insert(id, merged.clone());
+    }
+    Ok(merged)
 }
 
 /// The shards a batch settled shard by shard accepted (`BatchSettledPerShard`), as a leaves

@@ -178,12 +178,9 @@ impl BidStrategy for PolicyStrategy {
             ));
         }
         if let Some(hook) = &self.policy.hook {
-            match ask_hook(hook, &self.http, ctx).await {
-                Ok(v) if !v.bid => {
-                    return Verdict::decline(format!("operator hook declined: {}", v.reason));
-                }
-                Ok(_) => {}
-                Err(e) => return Verdict::decline(format!("operator hook failed: {e}")),
+            let body = serde_json::json!({ "job": ctx.job, "spec": ctx.spec });
+            if let Some(reason) = hook_declines(hook, &self.http, &body).await {
+                return Verdict::decline(reason);
             }
         }
         Verdict {
@@ -245,13 +242,26 @@ struct HookAnswer {
     reason: String,
 }
 
+/// Why the operator's hook refuses the job described by `body` (its answer, or its failure),
+/// if it does.
+pub(crate) async fn hook_declines(
+    hook: &BidHook,
+    http: &reqwest::Client,
+    body: &serde_json::Value,
+) -> Option<String> {
+    match ask_hook(hook, http, body).await {
+        Ok(v) if !v.bid => Some(format!("operator hook declined: {}", v.reason)),
+        Ok(_) => None,
+        Err(e) => Some(format!("operator hook failed: {e}")),
+    }
+}
+
 async fn ask_hook(
     hook: &BidHook,
     http: &reqwest::Client,
-    ctx: &BidContext<'_>,
+    body: &serde_json::Value,
 ) -> Result<HookAnswer, String> {
-    let body = serde_json::json!({ "job": ctx.job, "spec": ctx.spec });
-    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
     let answer = match hook {
         BidHook::Http(url) => {
             let resp = http

@@ -215,6 +215,27 @@ async fn bid(
         f.bid_sent = true;
         return Ok(());
     }
+    // The operator's hook sees a sharded job as its on-chain terms and its spec.
+    if let Some(hook) = &node.cfg.bid.hook {
+        let body = serde_json::json!({
+            "shardedJob": {
+                "id": id.to_string(),
+                "shardCount": job.shardCount,
+                "batchSize": job.batchSize,
+                "concurrency": job.concurrency,
+                "pricePerShard": job.pricePerShard.to_string(),
+                "collateralPerBatch": job.collateralPerBatch.to_string(),
+                "manifestCid": f.manifest_cid,
+            },
+            "spec": spec,
+        });
+        if let Some(reason) = crate::compute::strategy::hook_declines(hook, &node.http, &body).await
+        {
+            tracing::info!(job = %id, %reason, "shards: not bidding");
+            f.bid_sent = true;
+            return Ok(());
+        }
+    }
     // Locality: the batches whose every shard is already in this node's store (none declared
     // with `[bid] prefer_local = false`).
     let size = u32::from(job.batchSize);

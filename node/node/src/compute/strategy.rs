@@ -298,3 +298,38 @@ async fn ask_hook(
     serde_json::from_slice(&answer)
         .map_err(|e| format!("answer is not {{\"bid\": bool, \"reason\": ...}}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> BidHook {
+        BidHook::Command(vec!["sh".into(), "-c".into(), script.into()])
+    }
+
+    #[tokio::test]
+    async fn the_hook_reads_the_job_and_its_answer_decides() {
+        let http = reqwest::Client::new();
+        let body = serde_json::json!({ "shardedJob": { "id": "7" }, "spec": {} });
+        // The hook gets the body on stdin: it bids only on job 7.
+        let hook = sh(
+            r#"if grep -q '"id":"7"'; then echo '{"bid": true}'; else echo '{"bid": false, "reason": "not 7"}'; fi"#,
+        );
+        assert_eq!(hook_declines(&hook, &http, &body).await, None);
+        let other = serde_json::json!({ "shardedJob": { "id": "8" } });
+        let reason = hook_declines(&hook, &http, &other).await.expect("declined");
+        assert_eq!(reason, "operator hook declined: not 7");
+        let garbled = hook_declines(&sh("cat >/dev/null; echo yes"), &http, &body)
+            .await
+            .expect("a bad answer declines");
+        assert!(garbled.contains("operator hook failed"), "{garbled}");
+        let missing = hook_declines(
+            &BidHook::Command(vec!["/nonexistent/hook".into()]),
+            &http,
+            &body,
+        )
+        .await
+        .expect("a missing hook declines");
+        assert!(missing.contains("cannot start"), "{missing}");
+    }
+}

@@ -144,6 +144,20 @@ impl crate::Client {
         Ok(params)
     }
 
+    /// Uploads a stage's manifest and names it in `input`; its CID.
+    async fn put_manifest(
+        &self,
+        input: &mut StageInput,
+        manifest: &shoal_types::Manifest,
+    ) -> Result<String> {
+        let json = manifest.to_canonical_json();
+        let cid = self.api().upload_bytes(json.clone()).await?;
+        input.manifestCid = Bytes::from(shoal_store::parse_cid(&cid)?.to_bytes());
+        input.manifestHash = keccak256(&json);
+        input.shardCount = manifest.shards.len() as u32;
+        Ok(cid)
+    }
+
     /// What starting `stage` needs: its spec (and a sharded stage's manifest) derived from
     /// the previous stage's verified result (`previous`: its CID and the folder it was
     /// downloaded to), uploaded. `None`: the stage fans out over an empty selection.
@@ -175,21 +189,13 @@ impl crate::Client {
             let Some(chosen) = select(&full, &selected_paths(&text))? else {
                 return Ok(None);
             };
-            let json = chosen.to_canonical_json();
-            let cid = self.api().upload_bytes(json.clone()).await?;
-            input.manifestCid = Bytes::from(shoal_store::parse_cid(&cid)?.to_bytes());
-            input.manifestHash = keccak256(&json);
-            input.shardCount = chosen.shards.len() as u32;
+            let cid = self.put_manifest(&mut input, &chosen).await?;
             stage.derive(prev, Some(&cid))?
         } else {
             let spec = stage.derive(prev, None)?;
             if spec.shards.is_some() {
                 let manifest = self.manifest_of(&spec).await?;
-                let json = manifest.to_canonical_json();
-                let cid = self.api().upload_bytes(json.clone()).await?;
-                input.manifestCid = Bytes::from(shoal_store::parse_cid(&cid)?.to_bytes());
-                input.manifestHash = keccak256(&json);
-                input.shardCount = manifest.shards.len() as u32;
+                self.put_manifest(&mut input, &manifest).await?;
             }
             spec
         };

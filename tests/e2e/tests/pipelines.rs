@@ -43,6 +43,31 @@ fn stranger_key() -> Result<String> {
     Ok(format!("0x{}", hex::encode(deployer.private_key())))
 }
 
+/// The two-stage pipeline posted by the devstack's creator, and a funded stranger's client.
+struct Posted {
+    api: String,
+    creator: Client,
+    stranger: Client,
+    pipeline: Pipeline,
+    id: U256,
+}
+
+async fn post(stack: &shoal_devstack::Devstack) -> Result<Posted> {
+    let api = stack.nodes[0].api_url();
+    let creator = client(stack, &stack.creator_key).await?;
+    let stranger = client(stack, &stranger_key()?).await?;
+    let pipeline = pipeline(&api).await?;
+    let posted = creator.post_pipeline(&pipeline, TIP).await?;
+    let id: U256 = posted.pipeline_id.parse()?;
+    Ok(Posted {
+        api,
+        creator,
+        stranger,
+        pipeline,
+        id,
+    })
+}
+
 /// Waits until stage `stage` of pipeline `id` is posted and its job verified and published.
 async fn wait_stage(c: &Client, api: &str, id: U256, stage: u8) -> Result<JobId> {
     let st = c.chain().get_pipeline_stage(id, stage).await?;
@@ -61,12 +86,13 @@ async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let stack = stack(&dir, 3, 0, None).await?;
     let r = async {
-        let api = stack.nodes[0].api_url();
-        let creator = client(&stack, &stack.creator_key).await?;
-        let keeper = client(&stack, &stranger_key()?).await?;
-        let p = pipeline(&api).await?;
-        let posted = creator.post_pipeline(&p, TIP).await?;
-        let id: U256 = posted.pipeline_id.parse()?;
+        let Posted {
+            api,
+            creator,
+            stranger: keeper,
+            pipeline: p,
+            id,
+        } = post(&stack).await?;
         let reserved = creator.chain().get_pipeline(id).await?.reserved;
         ensure!(
             !reserved.is_zero(),
@@ -132,12 +158,13 @@ async fn a_stage_started_with_a_spec_not_derived_from_its_template_is_declined()
     let dir = tempfile::tempdir()?;
     let stack = stack(&dir, 3, 0, None).await?;
     let r = async {
-        let api = stack.nodes[0].api_url();
-        let creator = client(&stack, &stack.creator_key).await?;
-        let attacker = client(&stack, &stranger_key()?).await?;
-        let p = pipeline(&api).await?;
-        let posted = creator.post_pipeline(&p, TIP).await?;
-        let id: U256 = posted.pipeline_id.parse()?;
+        let Posted {
+            api,
+            creator,
+            stranger: attacker,
+            pipeline: p,
+            id,
+        } = post(&stack).await?;
         let first = wait_stage(&attacker, &api, id, 0).await?;
         let result = creator
             .published_result(first)

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use alloy::primitives::keccak256;
 use shoal_api::{Execution, JobId, JobView, Role, Step, now_secs};
 use shoal_chain::{Address, JobState};
 
@@ -76,9 +77,12 @@ fn step(
         }
         // After the bid window: close the bidding (which selects at once, expires, or arms
         // the draw); an armed draw is taken by the next call in a later block (with
-        // `drawDelay` 0, the next transaction). Anyone may send these; a node that loses the
-        // race gets a revert and looks again.
-        JobState::Posted | JobState::Drawing => {
+        // `drawDelay` 0, the next transaction). Anyone may send these; nodes take turns
+        // (`keeper_delay`) so that usually one sends it, and a node that loses the race gets a
+        // revert and looks again.
+        JobState::Posted | JobState::Drawing
+            if now > job.bid_deadline.saturating_add(keeper_delay(job, me)) =>
+        {
             let n = node.clone();
             spawn_action(node, id, Action::Close, async move {
                 n.chain.close_bidding(id).await.map(|_| ())
@@ -95,7 +99,7 @@ fn step(
             if mine {
                 drive_execution(node, job, exec.as_ref(), me);
             }
-            due_finalize(node, job, now);
+            due_finalize(node, job, now, me);
         }
         JobState::Revealing | JobState::DisputeRevealing => {
             if let Some(
@@ -111,11 +115,11 @@ fn step(
                     execute::reveal(n, e).await
                 });
             }
-            due_finalize(node, job, now);
+            due_finalize(node, job, now, me);
         }
         JobState::Challengeable => {
             watch::due(node, job, me, now)?;
-            due_finalize(node, job, now);
+            due_finalize(node, job, now, me);
         }
         JobState::Verified | JobState::Failed | JobState::Expired => {
             if let Some(e) = exec {
@@ -153,8 +157,29 @@ fn announce(node: &Arc<Node>, job: &JobView) {
     });
 }
 
-fn due_finalize(node: &Arc<Node>, job: &JobView, now: u64) {
-    if job.phase_deadline > 0 && now > job.phase_deadline {
+/// Seconds past a deadline this node waits before sending a call anyone may send
+/// (`closeBidding`, `finalize`): its place among the job's bidders in an order drawn from the
+/// job id (0 for the first), or after every bidder when it did not bid. So usually one node
+/// sends it and the others see it done; when that node is down, the next one sends it a
+/// second later.
+fn keeper_delay(job: &JobView, me: Address) -> u64 {
+    turn(job.id, &job.bids, me)
+}
+
+/// `keeper_delay` over the job's id and bids.
+fn turn(id: JobId, bids: &[shoal_api::BidView], me: Address) -> u64 {
+    let rank =
+        |op: &Address| keccak256([id.0.to_be_bytes::<32>().as_slice(), op.as_slice()].concat());
+    let mine = rank(&me);
+    let bidders = bids.iter().filter(|b| !b.dropped);
+    if !bids.iter().any(|b| b.operator == me) {
+        return bidders.count() as u64;
+    }
+    bidders.filter(|b| rank(&b.operator) < mine).count() as u64
+}
+
+fn due_finalize(node: &Arc<Node>, job: &JobView, now: u64, me: Address) {
+    if job.phase_deadline > 0 && now > job.phase_deadline.saturating_add(keeper_delay(job, me)) {
         let (n, id) = (node.clone(), job.id);
         spawn_action(node, id, Action::Finalize, async move {
             n.chain.finalize(id).await.map(|_| ())
@@ -210,6 +235,44 @@ mod tests {
     use shoal_chain::JobState;
 
     use crate::testkit::Kit;
+
+    #[test]
+    fn bidders_take_turns_to_close_and_others_wait_for_all_of_them() {
+        let ops: Vec<shoal_chain::Address> =
+            (1..=5u8).map(shoal_chain::Address::repeat_byte).collect();
+        let bids: Vec<shoal_api::BidView> = ops
+            .iter()
+            .map(|&operator| shoal_api::BidView {
+                operator,
+                price: shoal_chain::U256::from(1u8),
+                dropped: false,
+            })
+            .collect();
+        for id in [1u64, 2, 99] {
+            let id = shoal_api::JobId::from(id);
+            let mut turns: Vec<u64> = ops.iter().map(|&op| super::turn(id, &bids, op)).collect();
+            turns.sort_unstable();
+            assert_eq!(turns, [0, 1, 2, 3, 4], "job {id}: one bidder per turn");
+            let outsider = shoal_chain::Address::repeat_byte(9);
+            assert_eq!(
+                super::turn(id, &bids, outsider),
+                5,
+                "a non-bidder goes last"
+            );
+        }
+        let first = |id: u64| {
+            let id = shoal_api::JobId::from(id);
+            ops.iter().position(|&op| super::turn(id, &bids, op) == 0)
+        };
+        assert!(
+            (1..20)
+                .map(first)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1,
+            "the first turn moves between bidders from job to job"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_without_enough_bids_is_closed_and_the_execution_ends() {

@@ -255,12 +255,18 @@ async fn chaos(
     let most_down = (procs.len() / 10).max(1);
     let down_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut kills = 0;
-    let mut restarts = Vec::new();
+    let mut restarts: Vec<tokio::task::JoinHandle<Result<()>>> = Vec::new();
     let mut seed: u64 = 0x5eed;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
+        }
+        // A node that did not come back is a finding: stop the soak with its diagnostics.
+        let (done, running): (Vec<_>, Vec<_>) = restarts.into_iter().partition(|r| r.is_finished());
+        restarts = running;
+        for r in done {
+            r.await??;
         }
         if down_now.load(std::sync::atomic::Ordering::SeqCst) >= most_down {
             continue;

@@ -447,6 +447,7 @@ impl NodeProcess {
             // with the chain (503 from /healthz) gets up to 180 s more to become healthy.
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut answered = false;
+            let mut health = String::new();
             loop {
                 if let Some(status) = child.try_wait()? {
                     last = format!("it exited with {status}");
@@ -461,7 +462,10 @@ impl NodeProcess {
                         self.child = Some(child);
                         return Ok(());
                     }
-                    Ok(_) => answered = true,
+                    Ok(r) => {
+                        answered = true;
+                        health = r.text().await.unwrap_or_default();
+                    }
                     Err(_) => {}
                 }
                 let limit = if answered {
@@ -470,9 +474,11 @@ impl NodeProcess {
                     deadline
                 };
                 if Instant::now() > limit {
+                    // Where every thread of the process is, before it goes.
+                    let stacks = child.id().map(thread_stacks).unwrap_or_default();
                     child.kill().await?;
                     bail!(
-                        "the node at {} did not {}; log:\n{}",
+                        "the node at {} did not {}; last /healthz: {health}\nlog:\n{}\nthreads:\n{stacks}",
                         self.api,
                         if answered {
                             "catch up with the chain within 210s"
@@ -504,4 +510,27 @@ impl NodeProcess {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
+}
+
+/// The stack of every thread of process `pid` (gdb, when installed), for a node that stopped
+/// making progress.
+fn thread_stacks(pid: u32) -> String {
+    std::process::Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt 30",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with('#') || l.starts_with("Thread"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|e| format!("(no gdb: {e})"))
 }

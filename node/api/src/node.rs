@@ -61,6 +61,10 @@ pub struct Health {
     pub chain_head: Option<u64>,
     /// Blocks between the chain's head and the follower (confirmations included).
     pub follower_lag_blocks: Option<u64>,
+    /// Seconds of chain history those blocks span (asked only when they are more than the
+    /// allowed block count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follower_lag_secs: Option<u64>,
     /// The node's critical tasks that run.
     pub tasks: Vec<String>,
     /// Why the node is not healthy.

@@ -265,17 +265,26 @@ impl ChainClient {
 
     /// The timestamp of the latest block (unix seconds).
     pub async fn block_timestamp(&self) -> Result<u64> {
-        let block = self
+        self.timestamp_of(BlockNumberOrTag::Latest).await
+    }
+
+    /// The timestamp of block `number` (unix seconds).
+    pub async fn block_timestamp_at(&self, number: u64) -> Result<u64> {
+        self.timestamp_of(BlockNumberOrTag::Number(number)).await
+    }
+
+    async fn timestamp_of(&self, block: BlockNumberOrTag) -> Result<u64> {
+        let found = self
             .inner
             .provider
-            .get_block_by_number(BlockNumberOrTag::Latest)
+            .get_block_by_number(block)
             .await
             .map_err(Error::rpc("eth_getBlockByNumber"))?;
-        block.map(|b| b.header.timestamp).ok_or(Error::Rpc {
+        found.map(|b| b.header.timestamp).ok_or(Error::Rpc {
             method: "eth_getBlockByNumber",
-            source: alloy::transports::TransportErrorKind::custom_str(
-                "the endpoint has no latest block",
-            ),
+            source: alloy::transports::TransportErrorKind::custom_str(&format!(
+                "the endpoint has no block {block}"
+            )),
         })
     }
 

@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
+# Everything the demo needs is installed (quick when already done).
+[ "${SHOAL_SETUP_DONE:-0}" = 1 ] || scripts/setup.sh
 
 echo "==> building shoal (debug profile)" >&2
 cargo build -q -p shoal-cli

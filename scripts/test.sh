@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
+# Everything the tests need is installed and dockerd runs (quick when already done).
+[ "${SHOAL_SETUP_DONE:-0}" = 1 ] || scripts/setup.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 
 echo "test: cargo fmt --check" >&2

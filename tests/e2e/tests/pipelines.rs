@@ -52,6 +52,19 @@ struct Posted {
     id: U256,
 }
 
+/// Runs `test` on a 3-node devstack where the creator has posted the pipeline; stops the
+/// devstack whatever the test's outcome.
+async fn with_pipeline(
+    test: impl AsyncFnOnce(&shoal_devstack::Devstack, Posted, &std::path::Path) -> Result<()>,
+) -> Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stack = stack(&dir, 3, 0, None).await?;
+    let r = async { test(&stack, post(&stack).await?, dir.path()).await }.await;
+    stack.shutdown().await;
+    r
+}
+
 async fn post(stack: &shoal_devstack::Devstack) -> Result<Posted> {
     let api = stack.nodes[0].api_url();
     let creator = client(stack, &stack.creator_key).await?;
@@ -82,17 +95,14 @@ async fn wait_stage(c: &Client, api: &str, id: U256, stage: u8) -> Result<JobId>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
-    init_tracing();
-    let dir = tempfile::tempdir()?;
-    let stack = stack(&dir, 3, 0, None).await?;
-    let r = async {
+    with_pipeline(async |_, posted, dir| {
         let Posted {
             api,
             creator,
             stranger: keeper,
             pipeline: p,
             id,
-        } = post(&stack).await?;
+        } = posted;
         let reserved = creator.chain().get_pipeline(id).await?.reserved;
         ensure!(
             !reserved.is_zero(),
@@ -100,7 +110,7 @@ async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
         );
 
         // Too early: the first stage is not final.
-        let work = dir.path().join("keeper");
+        let work = dir.join("keeper");
         let first = keeper.advance_pipeline(id, &work.join("0")).await?;
         ensure!(matches!(first, Advanced::NotFinal { .. }), "{first:?}");
 
@@ -146,25 +156,20 @@ async fn anyone_starts_the_next_stage_and_earns_its_tip() -> Result<()> {
         ensure!(tip == U256::from(TIP), "the keeper earned {tip}");
         ensure!(keeper.claim_pipeline_refunds().await? == U256::from(TIP));
         Ok(())
-    }
-    .await;
-    stack.shutdown().await;
-    r
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stage_started_with_a_spec_not_derived_from_its_template_is_declined() -> Result<()> {
-    init_tracing();
-    let dir = tempfile::tempdir()?;
-    let stack = stack(&dir, 3, 0, None).await?;
-    let r = async {
+    with_pipeline(async |stack, posted, dir| {
         let Posted {
             api,
             creator,
             stranger: attacker,
             pipeline: p,
             id,
-        } = post(&stack).await?;
+        } = posted;
         let first = wait_stage(&attacker, &api, id, 0).await?;
         let result = creator
             .published_result(first)
@@ -204,7 +209,7 @@ async fn a_stage_started_with_a_spec_not_derived_from_its_template_is_declined()
             v["state"] == "Expired"
         })
         .await?;
-        let ended = attacker.advance_pipeline(id, &dir.path().join("w")).await?;
+        let ended = attacker.advance_pipeline(id, &dir.join("w")).await?;
         ensure!(
             matches!(&ended, Advanced::Ended { state, .. } if state == "Stopped"),
             "{ended:?}"
@@ -223,8 +228,6 @@ async fn a_stage_started_with_a_spec_not_derived_from_its_template_is_declined()
             "the JobMarket holds {refunds} for the creator, the stage's escrow is {escrow}"
         );
         Ok(())
-    }
-    .await;
-    stack.shutdown().await;
-    r
+    })
+    .await
 }

@@ -116,19 +116,24 @@ fn chain(e: shoal_chain::Error) -> Error {
 
 impl crate::Client {
     /// A stage's on-chain parameters: its deal (from its spec; the most shards its glob can
-    /// select), its template uploaded, its keeper tip.
-    async fn stage_params(&self, stage: &Stage, tip: u128) -> Result<StageParams> {
+    /// select), its template uploaded, its keeper tip; and a sharded stage's full manifest.
+    async fn stage_params(
+        &self,
+        stage: &Stage,
+        tip: u128,
+    ) -> Result<(StageParams, Option<shoal_types::Manifest>)> {
         let placeholder = stage.previous_at.as_ref().map(|_| "bafkqaaa");
         let spec = stage.spec_with(placeholder)?;
         let template = stage.to_template();
         let template_cid =
             shoal_store::parse_cid(&self.api().upload_bytes(template.clone()).await?)?;
         let sharded = spec.shards.is_some();
-        let shards = if sharded {
-            self.manifest_of(&spec).await?.shards.len() as u32
+        let full = if sharded {
+            Some(self.manifest_of(&spec).await?)
         } else {
-            0
+            None
         };
+        let shards = full.as_ref().map_or(0, |m| m.shards.len() as u32);
         // Both markets' parameters follow from the spec; the market uses the one its kind
         // takes.
         let job = shoal_chain::job_params(&spec, Bytes::new());
@@ -141,7 +146,7 @@ impl crate::Client {
             shard: shoal_chain::pipeline_shard_params(&shard),
             tip: shoal_chain::U96::saturating_from(tip),
         };
-        Ok(params)
+        Ok((params, full))
     }
 
     /// Uploads a stage's manifest and names it in `input`; its CID.
@@ -161,10 +166,12 @@ impl crate::Client {
     /// What starting `stage` needs: its spec (and a sharded stage's manifest) derived from
     /// the previous stage's verified result (`previous`: its CID and the folder it was
     /// downloaded to), uploaded. `None`: the stage fans out over an empty selection.
+    /// `known`: the manifest of the stage's glob when already built (stage 0 at post).
     async fn stage_input(
         &self,
         stage: &Stage,
         previous: Option<(&Cid, &Path)>,
+        known: Option<shoal_types::Manifest>,
     ) -> Result<Option<StageInput>> {
         let prev_text = previous.map(|(c, _)| c.to_string());
         let prev = prev_text.as_deref();
@@ -194,7 +201,10 @@ impl crate::Client {
         } else {
             let spec = stage.derive(prev, None)?;
             if spec.shards.is_some() {
-                let manifest = self.manifest_of(&spec).await?;
+                let manifest = match known {
+                    Some(m) => m,
+                    None => self.manifest_of(&spec).await?,
+                };
                 self.put_manifest(&mut input, &manifest).await?;
             }
             spec
@@ -211,11 +221,15 @@ impl crate::Client {
     /// stage 0.
     pub async fn post_pipeline(&self, pipeline: &Pipeline, tip: u128) -> Result<PostedPipeline> {
         let mut stages = Vec::with_capacity(pipeline.stages.len());
+        let mut first_manifest = None;
         for (i, stage) in pipeline.stages.iter().enumerate() {
-            stages.push(
-                self.stage_params(stage, if i == 0 { 0 } else { tip })
-                    .await?,
-            );
+            let (params, full) = self
+                .stage_params(stage, if i == 0 { 0 } else { tip })
+                .await?;
+            if i == 0 {
+                first_manifest = full;
+            }
+            stages.push(params);
         }
         let value = stages
             .iter()
@@ -232,7 +246,7 @@ impl crate::Client {
             });
         }
         let first = self
-            .stage_input(&pipeline.stages[0], None)
+            .stage_input(&pipeline.stages[0], None, first_manifest)
             .await?
             .ok_or_else(|| Error::Pipeline("the first stage cannot select".into()))?;
         let (id, receipt) = self
@@ -364,7 +378,7 @@ impl crate::Client {
         previous: (&Cid, &Path),
     ) -> Result<Advanced> {
         let stage = self.stage_template(id, next).await?;
-        let input = match self.stage_input(&stage, Some(previous)).await? {
+        let input = match self.stage_input(&stage, Some(previous), None).await? {
             Some(input) => input,
             None if self.address()? == p.creator => StageInput {
                 previousResult: shoal_api::result_hash_of(previous.0)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Submit-to-verified latency (p50, p95), verified jobs per second and chain rounds per job for
-# a hello-world WASM job on an in-process devstack of NODES nodes (embedded devchain).
-# Usage: scripts/bench-node.sh [NODES] [JOBS] [CREATORS]   (defaults 3, 20 and 1 wallet posting)
+# Submit-to-verified latency and sustained verified jobs per second for a hello-world WASM job
+# on an in-process devstack of NODES nodes (embedded devchain): a few jobs one after another,
+# then JOBS jobs posted at RATE per second from CREATORS wallets.
+# Usage: scripts/bench-node.sh [--nodes 10] [--jobs 1000] [--rate 60] [--creators 4]
+#                              [--latency-jobs 5] [--bid-window 2]
 # Prints its figures; docs/benchmarks.md, section "Node", holds the latest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -44,6 +44,9 @@ pub struct EventBatch {
     pub from_block: u64,
     pub to_block: u64,
     pub events: Vec<ChainEvent>,
+    /// Whether the batch ends at the newest confirmed block when it was read (else more
+    /// blocks are waiting: the batch hit `max_range`).
+    pub caught_up: bool,
     cursor: Cursor,
 }
 
@@ -217,6 +220,7 @@ impl EventFollower {
             from_block: from,
             to_block: to,
             events,
+            caught_up: to == safe,
             cursor: self.cursor.clone(),
         })))
     }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use alloy::consensus::TxEnvelope;
 use alloy::eips::BlockId;
+use alloy::eips::eip1559::Eip1559Estimation;
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{Ethereum, EthereumWallet, NetworkWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256};
@@ -33,6 +34,9 @@ pub struct TxConfig {
     pub gas_headroom: u64,
     /// Largest gas limit the manager sets on an estimated transaction.
     pub max_gas: u64,
+    /// How long a fee estimate (`eth_feeHistory`) is reused for the next transactions. A
+    /// transaction sent with fees that went stale is replaced after `bump_after` anyway.
+    pub fee_ttl: Duration,
 }
 
 impl Default for TxConfig {
@@ -45,6 +49,7 @@ impl Default for TxConfig {
             gas_margin_percent: 25,
             gas_headroom: 0,
             max_gas: 30_000_000,
+            fee_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -64,6 +69,8 @@ struct Inner {
     chain_id: u64,
     /// The next nonce to use; `None` means "read it from the chain".
     nonce: std::sync::Mutex<Option<u64>>,
+    /// The last fee estimate and when it was read.
+    fees: std::sync::Mutex<Option<(Instant, Eip1559Estimation)>>,
     config: TxConfig,
 }
 
@@ -104,6 +111,7 @@ impl TxManager {
                 address,
                 chain_id,
                 nonce: std::sync::Mutex::new(None),
+                fees: std::sync::Mutex::new(None),
                 config,
             }),
         }
@@ -139,11 +147,7 @@ impl TxManager {
                     .min(cfg.max_gas.max(estimate))
             }
         };
-        let fees = inner
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(Error::rpc("eth_feeHistory"))?;
+        let fees = self.fees().await?;
         let tx = tx.with_gas_limit(gas);
         let mut flight = self
             .submit(
@@ -157,6 +161,23 @@ impl TxManager {
             return Ok(receipt);
         }
         Err(self.explain_failure(tx, &receipt).await)
+    }
+
+    /// The current fee estimate, read again once it is older than `fee_ttl`.
+    async fn fees(&self) -> Result<Eip1559Estimation> {
+        let inner = &self.inner;
+        if let Some((at, fees)) = *lock(&inner.fees)
+            && at.elapsed() < inner.config.fee_ttl
+        {
+            return Ok(fees);
+        }
+        let fees = inner
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(Error::rpc("eth_feeHistory"))?;
+        *lock(&inner.fees) = Some((Instant::now(), fees));
+        Ok(fees)
     }
 
     /// Takes the next local nonce, reading it from the chain first when it is not known. The

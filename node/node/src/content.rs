@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 /// Longest wait for one peer or the swarm when locating content.
 const LOCATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Uploaded roots remembered for [`Content::was_uploaded`]; the oldest are forgotten
+/// all at once past this.
+const MAX_UPLOADS: usize = 4_096;
+
 /// Largest CAR accepted from a peer.
 const MAX_PEER_CAR: usize = 1 << 30;
 
@@ -26,6 +30,8 @@ pub struct Content {
     p2p: Option<(shoal_p2p::P2p, std::time::Duration)>,
     /// Bytes of blocks `ensure` received from other nodes (Bitswap and peers' CARs).
     fetched_bytes: Arc<AtomicU64>,
+    /// Roots uploaded through this node's API since it started (at most [`MAX_UPLOADS`]).
+    uploads: Arc<std::sync::Mutex<std::collections::HashSet<Cid>>>,
 }
 
 impl std::fmt::Debug for Content {
@@ -51,6 +57,7 @@ impl Content {
             http,
             p2p: None,
             fetched_bytes: Arc::new(AtomicU64::new(0)),
+            uploads: Arc::default(),
         })
     }
 
@@ -75,6 +82,24 @@ impl Content {
         {
             tracing::debug!(%cid, error = %e, "cannot announce content on the swarm");
         }
+    }
+
+    /// Remembers that a user uploaded `root` through this node's API.
+    pub fn uploaded(&self, root: Cid) {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if uploads.len() >= MAX_UPLOADS {
+            uploads.clear();
+        }
+        uploads.insert(root);
+    }
+
+    /// Whether a user uploaded `root` through this node's API since it started (content fetched
+    /// from other nodes is held too, but was not uploaded here).
+    pub fn was_uploaded(&self, root: &Cid) -> bool {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(root)
     }
 
     /// Imports bytes as one UnixFS file (`unixfs-v1-2025`) and pins it.

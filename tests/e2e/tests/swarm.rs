@@ -75,7 +75,8 @@ async fn flow(stack: &Devstack) -> Result<()> {
     )
     .await?;
 
-    // Node 3 held the spec, so it announced the job; the operators heard it.
+    // The spec was uploaded to node 3, so it announced the job; the operators heard it and,
+    // holding the spec only because they fetched it, did not announce it again.
     ensure!(
         counter(&req, "shoal_job_announcements_sent_total").await? == 1,
         "node 3 did not announce the job"
@@ -83,6 +84,12 @@ async fn flow(stack: &Devstack) -> Result<()> {
     for n in &stack.nodes[..3] {
         let got = counter(&n.api_url(), "shoal_job_announcements_received_total").await?;
         ensure!(got >= 1, "{} received no announcement", n.api_url());
+        let sent = counter(&n.api_url(), "shoal_job_announcements_sent_total").await?;
+        ensure!(
+            sent == 0,
+            "{} announced a job it only fetched the spec of",
+            n.api_url()
+        );
     }
 
     // Node 3 asks node 0 for its execution and logs over the status protocol.

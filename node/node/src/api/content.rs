@@ -51,6 +51,7 @@ pub(super) async fn post_content(
         )
     })?;
     if let Ok(c) = shoal_store::parse_cid(&cid) {
+        inner.content.uploaded(c);
         inner.content.announce(&c).await;
     }
     Ok(Json(CidResponse { cid }))

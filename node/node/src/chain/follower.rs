@@ -77,12 +77,19 @@ pub async fn run(
             return Ok(());
         }
         let wait = match poll_once(&chain, &db, &mut follower).await {
-            Ok(Some(changed)) => {
+            Ok(Some(Polled { changed, caught_up })) => {
                 backoff = poll;
                 if !changed.is_empty() {
                     on_change(&changed);
                 }
-                continue;
+                if !caught_up {
+                    continue;
+                }
+                // At the head: wait for the next poll (or an announcement) rather than read
+                // again at once. On a chain that mines a block per transaction there is always
+                // a new block, and reading each one as it comes costs every node a handful of
+                // RPCs and a database commit per block.
+                poll
             }
             Ok(None) => poll,
             Err(e) => {
@@ -105,12 +112,20 @@ pub async fn run(
     }
 }
 
-/// One step of the follower: `None` when there was no new block, else the jobs that changed.
+/// What one step of the follower read.
+pub(crate) struct Polled {
+    /// The jobs that changed.
+    pub(crate) changed: Vec<JobId>,
+    /// Whether the follower reached the newest confirmed block.
+    pub(crate) caught_up: bool,
+}
+
+/// One step of the follower: `None` when there was no new block.
 pub(crate) async fn poll_once(
     chain: &Chain,
     db: &StateStore,
     follower: &mut EventFollower,
-) -> Result<Option<Vec<JobId>>> {
+) -> Result<Option<Polled>> {
     let Some(update) = follower
         .poll()
         .await
@@ -120,13 +135,14 @@ pub(crate) async fn poll_once(
     };
     let cursor = update.cursor().clone();
     match update {
-        FollowerUpdate::Events(batch) => {
-            let changed = store_events(db, &batch.events, &cursor)?;
-            Ok(Some(changed))
-        }
-        FollowerUpdate::Reorg { to_block, .. } => {
-            Ok(Some(roll_back(chain, db, to_block, &cursor).await?))
-        }
+        FollowerUpdate::Events(batch) => Ok(Some(Polled {
+            changed: store_events(db, &batch.events, &cursor)?,
+            caught_up: batch.caught_up,
+        })),
+        FollowerUpdate::Reorg { to_block, .. } => Ok(Some(Polled {
+            changed: roll_back(chain, db, to_block, &cursor).await?,
+            caught_up: false,
+        })),
     }
 }
 

@@ -131,8 +131,9 @@ fn step(
     Ok(())
 }
 
-/// Announces a newly posted job on the swarm when this node holds its spec (it was uploaded
-/// here), once per job.
+/// Announces a newly posted job on the swarm when its spec was uploaded here (the creator's
+/// node), once per job. Every node soon holds a popular spec; were each to announce, every job
+/// would cost the swarm one signed message per node.
 fn announce(node: &Arc<Node>, job: &JobView) {
     let Some(p2p) = node.p2p.clone() else {
         return;
@@ -140,9 +141,9 @@ fn announce(node: &Arc<Node>, job: &JobView) {
     if !node.announcer.first_time(job.id) {
         return;
     }
-    let held =
-        shoal_store::parse_cid(&job.params.spec_cid).is_ok_and(|cid| node.content.has_dag(&cid));
-    if !held {
+    let uploaded = shoal_store::parse_cid(&job.params.spec_cid)
+        .is_ok_and(|cid| node.content.was_uploaded(&cid));
+    if !uploaded {
         return;
     }
     let network = (

@@ -156,7 +156,15 @@ impl Scheduler {
                     backoff.remove(&(job, action));
                 }
                 Err(e) => {
-                    tracing::warn!(job = %job, ?action, error = %e, "action failed; retrying later");
+                    if e.market_revert().is_some_and(|r| {
+                        matches!(r, shoal_chain::bindings::JobMarket::JobMarketErrors::JobMarket__WrongState(_))
+                    }) {
+                        // Another node moved the job on first (a call anyone may send, or this
+                        // node's view of the chain lags): the follower will bring the new state.
+                        tracing::debug!(job = %job, ?action, error = %e, "the job moved on; looking again later");
+                    } else {
+                        tracing::warn!(job = %job, ?action, error = %e, "action failed; retrying later");
+                    }
                     backoff.insert((job, action), Instant::now() + RETRY_AFTER);
                 }
             }

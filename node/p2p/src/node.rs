@@ -43,6 +43,11 @@ const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
 /// Largest CID multihash Bitswap accepts.
 const MAX_MULTIHASH: usize = 64;
 const COMMAND_QUEUE: usize = 256;
+/// How long an announced provider record is not announced again (unless peers joined).
+const REPROVIDE_AFTER: Duration = Duration::from_secs(600);
+/// Provided keys remembered for [`REPROVIDE_AFTER`]; all forgotten at once past this.
+const MAX_PROVIDED: usize = 4_096;
+
 /// Announcements buffered per [`P2p::job_announcements`] receiver.
 const ANNOUNCEMENT_QUEUE: usize = 256;
 /// Pinset messages buffered per [`P2p::pin_messages`] receiver.
@@ -397,6 +402,7 @@ pub async fn start(store: Arc<shoal_store::Blockstore>, config: Config) -> Resul
         dials: HashMap::new(),
         gets: HashMap::new(),
         finds: HashMap::new(),
+        provided: HashMap::new(),
         listen: Vec::new(),
         peers: HashMap::new(),
         jobs: topic.zip(network.clone()),
@@ -721,6 +727,8 @@ struct EventLoop {
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId>>)>,
     gets: HashMap<beetswap::QueryId, (Cid, Reply<Vec<u8>>)>,
     finds: HashMap<kad::QueryId, (HashSet<PeerId>, Reply<Vec<PeerId>>)>,
+    /// Keys this node started providing: when, and to how many connected peers.
+    provided: HashMap<kad::RecordKey, (Instant, usize)>,
     listen: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
     /// The job topic with our chain id and normalised market.
@@ -969,13 +977,31 @@ impl EventLoop {
             }
             Command::Provide { cid, reply } => {
                 let key = kad::RecordKey::new(&cid.hash().to_bytes());
+                // The same content (every run of a deterministic job has the same results) is
+                // announced again only when peers joined since or the last announcement is
+                // old; Kademlia republishes provider records itself.
+                let peers = self.swarm.connected_peers().count();
+                if self
+                    .provided
+                    .get(&key)
+                    .is_some_and(|(at, had)| at.elapsed() < REPROVIDE_AFTER && peers <= *had)
+                {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
                 let r = self
                     .swarm
                     .behaviour_mut()
                     .kad
-                    .start_providing(key)
+                    .start_providing(key.clone())
                     .map(|_| ())
                     .map_err(|e| Error::Kad(e.to_string()));
+                if r.is_ok() {
+                    if self.provided.len() >= MAX_PROVIDED {
+                        self.provided.clear();
+                    }
+                    self.provided.insert(key, (Instant::now(), peers));
+                }
                 let _ = reply.send(r);
             }
             Command::FindProviders { cid, reply } => {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView, WatchCheck};
+use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView, Step, WatchCheck};
 use shoal_chain::{Cursor, U256};
 
 use crate::shards::BatchWork;
@@ -37,8 +37,10 @@ fn id_of(key: Key) -> JobId {
     JobId(U256::from_be_bytes(key))
 }
 
-/// Longest time the follower's commits stay non-durable.
-const FOLLOWER_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest time a commit that may be lost in a crash (the follower's, and every record the
+/// node can rebuild from the chain) stays non-durable: at most one such commit a second waits
+/// for the disk, and it makes every earlier one durable with it.
+const LAZY_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The chain follower's position (a `shoal_chain::Cursor` as JSON).
 const CURSOR: &str = "follower_cursor";
@@ -48,7 +50,7 @@ const CURSOR: &str = "follower_cursor";
 pub struct StateStore {
     db: Arc<Database>,
     path: PathBuf,
-    /// When the follower's writes were last made durable.
+    /// When a lazy commit was last made durable.
     last_sync: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
@@ -140,16 +142,7 @@ impl StateStore {
         events: &[(JobId, EventRecord)],
         cursor: &Cursor,
     ) -> Result<()> {
-        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
-            if last.elapsed() < FOLLOWER_SYNC {
-                txn.set_durability(redb::Durability::None)
-                    .map_err(|e| self.err(e))?;
-            } else {
-                *last = std::time::Instant::now();
-            }
-        }
+        let txn = self.begin_lazy()?;
         {
             let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
             for j in jobs {
@@ -166,6 +159,21 @@ impl StateStore {
         }
         self.put_cursor(&txn, cursor)?;
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// A write transaction whose commit may be lost in a crash: durable only when the last
+    /// durable lazy commit is [`LAZY_SYNC`] old (a durable commit of any kind makes the earlier
+    /// ones durable too).
+    fn begin_lazy(&self) -> Result<redb::WriteTransaction> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < LAZY_SYNC {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
+        } else {
+            *last = std::time::Instant::now();
+        }
+        Ok(txn)
     }
 
     /// Stores the follower's position in `txn`.
@@ -303,11 +311,13 @@ impl StateStore {
         self.get(DECISIONS, key(id))
     }
 
-    /// Records a bid decision, and with it the execution it starts (one transaction).
+    /// Records a bid decision, and with it the execution it starts (one transaction). Lazily
+    /// durable: a node that loses it in a crash decides again (a bid already on chain is
+    /// recognised when resent).
     pub fn put_decision(&self, id: JobId, d: &BidDecision, exec: Option<&Execution>) -> Result<()> {
         let decision = self.encode(d)?;
         let exec = exec.map(|e| self.encode(e)).transpose()?;
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.begin_lazy()?;
         {
             let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
             t.insert(key(id), decision.as_slice())
@@ -331,9 +341,23 @@ impl StateStore {
         self.all(EXECUTIONS)
     }
 
-    /// Persists an execution (before the step it records is acted on).
+    /// Persists an execution (before the step it records is acted on). Only a commitment's
+    /// secret (the `committed` step: result hash and salt, needed to reveal) is made durable
+    /// before this returns; every other step is lazily durable, as a node that loses it in a
+    /// crash takes the job up from the step before, which the chain's state completes.
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
-        self.put(EXECUTIONS, key(e.job_id), e)
+        let bytes = self.encode(e)?;
+        let txn = if matches!(e.step, Step::Committed { .. }) {
+            self.db.begin_write().map_err(|e| self.err(e))?
+        } else {
+            self.begin_lazy()?
+        };
+        {
+            let mut t = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
+            t.insert(key(e.job_id), bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// The CID of this node's results of shard `shard` of sharded job `job`, once run.

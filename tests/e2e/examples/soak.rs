@@ -236,6 +236,48 @@ struct Posted {
     ended: Option<(JobState, Instant)>,
 }
 
+/// Reads the state of every posted job that has not ended, every half second, and stamps its
+/// end when it is first seen final; stops when posting is over and every job ended, or `wait`
+/// after posting ended.
+async fn follow_jobs(
+    reader: ChainClient,
+    jobs: Arc<Mutex<BTreeMap<JobId, Posted>>>,
+    posting_done: tokio_util::sync::CancellationToken,
+    wait: Duration,
+) {
+    let mut deadline = None;
+    loop {
+        let open: Vec<JobId> = jobs
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, j)| j.ended.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if posting_done.is_cancelled() {
+            let d = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            if open.is_empty() || Instant::now() > d {
+                return;
+            }
+        }
+        for chunk in open.chunks(200) {
+            let reads = chunk.iter().map(|id| reader.get_job(*id));
+            let states = futures::future::join_all(reads).await;
+            let now = Instant::now();
+            let mut jobs = jobs.lock().await;
+            for (id, r) in chunk.iter().zip(states) {
+                if let Ok(j) = r
+                    && j.state.is_final()
+                    && let Some(p) = jobs.get_mut(id)
+                {
+                    p.ended = Some((j.state, now));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -377,12 +419,28 @@ async fn main() -> Result<()> {
         stop.clone(),
     ));
 
-    // Post at a steady rate.
+    // Post at a steady rate while following every posted job to its end (a job's end is
+    // stamped when the follower first sees it final, every half second).
+    let reader = ChainClient::connect(&stack.rpc_url, None)
+        .await?
+        .with_deployment(d.clone())?;
+    let followed: Arc<Mutex<BTreeMap<JobId, Posted>>> = Arc::default();
+    let posting_done = tokio_util::sync::CancellationToken::new();
+    let follower = tokio::spawn(follow_jobs(
+        reader.clone(),
+        followed.clone(),
+        posting_done.clone(),
+        Duration::from_secs(a.wait_secs),
+    ));
     let started = Instant::now();
     let mut posting = Vec::new();
     for i in 0..a.jobs {
         let due = started + Duration::from_secs_f64(i as f64 / a.rate);
         tokio::time::sleep_until(due.into()).await;
+        if chaos_task.is_finished() {
+            // A node did not come back: its diagnostics are below.
+            break;
+        }
         let kind = if a.docker_every > 0 && i % a.docker_every == a.docker_every - 1 {
             Kind::Docker
         } else if i % 2 == 0 {
@@ -390,66 +448,45 @@ async fn main() -> Result<()> {
         } else {
             Kind::Wordcount
         };
-        let (client, params) = (
+        let (client, params, followed) = (
             creators[i % creators.len()].clone(),
             programs[&kind].params.clone(),
+            followed.clone(),
         );
         posting.push(tokio::spawn(async move {
             let at = Instant::now();
             let (id, _) = client.post_job(params).await?;
-            anyhow::Ok((id, kind, at))
+            followed.lock().await.insert(
+                id,
+                Posted {
+                    kind,
+                    at,
+                    ended: None,
+                },
+            );
+            anyhow::Ok(())
         }));
     }
-    let mut jobs: BTreeMap<JobId, Posted> = BTreeMap::new();
     let mut post_errors = 0;
     for p in posting {
-        match p.await? {
-            Ok((id, kind, at)) => {
-                jobs.insert(
-                    id,
-                    Posted {
-                        kind,
-                        at,
-                        ended: None,
-                    },
-                );
-            }
-            Err(e) => {
-                post_errors += 1;
-                eprintln!("soak: a post failed: {e:#}");
-            }
+        if let Err(e) = p.await? {
+            post_errors += 1;
+            eprintln!("soak: a post failed: {e:#}");
         }
     }
     let posted_for = started.elapsed();
-    eprintln!("soak: {} jobs posted in {posted_for:.1?}", jobs.len());
-
-    // Follow every job to its end.
-    let reader = ChainClient::connect(&stack.rpc_url, None)
-        .await?
-        .with_deployment(d.clone())?;
-    let deadline = Instant::now() + Duration::from_secs(a.wait_secs);
-    loop {
-        let open: Vec<JobId> = jobs
-            .iter()
-            .filter(|(_, j)| j.ended.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        if open.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for chunk in open.chunks(200) {
-            let reads = chunk.iter().map(|id| reader.get_job(*id));
-            for (id, r) in chunk.iter().zip(futures::future::join_all(reads).await) {
-                if let Ok(j) = r
-                    && j.state.is_final()
-                    && let Some(p) = jobs.get_mut(id)
-                {
-                    p.ended = Some((j.state, Instant::now()));
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!(
+        "soak: {} jobs posted in {posted_for:.1?}",
+        followed.lock().await.len()
+    );
+    posting_done.cancel();
+    if chaos_task.is_finished() {
+        stop.cancel();
+        chaos_task.await??;
+        bail!("the chaos task ended early");
     }
+    follower.await?;
+    let jobs = std::mem::take(&mut *followed.lock().await);
     stop.cancel();
     let kills = chaos_task.await??;
 

@@ -51,9 +51,7 @@ fn args() -> Result<Args> {
         bid_window: 2,
         poll_ms: 100,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+    for (flag, v) in shoal_devstack::flags()? {
         match flag.as_str() {
             "--nodes" => a.nodes = v.parse()?,
             "--jobs" => a.jobs = v.parse()?,

@@ -22,6 +22,9 @@ pub enum Error {
     /// A node failed to start.
     #[error(transparent)]
     Node(#[from] shoal_node::Error),
+    /// A benchmark's command line is malformed.
+    #[error("{0}")]
+    Usage(String),
     /// A file could not be written.
     #[error("{action} {path}: {source}")]
     Io {
@@ -44,6 +47,19 @@ impl Error {
 
 /// The devstack's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The command line of a benchmark run on a devstack: its `--name value` pairs, in order.
+pub fn flags() -> Result<Vec<(String, String)>> {
+    let mut it = std::env::args().skip(1);
+    let mut out = Vec::new();
+    while let Some(name) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| Error::Usage(format!("{name} needs a value")))?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
 
 /// One wei-denominated ether.
 pub const ETHER: u128 = 1_000_000_000_000_000_000;

@@ -40,9 +40,7 @@ fn args() -> Result<Args> {
         grace: 5,
         node_bin: PathBuf::new(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().with_context(|| format!("{k} needs a value"))?;
+    for (k, v) in shoal_devstack::flags()? {
         match k.as_str() {
             "--nodes" => a.nodes = v.parse()?,
             "--pins" => a.pins = v.parse()?,

@@ -60,9 +60,7 @@ fn args() -> Result<Args> {
         node_bin: PathBuf::new(),
         wait_secs: 600,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+    for (flag, v) in shoal_devstack::flags()? {
         match flag.as_str() {
             "--nodes" => a.nodes = v.parse()?,
             "--jobs" => a.jobs = v.parse()?,

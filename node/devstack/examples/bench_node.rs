@@ -1,8 +1,8 @@
 //! Submit-to-verified latency and sustained verified jobs per second for a hello-world WASM
 //! job on an in-process devstack (embedded devchain, NODES staked nodes).
 //!
-//! `scripts/bench-node.sh [--nodes 10] [--jobs 1000] [--rate 60] [--creators 4]
-//! [--latency-jobs 5] [--bid-window 2] [--poll-ms 100]`: first LATENCY-JOBS jobs one after another
+//! `scripts/bench-node.sh [--nodes 10] [--jobs 1000] [--rate 20] [--creators 4]
+//! [--latency-jobs 5] [--bid-window 5] [--poll-ms 100]`: first LATENCY-JOBS jobs one after another
 //! (submit → verified, chain rounds, transactions per job), then JOBS jobs posted at RATE per
 //! second (0: all at once) from CREATORS wallets, followed until every one is verified.
 
@@ -45,10 +45,10 @@ fn args() -> Result<Args> {
     let mut a = Args {
         nodes: 10,
         jobs: 1_000,
-        rate: 60.0,
+        rate: 20.0,
         creators: 4,
         latency_jobs: 5,
-        bid_window: 2,
+        bid_window: 5,
         poll_ms: 100,
     };
     for (flag, v) in shoal_devstack::flags()? {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use shoal_api::JobId;
+use shoal_chain::bindings::JobMarket::JobMarketErrors as Revert;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::error::Result;
@@ -156,11 +157,11 @@ impl Scheduler {
                     backoff.remove(&(job, action));
                 }
                 Err(e) => {
-                    if e.market_revert().is_some_and(|r| {
-                        matches!(r, shoal_chain::bindings::JobMarket::JobMarketErrors::JobMarket__WrongState(_))
-                    }) {
-                        // Another node moved the job on first (a call anyone may send, or this
-                        // node's view of the chain lags): the follower will bring the new state.
+                    let keeper = matches!(action, Action::Close | Action::Finalize);
+                    if keeper && matches!(e.market_revert(), Some(Revert::JobMarket__WrongState(_)))
+                    {
+                        // A call anyone may send, and another node sent it first (or this
+                        // node's view of the chain lags): the follower brings the new state.
                         tracing::debug!(job = %job, ?action, error = %e, "the job moved on; looking again later");
                     } else {
                         tracing::warn!(job = %job, ?action, error = %e, "action failed; retrying later");

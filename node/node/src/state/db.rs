@@ -263,9 +263,20 @@ impl StateStore {
     fn put<T: Serialize>(&self, table: TableDefinition<Key, &[u8]>, key: Key, v: &T) -> Result<()> {
         let bytes = self.encode(v)?;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.put_in(txn, table, key, &bytes)
+    }
+
+    /// Writes `bytes` under `key` in `txn` and commits it.
+    fn put_in(
+        &self,
+        txn: redb::WriteTransaction,
+        table: TableDefinition<Key, &[u8]>,
+        key: Key,
+        bytes: &[u8],
+    ) -> Result<()> {
         {
             let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
-            t.insert(key, bytes.as_slice()).map_err(|e| self.err(e))?;
+            t.insert(key, bytes).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -346,18 +357,11 @@ impl StateStore {
     /// before this returns; every other step is lazily durable, as a node that loses it in a
     /// crash takes the job up from the step before, which the chain's state completes.
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
-        let bytes = self.encode(e)?;
-        let txn = if matches!(e.step, Step::Committed { .. }) {
-            self.db.begin_write().map_err(|e| self.err(e))?
-        } else {
-            self.begin_lazy()?
-        };
-        {
-            let mut t = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
-            t.insert(key(e.job_id), bytes.as_slice())
-                .map_err(|e| self.err(e))?;
+        if matches!(e.step, Step::Committed { .. }) {
+            return self.put(EXECUTIONS, key(e.job_id), e);
         }
-        txn.commit().map_err(|e| self.err(e))
+        let bytes = self.encode(e)?;
+        self.put_in(self.begin_lazy()?, EXECUTIONS, key(e.job_id), &bytes)
     }
 
     /// The CID of this node's results of shard `shard` of sharded job `job`, once run.

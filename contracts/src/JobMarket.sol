@@ -395,6 +395,28 @@ contract JobMarket is IJobMarket {
         emit ResultPublished(jobId, resultHash);
     }
 
+    /// @dev Each call is a delegatecall into this contract: `msg.sender` stays the caller and
+    /// `msg.value` is 0 (non-payable), so a batch can do nothing its calls could not do alone.
+    function batch(bytes[] calldata calls) external {
+        bytes32 failed = CallFailed.selector;
+        for (uint256 i; i < calls.length; ++i) {
+            bytes calldata call = calls[i];
+            assembly ("memory-safe") {
+                let p := mload(0x40)
+                calldatacopy(p, call.offset, call.length)
+                if iszero(delegatecall(gas(), address(), p, call.length, 0, 0)) {
+                    // CallFailed(i, reason): ABI-encoded `bytes` (offset, length, padded data)
+                    let n := returndatasize()
+                    mstore(p, 0x20)
+                    mstore(add(p, 0x20), n)
+                    returndatacopy(add(p, 0x40), 0, n)
+                    mstore(add(add(p, 0x40), n), 0)
+                    log2(p, add(0x40, and(add(n, 31), not(31))), failed, i)
+                }
+            }
+        }
+    }
+
     // =====================================================================================
     // views
     // =====================================================================================

@@ -177,6 +177,9 @@ interface IJobMarket {
     /// @notice Slashed stake (or a lost bond) of a job with no honest recipient left after fees:
     /// kept by the market, unowned, under `withdrawable(address(0))`, which nobody can claim.
     event Burned(uint256 indexed jobId, uint256 amount);
+    /// @notice Call `index` of the caller's `batch` reverted with `reason` (its revert data);
+    /// the other calls of the batch went on.
+    event CallFailed(uint256 indexed index, bytes reason);
 
     // ---- errors ----
 
@@ -289,6 +292,13 @@ interface IJobMarket {
     /// hash; reverts `NotTheResult` unless `keccak256(abi.encode(jobId, resultHash))` equals
     /// `getJob(jobId).sealedResult`. Emits `ResultPublished`; stores nothing (repeatable).
     function publishResult(uint256 jobId, bytes32 resultHash) external;
+
+    /// @notice Runs each of `calls` (ABI-encoded calls of this market's functions) as if the
+    /// caller had sent it on its own, in order, in one transaction: an operator's bids, commits,
+    /// reveals and keeper calls of many jobs share one transaction's base cost. A call that
+    /// reverts emits `CallFailed(index, reason)` and undoes only itself. Not payable: a call
+    /// that needs value (`postJob`, `challenge`) fails inside a batch.
+    function batch(bytes[] calldata calls) external;
 
     // ---- views ----
 

@@ -275,5 +275,13 @@ fn summary_and_fields(e: &MarketEvent) -> (String, Value) {
             format!("shard market set to {}", a(&m.shardMarket)),
             json!({ "market": a(&m.shardMarket) }),
         ),
+        M::CallFailed(c) => (
+            format!(
+                "call {} of a batch reverted: {}",
+                c.index,
+                shoal_chain::ContractError::decode(&c.reason)
+            ),
+            json!({ "index": c.index.to_string(), "reason": c.reason.to_string() }),
+        ),
     }
 }

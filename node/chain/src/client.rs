@@ -321,6 +321,14 @@ impl ChainClient {
         self.send(tx).await
     }
 
+    /// A JobMarket call through the key's batcher (see [`TxManager::send_batched`]).
+    async fn send_market(&self, call: impl SolCall) -> Result<TransactionReceipt> {
+        let to = self.deployment()?.job_market;
+        self.tx_manager()?
+            .send_batched(to, call.abi_encode().into())
+            .await
+    }
+
     // ---- registry ----
 
     /// Registers the key as an operator with `stake` wei of initial stake.
@@ -481,30 +489,20 @@ impl ChainClient {
 
     /// Bids `price` wei for one execution of `job`.
     pub async fn bid(&self, job: JobId, price: U256) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
         let price = to_u96("bid price", price)?;
-        self.send_call(
-            to,
-            JobMarket::bidCall {
-                jobId: job.0,
-                price,
-            },
-            U256::ZERO,
-        )
+        self.send_market(JobMarket::bidCall {
+            jobId: job.0,
+            price,
+        })
         .await
     }
 
     /// Commits `commitment` (see [`commitment`]) for `job`.
     pub async fn commit_result(&self, job: JobId, commitment: B256) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
-        self.send_call(
-            to,
-            JobMarket::commitResultCall {
-                jobId: job.0,
-                commitment,
-            },
-            U256::ZERO,
-        )
+        self.send_market(JobMarket::commitResultCall {
+            jobId: job.0,
+            commitment,
+        })
         .await
     }
 
@@ -516,13 +514,12 @@ impl ChainClient {
         sealed: B256,
         salt: B256,
     ) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
         let call = JobMarket::revealResultCall {
             jobId: job.0,
             sealedHash: sealed,
             salt,
         };
-        self.send_call(to, call, U256::ZERO).await
+        self.send_market(call).await
     }
 
     /// A mediator's reveal: the plain result hash it committed and its salt.
@@ -532,13 +529,12 @@ impl ChainClient {
         result_hash: B256,
         salt: B256,
     ) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
         let call = JobMarket::revealMediationCall {
             jobId: job.0,
             resultHash: result_hash,
             salt,
         };
-        self.send_call(to, call, U256::ZERO).await
+        self.send_market(call).await
     }
 
     /// Publishes a verified job's plain result hash (its results folder's CID digest); the
@@ -548,25 +544,22 @@ impl ChainClient {
         job: JobId,
         result_hash: B256,
     ) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
         let call = JobMarket::publishResultCall {
             jobId: job.0,
             resultHash: result_hash,
         };
-        self.send_call(to, call, U256::ZERO).await
+        self.send_market(call).await
     }
 
     /// After the bid deadline: selects deals, or expires the job.
     pub async fn close_bidding(&self, job: JobId) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
-        self.send_call(to, JobMarket::closeBiddingCall { jobId: job.0 }, U256::ZERO)
+        self.send_market(JobMarket::closeBiddingCall { jobId: job.0 })
             .await
     }
 
     /// Moves a job past a phase whose deadline is over.
     pub async fn finalize(&self, job: JobId) -> Result<TransactionReceipt> {
-        let to = self.deployment()?.job_market;
-        self.send_call(to, JobMarket::finalizeCall { jobId: job.0 }, U256::ZERO)
+        self.send_market(JobMarket::finalizeCall { jobId: job.0 })
             .await
     }
 

@@ -82,6 +82,12 @@ pub enum Error {
         waited: Duration,
         bumps: u32,
     },
+    /// The batcher a call was queued with stopped before answering (the runtime is shutting
+    /// down); the call may or may not have been mined.
+    #[error(
+        "the transaction batcher stopped before the call was answered; check the chain state and retry"
+    )]
+    BatcherStopped,
     /// The node rejected a signed transaction.
     #[error("the chain rejected transaction (nonce {nonce}): {source}")]
     Rejected {

@@ -33,6 +33,9 @@ pub enum MarketEvent {
     Slashed(JobMarket::Slashed),
     Claimed(JobMarket::Claimed),
     Burned(JobMarket::Burned),
+    /// A call of a `batch` reverted (it belongs to no job; the sender learns it from its
+    /// receipt).
+    CallFailed(JobMarket::CallFailed),
     OperatorRegistered(OperatorRegistry::OperatorRegistered),
     OperatorUpdated(OperatorRegistry::OperatorUpdated),
     Staked(OperatorRegistry::Staked),
@@ -68,6 +71,7 @@ impl From<M> for MarketEvent {
             M::Slashed(e) => Self::Slashed(e),
             M::Claimed(e) => Self::Claimed(e),
             M::Burned(e) => Self::Burned(e),
+            M::CallFailed(e) => Self::CallFailed(e),
         }
     }
 }
@@ -155,6 +159,7 @@ impl MarketEvent {
             Self::StakeSlashed(_) => "StakeSlashed",
             Self::MarketSet(_) => "MarketSet",
             Self::ShardMarketSet(_) => "ShardMarketSet",
+            Self::CallFailed(_) => "CallFailed",
         }
     }
 
@@ -190,7 +195,8 @@ impl MarketEvent {
             | Self::WithdrawRequested(_)
             | Self::Withdrawn(_)
             | Self::MarketSet(_)
-            | Self::ShardMarketSet(_) => return None,
+            | Self::ShardMarketSet(_)
+            | Self::CallFailed(_) => return None,
         };
         Some(JobId(id))
     }

@@ -8,12 +8,13 @@ use alloy::eips::BlockId;
 use alloy::eips::eip1559::Eip1559Estimation;
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{Ethereum, EthereumWallet, NetworkWallet, TransactionBuilder};
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::TransportError;
 
+use crate::batch::Batchers;
 use crate::error::{ContractError, Error, Result, revert_data};
 
 /// How the transaction manager sends and waits.
@@ -37,6 +38,9 @@ pub struct TxConfig {
     /// How long a fee estimate (`eth_feeHistory`) is reused for the next transactions. A
     /// transaction sent with fees that went stale is replaced after `bump_after` anyway.
     pub fee_ttl: Duration,
+    /// Most calls [`TxManager::send_batched`] puts in one `batch` transaction; 1 sends every
+    /// call on its own.
+    pub max_batch: usize,
 }
 
 impl Default for TxConfig {
@@ -50,6 +54,7 @@ impl Default for TxConfig {
             gas_headroom: 0,
             max_gas: 30_000_000,
             fee_ttl: Duration::from_secs(1),
+            max_batch: 1,
         }
     }
 }
@@ -72,6 +77,16 @@ struct Inner {
     /// The last fee estimate and when it was read.
     fees: std::sync::Mutex<Option<(Instant, Eip1559Estimation)>>,
     config: TxConfig,
+    batchers: Batchers,
+}
+
+/// A [`TxManager`] that does not keep it alive (held by its batchers' tasks).
+pub(crate) struct WeakTxManager(std::sync::Weak<Inner>);
+
+impl WeakTxManager {
+    pub(crate) fn upgrade(&self) -> Option<TxManager> {
+        self.0.upgrade().map(|inner| TxManager { inner })
+    }
 }
 
 impl std::fmt::Debug for TxManager {
@@ -113,6 +128,7 @@ impl TxManager {
                 nonce: std::sync::Mutex::new(None),
                 fees: std::sync::Mutex::new(None),
                 config,
+                batchers: Batchers::default(),
             }),
         }
     }
@@ -120,6 +136,23 @@ impl TxManager {
     /// The sending address.
     pub fn address(&self) -> Address {
         self.inner.address
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakTxManager {
+        WeakTxManager(Arc::downgrade(&self.inner))
+    }
+
+    /// Sends the call `input` to `to`, a contract with `batch(bytes[])` (the JobMarket): calls
+    /// queued while an earlier one to the same contract is in flight go out together in one
+    /// transaction (at most `max_batch`; see the `batch` module). The receipt may be shared
+    /// with other calls; a revert is this call's own [`Error::Reverted`].
+    pub async fn send_batched(&self, to: Address, input: Bytes) -> Result<TransactionReceipt> {
+        let max = self.inner.config.max_batch;
+        if max <= 1 {
+            let tx = TransactionRequest::default().with_to(to).with_input(input);
+            return self.send(tx).await;
+        }
+        self.inner.batchers.send(self, to, input, max).await
     }
 
     /// Forgets the local nonce; the next transaction reads it from the chain.

@@ -411,3 +411,79 @@ async fn stuck_times_out_anvil() {
 async fn stuck_times_out_devchain() {
     stuck_times_out(&common::start_devchain().await).await;
 }
+
+/// Market calls queued behind one in flight go out together in one `batch` transaction; each
+/// caller gets its own outcome (a duplicate bid its own `AlreadyBid`), and every bid lands.
+async fn batched_calls(endpoint: &Endpoint) {
+    let url = endpoint.url();
+    let (creator, deployment) = common::deployed(&url).await;
+    let op = ok(
+        "connect",
+        ChainClient::builder(&url)
+            .signer(dev_keys(2)[1].clone())
+            .deployment(deployment)
+            .tx_config(TxConfig {
+                max_batch: 8,
+                ..TxConfig::default()
+            })
+            .connect()
+            .await,
+    );
+    let me = op.address().unwrap_or_default();
+    ok(
+        "register",
+        op.register(Bytes::from_static(b"peer"), caps(), eth(10_000))
+            .await,
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..4 {
+        jobs.push(ok("post_job", creator.post_job(job_params()).await).0);
+    }
+    // Every job once, and the first job a second time.
+    let targets: Vec<JobId> = jobs.iter().copied().chain([jobs[0]]).collect();
+    let outcomes = join_all(targets.iter().map(|&job| op.bid(job, eth(50)))).await;
+    let mut hashes = Vec::new();
+    let mut already_bid = 0;
+    for (job, outcome) in targets.iter().zip(outcomes) {
+        match outcome {
+            Ok(receipt) => hashes.push(receipt.transaction_hash),
+            Err(Error::Reverted(e)) if e.name() == "JobMarket__AlreadyBid" && *job == jobs[0] => {
+                already_bid += 1
+            }
+            Err(e) => panic!("{}: bid on job {job}: {e}", endpoint.name()),
+        }
+    }
+    assert_eq!(
+        already_bid,
+        1,
+        "{}: one duplicate bid refused",
+        endpoint.name()
+    );
+    assert_eq!(hashes.len(), 4, "{}: four bids placed", endpoint.name());
+    hashes.sort_unstable();
+    hashes.dedup();
+    assert!(
+        hashes.len() < 4,
+        "{}: the calls queued behind the first went out in one batch ({} transactions)",
+        endpoint.name(),
+        hashes.len()
+    );
+    for job in jobs {
+        let bids = ok("getBids", creator.get_bids(job).await);
+        assert_eq!(bids.len(), 1, "{}: job {job} has one bid", endpoint.name());
+        assert_eq!(bids[0].operator, me);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_calls_anvil() {
+    let Some(e) = common::start_anvil() else {
+        return;
+    };
+    batched_calls(&e).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_calls_devchain() {
+    batched_calls(&common::start_devchain().await).await;
+}

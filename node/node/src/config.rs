@@ -146,6 +146,9 @@ impl P2pConfig {
     }
 }
 
+/// Default `chain.max_batch`: a batch of 32 typical calls stays far below a block's gas.
+pub const DEFAULT_MAX_BATCH: usize = 32;
+
 /// The chain endpoint and how it is followed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -156,6 +159,9 @@ pub struct ChainConfig {
     pub poll_interval_ms: u64,
     /// Blocks to stay behind the head (reorg safety); 0 on dev chains.
     pub confirmations: u64,
+    /// Most market calls (bids, commits, reveals, keeper calls of any jobs) the node sends in
+    /// one `batch` transaction when they queue up behind one in flight; 1 sends each alone.
+    pub max_batch: usize,
 }
 
 impl Default for ChainConfig {
@@ -164,6 +170,7 @@ impl Default for ChainConfig {
             rpc_url: "http://127.0.0.1:8545".into(),
             poll_interval_ms: 500,
             confirmations: 0,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 }

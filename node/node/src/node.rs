@@ -250,6 +250,7 @@ pub async fn start_with(cfg: NodeConfig, options: NodeOptions) -> Result<NodeHan
             deployment,
             signer,
             cfg.chain.poll_interval(),
+            cfg.chain.max_batch,
         )
         .await?,
     );

@@ -34,13 +34,14 @@ pub struct Chain {
 }
 
 /// How the node's transactions are sent: receipts polled often (a devchain mines at once),
-/// estimates with room for state-dependent costs.
-fn tx_config(poll: Duration) -> TxConfig {
+/// estimates with room for state-dependent costs, market calls batched up to `max_batch`.
+fn tx_config(poll: Duration, max_batch: usize) -> TxConfig {
     TxConfig {
         poll_interval: poll.clamp(Duration::from_millis(5), Duration::from_millis(250)),
         gas_margin_percent: 100,
         gas_headroom: GAS_HEADROOM,
         max_gas: MAX_GAS,
+        max_batch,
         ..TxConfig::default()
     }
 }
@@ -52,11 +53,12 @@ impl Chain {
         deployment: DeploymentConfig,
         signer: Option<PrivateKeySigner>,
         receipt_poll: Duration,
+        max_batch: usize,
     ) -> Result<Self> {
         let operator = signer.as_ref().map(|s| s.address());
         let client = ChainClient::builder(rpc_url)
             .signer(signer)
-            .tx_config(tx_config(receipt_poll))
+            .tx_config(tx_config(receipt_poll, max_batch))
             .connect()
             .await
             .map_err(Error::chain("connecting to chain.rpc_url"))?;

@@ -39,7 +39,7 @@ pub(crate) async fn decide(node: Arc<Node>, job: JobView) -> Result<()> {
                     let ctx = BidContext {
                         job: &job,
                         spec: &spec,
-                        active_jobs: active_executions(&node),
+                        active_jobs: node.db.open_executions(),
                         unreachable,
                         not_local,
                         labels: &node.cfg.labels,
@@ -68,14 +68,6 @@ pub(crate) async fn decide(node: Arc<Node>, job: JobView) -> Result<()> {
 }
 
 /// This node's executions still under way (they are all on active jobs).
-fn active_executions(node: &Node) -> usize {
-    node.scheduler
-        .active()
-        .into_iter()
-        .filter_map(|id| node.db.execution(id).ok().flatten())
-        .filter(|e| !e.step.is_terminal())
-        .count()
-}
 
 /// The first `ipfs://` module or input of `spec` that no one this node knows holds. Content
 /// found once stays known (it is immutable), so each CID is located once.

@@ -52,6 +52,9 @@ pub struct StateStore {
     path: PathBuf,
     /// When a lazy commit was last made durable.
     last_sync: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// Jobs whose execution by this node is not in a terminal step: an in-memory index kept
+    /// with every execution write, so counting them reads no records.
+    open: Arc<std::sync::Mutex<std::collections::BTreeSet<JobId>>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -81,6 +84,7 @@ impl StateStore {
             db: Arc::new(db),
             path: path.into(),
             last_sync: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            open: Arc::default(),
         };
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
         {
@@ -94,7 +98,33 @@ impl StateStore {
             txn.open_table(SHARD_BATCHES).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
+        let open = store
+            .executions()?
+            .into_iter()
+            .filter(|e| !e.step.is_terminal())
+            .map(|e| e.job_id)
+            .collect();
+        *store.open_index() = open;
         Ok(store)
+    }
+
+    fn open_index(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<JobId>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records in the index whether `e` is still open (after its write committed).
+    fn index(&self, e: &Execution) {
+        let mut open = self.open_index();
+        if e.step.is_terminal() {
+            open.remove(&e.job_id);
+        } else {
+            open.insert(e.job_id);
+        }
+    }
+
+    /// How many of this node's executions are not in a terminal step.
+    pub fn open_executions(&self) -> usize {
+        self.open_index().len()
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -227,6 +257,7 @@ impl StateStore {
             let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
             let mut wt = txn.open_table(WATCHES).map_err(|e| self.err(e))?;
             for id in forgotten {
+                self.open_index().remove(id);
                 jt.remove(key(*id)).map_err(|e| self.err(e))?;
                 dt.remove(key(*id)).map_err(|e| self.err(e))?;
                 xt.remove(key(*id)).map_err(|e| self.err(e))?;
@@ -327,19 +358,23 @@ impl StateStore {
     /// recognised when resent).
     pub fn put_decision(&self, id: JobId, d: &BidDecision, exec: Option<&Execution>) -> Result<()> {
         let decision = self.encode(d)?;
-        let exec = exec.map(|e| self.encode(e)).transpose()?;
+        let exec_bytes = exec.map(|e| self.encode(e)).transpose()?;
         let txn = self.begin_lazy()?;
         {
             let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
             t.insert(key(id), decision.as_slice())
                 .map_err(|e| self.err(e))?;
-            if let Some(bytes) = exec {
+            if let Some(bytes) = &exec_bytes {
                 let mut x = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
                 x.insert(key(id), bytes.as_slice())
                     .map_err(|e| self.err(e))?;
             }
         }
-        txn.commit().map_err(|e| self.err(e))
+        txn.commit().map_err(|e| self.err(e))?;
+        if let Some(e) = exec {
+            self.index(e);
+        }
+        Ok(())
     }
 
     /// This node's execution of a job.
@@ -358,10 +393,13 @@ impl StateStore {
     /// crash takes the job up from the step before, which the chain's state completes.
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
         if matches!(e.step, Step::Committed { .. }) {
-            return self.put(EXECUTIONS, key(e.job_id), e);
+            self.put(EXECUTIONS, key(e.job_id), e)?;
+        } else {
+            let bytes = self.encode(e)?;
+            self.put_in(self.begin_lazy()?, EXECUTIONS, key(e.job_id), &bytes)?;
         }
-        let bytes = self.encode(e)?;
-        self.put_in(self.begin_lazy()?, EXECUTIONS, key(e.job_id), &bytes)
+        self.index(e);
+        Ok(())
     }
 
     /// The CID of this node's results of shard `shard` of sharded job `job`, once run.

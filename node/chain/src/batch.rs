@@ -2,22 +2,24 @@
 //! queued while an earlier transaction of theirs is in flight go out together in one
 //! transaction, each still answered with its own result.
 //!
-//! The first call to a target is sent at once, on its own. Calls arriving while it is in flight
-//! wait, and go out as one `batch` of at most `max_batch` calls as soon as it is mined: nothing
-//! is delayed when the key is idle, and under load a node sends one transaction per round trip
-//! instead of one per call. `batch` runs every call as a delegatecall and emits
+//! A call is sent at once, on its own, while fewer than [`IN_FLIGHT`] transactions of the
+//! key's calls to the target are in flight. Calls arriving while they all are wait, and go out
+//! as one `batch` of at most `max_batch` calls as soon as one is mined: nothing is delayed on
+//! an idle key, and under load a node sends a few transactions per round trip instead of one
+//! per call. `batch` runs every call as a delegatecall and emits
 //! `CallFailed(index, reason)` for one that reverts (undoing only it); the caller of that call
 //! gets [`Error::Reverted`] with the reason, the others the shared receipt. A call that failed
 //! without revert data (out of gas), and every call of a batch that failed as a whole, is sent
 //! again on its own so its error is its own.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, Bytes};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::bindings::JobMarket;
 use crate::error::{ContractError, Error, Result};
@@ -25,6 +27,9 @@ use crate::tx::TxManager;
 
 /// Calls waiting for a target's batcher beyond this make their senders wait (backpressure).
 const QUEUE: usize = 1024;
+/// Transactions of one target's calls in flight at once; calls arriving while all are in
+/// flight queue up and form the next batch.
+const IN_FLIGHT: usize = 4;
 
 /// A call waiting to be sent, and where its outcome goes.
 struct Queued {
@@ -73,15 +78,20 @@ fn call(to: Address, input: Bytes) -> TransactionRequest {
     TransactionRequest::default().with_to(to).with_input(input)
 }
 
-/// A target's batcher: takes the first queued call, everything queued behind it (up to `max`),
-/// and sends them; runs until the key's manager is dropped.
+/// A target's batcher: waits for a free slot (at most [`IN_FLIGHT`] transactions of the
+/// target's calls are in flight), takes the first queued call and everything queued behind it
+/// (up to `max`) and sends them; runs until the key's manager is dropped.
 async fn run(
     tm: crate::tx::WeakTxManager,
     to: Address,
     mut rx: mpsc::Receiver<Queued>,
     max: usize,
 ) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let mut calls = vec![first];
         while calls.len() < max {
             match rx.try_recv() {
@@ -90,7 +100,10 @@ async fn run(
             }
         }
         let Some(tm) = tm.upgrade() else { return };
-        flush(&tm, to, calls).await;
+        tokio::spawn(async move {
+            flush(&tm, to, calls).await;
+            drop(slot);
+        });
     }
 }
 

@@ -45,6 +45,11 @@ pub const MAX_FILTERS: usize = 4096;
 pub const MAX_LOGS: usize = 100_000;
 /// The EVM hardfork the devchain runs (solc 0.8.30's default target).
 pub const SPEC: SpecId = SpecId::PRAGUE;
+/// `eth_estimateGas` stops searching once its bounds are this close (relative to the upper
+/// one), as geth does: an estimate is at most 1.5 % above the least gas that works.
+pub const ESTIMATE_ERROR_RATIO: f64 = 0.015;
+/// Nested call levels the first estimate guess leaves room for (each keeps 1/64 of its gas).
+pub const ESTIMATE_CALL_DEPTH: u32 = 3;
 /// The priority fee suggested to clients (1 gwei, as anvil).
 pub const SUGGESTED_TIP: u128 = 1_000_000_000;
 
@@ -621,16 +626,20 @@ impl Chain {
         }
     }
 
+    /// Runs the call with `gas`: the gas it used (after refunds) and the gas it spent before
+    /// refunds (what had to be available while it ran), or its revert.
     fn try_gas(
         &self,
         req: &TransactionRequest,
         gas: u64,
-    ) -> Result<Result<u64, RpcError>, RpcError> {
+    ) -> Result<Result<(u64, u64), RpcError>, RpcError> {
         let (cfg, block, tx) = self.call_env(req, gas);
         let sender = tx.caller;
         match self.transact(cfg, block, tx) {
             Ok(out) => Ok(match out.result {
-                ExecutionResult::Success { gas, .. } => Ok(gas.tx_gas_used()),
+                ExecutionResult::Success { gas, .. } => {
+                    Ok((gas.tx_gas_used(), gas.total_gas_spent()))
+                }
                 ExecutionResult::Revert { output, .. } => Err(RpcError::reverted(output)),
                 ExecutionResult::Halt { reason, .. } => {
                     Err(RpcError::server(format!("execution halted: {reason:?}")))
@@ -644,20 +653,26 @@ impl Chain {
         }
     }
 
-    /// `eth_estimateGas`: the least gas limit with which the call succeeds.
+    /// `eth_estimateGas`: a gas limit with which the call succeeds, within
+    /// [`ESTIMATE_ERROR_RATIO`] of the least one (geth's rule). The first guess is the gas the
+    /// call spent before refunds plus what each of up to [`ESTIMATE_CALL_DEPTH`] nested call
+    /// levels keeps back (1/64): most calls need no search at all.
     pub fn estimate_gas(&self, req: &TransactionRequest) -> Result<u64, RpcError> {
         let cap = self.call_gas(req);
-        let used = self.try_gas(req, cap)??;
+        let (used, spent) = self.try_gas(req, cap)??;
         let mut lo = used.saturating_sub(1);
         let mut hi = cap;
-        let optimistic = (used + 2300) * 64 / 63;
+        let mut optimistic = spent + 2300;
+        for _ in 0..ESTIMATE_CALL_DEPTH {
+            optimistic = optimistic * 64 / 63;
+        }
         if optimistic < hi {
             match self.try_gas(req, optimistic)? {
                 Ok(_) => hi = optimistic,
                 Err(_) => lo = optimistic,
             }
         }
-        while lo + 1 < hi {
+        while lo + 1 < hi && (hi - lo) as f64 / hi as f64 >= ESTIMATE_ERROR_RATIO {
             let mid = lo + (hi - lo) / 2;
             match self.try_gas(req, mid)? {
                 Ok(_) => hi = mid,

@@ -415,3 +415,51 @@ async fn interval_mining_and_queued_nonces() -> anyhow::Result<()> {
     assert!(provider.get_block_number().await? > n);
     Ok(())
 }
+
+/// A call whose refund lowers the gas it uses below what it needs while running (clearing a
+/// storage slot): the estimate leaves room for the refunded gas, the call succeeds with it,
+/// and it is within 1.5 % of the least limit that works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_covers_refunded_gas() -> anyhow::Result<()> {
+    let (dc, server) = common::start().await?;
+    let accounts = dc.dev_accounts().to_vec();
+    let provider = ProviderBuilder::new()
+        .wallet(accounts[0].signer.clone())
+        .connect_http(server.url().parse()?);
+    // Constructor: slot 0 = 1, then return the runtime `sstore(0, 0); stop`.
+    let init: alloy::primitives::Bytes =
+        "0x600160005560068060106000396000f3600060005500".parse()?;
+    let deployed = provider
+        .send_transaction(TransactionRequest::default().with_deploy_code(init))
+        .await?
+        .get_receipt()
+        .await?;
+    let clearer = deployed
+        .contract_address
+        .ok_or_else(|| anyhow::anyhow!("no contract address"))?;
+    let call = TransactionRequest::default()
+        .with_from(accounts[0].address)
+        .with_to(clearer);
+    let estimate = provider.estimate_gas(call.clone()).await?;
+    let short = estimate * 97 / 100;
+    let err = provider
+        .call(call.clone().with_gas_limit(short))
+        .await
+        .err();
+    assert!(
+        err.is_some(),
+        "{short} gas (3 % under the estimate {estimate}) is not enough"
+    );
+    let receipt = provider
+        .send_transaction(call.with_gas_limit(estimate))
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(receipt.status(), "the call succeeds with the estimate");
+    assert!(
+        receipt.gas_used < estimate,
+        "the refund makes it use less ({}) than it needs ({estimate})",
+        receipt.gas_used
+    );
+    Ok(())
+}

@@ -15,6 +15,10 @@ use shoal_chain::JobState;
 use shoal_devstack::{self as devstack, DevstackConfig, ETHER};
 use shoal_types::JobSpec;
 
+/// Once every job is posted, a run with pending jobs and no verification for this long stops
+/// and shows where each pending job is.
+const STALL: Duration = Duration::from_secs(60);
+
 async fn upload(api: &str, bytes: Vec<u8>) -> Result<String> {
     let v: serde_json::Value = reqwest::Client::new()
         .post(format!("{api}/api/v1/content"))
@@ -229,6 +233,7 @@ async fn main() -> Result<()> {
     let mut first_verified = None;
     let mut last_report = Instant::now();
     let mut posted = None;
+    let mut progress = Instant::now();
     loop {
         while let Ok(p) = posted_rx.try_recv() {
             pending.push(p);
@@ -245,6 +250,7 @@ async fn main() -> Result<()> {
             }
             under_load.push(at.elapsed());
             first_verified.get_or_insert_with(|| t0.elapsed());
+            progress = Instant::now();
             false
         });
         let done = under_load.len();
@@ -258,8 +264,10 @@ async fn main() -> Result<()> {
         if posted.is_some() && pending.is_empty() {
             break;
         }
-        if t0.elapsed()
-            > Duration::from_secs_f64(jobs as f64 / a.rate.max(1.0)) + Duration::from_secs(300)
+        let stalled = posted.is_some() && progress.elapsed() > STALL;
+        if stalled
+            || t0.elapsed()
+                > Duration::from_secs_f64(jobs as f64 / a.rate.max(1.0)) + Duration::from_secs(300)
         {
             for (id, _) in &pending {
                 let job = state.job(*id)?.context("job")?;
@@ -280,9 +288,16 @@ async fn main() -> Result<()> {
                     );
                 }
             }
-            bail!("jobs not verified 300 s after posting ({done} of {jobs} verified)");
+            bail!(
+                "jobs not verified ({done} of {jobs} verified; {})",
+                if stalled {
+                    format!("none for {} s", STALL.as_secs())
+                } else {
+                    "300 s after posting".into()
+                }
+            );
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let posted = posted.unwrap_or_default();
     let secs = t0.elapsed().as_secs_f64();

@@ -76,6 +76,7 @@ pub async fn run(
         if cancel.is_cancelled() {
             return Ok(());
         }
+        let polled_at = tokio::time::Instant::now();
         let wait = match poll_once(&chain, &db, &mut follower).await {
             Ok(Some(Polled { changed, caught_up })) => {
                 backoff = poll;
@@ -104,10 +105,19 @@ pub async fn run(
                 backoff
             }
         };
-        tokio::select! {
+        let poked = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            _ = poke.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = poke.notified() => true,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        if poked {
+            // An announcement: read sooner than the next poll, but at most twice per poll
+            // interval. On a busy market announcements come faster than blocks are worth
+            // reading; each read costs every node a handful of RPCs and a database commit.
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(polled_at + poll / 2) => {}
+            }
         }
     }
 }

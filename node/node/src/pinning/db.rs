@@ -40,14 +40,14 @@ impl PinDb {
             db,
             path: path.into(),
         };
-        let txn = me.db.begin_write().map_err(|e| me.err(e))?;
+        let txn = crate::state::blocking(|| me.db.begin_write()).map_err(|e| me.err(e))?;
         {
             txn.open_table(PINS).map_err(|e| me.err(e))?;
             txn.open_table(STATUS).map_err(|e| me.err(e))?;
             txn.open_table(META).map_err(|e| me.err(e))?;
             txn.open_table(HELD).map_err(|e| me.err(e))?;
         }
-        txn.commit().map_err(|e| me.err(e))?;
+        crate::state::blocking(|| txn.commit()).map_err(|e| me.err(e))?;
         Ok(me)
     }
 
@@ -119,7 +119,7 @@ impl PinDb {
         clock: u64,
         durable: bool,
     ) -> Result<()> {
-        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
         if !durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| self.err(e))?;
@@ -141,12 +141,12 @@ impl PinDb {
             let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
             t.insert(CLOCK, clock).map_err(|e| self.err(e))?;
         }
-        txn.commit().map_err(|e| self.err(e))
+        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
     }
 
     /// Records that this node holds `cid` for the pinset (`None`: no longer).
     pub(crate) fn set_held(&self, cid: PinCid, held: Option<Held>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
         {
             let mut t = txn.open_table(HELD).map_err(|e| self.err(e))?;
             let k = cid.to_string();
@@ -160,7 +160,7 @@ impl PinDb {
                 }
             }
         }
-        txn.commit().map_err(|e| self.err(e))
+        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
     }
 }
 

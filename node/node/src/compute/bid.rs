@@ -67,8 +67,6 @@ pub(crate) async fn decide(node: Arc<Node>, job: JobView) -> Result<()> {
     send_bid(node, job.id, verdict.price.unwrap_or_default(), true).await
 }
 
-/// This node's executions still under way (they are all on active jobs).
-
 /// The first `ipfs://` module or input of `spec` that no one this node knows holds. Content
 /// found once stays known (it is immutable), so each CID is located once.
 async fn unreachable_data(node: &Node, spec: &JobSpec) -> Option<String> {

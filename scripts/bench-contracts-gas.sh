@@ -133,3 +133,32 @@ for i in "${!LABELS[@]}"; do
     T2=$((T2 + REPEAT[i]))
 done
 echo "| **total, 12 transactions, 6 sequential rounds** | **$T1** | **$T2** |"
+
+# Batching: one operator's bids on 10 open jobs, 10 transactions against one `batch` of 10
+# calls (the node sends this way under load; docs/chain.md, Batching).
+JOBS=()
+for _ in $(seq 1 20); do
+    send "$CREATOR" "$MARKET" "$JOB_SIG" "$PARAMS" --value 0.3ether >/dev/null
+    JOBS+=("$(( $("$CAST" call --rpc-url "$RPC" "$MARKET" 'nextJobId()(uint256)') - 1 ))")
+done
+ALONE=0
+for job in "${JOBS[@]:0:10}"; do
+    ALONE=$((ALONE + $(send "${OPS[0]}" "$MARKET" 'bid(uint256,uint96)' "$job" 80000000000000000)))
+done
+CALLS=()
+for job in "${JOBS[@]:10:10}"; do
+    CALLS+=("$("$CAST" calldata 'bid(uint256,uint96)' "$job" 80000000000000000)")
+done
+BATCHED=$(send "${OPS[0]}" "$MARKET" 'batch(bytes[])' "[$(IFS=,; echo "${CALLS[*]}")]")
+for job in "${JOBS[@]:10:10}"; do
+    n=$("$CAST" call --rpc-url "$RPC" "$MARKET" 'getBids(uint256)((address,uint96)[])' "$job" | tr -cd '(' | wc -c)
+    if [ "$n" -ne 1 ]; then
+        echo "bench: the batched bid on job $job is missing" >&2
+        exit 1
+    fi
+done
+echo
+echo "| one operator's bids on 10 jobs | gasUsed | per bid |"
+echo "| --- | ---: | ---: |"
+echo "| 10 transactions | $ALONE | $((ALONE / 10)) |"
+echo "| one \`batch\` of 10 calls | $BATCHED | $((BATCHED / 10)) |"

@@ -27,6 +27,10 @@ use super::wire::{Heartbeat, Message, chunks};
 use crate::content::Content;
 use crate::error::{Error, Result};
 
+/// Least time between two flushes of pin and status changes to the swarm when changes come
+/// one after another (each flush is a signed gossip message every peer checks).
+const FLUSH_GAP: Duration = Duration::from_millis(250);
+
 /// What this node knows of another.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -1024,6 +1028,10 @@ impl Pinning {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let cancel = self.stop.clone();
+        // A wake (a pin added, a status changed) is flushed at once unless the last flush was
+        // less than FLUSH_GAP ago; then once that gap is over, with whatever else changed.
+        let mut last_flush = tokio::time::Instant::now();
+        let mut flush_at: Option<tokio::time::Instant> = None;
         let spawn = {
             let me = self.clone();
             move |cid: PinCid, allocations: Vec<Peer>| {
@@ -1051,6 +1059,7 @@ impl Pinning {
                     }
                     self.save_dirty();
                     self.flush().await;
+                    (last_flush, flush_at) = (tokio::time::Instant::now(), None);
                     if self.finish_leave().await {
                         return Ok(());
                     }
@@ -1061,7 +1070,17 @@ impl Pinning {
                         tracing::warn!(error = %e, "cannot save re-allocations");
                     }
                     self.save_dirty();
+                    let due = last_flush + FLUSH_GAP;
+                    if tokio::time::Instant::now() >= due {
+                        self.flush().await;
+                        (last_flush, flush_at) = (tokio::time::Instant::now(), None);
+                    } else {
+                        flush_at.get_or_insert(due);
+                    }
+                }
+                () = sleep_until_some(flush_at) => {
                     self.flush().await;
+                    (last_flush, flush_at) = (tokio::time::Instant::now(), None);
                 }
             }
         }
@@ -1071,6 +1090,14 @@ impl Pinning {
 impl Inner {
     fn outbox_want(&mut self, peer: Peer) {
         self.wants.push(peer);
+    }
+}
+
+/// Waits until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -456,3 +456,40 @@ impl StateStore {
         self.put(WATCHES, key(id), w)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_api::Role;
+
+    /// The open-execution count follows every write path and survives a reopen.
+    #[test]
+    fn open_executions_follow_writes_and_reopen() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("creating", Path::new("tmp"), e))?;
+        let path = dir.path().join("state.redb");
+        let store = StateStore::open(&path)?;
+        let (a, b) = (JobId::from(1u64), JobId::from(2u64));
+        store.put_execution(&Execution::new(a, Role::Worker, Step::Running))?;
+        let decision = BidDecision {
+            bid: true,
+            reason: "test".into(),
+            price: None,
+            at: 0,
+        };
+        store.put_decision(
+            b,
+            &decision,
+            Some(&Execution::new(b, Role::Worker, Step::Bidding)),
+        )?;
+        assert_eq!(store.open_executions(), 2);
+        let done = Step::Done {
+            reason: "not selected".into(),
+        };
+        store.put_execution(&Execution::new(b, Role::Worker, done))?;
+        assert_eq!(store.open_executions(), 1);
+        drop(store);
+        let reopened = StateStore::open(&path)?;
+        assert_eq!(reopened.open_executions(), 1, "rebuilt from the records");
+        Ok(())
+    }
+}

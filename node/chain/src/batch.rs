@@ -109,10 +109,7 @@ async fn run(
 
 async fn flush(tm: &TxManager, to: Address, calls: Vec<Queued>) {
     if calls.len() == 1 {
-        for q in calls {
-            let _ = q.reply.send(tm.send(call(to, q.input)).await);
-        }
-        return;
+        return alone(tm, to, calls).await;
     }
     let input = JobMarket::batchCall {
         calls: calls.iter().map(|q| q.input.clone()).collect(),

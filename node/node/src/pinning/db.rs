@@ -40,15 +40,25 @@ impl PinDb {
             db,
             path: path.into(),
         };
-        let txn = crate::state::blocking(|| me.db.begin_write()).map_err(|e| me.err(e))?;
+        let txn = me.begin_write()?;
         {
             txn.open_table(PINS).map_err(|e| me.err(e))?;
             txn.open_table(STATUS).map_err(|e| me.err(e))?;
             txn.open_table(META).map_err(|e| me.err(e))?;
             txn.open_table(HELD).map_err(|e| me.err(e))?;
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| me.err(e))?;
+        me.commit(txn)?;
         Ok(me)
+    }
+
+    /// A write transaction, waited for off the runtime's worker ([`crate::state::blocking`]).
+    fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))
+    }
+
+    /// Commits `txn`; a durable commit's fsync is waited for off the runtime's worker.
+    fn commit(&self, txn: redb::WriteTransaction) -> Result<()> {
+        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -119,7 +129,7 @@ impl PinDb {
         clock: u64,
         durable: bool,
     ) -> Result<()> {
-        let mut txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let mut txn = self.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| self.err(e))?;
@@ -141,12 +151,12 @@ impl PinDb {
             let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
             t.insert(CLOCK, clock).map_err(|e| self.err(e))?;
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 
     /// Records that this node holds `cid` for the pinset (`None`: no longer).
     pub(crate) fn set_held(&self, cid: PinCid, held: Option<Held>) -> Result<()> {
-        let txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(HELD).map_err(|e| self.err(e))?;
             let k = cid.to_string();
@@ -160,7 +170,7 @@ impl PinDb {
                 }
             }
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 }
 

@@ -86,7 +86,7 @@ impl StateStore {
             last_sync: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             open: Arc::default(),
         };
-        let txn = crate::state::blocking(|| store.db.begin_write()).map_err(|e| store.err(e))?;
+        let txn = store.begin_write()?;
         {
             txn.open_table(META).map_err(|e| store.err(e))?;
             txn.open_table(JOBS).map_err(|e| store.err(e))?;
@@ -97,7 +97,7 @@ impl StateStore {
             txn.open_table(SHARD_RESULTS).map_err(|e| store.err(e))?;
             txn.open_table(SHARD_BATCHES).map_err(|e| store.err(e))?;
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| store.err(e))?;
+        store.commit(txn)?;
         let open = store
             .executions()?
             .into_iter()
@@ -106,6 +106,16 @@ impl StateStore {
             .collect();
         *store.open_index() = open;
         Ok(store)
+    }
+
+    /// A write transaction, waited for off the runtime's worker ([`crate::state::blocking`]).
+    fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))
+    }
+
+    /// Commits `txn`; a durable commit's fsync is waited for off the runtime's worker.
+    fn commit(&self, txn: redb::WriteTransaction) -> Result<()> {
+        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
     }
 
     fn open_index(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<JobId>> {
@@ -188,14 +198,14 @@ impl StateStore {
             }
         }
         self.put_cursor(&txn, cursor)?;
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 
     /// A write transaction whose commit may be lost in a crash: durable only when the last
     /// durable lazy commit is [`LAZY_SYNC`] old (a durable commit of any kind makes the earlier
     /// ones durable too).
     fn begin_lazy(&self) -> Result<redb::WriteTransaction> {
-        let mut txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let mut txn = self.begin_write()?;
         let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() < LAZY_SYNC {
             txn.set_durability(redb::Durability::None)
@@ -239,7 +249,7 @@ impl StateStore {
         forgotten: &[JobId],
         cursor: &Cursor,
     ) -> Result<()> {
-        let txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         {
             let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
             let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
@@ -275,7 +285,7 @@ impl StateStore {
             }
         }
         self.put_cursor(&txn, cursor)?;
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 
     fn get<T: DeserializeOwned>(
@@ -293,7 +303,7 @@ impl StateStore {
 
     fn put<T: Serialize>(&self, table: TableDefinition<Key, &[u8]>, key: Key, v: &T) -> Result<()> {
         let bytes = self.encode(v)?;
-        let txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         self.put_in(txn, table, key, &bytes)
     }
 
@@ -309,7 +319,7 @@ impl StateStore {
             let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
             t.insert(key, bytes).map_err(|e| self.err(e))?;
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 
     fn all<T: DeserializeOwned>(&self, table: TableDefinition<Key, &[u8]>) -> Result<Vec<T>> {
@@ -370,7 +380,7 @@ impl StateStore {
                     .map_err(|e| self.err(e))?;
             }
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))?;
+        self.commit(txn)?;
         if let Some(e) = exec {
             self.index(e);
         }
@@ -413,12 +423,12 @@ impl StateStore {
 
     /// Records a shard's results (after they are in the blockstore).
     pub fn put_shard_result(&self, job: JobId, shard: u32, cid: &str) -> Result<()> {
-        let txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
             t.insert((key(job), shard), cid).map_err(|e| self.err(e))?;
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 
     /// This node's work on batch `batch` of sharded job `job`.
@@ -437,13 +447,13 @@ impl StateStore {
     /// Records this node's work on a batch (before its commitment is sent).
     pub fn put_shard_batch(&self, job: JobId, batch: u32, w: &BatchWork) -> Result<()> {
         let bytes = self.encode(w)?;
-        let txn = crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(SHARD_BATCHES).map_err(|e| self.err(e))?;
             t.insert((key(job), batch), bytes.as_slice())
                 .map_err(|e| self.err(e))?;
         }
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
+        self.commit(txn)
     }
 
     /// This node's watcher check of an optimistic job.

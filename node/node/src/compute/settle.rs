@@ -165,6 +165,7 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
             Metrics::inc(&node.metrics.published);
             tracing::info!(job = %job.id, cid = %imported.cid, "verified results published");
             node.content.announce(&imported.cid).await;
+            wait_turn(&node, &job, ours, &imported.cid).await?;
             crate::pinning::pin_results(&node, &job, &imported.cid).await;
             publish_on_chain(&node, &job, ours).await?;
             Step::Published {
@@ -185,23 +186,18 @@ async fn publish(node: Arc<Node>, job: JobView, exec: Execution, ours: B256) -> 
     })
 }
 
-/// How long the next deal with the accepted result waits before publishing it in place of
-/// the previous one.
+/// How long the next deal with the accepted result waits before pinning and publishing it in
+/// place of the previous one.
 const PUBLISH_STAGGER: Duration = Duration::from_secs(5);
 
-/// Sends `publishResult` unless the result is public already: the first deal (in deal order)
-/// that revealed the accepted result sends at once, each next one only if the result is still
-/// unpublished [`PUBLISH_STAGGER`] later per rank, so one transaction is the usual cost.
-async fn publish_on_chain(node: &Node, job: &JobView, ours: B256) -> Result<()> {
-    let published = |n: &Node| -> Result<bool> {
-        Ok(n.db.job(job.id)?.is_some_and(|j| j.result_hash.is_some()))
-    };
+/// Every deal that revealed the accepted result holds it; the first (in deal order) pins it on
+/// the swarm and publishes it on chain at once, each next one [`PUBLISH_STAGGER`] later per
+/// rank and only what is still missing then, so one pin message and one transaction are the
+/// usual cost.
+async fn wait_turn(node: &Node, job: &JobView, ours: B256, cid: &cid::Cid) -> Result<()> {
     let Some(me) = node.chain.operator else {
         return Ok(());
     };
-    if published(node)? {
-        return Ok(());
-    }
     let sealed = sealed_hash(job.id, ours);
     let rank = job
         .deals
@@ -209,12 +205,26 @@ async fn publish_on_chain(node: &Node, job: &JobView, ours: B256) -> Result<()> 
         .filter(|d| d.sealed_result == Some(sealed))
         .position(|d| d.operator == me)
         .unwrap_or(0);
-    if rank > 0 {
+    let pinned = || {
+        node.pinning
+            .as_ref()
+            .is_none_or(|p| p.covers(cid, 1, 1))
+    };
+    if rank > 0 && !(published(node, job.id)? && pinned()) {
         let rank = u32::try_from(rank).unwrap_or(u32::MAX);
         tokio::time::sleep(PUBLISH_STAGGER.saturating_mul(rank)).await;
-        if published(node)? {
-            return Ok(());
-        }
+    }
+    Ok(())
+}
+
+fn published(node: &Node, id: JobId) -> Result<bool> {
+    Ok(node.db.job(id)?.is_some_and(|j| j.result_hash.is_some()))
+}
+
+/// Sends `publishResult` unless the result is public already.
+async fn publish_on_chain(node: &Node, job: &JobView, ours: B256) -> Result<()> {
+    if node.chain.operator.is_none() || published(node, job.id)? {
+        return Ok(());
     }
     let tx = node.chain.publish_result(job.id, ours).await?;
     tracing::info!(job = %job.id, %tx, "result hash published on chain");

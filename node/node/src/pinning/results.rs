@@ -7,8 +7,9 @@ use shoal_types::PinSpec;
 
 use crate::node::Node;
 
-/// Adds a job's verified results to the swarm's pinset; a failure is logged, never fatal
-/// (the results stay pinned on this node either way).
+/// Adds a job's verified results to the swarm's pinset unless it holds them already (an
+/// earlier worker of the job added them, or an earlier job had the same results); a failure
+/// is logged, never fatal (the results stay pinned on this node either way).
 pub(crate) async fn pin_results(node: &Node, job: &JobView, cid: &Cid) {
     let Some(pinning) = &node.pinning else {
         return;
@@ -20,6 +21,10 @@ pub(crate) async fn pin_results(node: &Node, job: &JobView, cid: &Cid) {
             PinSpec::default()
         }
     };
+    if pinning.covers(cid, spec.replication_min, spec.replication_max) {
+        tracing::debug!(job = %job.id, %cid, "results already on the pinset");
+        return;
+    }
     let req = PinRequest {
         cid: cid.to_string(),
         name: Some(format!("job {} results", job.id)),

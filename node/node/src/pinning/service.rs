@@ -272,6 +272,16 @@ impl Pinning {
         inner.outbox_status.push(e);
     }
 
+    /// Whether the pinset holds `cid` (not removed) with at least this replication: adding it
+    /// again would only bump its version and cost the swarm a message.
+    pub(crate) fn covers(&self, cid: &cid::Cid, rmin: u32, rmax: u32) -> bool {
+        lock(&self.inner)
+            .set
+            .pins
+            .get(&PinCid(*cid))
+            .is_some_and(|e| !e.deleted && e.rmin >= rmin && e.rmax >= rmax)
+    }
+
     /// `pin add`: allocates and gossips the pin; an existing pin gets the new name and
     /// replication and keeps its allocations where it can.
     pub(crate) async fn add(&self, req: PinRequest) -> Result<PinView> {
@@ -1020,6 +1030,17 @@ impl Pinning {
         true
     }
 
+    /// One pass of the task ([`Pinning::reconcile`]; `full` on its ticks), then saves and
+    /// gossips what changed.
+    async fn pass(self: &Arc<Self>, spawn: &impl Fn(PinCid, Vec<Peer>), full: bool) {
+        self.reconcile(spawn, full);
+        if let Err(e) = self.make_durable().await {
+            tracing::warn!(error = %e, "cannot save re-allocations");
+        }
+        self.save_dirty();
+        self.flush().await;
+    }
+
     /// The pinning task: runs until the node stops.
     pub(crate) async fn run(self: Arc<Self>, tasks: crate::supervisor::Supervisor) -> Result<()> {
         let mut rx = self.p2p.pin_messages();
@@ -1028,8 +1049,10 @@ impl Pinning {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let cancel = self.stop.clone();
-        // A wake (a pin added, a status changed) is flushed at once unless the last flush was
-        // less than FLUSH_GAP ago; then once that gap is over, with whatever else changed.
+        // A wake (a pin added or merged, a fetch finished) is handled at once unless the last
+        // pass was less than FLUSH_GAP ago; then once that gap is over, with whatever else
+        // changed: under a stream of merges a node saves and gossips a few times a second, not
+        // once per message.
         let mut last_flush = tokio::time::Instant::now();
         let mut flush_at: Option<tokio::time::Instant> = None;
         let spawn = {
@@ -1053,33 +1076,23 @@ impl Pinning {
                 },
                 _ = beat.tick() => self.send_heartbeat(false).await,
                 _ = tick.tick() => {
-                    self.reconcile(&spawn, true);
-                    if let Err(e) = self.make_durable().await {
-                        tracing::warn!(error = %e, "cannot save re-allocations");
-                    }
-                    self.save_dirty();
-                    self.flush().await;
+                    self.pass(&spawn, true).await;
                     (last_flush, flush_at) = (tokio::time::Instant::now(), None);
                     if self.finish_leave().await {
                         return Ok(());
                     }
                 }
                 () = self.wake.notified() => {
-                    self.reconcile(&spawn, false);
-                    if let Err(e) = self.make_durable().await {
-                        tracing::warn!(error = %e, "cannot save re-allocations");
-                    }
-                    self.save_dirty();
                     let due = last_flush + FLUSH_GAP;
                     if tokio::time::Instant::now() >= due {
-                        self.flush().await;
+                        self.pass(&spawn, false).await;
                         (last_flush, flush_at) = (tokio::time::Instant::now(), None);
                     } else {
                         flush_at.get_or_insert(due);
                     }
                 }
                 () = sleep_until_some(flush_at) => {
-                    self.flush().await;
+                    self.pass(&spawn, false).await;
                     (last_flush, flush_at) = (tokio::time::Instant::now(), None);
                 }
             }

@@ -43,10 +43,13 @@ pub(crate) fn settle(node: &Arc<Node>, job: &JobView, exec: Execution) {
             } else {
                 reason
             };
+            // Nothing owed (a bidder not selected): nothing to claim either.
+            let paid = node.chain.operator.is_some_and(|me| job.paid(me));
             close(
                 node,
                 Execution {
                     step: Step::Done { reason },
+                    claimed: exec.claimed || !paid,
                     ..exec
                 },
             );
@@ -205,11 +208,7 @@ async fn wait_turn(node: &Node, job: &JobView, ours: B256, cid: &cid::Cid) -> Re
         .filter(|d| d.sealed_result == Some(sealed))
         .position(|d| d.operator == me)
         .unwrap_or(0);
-    let pinned = || {
-        node.pinning
-            .as_ref()
-            .is_none_or(|p| p.covers(cid, 1, 1))
-    };
+    let pinned = || node.pinning.as_ref().is_none_or(|p| p.covers(cid, 1, 1));
     if rank > 0 && !(published(node, job.id)? && pinned()) {
         let rank = u32::try_from(rank).unwrap_or(u32::MAX);
         tokio::time::sleep(PUBLISH_STAGGER.saturating_mul(rank)).await;

@@ -1,9 +1,13 @@
 //! The state store: one redb file in the data dir. The chain follower writes
 //! jobs and events together with its block cursor in one transaction; the
-//! compute side writes decisions and executions before acting on them.
+//! compute side writes decisions and executions before acting on them (lazily
+//! durable ones are gathered in memory and committed together every
+//! [`FLUSH_EVERY`]).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -40,7 +44,15 @@ fn id_of(key: Key) -> JobId {
 /// Longest time a commit that may be lost in a crash (the follower's, and every record the
 /// node can rebuild from the chain) stays non-durable: at most one such commit a second waits
 /// for the disk, and it makes every earlier one durable with it.
-const LAZY_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+const LAZY_SYNC: Duration = Duration::from_secs(1);
+
+/// How often the lazily durable decisions and executions written since the last commit are
+/// committed, all in one transaction (a node writes several per job; one commit each cost
+/// more than the rest of its bookkeeping).
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Most jobs kept decoded in memory; past it the cache starts over (reads fill it again).
+const JOB_CACHE: usize = 4096;
 
 /// The chain follower's position (a `shoal_chain::Cursor` as JSON).
 const CURSOR: &str = "follower_cursor";
@@ -48,20 +60,102 @@ const CURSOR: &str = "follower_cursor";
 /// The node's persistent state. Cheap to clone.
 #[derive(Clone)]
 pub struct StateStore {
-    db: Arc<Database>,
+    s: Arc<Shared>,
+}
+
+struct Shared {
+    db: Database,
     path: PathBuf,
     /// When a lazy commit was last made durable.
-    last_sync: Arc<std::sync::Mutex<std::time::Instant>>,
+    last_sync: Mutex<Instant>,
     /// Jobs whose execution by this node is not in a terminal step: an in-memory index kept
     /// with every execution write, so counting them reads no records.
-    open: Arc<std::sync::Mutex<std::collections::BTreeSet<JobId>>>,
+    open: Mutex<BTreeSet<JobId>>,
+    /// Lazily durable writes not committed yet; reads look here first.
+    pending: Mutex<Pending>,
+    /// Held from taking the pending writes to committing them (and by a roll-back), so two
+    /// commits of one record cannot land in the other order.
+    writer: Mutex<()>,
+    /// Decoded jobs, as the follower last stored them.
+    jobs: Mutex<HashMap<JobId, JobView>>,
+}
+
+/// Decisions and executions written since the last commit, each with its write number.
+#[derive(Default)]
+struct Pending {
+    seq: u64,
+    decisions: HashMap<Key, (u64, BidDecision)>,
+    executions: HashMap<Key, (u64, Execution)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.decisions.is_empty() && self.executions.is_empty()
+    }
+
+    fn next(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush(true) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot save the last decisions and executions");
+        }
+    }
+}
+
+/// Commits the pending writes every [`FLUSH_EVERY`] until the store is dropped.
+fn spawn_flusher(store: Weak<Shared>) -> std::io::Result<()> {
+    let run = move || {
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            let Some(s) = store.upgrade() else {
+                return;
+            };
+            if let Err(e) = s.flush(false) {
+                tracing::warn!(path = %s.path.display(), error = %e, "cannot save decisions and executions; will retry");
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("state-flush".into())
+        .spawn(run)
+        .map(|_| ())
 }
 
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
-            .field("path", &self.path)
+            .field("path", &self.s.path)
             .finish()
+    }
+}
+
+/// Opens the database file; a handle of this process that is still closing (a node being
+/// restarted) is waited for up to a second.
+fn open_db(path: &Path) -> Result<Database> {
+    let mut tries = 0;
+    loop {
+        match Database::create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(Error::Db {
+                    path: path.into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
     }
 }
 
@@ -70,71 +164,30 @@ fn event_key(e: &EventRecord) -> u64 {
     (e.block << 24) | (e.log_index & 0xff_ffff)
 }
 
-impl StateStore {
-    /// Opens (or creates) the database file.
-    pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
-        }
-        let db = Database::create(path).map_err(|e| Error::Db {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
-        let store = Self {
-            db: Arc::new(db),
-            path: path.into(),
-            last_sync: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
-            open: Arc::default(),
-        };
-        let txn = store.begin_write()?;
-        {
-            txn.open_table(META).map_err(|e| store.err(e))?;
-            txn.open_table(JOBS).map_err(|e| store.err(e))?;
-            txn.open_table(EVENTS).map_err(|e| store.err(e))?;
-            txn.open_table(DECISIONS).map_err(|e| store.err(e))?;
-            txn.open_table(EXECUTIONS).map_err(|e| store.err(e))?;
-            txn.open_table(WATCHES).map_err(|e| store.err(e))?;
-            txn.open_table(SHARD_RESULTS).map_err(|e| store.err(e))?;
-            txn.open_table(SHARD_BATCHES).map_err(|e| store.err(e))?;
-        }
-        store.commit(txn)?;
-        let open = store
-            .executions()?
-            .into_iter()
-            .filter(|e| !e.step.is_terminal())
-            .map(|e| e.job_id)
-            .collect();
-        *store.open_index() = open;
-        Ok(store)
-    }
-
+impl Shared {
     /// A write transaction, waited for off the runtime's worker ([`crate::state::blocking`]).
     fn begin_write(&self) -> Result<redb::WriteTransaction> {
         crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))
     }
 
+    /// A write transaction whose commit may be lost in a crash: durable only when the last
+    /// durable lazy commit is [`LAZY_SYNC`] old (a durable commit of any kind makes the earlier
+    /// ones durable too).
+    fn begin_lazy(&self) -> Result<redb::WriteTransaction> {
+        let mut txn = self.begin_write()?;
+        let mut last = lock(&self.last_sync);
+        if last.elapsed() < LAZY_SYNC {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
+        } else {
+            *last = Instant::now();
+        }
+        Ok(txn)
+    }
+
     /// Commits `txn`; a durable commit's fsync is waited for off the runtime's worker.
     fn commit(&self, txn: redb::WriteTransaction) -> Result<()> {
         crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
-    }
-
-    fn open_index(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<JobId>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records in the index whether `e` is still open (after its write committed).
-    fn index(&self, e: &Execution) {
-        let mut open = self.open_index();
-        if e.step.is_terminal() {
-            open.remove(&e.job_id);
-        } else {
-            open.insert(e.job_id);
-        }
-    }
-
-    /// How many of this node's executions are not in a terminal step.
-    pub fn open_executions(&self) -> usize {
-        self.open_index().len()
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -152,17 +205,125 @@ impl StateStore {
         serde_json::from_slice(b).map_err(|e| self.err(format!("corrupt record: {e}")))
     }
 
+    /// Commits the pending decisions and executions in one transaction: waiting for the disk
+    /// when `durable`, otherwise by the lazy rule ([`Shared::begin_lazy`]). A failed commit
+    /// leaves them pending for the next try.
+    fn flush(&self, durable: bool) -> Result<()> {
+        let _writer = lock(&self.writer);
+        let (upto, decisions, executions) = {
+            let p = lock(&self.pending);
+            if p.is_empty() && !durable {
+                return Ok(());
+            }
+            let decisions = p
+                .decisions
+                .iter()
+                .map(|(k, (_, d))| Ok((*k, self.encode(d)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let executions = p
+                .executions
+                .iter()
+                .map(|(k, (_, e))| Ok((*k, self.encode(e)?)))
+                .collect::<Result<Vec<_>>>()?;
+            (p.seq, decisions, executions)
+        };
+        let txn = if durable {
+            self.begin_write()?
+        } else {
+            self.begin_lazy()?
+        };
+        {
+            let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
+            for (k, bytes) in &decisions {
+                t.insert(*k, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            let mut t = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
+            for (k, bytes) in &executions {
+                t.insert(*k, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        self.commit(txn)?;
+        if durable {
+            *lock(&self.last_sync) = Instant::now();
+        }
+        let mut p = lock(&self.pending);
+        p.decisions.retain(|_, (seq, _)| *seq > upto);
+        p.executions.retain(|_, (seq, _)| *seq > upto);
+        Ok(())
+    }
+}
+
+impl StateStore {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        }
+        let db = open_db(path)?;
+        let store = Self {
+            s: Arc::new(Shared {
+                db,
+                path: path.into(),
+                last_sync: Mutex::new(Instant::now()),
+                open: Mutex::default(),
+                pending: Mutex::default(),
+                writer: Mutex::new(()),
+                jobs: Mutex::default(),
+            }),
+        };
+        let txn = store.s.begin_write()?;
+        {
+            txn.open_table(META).map_err(|e| store.s.err(e))?;
+            txn.open_table(JOBS).map_err(|e| store.s.err(e))?;
+            txn.open_table(EVENTS).map_err(|e| store.s.err(e))?;
+            txn.open_table(DECISIONS).map_err(|e| store.s.err(e))?;
+            txn.open_table(EXECUTIONS).map_err(|e| store.s.err(e))?;
+            txn.open_table(WATCHES).map_err(|e| store.s.err(e))?;
+            txn.open_table(SHARD_RESULTS).map_err(|e| store.s.err(e))?;
+            txn.open_table(SHARD_BATCHES).map_err(|e| store.s.err(e))?;
+        }
+        store.s.commit(txn)?;
+        let open = store
+            .executions()?
+            .into_iter()
+            .filter(|e| !e.step.is_terminal())
+            .map(|e| e.job_id)
+            .collect();
+        *lock(&store.s.open) = open;
+        spawn_flusher(Arc::downgrade(&store.s)).map_err(|e| {
+            store
+                .s
+                .err(format!("cannot start the state writer thread: {e}"))
+        })?;
+        Ok(store)
+    }
+
+    /// Records in the index whether `e` is still open.
+    fn index(&self, e: &Execution) {
+        let mut open = lock(&self.s.open);
+        if e.step.is_terminal() {
+            open.remove(&e.job_id);
+        } else {
+            open.insert(e.job_id);
+        }
+    }
+
+    /// How many of this node's executions are not in a terminal step.
+    pub fn open_executions(&self) -> usize {
+        lock(&self.s.open).len()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.s.path
     }
 
     /// The follower's saved position, if it ever ran.
     pub fn follower_cursor(&self) -> Result<Option<Cursor>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(META).map_err(|e| self.err(e))?;
-        match t.get(CURSOR).map_err(|e| self.err(e))? {
-            Some(g) => Ok(Some(self.decode(g.value())?)),
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(META).map_err(|e| self.s.err(e))?;
+        match t.get(CURSOR).map_err(|e| self.s.err(e))? {
+            Some(g) => Ok(Some(self.s.decode(g.value())?)),
             None => Ok(None),
         }
     }
@@ -182,56 +343,49 @@ impl StateStore {
         events: &[(JobId, EventRecord)],
         cursor: &Cursor,
     ) -> Result<()> {
-        let txn = self.begin_lazy()?;
+        let txn = self.s.begin_lazy()?;
         {
-            let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
+            let mut jt = txn.open_table(JOBS).map_err(|e| self.s.err(e))?;
             for j in jobs {
-                let bytes = self.encode(j)?;
+                let bytes = self.s.encode(j)?;
                 jt.insert(key(j.id), bytes.as_slice())
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.s.err(e))?;
             }
-            let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut et = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
             for (id, e) in events {
-                let bytes = self.encode(e)?;
+                let bytes = self.s.encode(e)?;
                 et.insert((key(*id), event_key(e)), bytes.as_slice())
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.s.err(e))?;
             }
         }
         self.put_cursor(&txn, cursor)?;
-        self.commit(txn)
-    }
-
-    /// A write transaction whose commit may be lost in a crash: durable only when the last
-    /// durable lazy commit is [`LAZY_SYNC`] old (a durable commit of any kind makes the earlier
-    /// ones durable too).
-    fn begin_lazy(&self) -> Result<redb::WriteTransaction> {
-        let mut txn = self.begin_write()?;
-        let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < LAZY_SYNC {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| self.err(e))?;
-        } else {
-            *last = std::time::Instant::now();
+        self.s.commit(txn)?;
+        let mut cache = lock(&self.s.jobs);
+        if cache.len() + jobs.len() > JOB_CACHE {
+            cache.clear();
         }
-        Ok(txn)
+        for j in jobs {
+            cache.insert(j.id, j.clone());
+        }
+        Ok(())
     }
 
     /// Stores the follower's position in `txn`.
     fn put_cursor(&self, txn: &redb::WriteTransaction, cursor: &Cursor) -> Result<()> {
-        let mut mt = txn.open_table(META).map_err(|e| self.err(e))?;
-        let bytes = self.encode(cursor)?;
+        let mut mt = txn.open_table(META).map_err(|e| self.s.err(e))?;
+        let bytes = self.s.encode(cursor)?;
         mt.insert(CURSOR, bytes.as_slice())
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.s.err(e))?;
         Ok(())
     }
 
     /// Jobs with an event in a block above `block` (what a reorg to `block` voids).
     pub fn jobs_with_events_after(&self, block: u64) -> Result<Vec<JobId>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
         let mut out: Vec<JobId> = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
+        for item in t.iter().map_err(|e| self.s.err(e))? {
+            let (k, _) = item.map_err(|e| self.s.err(e))?;
             let (job, key) = k.value();
             if key >> 24 > block && out.last() != Some(&id_of(job)) {
                 out.push(id_of(job));
@@ -249,43 +403,54 @@ impl StateStore {
         forgotten: &[JobId],
         cursor: &Cursor,
     ) -> Result<()> {
-        let txn = self.begin_write()?;
+        let _writer = lock(&self.s.writer);
         {
-            let mut jt = txn.open_table(JOBS).map_err(|e| self.err(e))?;
-            let mut et = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut p = lock(&self.s.pending);
+            for id in forgotten {
+                p.decisions.remove(&key(*id));
+                p.executions.remove(&key(*id));
+            }
+        }
+        lock(&self.s.jobs).clear();
+        let txn = self.s.begin_write()?;
+        {
+            let mut jt = txn.open_table(JOBS).map_err(|e| self.s.err(e))?;
+            let mut et = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
             let all = rebuilt
                 .iter()
                 .map(|(j, _)| j.id)
                 .chain(forgotten.iter().copied());
             for id in all {
                 et.retain_in((key(id), 0)..=(key(id), u64::MAX), |_, _| false)
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.s.err(e))?;
             }
             // A job posted above the fork never existed on the chain that won: this node's
             // decision and execution for it go too (its id may be reused by another job).
-            let mut dt = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
-            let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
-            let mut wt = txn.open_table(WATCHES).map_err(|e| self.err(e))?;
+            let mut dt = txn.open_table(DECISIONS).map_err(|e| self.s.err(e))?;
+            let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.s.err(e))?;
+            let mut wt = txn.open_table(WATCHES).map_err(|e| self.s.err(e))?;
             for id in forgotten {
-                self.open_index().remove(id);
-                jt.remove(key(*id)).map_err(|e| self.err(e))?;
-                dt.remove(key(*id)).map_err(|e| self.err(e))?;
-                xt.remove(key(*id)).map_err(|e| self.err(e))?;
-                wt.remove(key(*id)).map_err(|e| self.err(e))?;
+                lock(&self.s.open).remove(id);
+                jt.remove(key(*id)).map_err(|e| self.s.err(e))?;
+                dt.remove(key(*id)).map_err(|e| self.s.err(e))?;
+                xt.remove(key(*id)).map_err(|e| self.s.err(e))?;
+                wt.remove(key(*id)).map_err(|e| self.s.err(e))?;
             }
             for (job, events) in rebuilt {
-                let bytes = self.encode(job)?;
+                let bytes = self.s.encode(job)?;
                 jt.insert(key(job.id), bytes.as_slice())
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.s.err(e))?;
                 for e in events {
-                    let bytes = self.encode(e)?;
+                    let bytes = self.s.encode(e)?;
                     et.insert((key(job.id), event_key(e)), bytes.as_slice())
-                        .map_err(|e| self.err(e))?;
+                        .map_err(|e| self.s.err(e))?;
                 }
             }
         }
         self.put_cursor(&txn, cursor)?;
-        self.commit(txn)
+        let done = self.s.commit(txn);
+        lock(&self.s.jobs).clear();
+        done
     }
 
     fn get<T: DeserializeOwned>(
@@ -293,49 +458,51 @@ impl StateStore {
         table: TableDefinition<Key, &[u8]>,
         key: Key,
     ) -> Result<Option<T>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(table).map_err(|e| self.err(e))?;
-        match t.get(key).map_err(|e| self.err(e))? {
-            Some(g) => Ok(Some(self.decode(g.value())?)),
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(table).map_err(|e| self.s.err(e))?;
+        match t.get(key).map_err(|e| self.s.err(e))? {
+            Some(g) => Ok(Some(self.s.decode(g.value())?)),
             None => Ok(None),
         }
     }
 
     fn put<T: Serialize>(&self, table: TableDefinition<Key, &[u8]>, key: Key, v: &T) -> Result<()> {
-        let bytes = self.encode(v)?;
-        let txn = self.begin_write()?;
-        self.put_in(txn, table, key, &bytes)
-    }
-
-    /// Writes `bytes` under `key` in `txn` and commits it.
-    fn put_in(
-        &self,
-        txn: redb::WriteTransaction,
-        table: TableDefinition<Key, &[u8]>,
-        key: Key,
-        bytes: &[u8],
-    ) -> Result<()> {
+        let bytes = self.s.encode(v)?;
+        let txn = self.s.begin_write()?;
         {
-            let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
-            t.insert(key, bytes).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(table).map_err(|e| self.s.err(e))?;
+            t.insert(key, bytes.as_slice()).map_err(|e| self.s.err(e))?;
         }
-        self.commit(txn)
+        self.s.commit(txn)
     }
 
     fn all<T: DeserializeOwned>(&self, table: TableDefinition<Key, &[u8]>) -> Result<Vec<T>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(table).map_err(|e| self.err(e))?;
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(table).map_err(|e| self.s.err(e))?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(self.decode(v.value())?);
+        for item in t.iter().map_err(|e| self.s.err(e))? {
+            let (_, v) = item.map_err(|e| self.s.err(e))?;
+            out.push(self.s.decode(v.value())?);
         }
         Ok(out)
     }
 
     /// A job.
     pub fn job(&self, id: JobId) -> Result<Option<JobView>> {
-        self.get(JOBS, key(id))
+        // The lock is held over a miss's read so that a job the follower stores meanwhile is
+        // not overwritten in the cache by the older copy read here.
+        let mut cache = lock(&self.s.jobs);
+        if let Some(j) = cache.get(&id) {
+            return Ok(Some(j.clone()));
+        }
+        let job: Option<JobView> = self.get(JOBS, key(id))?;
+        if let Some(j) = &job {
+            if cache.len() >= JOB_CACHE {
+                cache.clear();
+            }
+            cache.insert(id, j.clone());
+        }
+        Ok(job)
     }
 
     /// Every job, in id order.
@@ -345,42 +512,39 @@ impl StateStore {
 
     /// A job's events in chain order.
     pub fn events(&self, id: JobId) -> Result<Vec<EventRecord>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
         let mut out = Vec::new();
         for item in t
             .range((key(id), 0)..=(key(id), u64::MAX))
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.s.err(e))?
         {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(self.decode(v.value())?);
+            let (_, v) = item.map_err(|e| self.s.err(e))?;
+            out.push(self.s.decode(v.value())?);
         }
         Ok(out)
     }
 
     /// This node's bid decision on a job.
     pub fn decision(&self, id: JobId) -> Result<Option<BidDecision>> {
+        if let Some((_, d)) = lock(&self.s.pending).decisions.get(&key(id)) {
+            return Ok(Some(d.clone()));
+        }
         self.get(DECISIONS, key(id))
     }
 
-    /// Records a bid decision, and with it the execution it starts (one transaction). Lazily
-    /// durable: a node that loses it in a crash decides again (a bid already on chain is
-    /// recognised when resent).
+    /// Records a bid decision, and with it the execution it starts (committed together).
+    /// Lazily durable: a node that loses it in a crash decides again (a bid already on chain
+    /// is recognised when resent).
     pub fn put_decision(&self, id: JobId, d: &BidDecision, exec: Option<&Execution>) -> Result<()> {
-        let decision = self.encode(d)?;
-        let exec_bytes = exec.map(|e| self.encode(e)).transpose()?;
-        let txn = self.begin_lazy()?;
         {
-            let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
-            t.insert(key(id), decision.as_slice())
-                .map_err(|e| self.err(e))?;
-            if let Some(bytes) = &exec_bytes {
-                let mut x = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
-                x.insert(key(id), bytes.as_slice())
-                    .map_err(|e| self.err(e))?;
+            let mut p = lock(&self.s.pending);
+            let seq = p.next();
+            p.decisions.insert(key(id), (seq, d.clone()));
+            if let Some(e) = exec {
+                p.executions.insert(key(id), (seq, e.clone()));
             }
         }
-        self.commit(txn)?;
         if let Some(e) = exec {
             self.index(e);
         }
@@ -389,71 +553,109 @@ impl StateStore {
 
     /// This node's execution of a job.
     pub fn execution(&self, id: JobId) -> Result<Option<Execution>> {
+        if let Some((_, e)) = lock(&self.s.pending).executions.get(&key(id)) {
+            return Ok(Some(e.clone()));
+        }
         self.get(EXECUTIONS, key(id))
     }
 
-    /// Every execution of this node.
+    /// Every execution of this node, in job order.
     pub fn executions(&self) -> Result<Vec<Execution>> {
-        self.all(EXECUTIONS)
+        let pending: Vec<Execution> = lock(&self.s.pending)
+            .executions
+            .values()
+            .map(|(_, e)| e.clone())
+            .collect();
+        let mut all: BTreeMap<JobId, Execution> = self
+            .all::<Execution>(EXECUTIONS)?
+            .into_iter()
+            .map(|e| (e.job_id, e))
+            .collect();
+        all.extend(pending.into_iter().map(|e| (e.job_id, e)));
+        Ok(all.into_values().collect())
     }
 
     /// Persists an execution (before the step it records is acted on). Only a commitment's
     /// secret (the `committed` step: result hash and salt, needed to reveal) is made durable
-    /// before this returns; every other step is lazily durable, as a node that loses it in a
-    /// crash takes the job up from the step before, which the chain's state completes.
+    /// before this returns (with every write before it); every other step is lazily durable,
+    /// as a node that loses it in a crash takes the job up from the step before, which the
+    /// chain's state completes.
     pub fn put_execution(&self, e: &Execution) -> Result<()> {
-        if matches!(e.step, Step::Committed { .. }) {
-            self.put(EXECUTIONS, key(e.job_id), e)?;
-        } else {
-            let bytes = self.encode(e)?;
-            self.put_in(self.begin_lazy()?, EXECUTIONS, key(e.job_id), &bytes)?;
-        }
+        let k = key(e.job_id);
+        let (seq, before) = {
+            let mut p = lock(&self.s.pending);
+            let seq = p.next();
+            (seq, p.executions.insert(k, (seq, e.clone())))
+        };
         self.index(e);
-        Ok(())
+        if !matches!(e.step, Step::Committed { .. }) {
+            return Ok(());
+        }
+        let Err(err) = self.s.flush(true) else {
+            return Ok(());
+        };
+        // Not on disk: the step must not be acted on, so reads go back to the one before.
+        {
+            let mut p = lock(&self.s.pending);
+            if p.executions.get(&k).is_some_and(|(s, _)| *s == seq) {
+                match before {
+                    Some(b) => p.executions.insert(k, b),
+                    None => p.executions.remove(&k),
+                };
+            }
+        }
+        match self.execution(e.job_id) {
+            Ok(Some(prev)) => self.index(&prev),
+            _ => {
+                lock(&self.s.open).remove(&e.job_id);
+            }
+        }
+        Err(err)
     }
 
     /// The CID of this node's results of shard `shard` of sharded job `job`, once run.
     pub fn shard_result(&self, job: JobId, shard: u32) -> Result<Option<String>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(SHARD_RESULTS).map_err(|e| self.s.err(e))?;
         Ok(t.get((key(job), shard))
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.s.err(e))?
             .map(|v| v.value().to_owned()))
     }
 
     /// Records a shard's results (after they are in the blockstore).
     pub fn put_shard_result(&self, job: JobId, shard: u32, cid: &str) -> Result<()> {
-        let txn = self.begin_write()?;
+        let txn = self.s.begin_write()?;
         {
-            let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.err(e))?;
-            t.insert((key(job), shard), cid).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.s.err(e))?;
+            t.insert((key(job), shard), cid)
+                .map_err(|e| self.s.err(e))?;
         }
-        self.commit(txn)
+        self.s.commit(txn)
     }
 
     /// This node's work on batch `batch` of sharded job `job`.
     pub fn shard_batch(&self, job: JobId, batch: u32) -> Result<Option<BatchWork>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(SHARD_BATCHES).map_err(|e| self.err(e))?;
+        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
+        let t = txn.open_table(SHARD_BATCHES).map_err(|e| self.s.err(e))?;
         t.get((key(job), batch))
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.s.err(e))?
             .map(|v| {
                 serde_json::from_slice(v.value())
-                    .map_err(|e| self.err(format!("a batch record: {e}")))
+                    .map_err(|e| self.s.err(format!("a batch record: {e}")))
             })
             .transpose()
     }
 
     /// Records this node's work on a batch (before its commitment is sent).
     pub fn put_shard_batch(&self, job: JobId, batch: u32, w: &BatchWork) -> Result<()> {
-        let bytes = self.encode(w)?;
-        let txn = self.begin_write()?;
+        let bytes = self.s.encode(w)?;
+        let txn = self.s.begin_write()?;
         {
-            let mut t = txn.open_table(SHARD_BATCHES).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(SHARD_BATCHES).map_err(|e| self.s.err(e))?;
             t.insert((key(job), batch), bytes.as_slice())
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.s.err(e))?;
         }
-        self.commit(txn)
+        self.s.commit(txn)
     }
 
     /// This node's watcher check of an optimistic job.

@@ -136,22 +136,13 @@ impl EventFollower {
 
     /// One step: a reorg notice, a batch of events (possibly empty), or `None` when there is
     /// no new confirmed block.
+    ///
+    /// A step with new blocks reads the head, the first new block's header, the last one's
+    /// hash (when there are several) and the logs. A reorg of the blocks read before shows as
+    /// the first new block's parent not being the last block read; a reorg while the logs are
+    /// read, as a log whose block hash differs from the one read before (or else, as that
+    /// parent mismatch at the next step, which then rewinds).
     pub async fn poll(&mut self) -> Result<Option<FollowerUpdate>> {
-        if let Some(to_block) = self.find_reorg().await? {
-            let keep = self
-                .cursor
-                .recent
-                .iter()
-                .take_while(|(n, _)| *n <= to_block)
-                .count();
-            self.cursor.recent.truncate(keep);
-            self.cursor.next_block = to_block + 1;
-            tracing::warn!(to_block, "chain reorganised; rewinding the event follower");
-            return Ok(Some(FollowerUpdate::Reorg {
-                to_block,
-                cursor: self.cursor.clone(),
-            }));
-        }
         let head = self
             .provider
             .get_block_number()
@@ -160,18 +151,25 @@ impl EventFollower {
         let safe = head.saturating_sub(self.config.confirmations);
         let from = self.cursor.next_block;
         if from > safe {
-            return Ok(None);
+            // No new block: only the remembered ones can have changed.
+            return self.rewind_if_reorged().await;
         }
-        let to = safe.min(from.saturating_add(self.config.max_range.max(1) - 1));
-        let (from_hash, parent) = self.header(from).await?.ok_or(Error::MissingBlock(from))?;
+        let Some((from_hash, parent)) = self.header(from).await? else {
+            // The head moved back since it was read: a reorg to a shorter chain.
+            return self.rewind_if_reorged().await;
+        };
         if let Some((n, h)) = self.cursor.recent.last()
             && *n + 1 == from
             && *h != parent
         {
-            // A reorg between the check above and now; the next poll finds it.
-            return Ok(None);
+            return self.rewind_if_reorged().await;
         }
-        let to_hash = self.block_hash(to).await?;
+        let to = safe.min(from.saturating_add(self.config.max_range.max(1) - 1));
+        let to_hash = if to == from {
+            from_hash
+        } else {
+            self.block_hash(to).await?
+        };
         let filter = Filter::new()
             .address(vec![self.market, self.registry])
             .from_block(from)
@@ -181,9 +179,6 @@ impl EventFollower {
             .get_logs(&filter)
             .await
             .map_err(Error::rpc("eth_getLogs"))?;
-        if self.block_hash(to).await? != to_hash {
-            return Ok(None);
-        }
         let mut events = Vec::with_capacity(logs.len());
         let mut seen = Vec::new();
         for log in &logs {
@@ -223,6 +218,27 @@ impl EventFollower {
             caught_up: to == safe,
             cursor: self.cursor.clone(),
         })))
+    }
+
+    /// A reorg notice when the newest remembered block is no longer on the chain (the cursor
+    /// rewound to the newest remembered block that still is), otherwise nothing.
+    async fn rewind_if_reorged(&mut self) -> Result<Option<FollowerUpdate>> {
+        let Some(to_block) = self.find_reorg().await? else {
+            return Ok(None);
+        };
+        let keep = self
+            .cursor
+            .recent
+            .iter()
+            .take_while(|(n, _)| *n <= to_block)
+            .count();
+        self.cursor.recent.truncate(keep);
+        self.cursor.next_block = to_block + 1;
+        tracing::warn!(to_block, "chain reorganised; rewinding the event follower");
+        Ok(Some(FollowerUpdate::Reorg {
+            to_block,
+            cursor: self.cursor.clone(),
+        }))
     }
 
     /// When the newest remembered block is no longer on the chain: the newest remembered block

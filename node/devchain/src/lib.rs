@@ -271,12 +271,21 @@ impl DevChain {
         method: &str,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, RpcError> {
-        rpc::dispatch(self, method, params)
+        let raw = rpc::dispatch(self, method, params)?;
+        serde_json::from_str(raw.get())
+            .map_err(|e| RpcError::server(format!("internal error: {e}")))
     }
 
     /// Answers a JSON-RPC request body (a single call or a batch) in-process; `None` when
     /// nothing is to be answered (a notification, or a batch of notifications).
     pub fn handle_body(&self, body: &[u8]) -> Option<serde_json::Value> {
+        let bytes = rpc::handle_body(self, body)?;
+        Some(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// [`DevChain::handle_body`], answering with the response's JSON bytes (what the HTTP
+    /// server sends).
+    pub fn handle_body_bytes(&self, body: &[u8]) -> Option<Vec<u8>> {
         rpc::handle_body(self, body)
     }
 

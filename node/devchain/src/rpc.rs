@@ -10,6 +10,7 @@ use alloy::rpc::types::{
 };
 use alloy::signers::SignerSync;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::DevChain;
@@ -19,68 +20,122 @@ use crate::error::RpcError;
 /// Most calls in one batch request.
 pub const MAX_BATCH: usize = 1000;
 
-type RpcResult = Result<Value, RpcError>;
+/// A call's result, serialized once (blocks, receipts and logs are not built as `Value`s
+/// first).
+type RpcResult = Result<Box<RawValue>, RpcError>;
 
-/// Answers a request body: one call or a batch. `None` for a notification (a call without
-/// an `id`) or an all-notification batch: JSON-RPC 2.0 answers neither.
-pub fn handle_body(dc: &DevChain, body: &[u8]) -> Option<Value> {
-    let parsed: Value = match serde_json::from_slice(body) {
+/// Answers a request body (one call or a batch) with the JSON response's bytes. `None` for a
+/// notification (a call without an `id`) or an all-notification batch: JSON-RPC 2.0 answers
+/// neither.
+pub fn handle_body(dc: &DevChain, body: &[u8]) -> Option<Vec<u8>> {
+    let parsed: Box<RawValue> = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             return Some(error_response(
-                Value::Null,
-                RpcError::parse(format!("invalid JSON: {e}")),
+                RawValue::NULL,
+                &RpcError::parse(format!("invalid JSON: {e}")),
             ));
         }
     };
-    match parsed {
-        Value::Array(calls) => {
+    match serde_json::from_str::<Vec<Box<RawValue>>>(parsed.get()) {
+        Ok(calls) => {
             if calls.is_empty() {
                 return Some(error_response(
-                    Value::Null,
-                    RpcError::invalid_request("empty batch"),
+                    RawValue::NULL,
+                    &RpcError::invalid_request("empty batch"),
                 ));
             }
             if calls.len() > MAX_BATCH {
                 return Some(error_response(
-                    Value::Null,
-                    RpcError::invalid_request(format!(
+                    RawValue::NULL,
+                    &RpcError::invalid_request(format!(
                         "batch of {} calls; at most {MAX_BATCH} allowed",
                         calls.len()
                     )),
                 ));
             }
-            let out: Vec<Value> = calls
+            let out: Vec<Vec<u8>> = calls
                 .into_iter()
-                .filter_map(|c| handle_call(dc, c))
+                .filter_map(|c| handle_call(dc, &c))
                 .collect();
             if out.is_empty() {
-                None
-            } else {
-                Some(Value::Array(out))
+                return None;
             }
+            let mut bytes = Vec::with_capacity(out.iter().map(|o| o.len() + 1).sum::<usize>() + 1);
+            bytes.push(b'[');
+            for (i, o) in out.iter().enumerate() {
+                if i > 0 {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(o);
+            }
+            bytes.push(b']');
+            Some(bytes)
         }
-        call => handle_call(dc, call),
+        Err(_) => handle_call(dc, &parsed),
     }
 }
 
-fn error_response(id: Value, e: RpcError) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id, "error": e })
+/// A call's `id` as it was written (a number is echoed digit for digit).
+#[derive(serde::Deserialize)]
+struct CallId<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
 }
 
-fn handle_call(dc: &DevChain, call: Value) -> Option<Value> {
-    let Value::Object(mut obj) = call else {
+/// One response object, written straight to bytes.
+#[derive(serde::Serialize)]
+struct Reply<'a> {
+    jsonrpc: &'static str,
+    id: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RpcError>,
+}
+
+impl Reply<'_> {
+    fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail; an error object stands in regardless.
+        serde_json::to_vec(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"internal error: {e}"}}}}"#
+            )
+            .into_bytes()
+        })
+    }
+}
+
+fn error_response(id: &RawValue, e: &RpcError) -> Vec<u8> {
+    Reply {
+        jsonrpc: "2.0",
+        id,
+        result: None,
+        error: Some(e),
+    }
+    .to_bytes()
+}
+
+fn handle_call(dc: &DevChain, raw: &RawValue) -> Option<Vec<u8>> {
+    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(raw.get()) else {
         return Some(error_response(
-            Value::Null,
-            RpcError::invalid_request("a call must be a JSON object"),
+            RawValue::NULL,
+            &RpcError::invalid_request("a call must be a JSON object"),
         ));
     };
     let is_notification = !obj.contains_key("id");
-    let id = obj.remove("id").unwrap_or(Value::Null);
+    // A repeated "id" key fails the borrowed read: the last one, as parsed, is echoed.
+    let parsed_id = obj
+        .get("id")
+        .and_then(|v| serde_json::value::to_raw_value(v).ok());
+    let id = match serde_json::from_str::<CallId>(raw.get()) {
+        Ok(CallId { id: Some(id) }) => id,
+        _ => parsed_id.as_deref().unwrap_or(RawValue::NULL),
+    };
     let Some(Value::String(method)) = obj.remove("method") else {
         return Some(error_response(
             id,
-            RpcError::invalid_request("missing \"method\""),
+            &RpcError::invalid_request("missing \"method\""),
         ));
     };
     let params = obj.remove("params").unwrap_or(Value::Null);
@@ -89,10 +144,16 @@ fn handle_call(dc: &DevChain, call: Value) -> Option<Value> {
         return None;
     }
     Some(match result {
-        Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
+        Ok(v) => Reply {
+            jsonrpc: "2.0",
+            id,
+            result: Some(&v),
+            error: None,
+        }
+        .to_bytes(),
         Err(e) => {
             tracing::debug!(%method, error = %e, "JSON-RPC error");
-            error_response(id, e)
+            error_response(id, &e)
         }
     })
 }
@@ -134,7 +195,12 @@ fn q(n: u64) -> Value {
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> RpcResult {
-    serde_json::to_value(v).map_err(|e| RpcError::server(format!("internal error: {e}")))
+    serde_json::value::to_raw_value(&v)
+        .map_err(|e| RpcError::server(format!("internal error: {e}")))
+}
+
+fn raw(v: Value) -> RpcResult {
+    to_value(v)
 }
 
 fn block_number_of(chain: &Chain, tag: BlockNumberOrTag) -> u64 {
@@ -252,7 +318,7 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         return Err(RpcError::invalid_params("params must be an array"));
     }
     match method {
-        "web3_clientVersion" => Ok(json!(concat!(
+        "web3_clientVersion" => raw(json!(concat!(
             "shoal-devchain/v",
             env!("CARGO_PKG_VERSION")
         ))),
@@ -260,12 +326,12 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             let (data,): (Bytes,) = params(p, 1)?;
             to_value(keccak256(&data))
         }
-        "net_version" => Ok(json!(dc.chain_id().to_string())),
-        "net_listening" => Ok(json!(true)),
-        "net_peerCount" => Ok(q(0)),
-        "eth_chainId" => Ok(q(dc.chain_id())),
-        "eth_syncing" | "eth_mining" => Ok(json!(method == "eth_mining")),
-        "eth_hashrate" => Ok(q(0)),
+        "net_version" => raw(json!(dc.chain_id().to_string())),
+        "net_listening" => raw(json!(true)),
+        "net_peerCount" => raw(q(0)),
+        "eth_chainId" => raw(q(dc.chain_id())),
+        "eth_syncing" | "eth_mining" => raw(json!(method == "eth_mining")),
+        "eth_hashrate" => raw(q(0)),
         "eth_coinbase" => to_value(Address::ZERO),
         "eth_accounts" => to_value(
             dc.dev_accounts()
@@ -273,13 +339,13 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
                 .map(|a| a.address)
                 .collect::<Vec<_>>(),
         ),
-        "eth_blockNumber" => Ok(q(dc.chain().height())),
+        "eth_blockNumber" => raw(q(dc.chain().height())),
         "eth_gasPrice" => {
             let base = dc.chain().next_base_fee();
             to_value(U256::from(u128::from(base) + SUGGESTED_TIP))
         }
         "eth_maxPriorityFeePerGas" => to_value(U256::from(SUGGESTED_TIP)),
-        "eth_blobBaseFee" => Ok(q(1)),
+        "eth_blobBaseFee" => raw(q(1)),
         "eth_feeHistory" => {
             let (count, newest, percentiles): (Value, Option<BlockNumberOrTag>, Option<Vec<f64>>) =
                 params(p, 3)?;
@@ -303,12 +369,12 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             if method == "eth_getTransactionCount"
                 && matches!(block, Some(BlockId::Number(BlockNumberOrTag::Pending)))
             {
-                return Ok(q(chain.pending_nonce(&addr)));
+                return raw(q(chain.pending_nonce(&addr)));
             }
             check_state_block(&chain, block)?;
             match method {
                 "eth_getBalance" => to_value(chain.account(&addr).balance),
-                "eth_getTransactionCount" => Ok(q(chain.account(&addr).nonce)),
+                "eth_getTransactionCount" => raw(q(chain.account(&addr).nonce)),
                 _ => to_value(chain.code(&addr)),
             }
         }
@@ -332,7 +398,7 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             if !matches!(block, Some(BlockId::Number(BlockNumberOrTag::Pending))) {
                 check_state_block(&chain, block)?;
             }
-            Ok(q(chain.estimate_gas(&req)?))
+            raw(q(chain.estimate_gas(&req)?))
         }
         "eth_sendRawTransaction" => {
             let (raw,): (Bytes,) = params(p, 1)?;
@@ -359,7 +425,7 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
                     effective_gas_price: None,
                     block_timestamp: None,
                 }),
-                None => Ok(Value::Null),
+                None => raw(Value::Null),
             }
         }
         "eth_getTransactionReceipt" => {
@@ -367,7 +433,7 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             let chain = dc.chain();
             match chain.mined_tx(&hash) {
                 Some((b, i)) => to_value(rpc_receipt(b, i, &b.txs[i])),
-                None => Ok(Value::Null),
+                None => raw(Value::Null),
             }
         }
         "eth_getBlockReceipts" => {
@@ -381,7 +447,7 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
                         .map(|(i, t)| rpc_receipt(b, i, t))
                         .collect::<Vec<_>>(),
                 ),
-                None => Ok(Value::Null),
+                None => raw(Value::Null),
             }
         }
         "eth_getBlockByNumber" | "eth_getBlockByHash" => {
@@ -389,25 +455,25 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             let chain = dc.chain();
             match block_of(&chain, Some(id)) {
                 Some(b) => rpc_block(b, full.unwrap_or(false)),
-                None => Ok(Value::Null),
+                None => raw(Value::Null),
             }
         }
         "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
             let (id,): (BlockId,) = params(p, 1)?;
             let chain = dc.chain();
-            Ok(block_of(&chain, Some(id))
+            raw(block_of(&chain, Some(id))
                 .map(|b| q(b.txs.len() as u64))
                 .unwrap_or(Value::Null))
         }
-        "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => Ok(q(0)),
-        "eth_getUncleByBlockNumberAndIndex" | "eth_getUncleByBlockHashAndIndex" => Ok(Value::Null),
+        "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => raw(q(0)),
+        "eth_getUncleByBlockNumberAndIndex" | "eth_getUncleByBlockHashAndIndex" => raw(Value::Null),
         "eth_getTransactionByBlockNumberAndIndex" | "eth_getTransactionByBlockHashAndIndex" => {
             let (id, index): (BlockId, Value) = params(p, 2)?;
             let index = quantity(&index)? as usize;
             let chain = dc.chain();
             match block_of(&chain, Some(id)).and_then(|b| b.txs.get(index).map(|t| (b, t))) {
                 Some((b, t)) => to_value(rpc_tx(b, index, t)),
-                None => Ok(Value::Null),
+                None => raw(Value::Null),
             }
         }
         "eth_getLogs" => {
@@ -418,13 +484,13 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
         }
         "eth_newFilter" => {
             let (filter,): (Filter,) = params(p, 1)?;
-            Ok(q(dc.chain().new_filter(FilterKind::Logs(Box::new(filter)))))
+            raw(q(dc.chain().new_filter(FilterKind::Logs(Box::new(filter)))))
         }
-        "eth_newBlockFilter" => Ok(q(dc.chain().new_filter(FilterKind::Blocks))),
+        "eth_newBlockFilter" => raw(q(dc.chain().new_filter(FilterKind::Blocks))),
         "eth_newPendingTransactionFilter" => {
-            Ok(q(dc.chain().new_filter(FilterKind::PendingTransactions)))
+            raw(q(dc.chain().new_filter(FilterKind::PendingTransactions)))
         }
-        "eth_uninstallFilter" => Ok(json!(dc.chain().uninstall_filter(filter_id(p)?))),
+        "eth_uninstallFilter" => raw(json!(dc.chain().uninstall_filter(filter_id(p)?))),
         "eth_getFilterChanges" => match dc.chain().filter_changes(filter_id(p)?)? {
             FilterChanges::Hashes(h) => to_value(h),
             FilterChanges::Logs(l) => to_value(l),
@@ -441,7 +507,7 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
                     Some(v) => Some(quantity(&v)?),
                 };
                 chain.mine(ts)?;
-                return Ok(json!("0x0"));
+                return raw(json!("0x0"));
             }
             let count = a.as_ref().map(quantity).transpose()?.unwrap_or(1);
             let interval = b.as_ref().map(quantity).transpose()?;
@@ -457,18 +523,18 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
                 };
                 chain.mine(ts)?;
             }
-            Ok(Value::Null)
+            raw(Value::Null)
         }
         "evm_increaseTime" | "anvil_increaseTime" => {
             let (secs,): (Value,) = params(p, 1)?;
             let secs = i64::try_from(quantity(&secs)?)
                 .map_err(|_| RpcError::invalid_params("time too large"))?;
-            Ok(q(dc.chain().increase_time(secs)? as u64))
+            raw(q(dc.chain().increase_time(secs)? as u64))
         }
         "evm_setNextBlockTimestamp" | "anvil_setNextBlockTimestamp" => {
             let (ts,): (Value,) = params(p, 1)?;
             dc.chain().set_next_timestamp(quantity(&ts)?)?;
-            Ok(Value::Null)
+            raw(Value::Null)
         }
         "evm_setAutomine" | "anvil_setAutomine" => {
             let (on,): (bool,) = params(p, 1)?;
@@ -477,33 +543,33 @@ pub fn dispatch(dc: &DevChain, method: &str, p: Value) -> RpcResult {
             if on {
                 chain.mine(None)?;
             }
-            Ok(Value::Null)
+            raw(Value::Null)
         }
-        "anvil_getAutomine" | "hardhat_getAutomine" => Ok(json!(dc.chain().automine)),
-        "evm_snapshot" | "anvil_snapshot" => Ok(q(dc.chain().snapshot()?)),
+        "anvil_getAutomine" | "hardhat_getAutomine" => raw(json!(dc.chain().automine)),
+        "evm_snapshot" | "anvil_snapshot" => raw(q(dc.chain().snapshot()?)),
         "evm_revert" | "anvil_revert" => {
             let (id,): (Value,) = params(p, 1)?;
-            Ok(json!(dc.chain().revert(quantity(&id)?)?))
+            raw(json!(dc.chain().revert(quantity(&id)?)?))
         }
         "anvil_setBalance" | "hardhat_setBalance" => {
             let (addr, bal): (Address, U256) = params(p, 2)?;
             dc.chain().set_balance(addr, bal)?;
-            Ok(json!(true))
+            raw(json!(true))
         }
         "anvil_setCode" | "hardhat_setCode" => {
             let (addr, code): (Address, Bytes) = params(p, 2)?;
             dc.chain().set_code(addr, code)?;
-            Ok(json!(true))
+            raw(json!(true))
         }
         "anvil_setNonce" | "hardhat_setNonce" => {
             let (addr, nonce): (Address, Value) = params(p, 2)?;
             dc.chain().set_nonce(addr, quantity(&nonce)?)?;
-            Ok(json!(true))
+            raw(json!(true))
         }
         "anvil_setStorageAt" | "hardhat_setStorageAt" => {
             let (addr, slot, value): (Address, U256, B256) = params(p, 3)?;
             dc.chain().set_storage(addr, slot, value)?;
-            Ok(json!(true))
+            raw(json!(true))
         }
         _ => Err(RpcError::method_not_found(method)),
     }

@@ -44,8 +44,13 @@ async fn handle(State(dc): State<DevChain>, body: Body) -> Response {
             );
         }
     };
-    match dc.handle_body(&bytes) {
-        Some(v) => json_response(StatusCode::OK, v),
+    match dc.handle_body_bytes(&bytes) {
+        Some(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
 }

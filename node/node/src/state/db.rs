@@ -673,6 +673,7 @@ impl StateStore {
 mod tests {
     use super::*;
     use shoal_api::Role;
+    use shoal_chain::B256;
 
     /// The open-execution count follows every write path and survives a reopen.
     #[test]
@@ -702,6 +703,54 @@ mod tests {
         drop(store);
         let reopened = StateStore::open(&path)?;
         assert_eq!(reopened.open_executions(), 1, "rebuilt from the records");
+        Ok(())
+    }
+
+    /// Decisions and steps are read back at once, reach the file within a few writer
+    /// periods, and a `committed` step is on disk (with what was written before it) when its
+    /// write returns.
+    #[test]
+    fn lazy_writes_are_read_back_then_committed_and_committed_steps_at_once() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("creating", Path::new("tmp"), e))?;
+        let store = StateStore::open(&dir.path().join("state.redb"))?;
+        let on_disk = |id: JobId| store.get::<Execution>(EXECUTIONS, key(id));
+        let (a, b, c) = (JobId::from(1u64), JobId::from(2u64), JobId::from(3u64));
+        let decision = BidDecision {
+            bid: true,
+            reason: "test".into(),
+            price: None,
+            at: 0,
+        };
+        store.put_decision(
+            a,
+            &decision,
+            Some(&Execution::new(a, Role::Worker, Step::Bidding)),
+        )?;
+        store.put_execution(&Execution::new(b, Role::Worker, Step::Running))?;
+        assert_eq!(store.decision(a)?.map(|d| d.reason), Some("test".into()));
+        assert_eq!(store.execution(b)?.map(|e| e.step), Some(Step::Running));
+        assert_eq!(store.executions()?.len(), 2);
+        let deadline = Instant::now() + FLUSH_EVERY * 50;
+        while on_disk(b)?.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the writer thread never committed"
+            );
+            std::thread::sleep(FLUSH_EVERY / 4);
+        }
+        assert!(on_disk(a)?.is_some(), "written in the same commit");
+
+        // A lazy step, then a committed one: both on disk when the second write returns.
+        store.put_execution(&Execution::new(a, Role::Worker, Step::Running))?;
+        let committed = Step::Committed {
+            result_hash: B256::repeat_byte(1),
+            result_cid: "bafy".into(),
+            salt: B256::repeat_byte(2),
+            commit_confirmed: false,
+        };
+        store.put_execution(&Execution::new(c, Role::Worker, committed.clone()))?;
+        assert_eq!(on_disk(c)?.map(|e| e.step), Some(committed));
+        assert_eq!(on_disk(a)?.map(|e| e.step), Some(Step::Running));
         Ok(())
     }
 }

@@ -1,12 +1,13 @@
 //! The pinset on disk: `<data_dir>/pins.redb`, so a restart keeps it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::state::{PinCid, PinEntry, PinSet, StatusEntry};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::state::DbFile;
 
 const PINS: TableDefinition<&str, &[u8]> = TableDefinition::new("pins");
 const STATUS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("status");
@@ -18,8 +19,7 @@ const CLOCK: &str = "clock";
 
 /// The pinset database.
 pub(crate) struct PinDb {
-    db: Database,
-    path: PathBuf,
+    file: DbFile,
 }
 
 /// What a pinned CID was before the pinset took it.
@@ -31,82 +31,59 @@ pub(crate) struct Held {
 
 impl PinDb {
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let err = |e: &dyn std::fmt::Display| Error::Db {
-            path: path.into(),
-            reason: e.to_string(),
-        };
-        let db = Database::create(path).map_err(|e| err(&e))?;
         let me = Self {
-            db,
-            path: path.into(),
+            file: DbFile::open(path)?,
         };
-        let txn = me.begin_write()?;
+        let txn = me.file.begin_write()?;
         {
-            txn.open_table(PINS).map_err(|e| me.err(e))?;
-            txn.open_table(STATUS).map_err(|e| me.err(e))?;
-            txn.open_table(META).map_err(|e| me.err(e))?;
-            txn.open_table(HELD).map_err(|e| me.err(e))?;
+            txn.open_table(PINS).map_err(|e| me.file.err(e))?;
+            txn.open_table(STATUS).map_err(|e| me.file.err(e))?;
+            txn.open_table(META).map_err(|e| me.file.err(e))?;
+            txn.open_table(HELD).map_err(|e| me.file.err(e))?;
         }
-        me.commit(txn)?;
+        me.file.commit(txn)?;
         Ok(me)
-    }
-
-    /// A write transaction, waited for off the runtime's worker ([`crate::state::blocking`]).
-    fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))
-    }
-
-    /// Commits `txn`; a durable commit's fsync is waited for off the runtime's worker.
-    fn commit(&self, txn: redb::WriteTransaction) -> Result<()> {
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Db {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
     }
 
     /// The saved pinset and the CIDs held here.
     pub(crate) fn load(&self) -> Result<(PinSet, BTreeMap<PinCid, Held>)> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.file.begin_read()?;
         let mut set = PinSet::default();
         fn decode<T: serde::de::DeserializeOwned>(db: &PinDb, b: &[u8]) -> Result<T> {
-            serde_json::from_slice(b).map_err(|e| db.err(format!("corrupt pin record: {e}")))
+            serde_json::from_slice(b).map_err(|e| db.file.err(format!("corrupt pin record: {e}")))
         }
         for row in txn
             .open_table(PINS)
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.file.err(e))?
             .iter()
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.file.err(e))?
         {
-            let (_, v) = row.map_err(|e| self.err(e))?;
+            let (_, v) = row.map_err(|e| self.file.err(e))?;
             let e: PinEntry = decode(self, v.value())?;
             set.merge_pin(e);
         }
         for row in txn
             .open_table(STATUS)
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.file.err(e))?
             .iter()
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.file.err(e))?
         {
-            let (_, v) = row.map_err(|e| self.err(e))?;
+            let (_, v) = row.map_err(|e| self.file.err(e))?;
             let e: StatusEntry = decode(self, v.value())?;
             set.merge_status(e);
         }
-        let meta = txn.open_table(META).map_err(|e| self.err(e))?;
-        if let Some(c) = meta.get(CLOCK).map_err(|e| self.err(e))? {
+        let meta = txn.open_table(META).map_err(|e| self.file.err(e))?;
+        if let Some(c) = meta.get(CLOCK).map_err(|e| self.file.err(e))? {
             set.clock = set.clock.max(c.value());
         }
         let mut held = BTreeMap::new();
         for row in txn
             .open_table(HELD)
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.file.err(e))?
             .iter()
-            .map_err(|e| self.err(e))?
+            .map_err(|e| self.file.err(e))?
         {
-            let (k, v) = row.map_err(|e| self.err(e))?;
+            let (k, v) = row.map_err(|e| self.file.err(e))?;
             if let Ok(c) = shoal_store::parse_cid(k.value()) {
                 held.insert(
                     PinCid(c),
@@ -129,48 +106,48 @@ impl PinDb {
         clock: u64,
         durable: bool,
     ) -> Result<()> {
-        let mut txn = self.begin_write()?;
+        let mut txn = self.file.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.file.err(e))?;
         }
         {
-            let mut t = txn.open_table(PINS).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(PINS).map_err(|e| self.file.err(e))?;
             for e in pins {
-                let bytes = serde_json::to_vec(e).map_err(|e| self.err(e))?;
+                let bytes = serde_json::to_vec(e).map_err(|e| self.file.err(e))?;
                 t.insert(e.cid.to_string().as_str(), bytes.as_slice())
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.file.err(e))?;
             }
-            let mut t = txn.open_table(STATUS).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(STATUS).map_err(|e| self.file.err(e))?;
             for e in status {
-                let bytes = serde_json::to_vec(e).map_err(|e| self.err(e))?;
+                let bytes = serde_json::to_vec(e).map_err(|e| self.file.err(e))?;
                 let (c, p) = (e.cid.to_string(), e.peer.to_string());
                 t.insert((c.as_str(), p.as_str()), bytes.as_slice())
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.file.err(e))?;
             }
-            let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
-            t.insert(CLOCK, clock).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(META).map_err(|e| self.file.err(e))?;
+            t.insert(CLOCK, clock).map_err(|e| self.file.err(e))?;
         }
-        self.commit(txn)
+        self.file.commit(txn)
     }
 
     /// Records that this node holds `cid` for the pinset (`None`: no longer).
     pub(crate) fn set_held(&self, cid: PinCid, held: Option<Held>) -> Result<()> {
-        let txn = self.begin_write()?;
+        let txn = self.file.begin_write()?;
         {
-            let mut t = txn.open_table(HELD).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(HELD).map_err(|e| self.file.err(e))?;
             let k = cid.to_string();
             match held {
                 Some(h) => {
                     t.insert(k.as_str(), u8::from(h.pinned_before))
-                        .map_err(|e| self.err(e))?;
+                        .map_err(|e| self.file.err(e))?;
                 }
                 None => {
-                    t.remove(k.as_str()).map_err(|e| self.err(e))?;
+                    t.remove(k.as_str()).map_err(|e| self.file.err(e))?;
                 }
             }
         }
-        self.commit(txn)
+        self.file.commit(txn)
     }
 }
 

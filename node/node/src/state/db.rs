@@ -5,14 +5,15 @@
 //! [`FLUSH_EVERY`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::DbFile;
 use crate::error::{Error, Result};
 use shoal_api::{BidDecision, EventRecord, Execution, JobId, JobView, Step, WatchCheck};
 use shoal_chain::{Cursor, U256};
@@ -64,8 +65,7 @@ pub struct StateStore {
 }
 
 struct Shared {
-    db: Database,
-    path: PathBuf,
+    file: DbFile,
     /// When a lazy commit was last made durable.
     last_sync: Mutex<Instant>,
     /// Jobs whose execution by this node is not in a terminal step: an in-memory index kept
@@ -106,7 +106,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Drop for Shared {
     fn drop(&mut self) {
         if let Err(e) = self.flush(true) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot save the last decisions and executions");
+            tracing::warn!(path = %self.file.path.display(), error = %e, "cannot save the last decisions and executions");
         }
     }
 }
@@ -120,7 +120,7 @@ fn spawn_flusher(store: Weak<Shared>) -> std::io::Result<()> {
                 return;
             };
             if let Err(e) = s.flush(false) {
-                tracing::warn!(path = %s.path.display(), error = %e, "cannot save decisions and executions; will retry");
+                tracing::warn!(path = %s.file.path.display(), error = %e, "cannot save decisions and executions; will retry");
             }
         }
     };
@@ -133,29 +133,8 @@ fn spawn_flusher(store: Weak<Shared>) -> std::io::Result<()> {
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
-            .field("path", &self.s.path)
+            .field("path", &self.s.file.path)
             .finish()
-    }
-}
-
-/// Opens the database file; a handle of this process that is still closing (a node being
-/// restarted) is waited for up to a second.
-fn open_db(path: &Path) -> Result<Database> {
-    let mut tries = 0;
-    loop {
-        match Database::create(path) {
-            Ok(db) => return Ok(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => {
-                return Err(Error::Db {
-                    path: path.into(),
-                    reason: e.to_string(),
-                });
-            }
-        }
     }
 }
 
@@ -165,44 +144,27 @@ fn event_key(e: &EventRecord) -> u64 {
 }
 
 impl Shared {
-    /// A write transaction, waited for off the runtime's worker ([`crate::state::blocking`]).
-    fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        crate::state::blocking(|| self.db.begin_write()).map_err(|e| self.err(e))
-    }
-
     /// A write transaction whose commit may be lost in a crash: durable only when the last
     /// durable lazy commit is [`LAZY_SYNC`] old (a durable commit of any kind makes the earlier
     /// ones durable too).
     fn begin_lazy(&self) -> Result<redb::WriteTransaction> {
-        let mut txn = self.begin_write()?;
+        let mut txn = self.file.begin_write()?;
         let mut last = lock(&self.last_sync);
         if last.elapsed() < LAZY_SYNC {
             txn.set_durability(redb::Durability::None)
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.file.err(e))?;
         } else {
             *last = Instant::now();
         }
         Ok(txn)
     }
 
-    /// Commits `txn`; a durable commit's fsync is waited for off the runtime's worker.
-    fn commit(&self, txn: redb::WriteTransaction) -> Result<()> {
-        crate::state::blocking(|| txn.commit()).map_err(|e| self.err(e))
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Db {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
-    }
-
     fn encode<T: Serialize>(&self, v: &T) -> Result<Vec<u8>> {
-        serde_json::to_vec(v).map_err(|e| self.err(e))
+        serde_json::to_vec(v).map_err(|e| self.file.err(e))
     }
 
     fn decode<T: DeserializeOwned>(&self, b: &[u8]) -> Result<T> {
-        serde_json::from_slice(b).map_err(|e| self.err(format!("corrupt record: {e}")))
+        serde_json::from_slice(b).map_err(|e| self.file.err(format!("corrupt record: {e}")))
     }
 
     /// Commits the pending decisions and executions in one transaction: waiting for the disk
@@ -228,21 +190,23 @@ impl Shared {
             (p.seq, decisions, executions)
         };
         let txn = if durable {
-            self.begin_write()?
+            self.file.begin_write()?
         } else {
             self.begin_lazy()?
         };
         {
-            let mut t = txn.open_table(DECISIONS).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(DECISIONS).map_err(|e| self.file.err(e))?;
             for (k, bytes) in &decisions {
-                t.insert(*k, bytes.as_slice()).map_err(|e| self.err(e))?;
+                t.insert(*k, bytes.as_slice())
+                    .map_err(|e| self.file.err(e))?;
             }
-            let mut t = txn.open_table(EXECUTIONS).map_err(|e| self.err(e))?;
+            let mut t = txn.open_table(EXECUTIONS).map_err(|e| self.file.err(e))?;
             for (k, bytes) in &executions {
-                t.insert(*k, bytes.as_slice()).map_err(|e| self.err(e))?;
+                t.insert(*k, bytes.as_slice())
+                    .map_err(|e| self.file.err(e))?;
             }
         }
-        self.commit(txn)?;
+        self.file.commit(txn)?;
         if durable {
             *lock(&self.last_sync) = Instant::now();
         }
@@ -259,11 +223,9 @@ impl StateStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
         }
-        let db = open_db(path)?;
         let store = Self {
             s: Arc::new(Shared {
-                db,
-                path: path.into(),
+                file: DbFile::open(path)?,
                 last_sync: Mutex::new(Instant::now()),
                 open: Mutex::default(),
                 pending: Mutex::default(),
@@ -271,18 +233,21 @@ impl StateStore {
                 jobs: Mutex::default(),
             }),
         };
-        let txn = store.s.begin_write()?;
+        let txn = store.s.file.begin_write()?;
         {
-            txn.open_table(META).map_err(|e| store.s.err(e))?;
-            txn.open_table(JOBS).map_err(|e| store.s.err(e))?;
-            txn.open_table(EVENTS).map_err(|e| store.s.err(e))?;
-            txn.open_table(DECISIONS).map_err(|e| store.s.err(e))?;
-            txn.open_table(EXECUTIONS).map_err(|e| store.s.err(e))?;
-            txn.open_table(WATCHES).map_err(|e| store.s.err(e))?;
-            txn.open_table(SHARD_RESULTS).map_err(|e| store.s.err(e))?;
-            txn.open_table(SHARD_BATCHES).map_err(|e| store.s.err(e))?;
+            txn.open_table(META).map_err(|e| store.s.file.err(e))?;
+            txn.open_table(JOBS).map_err(|e| store.s.file.err(e))?;
+            txn.open_table(EVENTS).map_err(|e| store.s.file.err(e))?;
+            txn.open_table(DECISIONS).map_err(|e| store.s.file.err(e))?;
+            txn.open_table(EXECUTIONS)
+                .map_err(|e| store.s.file.err(e))?;
+            txn.open_table(WATCHES).map_err(|e| store.s.file.err(e))?;
+            txn.open_table(SHARD_RESULTS)
+                .map_err(|e| store.s.file.err(e))?;
+            txn.open_table(SHARD_BATCHES)
+                .map_err(|e| store.s.file.err(e))?;
         }
-        store.s.commit(txn)?;
+        store.s.file.commit(txn)?;
         let open = store
             .executions()?
             .into_iter()
@@ -293,6 +258,7 @@ impl StateStore {
         spawn_flusher(Arc::downgrade(&store.s)).map_err(|e| {
             store
                 .s
+                .file
                 .err(format!("cannot start the state writer thread: {e}"))
         })?;
         Ok(store)
@@ -315,14 +281,14 @@ impl StateStore {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.s.path
+        &self.s.file.path
     }
 
     /// The follower's saved position, if it ever ran.
     pub fn follower_cursor(&self) -> Result<Option<Cursor>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(META).map_err(|e| self.s.err(e))?;
-        match t.get(CURSOR).map_err(|e| self.s.err(e))? {
+        let txn = self.s.file.begin_read()?;
+        let t = txn.open_table(META).map_err(|e| self.s.file.err(e))?;
+        match t.get(CURSOR).map_err(|e| self.s.file.err(e))? {
             Some(g) => Ok(Some(self.s.decode(g.value())?)),
             None => Ok(None),
         }
@@ -345,21 +311,21 @@ impl StateStore {
     ) -> Result<()> {
         let txn = self.s.begin_lazy()?;
         {
-            let mut jt = txn.open_table(JOBS).map_err(|e| self.s.err(e))?;
+            let mut jt = txn.open_table(JOBS).map_err(|e| self.s.file.err(e))?;
             for j in jobs {
                 let bytes = self.s.encode(j)?;
                 jt.insert(key(j.id), bytes.as_slice())
-                    .map_err(|e| self.s.err(e))?;
+                    .map_err(|e| self.s.file.err(e))?;
             }
-            let mut et = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
+            let mut et = txn.open_table(EVENTS).map_err(|e| self.s.file.err(e))?;
             for (id, e) in events {
                 let bytes = self.s.encode(e)?;
                 et.insert((key(*id), event_key(e)), bytes.as_slice())
-                    .map_err(|e| self.s.err(e))?;
+                    .map_err(|e| self.s.file.err(e))?;
             }
         }
         self.put_cursor(&txn, cursor)?;
-        self.s.commit(txn)?;
+        self.s.file.commit(txn)?;
         let mut cache = lock(&self.s.jobs);
         if cache.len() + jobs.len() > JOB_CACHE {
             cache.clear();
@@ -372,20 +338,20 @@ impl StateStore {
 
     /// Stores the follower's position in `txn`.
     fn put_cursor(&self, txn: &redb::WriteTransaction, cursor: &Cursor) -> Result<()> {
-        let mut mt = txn.open_table(META).map_err(|e| self.s.err(e))?;
+        let mut mt = txn.open_table(META).map_err(|e| self.s.file.err(e))?;
         let bytes = self.s.encode(cursor)?;
         mt.insert(CURSOR, bytes.as_slice())
-            .map_err(|e| self.s.err(e))?;
+            .map_err(|e| self.s.file.err(e))?;
         Ok(())
     }
 
     /// Jobs with an event in a block above `block` (what a reorg to `block` voids).
     pub fn jobs_with_events_after(&self, block: u64) -> Result<Vec<JobId>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
+        let txn = self.s.file.begin_read()?;
+        let t = txn.open_table(EVENTS).map_err(|e| self.s.file.err(e))?;
         let mut out: Vec<JobId> = Vec::new();
-        for item in t.iter().map_err(|e| self.s.err(e))? {
-            let (k, _) = item.map_err(|e| self.s.err(e))?;
+        for item in t.iter().map_err(|e| self.s.file.err(e))? {
+            let (k, _) = item.map_err(|e| self.s.file.err(e))?;
             let (job, key) = k.value();
             if key >> 24 > block && out.last() != Some(&id_of(job)) {
                 out.push(id_of(job));
@@ -412,43 +378,43 @@ impl StateStore {
             }
         }
         lock(&self.s.jobs).clear();
-        let txn = self.s.begin_write()?;
+        let txn = self.s.file.begin_write()?;
         {
-            let mut jt = txn.open_table(JOBS).map_err(|e| self.s.err(e))?;
-            let mut et = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
+            let mut jt = txn.open_table(JOBS).map_err(|e| self.s.file.err(e))?;
+            let mut et = txn.open_table(EVENTS).map_err(|e| self.s.file.err(e))?;
             let all = rebuilt
                 .iter()
                 .map(|(j, _)| j.id)
                 .chain(forgotten.iter().copied());
             for id in all {
                 et.retain_in((key(id), 0)..=(key(id), u64::MAX), |_, _| false)
-                    .map_err(|e| self.s.err(e))?;
+                    .map_err(|e| self.s.file.err(e))?;
             }
             // A job posted above the fork never existed on the chain that won: this node's
             // decision and execution for it go too (its id may be reused by another job).
-            let mut dt = txn.open_table(DECISIONS).map_err(|e| self.s.err(e))?;
-            let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.s.err(e))?;
-            let mut wt = txn.open_table(WATCHES).map_err(|e| self.s.err(e))?;
+            let mut dt = txn.open_table(DECISIONS).map_err(|e| self.s.file.err(e))?;
+            let mut xt = txn.open_table(EXECUTIONS).map_err(|e| self.s.file.err(e))?;
+            let mut wt = txn.open_table(WATCHES).map_err(|e| self.s.file.err(e))?;
             for id in forgotten {
                 lock(&self.s.open).remove(id);
-                jt.remove(key(*id)).map_err(|e| self.s.err(e))?;
-                dt.remove(key(*id)).map_err(|e| self.s.err(e))?;
-                xt.remove(key(*id)).map_err(|e| self.s.err(e))?;
-                wt.remove(key(*id)).map_err(|e| self.s.err(e))?;
+                jt.remove(key(*id)).map_err(|e| self.s.file.err(e))?;
+                dt.remove(key(*id)).map_err(|e| self.s.file.err(e))?;
+                xt.remove(key(*id)).map_err(|e| self.s.file.err(e))?;
+                wt.remove(key(*id)).map_err(|e| self.s.file.err(e))?;
             }
             for (job, events) in rebuilt {
                 let bytes = self.s.encode(job)?;
                 jt.insert(key(job.id), bytes.as_slice())
-                    .map_err(|e| self.s.err(e))?;
+                    .map_err(|e| self.s.file.err(e))?;
                 for e in events {
                     let bytes = self.s.encode(e)?;
                     et.insert((key(job.id), event_key(e)), bytes.as_slice())
-                        .map_err(|e| self.s.err(e))?;
+                        .map_err(|e| self.s.file.err(e))?;
                 }
             }
         }
         self.put_cursor(&txn, cursor)?;
-        let done = self.s.commit(txn);
+        let done = self.s.file.commit(txn);
         lock(&self.s.jobs).clear();
         done
     }
@@ -458,9 +424,9 @@ impl StateStore {
         table: TableDefinition<Key, &[u8]>,
         key: Key,
     ) -> Result<Option<T>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(table).map_err(|e| self.s.err(e))?;
-        match t.get(key).map_err(|e| self.s.err(e))? {
+        let txn = self.s.file.begin_read()?;
+        let t = txn.open_table(table).map_err(|e| self.s.file.err(e))?;
+        match t.get(key).map_err(|e| self.s.file.err(e))? {
             Some(g) => Ok(Some(self.s.decode(g.value())?)),
             None => Ok(None),
         }
@@ -468,20 +434,21 @@ impl StateStore {
 
     fn put<T: Serialize>(&self, table: TableDefinition<Key, &[u8]>, key: Key, v: &T) -> Result<()> {
         let bytes = self.s.encode(v)?;
-        let txn = self.s.begin_write()?;
+        let txn = self.s.file.begin_write()?;
         {
-            let mut t = txn.open_table(table).map_err(|e| self.s.err(e))?;
-            t.insert(key, bytes.as_slice()).map_err(|e| self.s.err(e))?;
+            let mut t = txn.open_table(table).map_err(|e| self.s.file.err(e))?;
+            t.insert(key, bytes.as_slice())
+                .map_err(|e| self.s.file.err(e))?;
         }
-        self.s.commit(txn)
+        self.s.file.commit(txn)
     }
 
     fn all<T: DeserializeOwned>(&self, table: TableDefinition<Key, &[u8]>) -> Result<Vec<T>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(table).map_err(|e| self.s.err(e))?;
+        let txn = self.s.file.begin_read()?;
+        let t = txn.open_table(table).map_err(|e| self.s.file.err(e))?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.s.err(e))? {
-            let (_, v) = item.map_err(|e| self.s.err(e))?;
+        for item in t.iter().map_err(|e| self.s.file.err(e))? {
+            let (_, v) = item.map_err(|e| self.s.file.err(e))?;
             out.push(self.s.decode(v.value())?);
         }
         Ok(out)
@@ -512,14 +479,14 @@ impl StateStore {
 
     /// A job's events in chain order.
     pub fn events(&self, id: JobId) -> Result<Vec<EventRecord>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(EVENTS).map_err(|e| self.s.err(e))?;
+        let txn = self.s.file.begin_read()?;
+        let t = txn.open_table(EVENTS).map_err(|e| self.s.file.err(e))?;
         let mut out = Vec::new();
         for item in t
             .range((key(id), 0)..=(key(id), u64::MAX))
-            .map_err(|e| self.s.err(e))?
+            .map_err(|e| self.s.file.err(e))?
         {
-            let (_, v) = item.map_err(|e| self.s.err(e))?;
+            let (_, v) = item.map_err(|e| self.s.file.err(e))?;
             out.push(self.s.decode(v.value())?);
         }
         Ok(out)
@@ -615,33 +582,39 @@ impl StateStore {
 
     /// The CID of this node's results of shard `shard` of sharded job `job`, once run.
     pub fn shard_result(&self, job: JobId, shard: u32) -> Result<Option<String>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(SHARD_RESULTS).map_err(|e| self.s.err(e))?;
+        let txn = self.s.file.begin_read()?;
+        let t = txn
+            .open_table(SHARD_RESULTS)
+            .map_err(|e| self.s.file.err(e))?;
         Ok(t.get((key(job), shard))
-            .map_err(|e| self.s.err(e))?
+            .map_err(|e| self.s.file.err(e))?
             .map(|v| v.value().to_owned()))
     }
 
     /// Records a shard's results (after they are in the blockstore).
     pub fn put_shard_result(&self, job: JobId, shard: u32, cid: &str) -> Result<()> {
-        let txn = self.s.begin_write()?;
+        let txn = self.s.file.begin_write()?;
         {
-            let mut t = txn.open_table(SHARD_RESULTS).map_err(|e| self.s.err(e))?;
+            let mut t = txn
+                .open_table(SHARD_RESULTS)
+                .map_err(|e| self.s.file.err(e))?;
             t.insert((key(job), shard), cid)
-                .map_err(|e| self.s.err(e))?;
+                .map_err(|e| self.s.file.err(e))?;
         }
-        self.s.commit(txn)
+        self.s.file.commit(txn)
     }
 
     /// This node's work on batch `batch` of sharded job `job`.
     pub fn shard_batch(&self, job: JobId, batch: u32) -> Result<Option<BatchWork>> {
-        let txn = self.s.db.begin_read().map_err(|e| self.s.err(e))?;
-        let t = txn.open_table(SHARD_BATCHES).map_err(|e| self.s.err(e))?;
+        let txn = self.s.file.begin_read()?;
+        let t = txn
+            .open_table(SHARD_BATCHES)
+            .map_err(|e| self.s.file.err(e))?;
         t.get((key(job), batch))
-            .map_err(|e| self.s.err(e))?
+            .map_err(|e| self.s.file.err(e))?
             .map(|v| {
                 serde_json::from_slice(v.value())
-                    .map_err(|e| self.s.err(format!("a batch record: {e}")))
+                    .map_err(|e| self.s.file.err(format!("a batch record: {e}")))
             })
             .transpose()
     }
@@ -649,13 +622,15 @@ impl StateStore {
     /// Records this node's work on a batch (before its commitment is sent).
     pub fn put_shard_batch(&self, job: JobId, batch: u32, w: &BatchWork) -> Result<()> {
         let bytes = self.s.encode(w)?;
-        let txn = self.s.begin_write()?;
+        let txn = self.s.file.begin_write()?;
         {
-            let mut t = txn.open_table(SHARD_BATCHES).map_err(|e| self.s.err(e))?;
+            let mut t = txn
+                .open_table(SHARD_BATCHES)
+                .map_err(|e| self.s.file.err(e))?;
             t.insert((key(job), batch), bytes.as_slice())
-                .map_err(|e| self.s.err(e))?;
+                .map_err(|e| self.s.file.err(e))?;
         }
-        self.s.commit(txn)
+        self.s.file.commit(txn)
     }
 
     /// This node's watcher check of an optimistic job.
@@ -675,6 +650,18 @@ mod tests {
     use shoal_api::Role;
     use shoal_chain::B256;
 
+    /// Records a decision to bid on `id`, with its `bidding` execution.
+    fn bid(store: &StateStore, id: JobId) -> Result<()> {
+        let decision = BidDecision {
+            bid: true,
+            reason: "test".into(),
+            price: None,
+            at: 0,
+        };
+        let exec = Execution::new(id, Role::Worker, Step::Bidding);
+        store.put_decision(id, &decision, Some(&exec))
+    }
+
     /// The open-execution count follows every write path and survives a reopen.
     #[test]
     fn open_executions_follow_writes_and_reopen() -> Result<()> {
@@ -683,17 +670,7 @@ mod tests {
         let store = StateStore::open(&path)?;
         let (a, b) = (JobId::from(1u64), JobId::from(2u64));
         store.put_execution(&Execution::new(a, Role::Worker, Step::Running))?;
-        let decision = BidDecision {
-            bid: true,
-            reason: "test".into(),
-            price: None,
-            at: 0,
-        };
-        store.put_decision(
-            b,
-            &decision,
-            Some(&Execution::new(b, Role::Worker, Step::Bidding)),
-        )?;
+        bid(&store, b)?;
         assert_eq!(store.open_executions(), 2);
         let done = Step::Done {
             reason: "not selected".into(),
@@ -715,17 +692,7 @@ mod tests {
         let store = StateStore::open(&dir.path().join("state.redb"))?;
         let on_disk = |id: JobId| store.get::<Execution>(EXECUTIONS, key(id));
         let (a, b, c) = (JobId::from(1u64), JobId::from(2u64), JobId::from(3u64));
-        let decision = BidDecision {
-            bid: true,
-            reason: "test".into(),
-            price: None,
-            at: 0,
-        };
-        store.put_decision(
-            a,
-            &decision,
-            Some(&Execution::new(a, Role::Worker, Step::Bidding)),
-        )?;
+        bid(&store, a)?;
         store.put_execution(&Execution::new(b, Role::Worker, Step::Running))?;
         assert_eq!(store.decision(a)?.map(|d| d.reason), Some("test".into()));
         assert_eq!(store.execution(b)?.map(|e| e.step), Some(Step::Running));

@@ -3,7 +3,7 @@
 # on an in-process devstack of NODES nodes (embedded devchain): a few jobs one after another,
 # then JOBS jobs posted at RATE per second from CREATORS wallets.
 # Usage: scripts/bench-node.sh [--nodes 10] [--jobs 1000] [--rate 20] [--creators 4]
-#                              [--latency-jobs 5] [--bid-window 5]
+#                              [--latency-jobs 5] [--bid-window 5] [--poll-ms 100] [--distinct true]
 # Prints its figures; docs/benchmarks.md, section "Node", holds the latest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

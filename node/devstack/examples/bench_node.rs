@@ -2,9 +2,12 @@
 //! job on an in-process devstack (embedded devchain, NODES staked nodes).
 //!
 //! `scripts/bench-node.sh [--nodes 10] [--jobs 1000] [--rate 20] [--creators 4]
-//! [--latency-jobs 5] [--bid-window 5] [--poll-ms 100]`: first LATENCY-JOBS jobs one after another
-//! (submit → verified, chain rounds, transactions per job), then JOBS jobs posted at RATE per
-//! second (0: all at once) from CREATORS wallets, followed until every one is verified.
+//! [--latency-jobs 5] [--bid-window 5] [--poll-ms 100] [--distinct true]`: first LATENCY-JOBS jobs one
+//! after another (submit → verified, chain rounds, transactions per job), then JOBS jobs posted
+//! at RATE per second (0: all at once) from CREATORS wallets, followed until every one is
+//! verified. With `--distinct true` each job's spec passes the job's number as an argument, so
+//! every job has its own result (a new CID for the swarm to pin); otherwise every job has the
+//! same result.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,7 @@ struct Args {
     latency_jobs: usize,
     bid_window: u64,
     poll_ms: u64,
+    distinct: bool,
 }
 
 fn args() -> Result<Args> {
@@ -54,6 +58,7 @@ fn args() -> Result<Args> {
         latency_jobs: 5,
         bid_window: 5,
         poll_ms: 100,
+        distinct: false,
     };
     for (flag, v) in shoal_devstack::flags()? {
         match flag.as_str() {
@@ -64,6 +69,7 @@ fn args() -> Result<Args> {
             "--latency-jobs" => a.latency_jobs = v.parse()?,
             "--bid-window" => a.bid_window = v.parse()?,
             "--poll-ms" => a.poll_ms = v.parse()?,
+            "--distinct" => a.distinct = v.parse()?,
             other => {
                 bail!(
                     "unknown flag {other}; see the header of node/devstack/examples/bench_node.rs"
@@ -110,12 +116,24 @@ async fn main() -> Result<()> {
         ))?,
     )
     .await?;
-    let yaml = format!(
-        "name: hello\nengine:\n  wasm:\n    module: ipfs://{module}\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: {}s, exec: 60s, reveal: 60s}}\n",
-        a.bid_window
-    );
-    let spec = JobSpec::from_yaml(&yaml)?;
-    let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
+    // One spec for every job, or (`--distinct`) one per job with the job's number as its
+    // argument, all uploaded before the clock starts.
+    let specs = if a.distinct { a.latency_jobs + jobs } else { 1 };
+    let mut params = Vec::with_capacity(specs);
+    for i in 0..specs {
+        let args = if a.distinct {
+            format!("\n    args: [\"{i}\"]")
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            "name: hello\nengine:\n  wasm:\n    module: ipfs://{module}{args}\ndeal:\n  concurrency: 3\n  confidence: 2\n  min_bids: 3\n  mediation: false\n  windows: {{bid: {}s, exec: 60s, reveal: 60s}}\n",
+            a.bid_window
+        );
+        let spec = JobSpec::from_yaml(&yaml)?;
+        let spec_cid = shoal_store::parse_cid(&upload(&api, spec.to_canonical_json()).await?)?;
+        params.push(shoal_chain::job_params(&spec, spec_cid.to_bytes()));
+    }
     let creator: PrivateKeySigner = stack.creator_key.parse()?;
     let state = stack.nodes[0].state().clone();
     // One client per creator wallet: a transaction manager numbers its nonces locally, so
@@ -141,12 +159,12 @@ async fn main() -> Result<()> {
             .await?;
         clients.push(connect(acct.signer).await?);
     }
-    let params = shoal_chain::job_params(&spec, spec_cid.to_bytes());
-    let clients = std::sync::Arc::new(clients);
+    let (clients, params) = (std::sync::Arc::new(clients), std::sync::Arc::new(params));
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let post = move || {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % clients.len();
-        let (client, params) = (clients[i].clone(), params.clone());
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client = clients[n % clients.len()].clone();
+        let params = params[n % params.len()].clone();
         async move {
             let (id, _) = client.post_job(params).await?;
             anyhow::Ok(id)
@@ -304,8 +322,13 @@ async fn main() -> Result<()> {
     let first = first_verified.unwrap_or_default().as_secs_f64();
     under_load.sort();
     println!(
-        "nodes {nodes}, creator wallets {creators}, bid window {} s",
-        a.bid_window
+        "nodes {nodes}, creator wallets {creators}, bid window {} s, {}",
+        a.bid_window,
+        if a.distinct {
+            "a distinct result per job"
+        } else {
+            "the same result for every job"
+        }
     );
     if !lat.is_empty() {
         println!(

@@ -39,6 +39,8 @@ struct Seen {
     leaving: bool,
     gone: bool,
     labels: BTreeMap<String, String>,
+    /// The pins digest of its last heartbeat, and ours when it arrived.
+    digests: (String, String),
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +157,27 @@ impl Pinning {
             // node has listened for a whole grace period.
             None => now.duration_since(self.started) <= self.cfg.grace(),
         }
+    }
+
+    /// Whether this node is the current sync period's sender of whole maps: of itself and the
+    /// peers heard within the grace period, the one whose hash with the period's number is
+    /// lowest (periods of `sync_interval_secs` on the wall clock).
+    fn sync_turn(&self, inner: &Inner, now: Instant) -> bool {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let period = secs / self.cfg.sync().as_secs().max(1);
+        let rank = |p: &Peer| {
+            alloy::primitives::keccak256(
+                [period.to_be_bytes().as_slice(), &p.0.to_bytes()].concat(),
+            )
+        };
+        let mine = rank(&self.me);
+        !inner
+            .peers
+            .keys()
+            .filter(|p| self.heard(inner, **p, now))
+            .any(|p| rank(p) < mine)
     }
 
     /// Another peer whose heartbeat arrived within the grace period.
@@ -629,6 +652,9 @@ impl Pinning {
         match msg {
             Message::Heartbeat(h) => {
                 let was_live = self.is_live(&inner, from, now) && inner.peers.contains_key(&from);
+                let mine = self.pins_digest(&mut inner);
+                let digests = (h.pins_digest.clone(), mine.clone());
+                let settled = inner.peers.get(&from).is_some_and(|s| s.digests == digests);
                 inner.peers.insert(
                     from,
                     Seen {
@@ -637,6 +663,7 @@ impl Pinning {
                         leaving: h.leaving,
                         gone: h.gone,
                         labels: h.labels.into_iter().take(MAX_LABELS).collect(),
+                        digests,
                     },
                 );
                 if !was_live && !h.gone {
@@ -645,8 +672,15 @@ impl Pinning {
                 if h.gone {
                     tracing::info!(peer = %from, "pinning peer left the swarm");
                 }
-                let mine = self.pins_digest(&mut inner);
-                if h.pins_digest != mine && due(inner.last_full_sync, now, self.cfg.sync()) {
+                // While pins are being added the digests differ because messages are in
+                // flight; were every node to answer with its whole map, the topic would flood
+                // as the pinset grows. So a node answers when neither map changed since the
+                // peer's last heartbeat (a real difference), or when it is this sync period's
+                // sender.
+                if h.pins_digest != mine
+                    && (settled || self.sync_turn(&inner, now))
+                    && due(inner.last_full_sync, now, self.cfg.sync())
+                {
                     inner.send_full = true;
                 }
                 if h.status_digest != inner.set.status_digest(from)

@@ -259,7 +259,7 @@ impl StateStore {
             store
                 .s
                 .file
-                .err(format!("cannot start the state writer thread: {e}"))
+                .err(format!("cannot start the state writer thread ({e}); the process is out of threads or memory: raise its limits (ulimit -u, memory) and start the node again"))
         })?;
         Ok(store)
     }
